@@ -1,0 +1,188 @@
+"""WARC 1.1 archive of raw responses: a rotating writer that uploads to the bucket, and a reader.
+
+Every response the pipeline keeps is written here before extraction sees it,
+so any run can be re-extracted from its WARC files alone. Records are gzip
+compressed one by one (the standard `.warc.gz` layout), so any WARC reader
+(warcio, fastwarc, pywb) can open the files and seek to a record.
+
+Scrapy hands the body over already decompressed, so the stored HTTP headers
+drop `Content-Encoding`/`Transfer-Encoding` (the originals are kept as
+`X-Archive-Orig-*` headers) and `Content-Length` is set to the stored body.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+from w3lib.encoding import html_to_unicode
+from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+log = logging.getLogger(__name__)
+
+#: Extra WARC header fields on response records (WARC 1.1 allows extension fields).
+SOURCE_FIELD = "WARC-X-Source"
+KIND_FIELD = "WARC-X-Kind"
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024  # rotate files at ~100 MiB (compressed)
+_HOP_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+
+
+@dataclass
+class WarcResponse:
+    """One archived HTTP response, as read back from a WARC file."""
+
+    record_id: str
+    url: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    source: str | None = None
+    kind: str | None = None
+    date: str | None = None
+    warc_key: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def text(self) -> str:
+        """The body decoded exactly as Scrapy's TextResponse.text decodes it (w3lib's detection)."""
+        _, text = html_to_unicode(self.header("Content-Type"), self.body)
+        return text
+
+
+class RotatingWarcWriter:
+    """Writes request/response record pairs into `<prefix><basename>-NNNNN.warc.gz` files.
+
+    Files are built in a local temp folder and uploaded when they pass `max_bytes`
+    and on `close()`. `upload(path, key)` is any callable that stores a file
+    (usually `Bucket.put_file`); the key of the file a record lands in is known
+    when the record is written, so items can carry it.
+    """
+
+    def __init__(self, key_prefix: str, basename: str, upload, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 local_dir: str | Path | None = None):
+        self.key_prefix = key_prefix
+        self.basename = basename
+        self.upload = upload
+        self.max_bytes = max_bytes
+        self.local_dir = Path(local_dir or tempfile.mkdtemp(prefix="warc-"))
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        self.seq = 0
+        self.keys: list[str] = []
+        self._fh: BinaryIO | None = None
+        self._writer: WARCWriter | None = None
+        self._path: Path | None = None
+        self.current_key = ""
+
+    def _open(self) -> None:
+        self.seq += 1
+        name = f"{self.basename}-{self.seq:05d}.warc.gz"
+        self._path = self.local_dir / name
+        self._fh = open(self._path, "wb")
+        self._writer = WARCWriter(self._fh, gzip=True, warc_version="1.1")
+        self.current_key = f"{self.key_prefix}{name}"
+        info = self._writer.create_warcinfo_record(name, {"software": "news-ingest", "format": "WARC File Format 1.1"})
+        self._writer.write_record(info)
+
+    def write(self, *, url: str, status: int, headers: list[tuple[str, str]], body: bytes,
+              request_headers: list[tuple[str, str]] | None = None, method: str = "GET",
+              reason: str = "", fetched_at: datetime | None = None,
+              extra: dict[str, str] | None = None) -> tuple[str, str]:
+        """Append a request + response pair; returns (warc file key, response record id)."""
+        if self._writer is None:
+            self._open()
+        assert self._writer is not None and self._fh is not None
+        date = (fetched_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        warc_date = date.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stored = [(k, v) for k, v in headers if k.lower() not in _HOP_HEADERS]
+        stored += [(f"X-Archive-Orig-{k}", v) for k, v in headers if k.lower() in _HOP_HEADERS]
+        stored.append(("Content-Length", str(len(body))))
+        http_headers = StatusAndHeaders(f"{status} {reason or _reason(status)}", stored, protocol="HTTP/1.1")
+        warc_headers = {"WARC-Date": warc_date}
+        for key, value in (extra or {}).items():
+            warc_headers[key] = value
+        response = self._writer.create_warc_record(
+            url, "response", payload=io.BytesIO(body), length=len(body),
+            http_headers=http_headers, warc_headers_dict=warc_headers)
+        record_id = response.rec_headers.get_header("WARC-Record-ID")
+        req_headers = StatusAndHeaders(f"{method} {_path_of(url)} HTTP/1.1", list(request_headers or []),
+                                       is_http_request=True)
+        request = self._writer.create_warc_record(
+            url, "request", payload=io.BytesIO(b""), length=0, http_headers=req_headers,
+            warc_headers_dict={"WARC-Date": warc_date, "WARC-Concurrent-To": record_id})
+        self._writer.write_request_response_pair(request, response)
+        key = self.current_key
+        if self._fh.tell() >= self.max_bytes:
+            self._finish()
+        return key, record_id
+
+    def _finish(self) -> None:
+        if self._fh is None or self._path is None:
+            return
+        self._fh.close()
+        self.upload(str(self._path), self.current_key)
+        self.keys.append(self.current_key)
+        os.unlink(self._path)
+        self._fh = self._writer = self._path = None
+
+    def close(self) -> list[str]:
+        """Upload the open file; returns every key written."""
+        self._finish()
+        return list(self.keys)
+
+
+def iter_responses(stream: BinaryIO, warc_key: str = "") -> Iterator[WarcResponse]:
+    """Response records of a WARC (gzip or not), in file order."""
+    for record in ArchiveIterator(stream):
+        if record.rec_type != "response":
+            continue
+        http = record.http_headers
+        status = int(http.get_statuscode() or 0) if http else 0
+        headers = list(http.headers) if http else []
+        rec = record.rec_headers
+        yield WarcResponse(
+            record_id=rec.get_header("WARC-Record-ID"),
+            url=rec.get_header("WARC-Target-URI"),
+            status=status,
+            headers=headers,
+            body=record.content_stream().read(),
+            source=rec.get_header(SOURCE_FIELD),
+            kind=rec.get_header(KIND_FIELD),
+            date=rec.get_header("WARC-Date"),
+            warc_key=warc_key,
+        )
+
+
+def read_warc(bucket, warc_key: str) -> Iterator[WarcResponse]:
+    """Response records of one WARC file in the bucket."""
+    return iter_responses(io.BytesIO(bucket.get(warc_key)), warc_key)
+
+
+def _path_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -1,0 +1,62 @@
+# news-ingest: every entry point. The Python environment is .venv/, created when missing.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install demo test test-fast lock s3-up s3-down s3-status site bench bench-extract bench-dedupe bench-store bench-crawl bench-e2e clean
+
+help:
+	@echo "make demo         start embedded S3 + sample site, run the news_ingest DAG once, read articles back"
+	@echo "make test         run the test suite (what CI runs)"
+	@echo "make bench-*      benchmarks: extract, dedupe, store, crawl, e2e"
+	@echo "make s3-up|s3-down|s3-status   the embedded SeaweedFS"
+	@echo "make site         serve the offline sample news site on 127.0.0.1:8701-8703"
+
+# The environment: pinned direct dependencies, constrained by the full lock.
+$(STAMP): requirements.txt requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -c requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m examples.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Regenerate the lock from the current environment (after changing requirements.txt).
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+s3-up: $(STAMP)
+	$(BIN)/python -m pipeline s3 up
+s3-down: $(STAMP)
+	$(BIN)/python -m pipeline s3 down
+s3-status: $(STAMP)
+	$(BIN)/python -m pipeline s3 status
+
+site: $(STAMP)
+	$(BIN)/python -m examples.sample_site serve
+
+bench: bench-extract bench-dedupe bench-store bench-crawl bench-e2e
+
+bench-extract: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_extract
+bench-dedupe: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_dedupe
+bench-store: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_store
+bench-crawl: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_crawl
+bench-e2e: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_e2e
+
+clean:
+	-$(BIN)/python -m pipeline s3 down
+	rm -rf var .pytest_cache

@@ -1,0 +1,239 @@
+"""One whole run: crawl, extract, clean, dedupe, store, remember, report.
+
+`run_once()` is what `python -m pipeline run` does; the Airflow DAG calls the
+same stage functions one task at a time. `reextract_run()` rebuilds a run's
+articles from its WARC files alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipeline.context import RunContext, check_run_id, make_run_id
+from pipeline.paths import default_sources_path
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- stage glue
+
+
+def list_sources(ctx: RunContext, only: list[str] | None = None) -> list[str]:
+    """Names of the sources to crawl (validates the sources file; unknown names fail fast)."""
+    names = [s.name for s in ctx.sources.sources]
+    if only:
+        for name in only:
+            ctx.sources.source(name)  # raises ConfigError naming the bad source
+        names = [n for n in names if n in only]
+    return names
+
+
+def crawl_summaries(ctx: RunContext) -> list[dict]:
+    """The crawl summaries this run wrote to the bucket (one per source that finished)."""
+    prefix = f"{ctx.prefix('work')}crawl/"
+    return [ctx.bucket.get_json(key) for key in ctx.bucket.list(prefix) if key.endswith(".json")]
+
+
+def warc_keys_of(summaries: list[dict]) -> list[str]:
+    """Every WARC file written by the crawls, in a stable order."""
+    return sorted({key for s in summaries for key in s.get("warc_keys", [])})
+
+
+def remember_stored(ctx: RunContext, deduped_key: str) -> int:
+    """After the commit: record the stored URLs in the crawl state, so later runs skip them."""
+    from pipeline.state import record_stored
+
+    rows = list(ctx.bucket.iter_jsonl(deduped_key))
+    record_stored(ctx.bucket, rows)
+    return len(rows)
+
+
+def write_report(ctx: RunContext, *, sources: list[str], timings: dict[str, float],
+                 failed_sources: dict[str, str], deduped_key: str | None,
+                 manifest_key: str | None) -> dict:
+    """Assemble the run report from what the stages wrote, store it under reports/, return it."""
+    from pipeline.rejects import count_by_reason, read_rejects
+
+    summaries = {s["source"]: s for s in crawl_summaries(ctx)}
+    rejects = read_rejects(ctx)
+    articles = list(ctx.bucket.iter_jsonl(deduped_key)) if deduped_key else []
+    per_source: dict[str, dict] = {}
+    for name in sources:
+        stats = summaries.get(name, {}).get("stats", {})
+        mine = [a for a in articles if a.get("source") == name]
+        per_source[name] = {
+            "pages_fetched": stats.get("news/fetched", 0),
+            "articles": len(mine),
+            "canonical": sum(1 for a in mine if not a.get("duplicate_of")),
+            "duplicates": sum(1 for a in mine if a.get("duplicate_of")),
+            "rejects": sum(1 for r in rejects if r.get("source") == name),
+            "crawl_stats": stats,
+            "failed": failed_sources.get(name),
+        }
+    report = {
+        "run_id": ctx.run_id,
+        "sources": per_source,
+        "failed_sources": failed_sources,
+        "pages_fetched": sum(p["pages_fetched"] for p in per_source.values()),
+        "articles_stored": len(articles),
+        "canonical_articles": sum(1 for a in articles if not a.get("duplicate_of")),
+        "duplicates": {kind: sum(1 for a in articles if a.get("dup_kind") == kind) for kind in ("url", "exact", "near")},
+        "clusters_with_copies": _cluster_sizes(articles),
+        "rejects": len(rejects),
+        "rejects_by_reason": count_by_reason(rejects),
+        "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "manifest": manifest_key,
+    }
+    ctx.bucket.put_json(f"reports/run={ctx.run_id}.json", report)
+    return report
+
+
+def _cluster_sizes(articles: list[dict]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for a in articles:
+        if a.get("cluster_id"):
+            sizes[a["cluster_id"]] = sizes.get(a["cluster_id"], 0) + 1
+    return {k: v for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v > 1}
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
+             say: Callable[[str], None] | None = None) -> dict:
+    """Crawl every source, then extract, clean, dedupe, store and report. Returns the report.
+
+    A source whose crawl fails is named in the report; the others go on.
+    """
+    from pipeline.clean import clean_stage
+    from pipeline.crawl import crawl_stage
+    from pipeline.dedupe import dedupe_stage
+    from pipeline.extract import extract_stage
+    from pipeline.store import store_stage
+
+    say = say or (lambda msg: log.info("%s", msg))
+    ctx.bucket.check()  # wrong credentials or a missing bucket: fail before crawling anything
+    sources = list_sources(ctx, only_sources)
+    timings: dict[str, float] = {}
+    failed: dict[str, str] = {}
+
+    t0 = time.perf_counter()
+    for name in sources:
+        say(f"crawl {name} ...")
+        try:
+            summary = crawl_stage(ctx, name)
+            say(f"crawl {name}: {summary.get('stats', {}).get('news/fetched', 0)} pages fetched")
+        except Exception as exc:  # one outlet failing must not stop the others
+            log.error("crawl of %s failed: %s", name, exc)
+            failed[name] = str(exc)[-500:]
+    timings["crawl"] = time.perf_counter() - t0
+
+    warc_keys = warc_keys_of(crawl_summaries(ctx))
+    t0 = time.perf_counter()
+    extracted = []
+    for i, key in enumerate(warc_keys, 1):
+        extracted.append(extract_stage(ctx, key))
+        say(f"extract {i}/{len(warc_keys)} WARC files")
+    timings["extract"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    cleaned = clean_stage(ctx, extracted)
+    timings["clean"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    deduped = dedupe_stage(ctx, cleaned)
+    timings["dedupe"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    manifest = store_stage(ctx, deduped)
+    remember_stored(ctx, deduped)
+    timings["store"] = time.perf_counter() - t0
+    return write_report(ctx, sources=sources, timings=timings, failed_sources=failed,
+                        deduped_key=deduped, manifest_key=manifest)
+
+
+def reextract_run(ctx: RunContext, *, say: Callable[[str], None] | None = None) -> dict:
+    """Rebuild a run's articles from its WARC files alone (no network), and commit them again."""
+    from pipeline.clean import clean_stage
+    from pipeline.dedupe import dedupe_stage
+    from pipeline.extract import extract_stage
+    from pipeline.store import store_stage
+
+    say = say or (lambda msg: log.info("%s", msg))
+    warc_keys = [k for k in ctx.bucket.list(ctx.prefix("raw")) if k.endswith(".warc.gz")]
+    if not warc_keys:
+        raise FileNotFoundError(f"no WARC files under {ctx.prefix('raw')}")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    extracted = [extract_stage(ctx, key) for key in warc_keys]
+    timings["extract"] = time.perf_counter() - t0
+    cleaned = clean_stage(ctx, extracted)
+    deduped = dedupe_stage(ctx, cleaned)
+    manifest = store_stage(ctx, deduped)
+    timings["total"] = time.perf_counter() - t0
+    say(f"re-extracted {len(warc_keys)} WARC files")
+    sources = sorted({s["source"] for s in crawl_summaries(ctx)})
+    return write_report(ctx, sources=sources, timings=timings, failed_sources={},
+                        deduped_key=deduped, manifest_key=manifest)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def print_summary(report: dict, out=sys.stdout) -> None:
+    """The human summary printed at the end of a run."""
+    print(f"run {report['run_id']}: {report['pages_fetched']} pages fetched, "
+          f"{report['articles_stored']} articles stored ({report['canonical_articles']} canonical, "
+          f"duplicates: {', '.join(f'{k} {v}' for k, v in report['duplicates'].items())}), "
+          f"{report['rejects']} rejects", file=out)
+    for reason, n in sorted(report["rejects_by_reason"].items()):
+        print(f"  rejected {reason}: {n}", file=out)
+    for name, err in report.get("failed_sources", {}).items():
+        print(f"  FAILED source {name}: {err.splitlines()[-1] if err else ''}", file=out)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sources", type=Path, default=None,
+                        help=f"sources file (default: $NEWS_INGEST_SOURCES or {default_sources_path()})")
+    parser.add_argument("--json", action="store_true", help="print the run report as JSON")
+
+
+def configure_run(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--run-id", default=None, help="YYYYMMDDTHHMMSSZ (default: now, UTC)")
+    parser.add_argument("--source", action="append", default=None, help="only this source (repeatable)")
+
+
+def configure_reextract(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--run-id", required=True, help="the run whose WARC files to re-extract")
+
+
+def _ctx(args: argparse.Namespace, run_id: str) -> RunContext:
+    ctx = RunContext(run_id=check_run_id(run_id), sources_path=args.sources or default_sources_path())
+    ctx.sources  # validate now: a bad file stops the run before anything starts
+    return ctx
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    ctx = _ctx(args, args.run_id or make_run_id(datetime.now(timezone.utc)))
+    report = run_once(ctx, only_sources=args.source, say=_say)
+    print(json.dumps(report, indent=1)) if args.json else print_summary(report)
+    return 1 if report["failed_sources"] and len(report["failed_sources"]) == len(report["sources"]) else 0
+
+
+def cmd_reextract(args: argparse.Namespace) -> int:
+    ctx = _ctx(args, args.run_id)
+    report = reextract_run(ctx, say=_say)
+    print(json.dumps(report, indent=1)) if args.json else print_summary(report)
+    return 0
+
+
+def _say(msg: str) -> None:
+    # Progress goes to stderr; stdout stays the report.
+    print(msg, file=sys.stderr, flush=True)

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, task
-from airflow.sdk.definitions.trigger_rule import TriggerRule
+from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
 ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
 

@@ -114,7 +114,8 @@ def news_ingest():
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def report(source_names: list[str], deduped_key: str | None, manifest_key: str | None, **context) -> dict:
         from pipeline.orchestration import context_from_airflow
-        from pipeline.run import crawl_summaries, print_summary, write_report
+        from pipeline.report import print_summary, write_report
+        from pipeline.run import crawl_summaries
 
         ctx = context_from_airflow(context)
         finished = {s["source"] for s in crawl_summaries(ctx)}

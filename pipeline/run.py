@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipeline.context import RunContext, check_run_id, make_run_id
 from pipeline.paths import default_sources_path
+from pipeline.report import print_summary, write_report
 
 log = logging.getLogger(__name__)
 
@@ -53,54 +54,6 @@ def remember_stored(ctx: RunContext, deduped_key: str) -> int:
     rows = list(ctx.bucket.iter_jsonl(deduped_key))
     record_stored(ctx.bucket, rows)
     return len(rows)
-
-
-def write_report(ctx: RunContext, *, sources: list[str], timings: dict[str, float],
-                 failed_sources: dict[str, str], deduped_key: str | None,
-                 manifest_key: str | None) -> dict:
-    """Assemble the run report from what the stages wrote, store it under reports/, return it."""
-    from pipeline.rejects import count_by_reason, read_rejects
-
-    summaries = {s["source"]: s for s in crawl_summaries(ctx)}
-    rejects = read_rejects(ctx)
-    articles = list(ctx.bucket.iter_jsonl(deduped_key)) if deduped_key else []
-    per_source: dict[str, dict] = {}
-    for name in sources:
-        stats = summaries.get(name, {}).get("stats", {})
-        mine = [a for a in articles if a.get("source") == name]
-        per_source[name] = {
-            "pages_fetched": stats.get("news/fetched", 0),
-            "articles": len(mine),
-            "canonical": sum(1 for a in mine if not a.get("duplicate_of")),
-            "duplicates": sum(1 for a in mine if a.get("duplicate_of")),
-            "rejects": sum(1 for r in rejects if r.get("source") == name),
-            "crawl_stats": stats,
-            "failed": failed_sources.get(name),
-        }
-    report = {
-        "run_id": ctx.run_id,
-        "sources": per_source,
-        "failed_sources": failed_sources,
-        "pages_fetched": sum(p["pages_fetched"] for p in per_source.values()),
-        "articles_stored": len(articles),
-        "canonical_articles": sum(1 for a in articles if not a.get("duplicate_of")),
-        "duplicates": {kind: sum(1 for a in articles if a.get("dup_kind") == kind) for kind in ("url", "exact", "near")},
-        "clusters_with_copies": _cluster_sizes(articles),
-        "rejects": len(rejects),
-        "rejects_by_reason": count_by_reason(rejects),
-        "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
-        "manifest": manifest_key,
-    }
-    ctx.bucket.put_json(f"reports/run={ctx.run_id}.json", report)
-    return report
-
-
-def _cluster_sizes(articles: list[dict]) -> dict[str, int]:
-    sizes: dict[str, int] = {}
-    for a in articles:
-        if a.get("cluster_id"):
-            sizes[a["cluster_id"]] = sizes.get(a["cluster_id"], 0) + 1
-    return {k: v for k, v in sorted(sizes.items(), key=lambda kv: -kv[1]) if v > 1}
 
 
 # --------------------------------------------------------------------------- the whole run
@@ -183,18 +136,6 @@ def reextract_run(ctx: RunContext, *, say: Callable[[str], None] | None = None) 
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def print_summary(report: dict, out=sys.stdout) -> None:
-    """The human summary printed at the end of a run."""
-    print(f"run {report['run_id']}: {report['pages_fetched']} pages fetched, "
-          f"{report['articles_stored']} articles stored ({report['canonical_articles']} canonical, "
-          f"duplicates: {', '.join(f'{k} {v}' for k, v in report['duplicates'].items())}), "
-          f"{report['rejects']} rejects", file=out)
-    for reason, n in sorted(report["rejects_by_reason"].items()):
-        print(f"  rejected {reason}: {n}", file=out)
-    for name, err in report.get("failed_sources", {}).items():
-        print(f"  FAILED source {name}: {err.splitlines()[-1] if err else ''}", file=out)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

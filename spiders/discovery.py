@@ -1,0 +1,222 @@
+"""Discovery helpers: pure functions from a fetched document to the URLs it announces.
+
+No Scrapy reactor needed: each takes bytes/text and returns plain dataclasses, so they are
+tested with literal documents. XML is parsed with lxml in recover mode with entity
+resolution and network access off (XXE / billion-laughs safe), the way Scrapy's own
+`scrapy.utils.sitemap.Sitemap` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from io import BytesIO
+
+import lxml.etree
+import lxml.html
+from scrapy.utils.gz import gunzip
+from scrapy.utils.sitemap import sitemap_urls_from_robots
+
+from pipeline.urls import absolute, canonicalize, same_site
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One URL announced by a feed or sitemap."""
+
+    url: str
+    published: datetime | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class SitemapDoc:
+    """A parsed sitemap: `kind` is 'urlset' or 'sitemapindex'."""
+
+    kind: str
+    entries: list[Entry]
+
+
+def _tag(elem) -> str:
+    tag = elem.tag
+    if not isinstance(tag, str):
+        return ""
+    return tag.rsplit("}", 1)[-1].lower()
+
+
+def _iterparse(body: bytes):
+    return lxml.etree.iterparse(
+        BytesIO(body), events=("end",), recover=True, remove_comments=True, resolve_entities=False,
+        no_network=True, huge_tree=False, remove_pis=True, collect_ids=False)
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """W3C datetime (sitemaps, Atom), RFC 822 (RSS) or a bare date; aware UTC, None if unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    dt: datetime | None = None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            dt = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def is_fresh(published: datetime | None, max_age_days: float, now: datetime | None = None) -> bool:
+    """Within the cutoff (an entry without a date is kept: better a fetch too many than a lost article)."""
+    if not max_age_days or published is None:
+        return True
+    now = now or datetime.now(timezone.utc)
+    return published >= now - timedelta(days=max_age_days)
+
+
+def maybe_gunzip(body: bytes, max_size: int = 0) -> bytes:
+    """Body of a gzip sitemap decompressed (bounded by `max_size`), other bodies unchanged."""
+    if body[:2] == b"\x1f\x8b":
+        return gunzip(body, max_size=max_size)
+    return body
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+def parse_feed(body: bytes, base_url: str) -> list[Entry]:
+    """Item links of an RSS 0.9x/1.0/2.0 or Atom feed, resolved against `base_url`."""
+    entries: list[Entry] = []
+    for _, elem in _iterparse(body):
+        tag = _tag(elem)
+        if tag not in ("item", "entry"):
+            continue
+        link = title = date = None
+        for child in elem:
+            ctag = _tag(child)
+            if ctag == "link":
+                href = child.get("href")
+                if href is not None:  # Atom: prefer rel=alternate (or no rel)
+                    if child.get("rel", "alternate") == "alternate" and link is None:
+                        link = href
+                elif child.text and link is None:
+                    link = child.text
+            elif ctag == "guid" and link is None and child.get("isPermaLink", "true") != "false":
+                if child.text and child.text.strip().startswith("http"):
+                    link = child.text
+            elif ctag == "title":
+                title = (child.text or "").strip() or None
+            elif ctag in ("pubdate", "published", "updated", "date") and date is None:
+                date = child.text
+        if elem.get("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about") and link is None:
+            link = elem.get("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about")
+        url = absolute(base_url, link)
+        if url:
+            entries.append(Entry(url=url, published=parse_date(date), title=title))
+        elem.clear()
+    return entries
+
+
+# --------------------------------------------------------------------------- sitemaps
+
+
+def parse_sitemap(body: bytes, base_url: str) -> SitemapDoc:
+    """`<urlset>` (plain or news sitemap) or `<sitemapindex>`; date = news:publication_date or lastmod."""
+    kind = ""
+    entries: list[Entry] = []
+    for _, elem in _iterparse(body):
+        tag = _tag(elem)
+        if tag in ("urlset", "sitemapindex"):
+            kind = tag
+            continue
+        if tag not in ("url", "sitemap"):
+            continue
+        loc = lastmod = pubdate = title = None
+        for child in elem.iter():
+            ctag = _tag(child)
+            if ctag == "loc" and loc is None:
+                loc = child.text
+            elif ctag == "lastmod":
+                lastmod = child.text
+            elif ctag == "publication_date":
+                pubdate = child.text
+            elif ctag == "title" and child is not elem:
+                title = (child.text or "").strip() or None
+        url = absolute(base_url, loc)
+        if url:
+            entries.append(Entry(url=url, published=parse_date(pubdate) or parse_date(lastmod), title=title))
+        elem.clear()
+    if not kind:
+        raise ValueError("not a sitemap (no <urlset> or <sitemapindex> root)")
+    return SitemapDoc(kind=kind, entries=entries)
+
+
+def robots_sitemaps(robots_text: str, base_url: str) -> list[str]:
+    """`Sitemap:` lines of a robots.txt, absolute."""
+    return [u for u in (absolute(base_url, s) for s in sitemap_urls_from_robots(robots_text, base_url=base_url)) if u]
+
+
+# --------------------------------------------------------------------------- section pages
+
+
+@dataclass(frozen=True)
+class SectionLinks:
+    articles: list[str]
+    sections: list[str]
+    denied: list[str]
+
+
+def section_links(html: str, base_url: str, allow: list[str], deny: list[str]) -> SectionLinks:
+    """Same-site links of a section page: articles match an `allow` regex (any link when `allow`
+    is empty) and no `deny` regex; other same-site, non-denied links may be followed as sections."""
+    allow_re = [re.compile(p) for p in allow]
+    deny_re = [re.compile(p) for p in deny]
+    try:
+        doc = lxml.html.document_fromstring(html or "<html></html>")
+    except (lxml.etree.ParserError, ValueError) as exc:
+        log.info("section page %s not parseable: %s", base_url, exc)
+        return SectionLinks([], [], [])
+    base = doc.xpath("//base/@href")
+    page_base = absolute(base_url, base[0]) if base else base_url
+    seen: set[str] = set()
+    articles: list[str] = []
+    sections: list[str] = []
+    denied: list[str] = []
+    for a in doc.iter("a"):
+        if "nofollow" in (a.get("rel") or "").lower():
+            continue
+        url = absolute(page_base or base_url, a.get("href"))
+        if not url or not same_site(url, base_url):
+            continue
+        url = canonicalize(url)
+        if url in seen or url == canonicalize(base_url):
+            continue
+        seen.add(url)
+        if any(r.search(url) for r in deny_re):
+            denied.append(url)
+        elif not allow_re or any(r.search(url) for r in allow_re):
+            articles.append(url)
+        else:
+            sections.append(url)
+    return SectionLinks(articles, sections, denied)
+
+
+def rel_canonical(html: str, base_url: str) -> str | None:
+    """The page's `<link rel="canonical">`, absolute, or None."""
+    try:
+        doc = lxml.html.document_fromstring(html or "<html></html>")
+    except (lxml.etree.ParserError, ValueError):
+        return None
+    for link in doc.xpath("//link[@href]"):
+        if "canonical" in (link.get("rel") or "").lower().split():
+            return absolute(base_url, link.get("href"))
+    return None

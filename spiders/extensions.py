@@ -1,0 +1,142 @@
+"""Crawl-wide components around the news spider.
+
+- `IncrementalMiddleware` (downloader middleware): loads the seen-URL and HTTP-validator
+  state of the source from the bucket when the spider opens; skips articles already stored
+  (`news/skipped_seen`), or revalidates them with a conditional GET when `revisit_hours`
+  says they are young enough; adds If-None-Match / If-Modified-Since to feeds, sitemaps and
+  robots.txt, and hands the links a 304'd document announced last time back to the spider.
+- `CrawlReport` (extension): when the spider closes, writes the crawl summary
+  `work/dt=/run=/crawl/<source>.json` (source, warc_keys, rejects_key, stats, bytes) that
+  `pipeline.crawl.crawl_stage` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from scrapy import signals
+from scrapy.exceptions import NotConfigured
+
+from pipeline.config import S3Settings
+from pipeline.s3 import Bucket, run_prefix, safe_segment
+from pipeline.state import load_http, load_seen, seen_lookup
+from spiders.spiders.news import CACHED_LINKS, DISCOVERED, KIND, SkippedSeen
+
+log = logging.getLogger(__name__)
+
+#: Sent by the WARC pipeline once its files and rejects are in the bucket.
+archive_closed = object()
+
+_VALIDATED_KINDS = ("feed", "sitemap", "robots")
+
+
+def summary_key(run_id: str, source: str) -> str:
+    return f"{run_prefix('work', run_id)}crawl/{safe_segment(source)}.json"
+
+
+class IncrementalMiddleware:
+    def __init__(self, crawler, source: str, revisit_hours: float):
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.source = source
+        self.revisit = timedelta(hours=revisit_hours)
+        self.seen: dict[str, dict] = {}
+        self.http: dict[str, dict] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        source = crawler.settings.get("NEWS_SOURCE")
+        if not source or not crawler.settings.getbool("NEWS_INCREMENTAL", True):
+            raise NotConfigured
+        mw = cls(crawler, source, crawler.settings.getfloat("NEWS_REVISIT_HOURS", 0))
+        crawler.signals.connect(mw.spider_opened, signal=signals.spider_opened)
+        return mw
+
+    def spider_opened(self, spider=None):
+        bucket = Bucket(S3Settings.from_env())
+        self.seen = seen_lookup(load_seen(bucket, self.source))
+        self.http = load_http(bucket, self.source)
+        log.info("incremental state of %s: %s seen URL(s), %s validated document(s)",
+                 self.source, len(self.seen), len(self.http))
+
+    def _young(self, entry: dict) -> bool:
+        if not self.revisit:
+            return False
+        try:
+            stored = datetime.fromisoformat(str(entry.get("stored_at")))
+        except ValueError:
+            return False
+        if stored.tzinfo is None:
+            stored = stored.replace(tzinfo=timezone.utc)
+        return datetime.now(timezone.utc) - stored < self.revisit
+
+    def process_request(self, request, spider=None):
+        kind = request.meta.get(KIND)
+        url = request.meta.get(DISCOVERED, request.url)
+        if kind == "article" and url in self.seen and "news_revalidating" not in request.meta:
+            entry = self.seen[url]
+            if not self._young(entry):
+                self.stats.inc_value("news/skipped_seen")
+                raise SkippedSeen(f"already stored: {url}")
+            request.meta["news_revalidating"] = True
+            self.stats.inc_value("news/revalidated")
+            self._conditional(request, entry.get("etag"), entry.get("last_modified"))
+        elif kind in _VALIDATED_KINDS and url in self.http:
+            entry = self.http[url]
+            self._conditional(request, entry.get("etag"), entry.get("last_modified"))
+        return None
+
+    @staticmethod
+    def _conditional(request, etag, last_modified) -> None:
+        if etag:
+            request.headers.setdefault("If-None-Match", etag)
+        if last_modified:
+            request.headers.setdefault("If-Modified-Since", last_modified)
+
+    def process_response(self, request, response, spider=None):
+        if response.status == 304 and request.meta.get(KIND) in _VALIDATED_KINDS:
+            entry = self.http.get(request.meta.get(DISCOVERED, request.url)) or {}
+            request.meta[CACHED_LINKS] = entry.get("links") or []
+        return response
+
+
+class CrawlReport:
+    def __init__(self, crawler, source: str, run_id: str):
+        self.crawler = crawler
+        self.source = source
+        self.run_id = run_id
+        self.archive: dict | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        source = crawler.settings.get("NEWS_SOURCE")
+        run_id = crawler.settings.get("NEWS_RUN_ID")
+        if not source or not run_id:
+            raise NotConfigured
+        ext = cls(crawler, source, run_id)
+        crawler.signals.connect(ext.on_archive_closed, signal=archive_closed)
+        crawler.signals.connect(ext.spider_closed, signal=signals.spider_closed)
+        return ext
+
+    def on_archive_closed(self, warc_keys, rejects_key, http_key=None):
+        self.archive = {"warc_keys": list(warc_keys), "rejects_key": rejects_key, "http_state_key": http_key}
+
+    def spider_closed(self, spider=None, reason: str = ""):
+        if self.archive is None:
+            log.error("crawl of %s: the WARC archive did not close cleanly; no summary written", self.source)
+            return
+        stats = {k: v for k, v in self.crawler.stats.get_stats().items() if isinstance(v, (int, float, str))}
+        stats = {k: v for k, v in stats.items() if not k.startswith(("log_count/", "memusage/startup"))}
+        summary = {
+            "source": self.source,
+            "run_id": self.run_id,
+            "finish_reason": reason,
+            **self.archive,
+            "bytes": int(self.crawler.stats.get_value("news/bytes", 0)),
+            "stats": stats,
+        }
+        key = summary_key(self.run_id, self.source)
+        Bucket(S3Settings.from_env()).put_json(key, summary)
+        log.info("crawl summary of %s written to %s (%s WARC file(s), finish reason %s)",
+                 self.source, key, len(summary["warc_keys"]), reason)

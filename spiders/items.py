@@ -1,0 +1,47 @@
+"""Typed items the news spider yields; the item pipeline (spiders/pipelines.py) consumes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Values of WARC-X-Kind.
+KINDS = ("article", "feed", "sitemap", "robots", "section")
+
+
+@dataclass
+class FetchedPage:
+    """One response to archive raw (WARC request + response records)."""
+
+    url: str
+    kind: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    request_headers: list[tuple[str, str]] = field(default_factory=list)
+    method: str = "GET"
+    #: Canonicalised URL the page was discovered under (before redirects).
+    discovered_url: str = ""
+    #: The page's own rel=canonical (absolute), when it declares one.
+    rel_canonical: str | None = None
+    #: For feeds/sitemaps/robots: the (url, kind) pairs it announced, kept in the HTTP state
+    #: so a later 304 can re-announce them without parsing.
+    links: list[tuple[str, str]] = field(default_factory=list)
+    fetched_at: str = ""
+
+
+@dataclass
+class CrawlReject:
+    """A URL the crawl gave up on: written to rejects/…/crawl-<source>.jsonl at close."""
+
+    url: str
+    reason: str
+    detail: str = ""
+    kind: str = ""
+
+
+@dataclass
+class NotModified:
+    """A 304 for a feed/sitemap/robots: its stored validators and links stay valid."""
+
+    url: str
+    kind: str

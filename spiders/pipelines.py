@@ -1,0 +1,126 @@
+"""Item pipeline: the raw WARC archive, the crawl rejects and the HTTP validators of the crawl.
+
+`WarcArchivePipeline` writes every `FetchedPage` as a WARC 1.1 request/response pair via
+`pipeline.warc.RotatingWarcWriter` into `raw/dt=/run=/<source>/<source>-NNNNN.warc.gz`
+(response records carry WARC-X-Source / WARC-X-Kind), collects `CrawlReject` items into
+`rejects/dt=/run=/crawl-<source>.jsonl`, and merges the ETag / Last-Modified of fetched
+feeds, sitemaps and robots.txt (plus the links they announced) into `state/http/<source>.json`.
+Keys are deterministic: opening deletes this source's earlier files of the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from datetime import datetime, timezone
+
+from scrapy.exceptions import NotConfigured
+
+from pipeline.config import S3Settings
+from pipeline.context import RunContext
+from pipeline.paths import default_sources_path
+from pipeline.rejects import reject, write_rejects
+from pipeline.s3 import Bucket, run_prefix, safe_segment
+from pipeline.state import http_key, save_http
+from pipeline.warc import DEFAULT_MAX_BYTES, KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter
+from spiders.extensions import archive_closed, summary_key
+from spiders.items import CrawlReject, FetchedPage, NotModified
+
+log = logging.getLogger(__name__)
+
+CANONICAL_FIELD = "WARC-X-Canonical-URL"
+DISCOVERED_FIELD = "WARC-X-Discovered-URL"
+_VALIDATED_KINDS = ("feed", "sitemap", "robots")
+
+
+def raw_prefix(run_id: str, source: str) -> str:
+    return f"{run_prefix('raw', run_id)}{safe_segment(source)}/"
+
+
+class WarcArchivePipeline:
+    def __init__(self, crawler, source: str, run_id: str, sources_path: str, max_bytes: int):
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.source = source
+        self.run_id = run_id
+        self.sources_path = sources_path
+        self.max_bytes = max_bytes
+        self.bucket: Bucket | None = None
+        self.writer: RotatingWarcWriter | None = None
+        self.local_dir: str | None = None
+        self.rejects: list[dict] = []
+        self.http: dict[str, dict] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        s = crawler.settings
+        if not s.get("NEWS_SOURCE") or not s.get("NEWS_RUN_ID"):
+            raise NotConfigured("WarcArchivePipeline needs NEWS_SOURCE and NEWS_RUN_ID")
+        return cls(crawler, s.get("NEWS_SOURCE"), s.get("NEWS_RUN_ID"), s.get("NEWS_SOURCES_PATH", ""),
+                   s.getint("NEWS_WARC_MAX_BYTES", DEFAULT_MAX_BYTES))
+
+    def open_spider(self, spider=None):
+        self.bucket = Bucket(S3Settings.from_env())
+        self.bucket.check()
+        prefix = raw_prefix(self.run_id, self.source)
+        stale = self.bucket.list(prefix) + [k for k in [summary_key(self.run_id, self.source)]
+                                            if self.bucket.exists(k)]
+        if stale:
+            log.info("re-run of %s for run %s: deleting %s earlier file(s)", self.source, self.run_id, len(stale))
+            self.bucket.delete(stale)
+        self.local_dir = tempfile.mkdtemp(prefix=f"warc-{self.source}-")
+        bucket = self.bucket
+        self.writer = RotatingWarcWriter(
+            prefix, safe_segment(self.source),
+            upload=lambda path, key: bucket.put_file(key, path, content_type="application/warc"),
+            max_bytes=self.max_bytes, local_dir=self.local_dir)
+
+    def process_item(self, item, spider=None):
+        if isinstance(item, FetchedPage):
+            self._archive(item)
+        elif isinstance(item, CrawlReject):
+            self.rejects.append(reject(item.url, "crawl", item.reason, source=self.source, detail=item.detail))
+        elif isinstance(item, NotModified):
+            self.stats.inc_value("news/archive/skipped_304")
+        return item
+
+    def _archive(self, page: FetchedPage) -> None:
+        assert self.writer is not None
+        extra = {SOURCE_FIELD: self.source, KIND_FIELD: page.kind}
+        if page.rel_canonical:
+            extra[CANONICAL_FIELD] = page.rel_canonical
+        if page.discovered_url and page.discovered_url != page.url:
+            extra[DISCOVERED_FIELD] = page.discovered_url
+        fetched = datetime.fromisoformat(page.fetched_at) if page.fetched_at else None
+        key, record_id = self.writer.write(
+            url=page.url, status=page.status, headers=page.headers, body=page.body,
+            request_headers=page.request_headers, method=page.method, fetched_at=fetched, extra=extra)
+        self.stats.inc_value("news/archived")
+        self.stats.inc_value(f"news/archived/{page.kind}")
+        self.stats.inc_value("news/archived_bytes", len(page.body))
+        if page.kind in _VALIDATED_KINDS:
+            headers = {k.lower(): v for k, v in page.headers}
+            self.http[page.discovered_url or page.url] = {
+                "etag": headers.get("etag"), "last_modified": headers.get("last-modified"),
+                "links": [list(x) for x in page.links], "fetched_at": page.fetched_at,
+                "warc_key": key, "warc_record_id": record_id}
+
+    def close_spider(self, spider=None):
+        assert self.writer is not None and self.bucket is not None
+        try:
+            keys = self.writer.close()
+        finally:
+            if self.local_dir:
+                shutil.rmtree(self.local_dir, ignore_errors=True)
+        ctx = RunContext(run_id=self.run_id, s3=self.bucket.settings,
+                         sources_path=self.sources_path or default_sources_path())
+        ctx.__dict__["bucket"] = self.bucket  # reuse this client (cached_property slot)
+        rejects_key = write_rejects(ctx, f"crawl-{self.source}", self.rejects)
+        state_key = None
+        if self.http:
+            save_http(self.bucket, self.source, self.http)
+            state_key = http_key(self.source)
+        log.info("archive of %s closed: %s WARC file(s), %s reject(s)", self.source, len(keys), len(self.rejects))
+        self.crawler.signals.send_catch_log(signal=archive_closed, warc_keys=keys, rejects_key=rejects_key,
+                                            http_key=state_key)

@@ -1,0 +1,82 @@
+"""Scrapy settings of the news-ingest project (`scrapy.cfg` points here).
+
+Per-source values (User-Agent, robots, AutoThrottle, per-domain concurrency and delay,
+timeouts, size and redirect limits, NEWS_ALLOW_PRIVATE) come from the sources file and
+are applied by the `news` spider in `from_crawler`; these are the project defaults.
+
+The SSRF guard's DNS resolver is built from the *process* settings, before any spider
+exists, so `NEWS_ALLOW_PRIVATE` must reach it from here: `pipeline.crawl` passes it with
+`-s NEWS_ALLOW_PRIVATE=a,b`; a hand-run `scrapy crawl` can also set the environment
+variable of the same name (comma-separated host:port or CIDR entries).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+BOT_NAME = "news_ingest"
+SPIDER_MODULES = ["spiders.spiders"]
+NEWSPIDER_MODULE = "spiders.spiders"
+
+# --- politeness (the spider overrides these from the sources file)
+USER_AGENT = "news-ingest/0.1 (+https://example.org/news-ingest; ops@example.org)"
+ROBOTSTXT_OBEY = True
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_MAX_DELAY = 30.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 2
+DOWNLOAD_DELAY = 1.0
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+
+# --- limits and hostile input
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = 32 * 1024 * 1024  # also bounds the decompressed size (HttpCompressionMiddleware)
+DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
+REDIRECT_MAX_TIMES = 5
+RETRY_TIMES = 1  # transient errors once more; Retry-After (429/503) is honoured by its own middleware
+METAREFRESH_ENABLED = False
+
+# --- incremental state, archive, report
+NEWS_INCREMENTAL = True
+NEWS_WARC_MAX_BYTES = 100 * 1024 * 1024  # rotate WARC files at ~100 MiB compressed
+NEWS_ALLOW_PRIVATE = [e.strip() for e in os.environ.get("NEWS_ALLOW_PRIVATE", "").split(",") if e.strip()]
+
+ITEM_PIPELINES = {"spiders.pipelines.WarcArchivePipeline": 300}
+EXTENSIONS = {"spiders.extensions.CrawlReport": 500}
+
+DOWNLOADER_MIDDLEWARES: dict[str, int | None] = {
+    # Before robots: an article already stored is skipped without any robots.txt work.
+    "spiders.extensions.IncrementalMiddleware": 50,
+}
+
+
+def _available(path: str) -> bool:
+    """True when `module.Class` imports: the SSRF/robots/Retry-After middlewares are optional
+    until their module lands, and the spider must run either way."""
+    module, _, name = path.rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        log.debug("optional component %s not available: %s", path, exc)
+        return False
+
+
+if _available("spiders.middlewares.SsrfGuardMiddleware"):
+    # First of all: a request to a forbidden address never reaches robots or the network.
+    DOWNLOADER_MIDDLEWARES["spiders.middlewares.SsrfGuardMiddleware"] = 40
+if _available("spiders.middlewares.StrictRobotsTxtMiddleware"):
+    # RFC 9309: 5xx / network error on robots.txt means disallow (Scrapy's own allows all).
+    DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware"] = None
+    DOWNLOADER_MIDDLEWARES["spiders.middlewares.StrictRobotsTxtMiddleware"] = 100
+if _available("spiders.middlewares.RetryAfterMiddleware"):
+    DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.retry.RetryMiddleware"] = None
+    DOWNLOADER_MIDDLEWARES["spiders.middlewares.RetryAfterMiddleware"] = 550
+if _available("spiders.resolver.GuardedResolver"):
+    TWISTED_DNS_RESOLVER = "spiders.resolver.GuardedResolver"

@@ -1,0 +1,1 @@
+"""Spiders of the project (SPIDER_MODULES)."""

@@ -1,0 +1,337 @@
+"""The generic `news` spider: discovery from a source's feeds, sitemaps and section pages.
+
+    scrapy crawl news -a source=NAME -a run_id=RUN [-a sources=PATH]
+
+It only routes and parses: every response worth keeping becomes a `FetchedPage` item
+(archived as WARC by `spiders.pipelines.WarcArchivePipeline`), every failure a
+`CrawlReject` item; incremental skipping and conditional GETs are done by
+`spiders.extensions.IncrementalMiddleware` from the state in the bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lxml.etree
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from scrapy import Request, Spider
+from scrapy.exceptions import (
+    CannotResolveHostError, DownloadCancelledError, DownloadConnectionRefusedError, DownloadTimeoutError,
+    IgnoreRequest, UsageError)
+from scrapy.http import HtmlResponse, Response, TextResponse
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet import error as twisted_error
+from twisted.internet.defer import CancelledError
+
+from pipeline.config import ConfigError, CrawlSettings, Source, load_sources
+from pipeline.context import check_run_id
+from pipeline.paths import default_sources_path
+from pipeline.urls import canonicalize, robots_url
+from spiders import discovery
+from spiders.items import CrawlReject, FetchedPage, NotModified
+
+log = logging.getLogger(__name__)
+
+#: Request.meta keys used by the spider, the incremental middleware and the pipeline.
+KIND = "news_kind"
+DEPTH = "news_depth"
+CACHED_LINKS = "news_cached_links"
+DISCOVERED = "news_discovered_url"
+
+_HTML_TYPES = re.compile(rb"^\s*(text/html|application/xhtml\+xml)", re.I)
+
+
+class SkippedSeen(IgnoreRequest):
+    """Raised by the incremental middleware for an article already stored (not a reject)."""
+
+
+class NewsArgs(BaseModel):
+    """The spider's `-a` arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    run_id: str
+    sources: Path = Field(default_factory=default_sources_path)
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        return check_run_id(value)
+
+
+def parse_args(kwargs: dict[str, Any]) -> NewsArgs:
+    """Validate spider arguments; a bad one raises UsageError with a one-line message."""
+    try:
+        return NewsArgs.model_validate(kwargs)
+    except ValidationError as exc:
+        problems = "; ".join(f"-a {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"news spider: bad arguments: {problems}") from None
+
+
+def source_settings(crawl: CrawlSettings, source: Source) -> dict[str, Any]:
+    """Scrapy settings derived from the sources file (politeness, limits)."""
+    return {
+        "USER_AGENT": crawl.user_agent,
+        "ROBOTSTXT_OBEY": crawl.obey_robots,
+        "ROBOTSTXT_USER_AGENT": crawl.user_agent,
+        "AUTOTHROTTLE_ENABLED": crawl.autothrottle,
+        # AutoThrottle starts at the configured delay (its default, 5 s, would dominate small crawls)
+        # and never goes below DOWNLOAD_DELAY.
+        "AUTOTHROTTLE_START_DELAY": source.delay,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": float(source.concurrency),
+        "CONCURRENT_REQUESTS_PER_DOMAIN": source.concurrency,
+        "DOWNLOAD_DELAY": source.delay,
+        "DOWNLOAD_TIMEOUT": crawl.download_timeout,
+        "DOWNLOAD_MAXSIZE": crawl.max_page_bytes,
+        "DOWNLOAD_WARNSIZE": max(1, crawl.max_page_bytes // 2),
+        "REDIRECT_MAX_TIMES": crawl.max_redirects,
+        "NEWS_ALLOW_PRIVATE": list(crawl.allow_private),
+    }
+
+
+def classify_failure(failure) -> tuple[str, str]:
+    """(reason, detail) of a failed request: a short stable counter name and the message."""
+    exc = failure.value
+    detail = str(exc)[:300]
+    if isinstance(exc, HttpError):
+        return f"http_{exc.response.status}", detail
+    if isinstance(exc, (DownloadTimeoutError, twisted_error.TimeoutError)):
+        return "timeout", detail
+    if isinstance(exc, (DownloadCancelledError, CancelledError)):
+        return "too_large", detail or "download cancelled: body exceeded DOWNLOAD_MAXSIZE"
+    if isinstance(exc, IgnoreRequest):
+        if "during decompression" in detail:
+            return "decompression_bomb", detail
+        if "DOWNLOAD_MAXSIZE" in detail or "max size" in detail:
+            return "too_large", detail
+        if "max redirections" in detail:
+            return "redirect_loop", detail
+        if "robots.txt" in detail.lower():
+            return "robots_denied", detail
+        name = type(exc).__name__
+        if name != "IgnoreRequest":  # e.g. the SSRF guard's own exception class
+            return _snake(name), detail
+        return "ignored", detail
+    if isinstance(exc, (CannotResolveHostError, twisted_error.DNSLookupError)):
+        return "dns_error", detail
+    if isinstance(exc, (DownloadConnectionRefusedError, twisted_error.ConnectionRefusedError)):
+        return "connection_refused", detail
+    return _snake(type(exc).__name__), detail
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _headers(headers) -> list[tuple[str, str]]:
+    out = []
+    for key, values in headers.items():
+        for value in values:
+            out.append((key.decode("latin-1"), value.decode("latin-1")))
+    return out
+
+
+class NewsSpider(Spider):
+    name = "news"
+
+    def __init__(self, *args, news_args: NewsArgs, crawl: CrawlSettings, source_cfg: Source, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.args = news_args
+        self.crawl_cfg = crawl
+        self.source_cfg = source_cfg
+        self.now = datetime.now(timezone.utc)
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        known = {k: kwargs.pop(k) for k in ("source", "run_id", "sources") if k in kwargs}
+        if kwargs:
+            raise UsageError(f"news spider: unknown argument(s): {', '.join(sorted(kwargs))}"
+                             " (expected source, run_id, sources)")
+        news_args = parse_args(known)
+        try:
+            config = load_sources(news_args.sources)
+            source = config.source(news_args.source)
+        except ConfigError as exc:
+            raise UsageError(f"news spider: {exc}") from None
+        # Settings are still mutable here (Crawler applies them after creating the spider).
+        crawler.settings.setdict(source_settings(config.crawl, source), priority="spider")
+        crawler.settings.setdict({"NEWS_SOURCE": source.name, "NEWS_RUN_ID": news_args.run_id,
+                                  "NEWS_SOURCES_PATH": str(news_args.sources),
+                                  "NEWS_REVISIT_HOURS": source.revisit_hours}, priority="spider")
+        spider = cls(*args, news_args=news_args, crawl=config.crawl, source_cfg=source, **kwargs)
+        spider._set_crawler(crawler)
+        return spider
+
+    # ------------------------------------------------------------------ routing
+
+    def _request(self, url: str, kind: str, callback, **meta) -> Request:
+        meta.update({KIND: kind, DISCOVERED: url, "handle_httpstatus_list": [304]})
+        return Request(url, callback=callback, errback=self.on_error, meta=meta)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.crawler.stats.inc_value(key, n)
+
+    def _article(self, url: str) -> Request:
+        self._count("news/discovered/article")
+        return self._request(url, "article", self.parse_article)
+
+    def _sitemap(self, url: str) -> Request:
+        self._count("news/discovered/sitemap")
+        return self._request(url, "sitemap", self.parse_sitemap)
+
+    async def start(self):
+        src = self.source_cfg
+        hosts: dict[str, None] = {}
+        for url in [*src.feeds, *src.sitemaps, *src.sections]:
+            hosts[robots_url(url)] = None
+        for url in hosts:
+            # Archived, and read for `Sitemap:` lines; the robots middleware fetches its own copy.
+            yield self._request(url, "robots", self.parse_robots, dont_obey_robotstxt=True)
+        for url in src.feeds:
+            yield self._request(url, "feed", self.parse_feed)
+        for url in src.sitemaps:
+            yield self._sitemap(url)
+        for url in src.sections:
+            yield self._request(canonicalize(url), "section", self.parse_section, **{DEPTH: 0})
+
+    def _page(self, response: Response, kind: str, links=(), rel_canonical=None) -> FetchedPage:
+        self._count("news/fetched")
+        self._count(f"news/fetched/{kind}")
+        self._count("news/bytes", len(response.body))
+        return FetchedPage(
+            url=response.url, kind=kind, status=response.status, headers=_headers(response.headers),
+            body=response.body, request_headers=_headers(response.request.headers),
+            method=response.request.method, discovered_url=response.meta.get(DISCOVERED, response.url),
+            rel_canonical=rel_canonical, links=[tuple(x) for x in links],
+            fetched_at=datetime.now(timezone.utc).isoformat())
+
+    def _not_modified(self, response: Response, kind: str):
+        """304: nothing parsed; the links the document announced last time are announced again."""
+        self._count("news/not_modified")
+        self._count(f"news/not_modified/{kind}")
+        yield NotModified(url=response.meta.get(DISCOVERED, response.url), kind=kind)
+        for url, link_kind in response.meta.get(CACHED_LINKS) or []:
+            if link_kind == "article":
+                yield self._article(url)
+            elif link_kind == "sitemap":
+                yield self._sitemap(url)
+
+    def _reject(self, url: str, reason: str, detail: str = "", kind: str = "") -> CrawlReject:
+        self._count(f"news/rejected/{reason}")
+        log.info("rejected %s (%s): %s", url, reason, detail)
+        return CrawlReject(url=url, reason=reason, detail=detail, kind=kind)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def parse_robots(self, response: Response):
+        if response.status == 304:
+            yield from self._not_modified(response, "robots")
+            return
+        links: list[tuple[str, str]] = []
+        if self.source_cfg.robots_sitemaps and isinstance(response, TextResponse):
+            for url in discovery.robots_sitemaps(response.text, response.url):
+                links.append((url, "sitemap"))
+                yield self._sitemap(url)
+        yield self._page(response, "robots", links)
+
+    def parse_feed(self, response: Response):
+        if response.status == 304:
+            yield from self._not_modified(response, "feed")
+            return
+        try:
+            entries = discovery.parse_feed(response.body, response.url)
+        except lxml.etree.XMLSyntaxError as exc:
+            yield self._page(response, "feed")
+            yield self._reject(response.url, "bad_feed", str(exc), "feed")
+            return
+        links = []
+        for entry in entries:
+            if not discovery.is_fresh(entry.published, self.source_cfg.max_age_days, self.now):
+                self._count("news/too_old")
+                continue
+            url = canonicalize(entry.url)
+            links.append((url, "article"))
+            yield self._article(url)
+        yield self._page(response, "feed", links)
+
+    def parse_sitemap(self, response: Response):
+        if response.status == 304:
+            yield from self._not_modified(response, "sitemap")
+            return
+        try:
+            body = discovery.maybe_gunzip(response.body, self.crawler.settings.getint("DOWNLOAD_MAXSIZE"))
+            doc = discovery.parse_sitemap(body, response.url)
+        except (OSError, ValueError, lxml.etree.XMLSyntaxError) as exc:
+            # scrapy.utils.gz raises _DecompressionMaxSizeExceeded (a ValueError) on a bomb
+            yield self._page(response, "sitemap")
+            yield self._reject(response.url, "bad_sitemap", str(exc), "sitemap")
+            return
+        links = []
+        for entry in doc.entries:
+            if not discovery.is_fresh(entry.published, self.source_cfg.max_age_days, self.now):
+                self._count("news/too_old")
+                continue
+            url = canonicalize(entry.url)
+            if doc.kind == "sitemapindex":
+                links.append((url, "sitemap"))
+                yield self._sitemap(url)
+            else:
+                links.append((url, "article"))
+                yield self._article(url)
+        yield self._page(response, "sitemap", links)
+
+    def parse_section(self, response: Response):
+        if response.status == 304:
+            self._count("news/not_modified")
+            return
+        if not isinstance(response, HtmlResponse):
+            yield self._reject(response.url, "not_html", self._content_type(response), "section")
+            return
+        depth = response.meta.get(DEPTH, 0)
+        src = self.source_cfg
+        found = discovery.section_links(response.text, response.url, src.allow, src.deny)
+        self._count("news/denied_links", len(found.denied))
+        if depth + 1 <= src.depth:
+            for url in found.articles:
+                yield self._article(url)
+        if depth + 1 < src.depth:
+            for url in found.sections:
+                self._count("news/discovered/section")
+                yield self._request(url, "section", self.parse_section, **{DEPTH: depth + 1})
+        yield self._page(response, "section")
+
+    @staticmethod
+    def _content_type(response: Response) -> str:
+        return (response.headers.get("Content-Type") or b"").decode("latin-1")
+
+    def parse_article(self, response: Response):
+        if response.status == 304:
+            self._count("news/not_modified")
+            self._count("news/not_modified/article")
+            yield NotModified(url=response.meta.get(DISCOVERED, response.url), kind="article")
+            return
+        ctype = response.headers.get("Content-Type") or b""
+        if not isinstance(response, HtmlResponse) or (ctype and not _HTML_TYPES.match(ctype)):
+            yield self._reject(response.url, "not_html", f"Content-Type: {self._content_type(response)!r}",
+                               "article")
+            return
+        canonical = discovery.rel_canonical(response.text, response.url)
+        yield self._page(response, "article", rel_canonical=canonical)
+
+    def on_error(self, failure):
+        request = failure.request
+        kind = request.meta.get(KIND, "")
+        if failure.check(SkippedSeen):
+            return  # counted by the incremental middleware; not a reject
+        reason, detail = classify_failure(failure)
+        if reason == "robots_denied":
+            self._count("news/robots_denied")
+        if kind == "robots" and reason == "http_404":
+            self._count("news/robots_missing")  # no robots.txt: everything allowed, nothing to archive
+            return
+        yield self._reject(request.meta.get(DISCOVERED, request.url), reason, detail, kind)

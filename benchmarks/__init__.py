@@ -1,0 +1,1 @@
+"""Extraction benchmarks (run as ``python -m benchmarks.bench_extract``)."""

@@ -1,0 +1,322 @@
+"""Extraction: decoded HTML in, the article record out (text + metadata), bounded per page.
+
+`extract_page` is a pure function: trafilatura on the decoded text, after a general
+pruning pass that removes what trafilatura is known to let through on news pages
+(related-link lists, share bars, newsletter and comment boxes: found by class/id
+vocabulary, ARIA roles and link density, never by site), with metadata (title,
+author, date in ISO 8601 checked for sanity, language, site name, canonical URL,
+top image) and readability-lxml as a second opinion when trafilatura finds nothing.
+Cleaning (`pipeline.clean`) then runs on the text unless `clean=False`.
+
+`extract_batch` spreads pages over a bounded process pool (`pipeline.pool`): each
+page is limited in time and memory, a page that hangs or blows up is killed and
+reported, the batch goes on. `extract_stage` is the pipeline stage over one WARC file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from urllib.parse import urljoin, urlsplit
+
+import trafilatura
+from lxml import etree
+from lxml.html import HtmlElement
+from trafilatura.metadata import extract_metadata
+from trafilatura.utils import load_html
+
+from pipeline.clean import MIN_WORDS, NotAnArticle, clean_article, detect_language
+from pipeline.config import CleaningRules, ConfigError
+from pipeline.textnorm import normalise_text, word_count
+
+log = logging.getLogger(__name__)
+
+#: Bump when the output for the same input changes (it is stored with every record,
+#: so records can be re-extracted selectively when the extractor improves).
+EXTRACTOR_VERSION = f"1.0+trafilatura-{trafilatura.__version__}"
+
+__all__ = ["EXTRACTOR_VERSION", "NotAnArticle", "extract_page", "extract_batch", "extract_stage",
+           "canonical_url", "configure_extract", "cmd_extract"]
+
+#: Larger inputs are rejected ("too_large"): trafilatura's own MAX_FILE_SIZE (settings.cfg).
+MAX_HTML_CHARS = 20_000_000
+#: Pages with more elements than this are rejected ("too_large"): ~50x a heavy real news page
+#: (the largest page of the extraction benchmark has ~9,000 elements).
+MAX_ELEMENTS = 400_000
+#: Share of control / replacement characters above which a "page" is binary data.
+BINARY_SHARE = 0.05
+#: Dates outside [MIN_DATE, today + 1 day] are wrong (news on the web starts in the mid-1990s;
+#: a day of slack for time zones ahead of UTC).
+MIN_DATE = date(1995, 1, 1)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ufffd]")
+_TAGGY = re.compile(r"<\s*(!doctype|html|head|body|p|div|article|main|section|span|br|h[1-6]|title|meta|a|table)\b",
+                    re.IGNORECASE)
+
+# ------------------------------------------------------------------ pruning
+
+# class/id vocabulary of widgets that are not the article; matched as whole words of the
+# attribute (split on space, '-', '_'), so "share-bar" matches and "shareholders" does not.
+_BOILER_WORDS = {
+    "share", "sharing", "sharebar", "social", "socials", "newsletter", "newsletters", "subscribe",
+    "subscription", "signup", "related", "recommended", "recommendations", "recirc", "recirculation",
+    "promo", "promos", "comments", "comment", "disqus", "respond", "replies", "cookie", "cookies",
+    "consent", "gdpr", "outbrain", "taboola", "trending", "popular", "readmore", "breadcrumb",
+    "breadcrumbs", "paywall", "bio", "byline", "tags", "tagcloud", "advert", "advertisement", "ads",
+    "sponsored", "nativo", "widget", "sidebar", "toolbar", "rail", "teaser", "teasers",
+}
+# Pairs of words that together name a widget ("more stories", "author box", "read also").
+_BOILER_PAIRS = {("more", "stories"), ("more", "news"), ("read", "also"), ("also", "read"),
+                 ("see", "also"), ("author", "box"), ("about", "author"), ("author", "info"),
+                 ("most", "read"), ("most", "popular"), ("read", "more"), ("you", "may"),
+                 ("next", "article"), ("up", "next")}
+_SPLIT = re.compile(r"[\s_\-]+")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_ROLES = {"complementary", "contentinfo", "navigation", "banner", "dialog", "alertdialog", "search"}
+_KEEP_TAGS = {"html", "body", "main", "article", "head"}
+_BLOCKS = ("div", "section", "aside", "ul", "ol", "nav", "footer", "header", "form", "figure", "table", "p", "span", "li")
+#: A pruned block never holds more than this share of the page's text: a wrapper that
+#: happens to carry a widget-like class (e.g. "article social-affairs") is not a widget.
+PRUNE_MAX_SHARE = 0.3
+#: Link-dense block: at least this share of its text is link text, with at least MIN_LINKS
+#: links; trafilatura's own link-density test only looks at single elements.
+LINK_DENSITY = 0.7
+MIN_LINKS = 3
+
+
+def _attr_words(el: HtmlElement) -> list[str]:
+    raw = f"{el.get('class', '')} {el.get('id', '')}"
+    return [w for w in _SPLIT.split(_CAMEL.sub(" ", raw).lower()) if w]
+
+
+def _widget_name(el: HtmlElement) -> str | None:
+    words = _attr_words(el)
+    for w in words:
+        if w in _BOILER_WORDS:
+            return w
+    for a, b in zip(words, words[1:]):
+        if (a, b) in _BOILER_PAIRS:
+            return f"{a}-{b}"
+    role = (el.get("role") or "").lower()
+    if role in _ROLES:
+        return f"role={role}"
+    if el.get("aria-hidden") == "true" and el.tag in ("div", "section", "aside"):
+        return "aria-hidden"
+    return None
+
+
+def _text_len(el: HtmlElement) -> int:
+    return len(" ".join(el.itertext()).split())
+
+
+def _link_words(el: HtmlElement) -> tuple[int, int]:
+    links = el.xpath(".//a[@href]")
+    return len(links), sum(len(" ".join(a.itertext()).split()) for a in links)
+
+
+def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = ()) -> list[dict]:
+    """Remove widget blocks from the tree in place; returns `removed` entries (rule, text)."""
+    removed: list[dict] = []
+    body = tree.find(".//body")
+    root = body if body is not None else tree
+    total = max(1, _text_len(root))
+
+    def drop(el: HtmlElement, rule: str) -> None:
+        text = " ".join(" ".join(el.itertext()).split())
+        if text:
+            removed.append({"rule": rule, "text": text[:300]})
+        parent = el.getparent()
+        if parent is not None:
+            # keep the text that follows the element (tail) in the document
+            if el.tail and el.tail.strip():
+                prev = el.getprevious()
+                if prev is not None:
+                    prev.tail = (prev.tail or "") + el.tail
+                else:
+                    parent.text = (parent.text or "") + el.tail
+            parent.remove(el)
+
+    for selector in drop_selectors:
+        try:
+            matches = tree.cssselect(selector)
+        except (etree.XPathError, ValueError, SyntaxError) as exc:
+            raise ConfigError(f"cleaning.drop_selectors: bad CSS selector {selector!r}: {exc}") from exc
+        for el in matches:
+            if el.tag not in ("html", "body"):
+                drop(el, f"source:drop_selectors:{selector}")
+
+    for el in list(root.iter(*_BLOCKS)):
+        if el.getparent() is None or el.tag in _KEEP_TAGS:
+            continue  # already detached with an ancestor
+        name = _widget_name(el)
+        if name is None:
+            continue
+        if _text_len(el) > PRUNE_MAX_SHARE * total or el.find(".//h1") is not None:
+            continue
+        drop(el, f"html:widget:{name}")
+
+    for el in list(root.iter("ul", "ol", "nav", "aside", "div", "section", "table")):
+        if el.getparent() is None:
+            continue
+        words = _text_len(el)
+        if not words or words > PRUNE_MAX_SHARE * total:
+            continue
+        n_links, link_words = _link_words(el)
+        if n_links >= MIN_LINKS and link_words >= LINK_DENSITY * words:
+            drop(el, "html:link_list")
+    return removed
+
+
+# ------------------------------------------------------------------ metadata
+
+
+def _iso_date(value: str | None, tree: HtmlElement) -> str | None:
+    """ISO 8601 date within [MIN_DATE, tomorrow]; with time when the page states the time."""
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+    if day < MIN_DATE or day > datetime.now(timezone.utc).date() + timedelta(days=1):
+        return None
+    for stamp in tree.xpath('//meta[@property="article:published_time" or @itemprop="datePublished" '
+                            'or @name="pubdate" or @name="publishdate"]/@content'
+                            '|//time[@itemprop="datePublished"]/@datetime'):
+        try:
+            when = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if when.date() == day:
+            return when.isoformat()
+    return day.isoformat()
+
+
+_TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|igshid|yclid|_ga|_gl|"
+                       r"ocid|cmpid|ncid|smid|sr_share|at_medium|at_campaign)$", re.IGNORECASE)
+
+
+def canonical_url(url: str, declared: str | None = None) -> str:
+    """The page's rel=canonical when it is on the same site, else `url`; tracking params and fragment dropped."""
+    from courlan import is_external
+    from w3lib.url import canonicalize_url
+
+    chosen = url
+    if declared:
+        absolute = urljoin(url, declared.strip())
+        if urlsplit(absolute).scheme in ("http", "https") and not is_external(absolute, url, ignore_suffix=True):
+            chosen = absolute
+    parts = urlsplit(chosen)
+    if parts.query:
+        kept = "&".join(p for p in parts.query.split("&") if p and not _TRACKING.match(p.split("=", 1)[0]))
+        chosen = parts._replace(query=kept).geturl()
+    try:
+        return canonicalize_url(chosen, keep_fragments=False)
+    except ValueError:
+        return chosen.split("#", 1)[0]
+
+
+# ------------------------------------------------------------------ page
+
+
+def _check_input(html: str) -> None:
+    if not isinstance(html, str):
+        raise TypeError(f"extract_page takes decoded text (str), not {type(html).__name__}")
+    if not html.strip():
+        raise NotAnArticle("empty")
+    head = html[:8192]
+    if head.lstrip()[:2] == "\x1f\x8b":
+        raise NotAnArticle("binary", "gzip data served as HTML")
+    if len(_CONTROL.findall(head)) > BINARY_SHARE * len(head):
+        raise NotAnArticle("binary", "control or undecodable characters")
+    if len(html) > MAX_HTML_CHARS:
+        raise NotAnArticle("too_large", f"{len(html)} characters (limit {MAX_HTML_CHARS})")
+    if not _TAGGY.search(html[:200_000]):
+        raise NotAnArticle("not_html", "no HTML markup")
+
+
+def _readability_text(html: str) -> str:
+    """Text of readability-lxml's summary: the second opinion."""
+    from lxml import html as lxml_html
+    from readability import Document
+
+    summary = Document(html).summary(html_partial=True)
+    root = lxml_html.fromstring(summary)
+    blocks = root.xpath("//p|//li|//h2|//h3|//h4|//blockquote|//pre")
+    if not blocks:
+        return " ".join(root.itertext())
+    return "\n".join(" ".join(b.itertext()) for b in blocks)
+
+
+def _navigation_only(tree: HtmlElement) -> bool:
+    body = tree.find(".//body")
+    root = body if body is not None else tree
+    words = _text_len(root)
+    n_links, link_words = _link_words(root)
+    return n_links >= MIN_LINKS and link_words >= LINK_DENSITY * max(1, words)
+
+
+def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, clean: bool = True) -> dict:
+    """The article record of one page; raises NotAnArticle(reason) when the page holds no article."""
+    _check_input(html)
+    try:
+        tree = load_html(html)
+    except (ValueError, etree.ParserError) as exc:
+        raise NotAnArticle("not_html", str(exc)) from None
+    if tree is None:
+        raise NotAnArticle("not_html", "unparseable markup")
+    n_elements = sum(1 for _ in tree.iter())
+    if n_elements > MAX_ELEMENTS:
+        raise NotAnArticle("too_large", f"{n_elements} elements (limit {MAX_ELEMENTS})")
+
+    date_params = {"original_date": True, "extensive_search": True, "min_date": MIN_DATE.isoformat(),
+                   "max_date": (datetime.now(timezone.utc).date() + timedelta(days=1)).isoformat()}
+    meta = extract_metadata(tree, url, date_params)
+    declared = tree.xpath('//link[@rel="canonical"]/@href')
+    published = _iso_date(meta.date, tree)
+
+    removed = prune_boilerplate(tree, rules.drop_selectors if rules else ())
+    doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, favor_precision=True,
+                                      include_tables=True, with_metadata=False, output_format="python")
+    text = normalise_text(doc.text or "") if doc is not None else ""
+    if word_count(text) < MIN_WORDS:
+        # Second opinion: trafilatura found nothing usable; readability-lxml scores blocks differently.
+        try:
+            second = normalise_text(_readability_text(html))
+        except Exception as exc:  # readability raises bare Exception subclasses on odd markup
+            log.debug("readability failed on %s: %s", url, exc)
+            second = ""
+        if word_count(second) > word_count(text):
+            text = second
+            removed.append({"rule": "fallback:readability", "text": ""})
+    if not text:
+        if _navigation_only(tree):
+            raise NotAnArticle("navigation_only")
+        raise NotAnArticle("no_article_text")
+
+    record = {
+        "url": url,
+        "canonical_url": canonical_url(url, declared[0] if declared else None),
+        "title": normalise_text(meta.title) if meta.title else None,
+        "author": normalise_text(meta.author) if meta.author else None,
+        "published": published,
+        "language": detect_language(text),
+        "sitename": meta.sitename or None,
+        "image": meta.image or None,
+        "text": text,
+        "word_count": word_count(text),
+        "removed": [r for r in removed if r["rule"] != "fallback:readability"],
+        "warnings": [],
+        "extractor_version": EXTRACTOR_VERSION,
+    }
+    if any(r["rule"] == "fallback:readability" for r in removed):
+        record["warnings"].append({"rule": "fallback:readability",
+                                   "message": "trafilatura found no article text; readability-lxml used"})
+    if clean:
+        record = clean_article(record, rules)
+    return record

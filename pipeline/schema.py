@@ -1,0 +1,163 @@
+"""The article dataset's Parquet schema (versioned) and record -> Arrow conversion.
+
+The schema is a consumer contract (see docs/DATASET.md). Changes that only add
+nullable columns bump ``SCHEMA_VERSION``; readers fill missing columns with
+nulls (`conform`), so files of older versions stay readable. Renaming or
+retyping a column is a breaking change and needs a new dataset prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+#: Version of ARTICLE_SCHEMA written into every file, row and manifest.
+SCHEMA_VERSION = 1
+
+_TS = pa.timestamp("us", tz="UTC")
+REMOVED_TYPE = pa.list_(pa.struct([("rule", pa.string()), ("text", pa.string())]))
+
+#: (name, type, nullable, meaning): the single source of the schema and of its documentation.
+FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("article_id", pa.string(), False, "stable id of one version of one article: sha256(canonical_url, content_hash)[:24]"),
+    ("url", pa.string(), False, "URL as fetched, after redirects"),
+    ("canonical_url", pa.string(), True, "rel=canonical when same-site, else the canonicalised URL"),
+    ("source", pa.string(), True, "configured source (outlet) name"),
+    ("title", pa.string(), True, "headline"),
+    ("author", pa.string(), True, "byline as extracted"),
+    ("published", _TS, True, "publication time (UTC) from the page metadata; null when unknown"),
+    ("language", pa.string(), True, "ISO 639-1 language code"),
+    ("sitename", pa.string(), True, "site name from the page metadata"),
+    ("image", pa.string(), True, "lead image URL"),
+    ("text", pa.string(), True, "article body, paragraphs separated by newlines, boilerplate removed"),
+    ("word_count", pa.int32(), True, "words in text"),
+    ("content_hash", pa.string(), True, "sha256 of the normalised text (equal for exact duplicates)"),
+    ("cluster_id", pa.string(), True, "duplicate cluster: same story across URLs and outlets"),
+    ("duplicate_of", pa.string(), True, "article_id of the cluster's first article; null for that first one"),
+    ("dup_kind", pa.string(), True, "why it is a duplicate: url, exact, near; null if not a duplicate"),
+    ("version", pa.int32(), True, "1, 2, ... for the same canonical URL with changed text"),
+    ("supersedes", pa.string(), True, "article_id of the previous version, or null"),
+    ("warc_key", pa.string(), True, "bucket key of the raw WARC file holding the response"),
+    ("warc_record_id", pa.string(), True, "WARC-Record-ID of the response in that file"),
+    ("extractor_version", pa.string(), True, "extractor (trafilatura + rules) version that produced text"),
+    ("removed", REMOVED_TYPE, True, "boilerplate blocks removed from text, each with the rule that removed it"),
+    ("run_id", pa.string(), False, "the pipeline run that stored the row (YYYYMMDDTHHMMSSZ[suffix])"),
+    ("ingested_at", _TS, False, "when the run stored the row (UTC; the run's clock, deterministic per run)"),
+    ("fetched_at", _TS, True, "when the page was fetched (UTC)"),
+    ("schema_version", pa.int16(), False, "SCHEMA_VERSION the row was written with"),
+]
+
+ARTICLE_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(name, typ, nullable=nullable, metadata={"description": doc}) for name, typ, nullable, doc in FIELDS],
+    metadata={"news_ingest.schema_version": str(SCHEMA_VERSION), "news_ingest.dataset": "articles"},
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(ARTICLE_SCHEMA.names)
+_TIMESTAMP_COLUMNS = ("published", "fetched_at")
+_INT_COLUMNS = ("word_count", "version")
+
+
+def to_utc(value: Any) -> datetime | None:
+    """A timestamp from an ISO 8601 string, a datetime or a date; naive values are taken as UTC.
+
+    Unparseable strings become None: the published date is best-effort page metadata
+    and a bad one must not fail a whole run.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _removed(value: Any) -> list[dict] | None:
+    if not value:
+        return [] if value == [] else None
+    out = []
+    for item in value:
+        if isinstance(item, dict):
+            out.append({"rule": _str_or_none(item.get("rule")), "text": _str_or_none(item.get("text"))})
+    return out
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def records_to_table(records: Sequence[dict], *, run_id: str, ingested_at: datetime) -> pa.Table:
+    """Article records (the dedupe stage's JSON objects) as a table of exactly ARTICLE_SCHEMA.
+
+    Unknown keys (``http_etag`` ...) are dropped; missing ones become null. The store
+    stamps `run_id`, `ingested_at` and `schema_version`, overriding whatever a record says.
+    """
+    n = len(records)
+    columns: dict[str, list] = {}
+    for name in COLUMN_NAMES:
+        if name in _TIMESTAMP_COLUMNS:
+            columns[name] = [to_utc(r.get(name)) for r in records]
+        elif name in _INT_COLUMNS:
+            columns[name] = [_int_or_none(r.get(name)) for r in records]
+        elif name == "removed":
+            columns[name] = [_removed(r.get(name)) for r in records]
+        elif name == "run_id":
+            columns[name] = [run_id] * n
+        elif name == "ingested_at":
+            columns[name] = [ingested_at] * n
+        elif name == "schema_version":
+            columns[name] = [SCHEMA_VERSION] * n
+        else:
+            columns[name] = [_str_or_none(r.get(name)) for r in records]
+    for name in ("article_id", "url"):
+        missing = sum(1 for v in columns[name] if v is None)
+        if missing:
+            raise ValueError(f"{missing} of {n} records have no {name!r}: the dedupe stage must set it")
+    arrays = [pa.array(columns[f.name], type=f.type) for f in ARTICLE_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=ARTICLE_SCHEMA)
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """A table read from any schema version, as the current ARTICLE_SCHEMA (missing columns null)."""
+    if table.schema.equals(ARTICLE_SCHEMA, check_metadata=False):
+        return table.replace_schema_metadata(ARTICLE_SCHEMA.metadata)
+    arrays = []
+    for f in ARTICLE_SCHEMA:
+        if f.name in table.column_names:
+            arrays.append(table.column(f.name).cast(f.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, type=f.type))
+    schema = pa.schema([f.with_nullable(True) for f in ARTICLE_SCHEMA], metadata=ARTICLE_SCHEMA.metadata)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def project(schema: pa.Schema, columns: Iterable[str] | None) -> list[str] | None:
+    """Validate a column selection against the schema (clear error instead of a pyarrow KeyError)."""
+    if columns is None:
+        return None
+    cols = list(columns)
+    unknown = [c for c in cols if c not in schema.names]
+    if unknown:
+        raise ValueError(f"unknown column(s) {', '.join(unknown)}; the dataset has: {', '.join(schema.names)}")
+    return cols

@@ -1,0 +1,397 @@
+"""The store stage: articles -> Parquet in the bucket, committed atomically per run.
+
+Protocol (see docs/DATASET.md):
+
+1. write ``articles/dt=<run date>/run=<run_id>/part-<attempt>-<n>.parquet`` (new,
+   random attempt id per call, so an earlier attempt's files are never overwritten);
+2. commit by writing ``_manifests/run=<run_id>.json`` (conditional PUT: a concurrent
+   writer of the same run loses with `PreconditionFailed` instead of silently
+   clobbering); readers only see files a manifest lists;
+3. delete every other file under the run's prefix (the replaced attempt, and any
+   orphans of attempts that died before their commit).
+
+A failure before step 2 leaves nothing visible; a failure in step 3 leaves orphans
+that the next attempt of the run (or `cleanup_orphans`) removes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from botocore.exceptions import BotoCoreError, ClientError
+
+import pipeline
+from pipeline.config import S3Settings
+from pipeline.context import RunContext
+from pipeline.manifest import (
+    ARTICLES_PREFIX,
+    MANIFEST_VERSION,
+    check_dt,
+    compacted_prefix,
+    compaction_manifest_key,
+    iso_utc,
+    load_compaction,
+    load_run_manifests,
+    referenced_keys,
+    run_articles_prefix,
+    run_manifest_key,
+)
+from pipeline.s3 import Bucket, StorageError, describe_error, run_date
+from pipeline.schema import ARTICLE_SCHEMA, SCHEMA_VERSION, conform, records_to_table
+
+log = logging.getLogger(__name__)
+
+#: ~128 MB files: big enough for efficient scans, small enough to rewrite and to hold in memory.
+MAX_FILE_BYTES = 128 * 1024 * 1024
+#: Rows per row group: ~20k articles (~20-60 MB uncompressed) keeps per-group
+#: statistics useful for filter pushdown while bounding the writer's memory.
+ROW_GROUP_ROWS = 20_000
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,  # zstd's default: most of the ratio at a fraction of level 9's CPU
+    "use_dictionary": ["source", "language", "sitename", "dup_kind", "run_id", "extractor_version"],
+    "write_statistics": True,
+}
+
+
+def run_time(run_id: str) -> datetime:
+    """The timestamp a run id encodes (`20261127T210000Z...`): the run's deterministic clock."""
+    return datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+class _PartWriter:
+    """Streams tables into part files of bounded rows/bytes and uploads them in a background thread.
+
+    Encoding the next file overlaps with uploading the previous one; at most one upload is
+    in flight, so memory stays at about two files.
+    """
+
+    def __init__(self, bucket: Bucket, prefix: str, attempt: str, *, max_rows: int, max_bytes: int):
+        self.bucket, self.prefix, self.attempt = bucket, prefix, attempt
+        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.files: list[dict] = []
+        self.written: list[str] = []  # keys PUT so far (for cleanup on failure)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-upload")
+        self._pending: Future | None = None
+        self._sink: io.BytesIO | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._rows = 0
+        self._runs: set[str] = set()
+
+    def write(self, table: pa.Table) -> None:
+        offset = 0
+        while offset < table.num_rows:
+            if self._writer is None:
+                self._sink = io.BytesIO()
+                self._writer = pq.ParquetWriter(self._sink, ARTICLE_SCHEMA, **PARQUET_OPTIONS)
+            take = min(table.num_rows - offset, self.max_rows - self._rows)
+            chunk = table.slice(offset, take)
+            self._writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
+            self._runs.update(chunk.column("run_id").unique().to_pylist())
+            self._rows += take
+            offset += take
+            if self._rows >= self.max_rows or self._sink.tell() >= self.max_bytes:
+                self._finish_file()
+
+    def _finish_file(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        body = self._sink.getvalue()
+        key = f"{self.prefix}part-{self.attempt}-{len(self.files):05d}.parquet"
+        self.files.append({"key": key, "rows": self._rows, "bytes": len(body),
+                           "sha256": hashlib.sha256(body).hexdigest(), "runs": sorted(self._runs)})
+        self._writer, self._sink, self._rows, self._runs = None, None, 0, set()
+        self._wait()
+        self._pending = self._pool.submit(self._upload, key, body)
+
+    def _upload(self, key: str, body: bytes) -> None:
+        self.written.append(key)  # before the PUT: a timed-out PUT may still have landed
+        self.bucket.put(key, body, content_type="application/vnd.apache.parquet")
+        log.debug("stored %s (%d bytes)", key, len(body))
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> list[dict]:
+        """Flush the last file, wait for uploads; the file entries for the manifest."""
+        try:
+            self._finish_file()
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+        return self.files
+
+    def abort(self) -> None:
+        """After a failure: stop, then best-effort delete what was written (orphans otherwise)."""
+        if self._pending is not None:
+            try:
+                self._pending.result()
+            except Exception as exc:  # the failure being handled already; this one adds nothing
+                log.debug("upload failed during abort: %s", exc)
+        self._pool.shutdown(wait=True)
+        if self.written:
+            try:
+                self.bucket.delete(self.written)
+            except StorageError as exc:
+                log.warning("could not remove %d uncommitted files (%s); they are invisible to readers "
+                            "and the next attempt removes them", len(self.written), exc)
+
+
+def _batches(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for rec in records:
+        batch.append(rec)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def store_articles(ctx: RunContext, records: Iterable[dict], *, max_rows_per_file: int = 100_000,
+                   max_file_bytes: int = MAX_FILE_BYTES, now: datetime | None = None,
+                   attempt: str | None = None) -> str:
+    """Write a run's articles as Parquet and commit them atomically; returns the manifest key.
+
+    `now` stamps `ingested_at` and the manifest's `committed_at`; by default the run id's
+    own timestamp, so re-running a task is deterministic. Pass the wall clock when
+    incremental consumers must notice a re-run of an old run (they select by committed_at).
+    Rows repeating an `article_id` already stored by this run are dropped (counted in the
+    manifest as `repeats_dropped`).
+    """
+    if max_rows_per_file < 1:
+        raise ValueError("max_rows_per_file must be >= 1")
+    bucket = ctx.bucket
+    run_id = ctx.run_id
+    stamp = now or run_time(run_id)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    attempt = attempt or uuid.uuid4().hex[:12]
+    prefix = run_articles_prefix(run_id)
+    manifest_key = run_manifest_key(run_id)
+
+    previous = bucket.get_with_etag(manifest_key)
+    writer = _PartWriter(bucket, prefix, attempt, max_rows=max_rows_per_file, max_bytes=max_file_bytes)
+    seen: set[str] = set()
+    repeats = 0
+    try:
+        for batch in _batches(records, min(ROW_GROUP_ROWS, max_rows_per_file)):
+            unique = []
+            for rec in batch:
+                aid = rec.get("article_id")
+                if aid in seen:
+                    repeats += 1
+                    continue
+                seen.add(aid)
+                unique.append(rec)
+            if unique:
+                writer.write(records_to_table(unique, run_id=run_id, ingested_at=stamp))
+        files = writer.close()
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "kind": "run",
+            "run_id": run_id,
+            "dt": run_date(run_id),
+            "attempt": attempt,
+            "replaces_attempt": _json(previous).get("attempt") if previous else None,
+            "schema_version": SCHEMA_VERSION,
+            "code_version": pipeline.__version__,
+            "committed_at": iso_utc(stamp),
+            "ingested_at": iso_utc(stamp),
+            "rows": sum(f["rows"] for f in files),
+            "bytes": sum(f["bytes"] for f in files),
+            "repeats_dropped": repeats,
+            "files": files,
+        }
+        # The commit point: one PUT, conditional on the manifest we read (or on there being none).
+        if previous:
+            bucket.put_json(manifest_key, manifest, if_match=previous[1])
+        else:
+            bucket.put_json(manifest_key, manifest, if_none_match="*")
+    except BaseException:
+        writer.abort()
+        raise
+    log.info("committed run %s attempt %s: %d rows in %d files", run_id, attempt, manifest["rows"], len(files))
+    _remove_others(bucket, prefix, keep={f["key"] for f in files})
+    return manifest_key
+
+
+def _json(got: tuple[bytes, str]) -> dict:
+    return json.loads(got[0])
+
+
+def _remove_others(bucket: Bucket, prefix: str, keep: set[str]) -> list[str]:
+    """Delete files under a prefix the new manifest does not list (after the commit: best effort)."""
+    try:
+        stale = [k for k in bucket.list(prefix) if k not in keep]
+        if stale:
+            bucket.delete(stale)
+            log.info("removed %d replaced or orphaned files under %s", len(stale), prefix)
+        return stale
+    except StorageError as exc:
+        log.warning("committed, but could not remove replaced files under %s: %s", prefix, exc)
+        return []
+
+
+def store_stage(ctx: RunContext, deduped_key: str, *, max_rows_per_file: int = 100_000,
+                now: datetime | None = None) -> str:
+    """Stage 5: the dedupe stage's JSONL.gz -> committed Parquet; returns the manifest key."""
+    return store_articles(ctx, ctx.bucket.iter_jsonl(deduped_key), max_rows_per_file=max_rows_per_file, now=now)
+
+
+# --------------------------------------------------------------------------- maintenance
+
+
+def compact(settings: S3Settings, dt: str, *, now: datetime | None = None, max_rows_per_file: int = 500_000,
+            max_file_bytes: int = MAX_FILE_BYTES, min_files: int = 2, bucket: Bucket | None = None) -> str | None:
+    """Rewrite a day's committed files into few large ones, committed by one manifest PUT.
+
+    Returns the compaction manifest key, or None when the day has fewer than `min_files`
+    files (nothing worth doing). Row content and `committed_at` of runs are unchanged, so
+    incremental readers do not see compacted rows again.
+    """
+    dt = check_dt(dt)
+    bucket = bucket or Bucket(settings)
+    runs = [m for m in load_run_manifests(settings, bucket=bucket) if m.get("dt") == dt]
+    got = load_compaction(bucket, dt)
+    comp, comp_etag = got if got else (None, None)
+    covers = comp.get("covers", {}) if comp else {}
+    served = {m["run_id"] for m in runs if covers.get(m["run_id"]) == m.get("attempt")}
+    inputs: list[tuple[str, set[str] | None]] = []  # (key, runs to keep)
+    if comp:
+        for f in comp["files"]:
+            file_runs = set(f.get("runs", []))
+            if file_runs & served:
+                inputs.append((f["key"], None if file_runs <= served else file_runs & served))
+    own = [m for m in runs if m["run_id"] not in served]
+    for m in own:
+        inputs.extend((f["key"], None) for f in m["files"])
+    if len(inputs) < min_files:
+        log.info("compact %s: %d files, nothing to do", dt, len(inputs))
+        return None
+
+    stamp = now or datetime.now(timezone.utc)  # maintenance, not a run task: the wall clock is right
+    attempt = uuid.uuid4().hex[:12]
+    writer = _PartWriter(bucket, compacted_prefix(dt), attempt, max_rows=max_rows_per_file,
+                         max_bytes=max_file_bytes)
+    try:
+        for key, keep in inputs:
+            table = conform(pq.read_table(io.BytesIO(bucket.get(key))))
+            if keep is not None:
+                table = table.filter(pc.is_in(table.column("run_id"), pa.array(sorted(keep))))
+            if table.num_rows:
+                writer.write(table.cast(ARTICLE_SCHEMA))
+        files = writer.close()
+        new_covers = {m["run_id"]: m["attempt"] for m in runs}
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "kind": "compaction",
+            "dt": dt,
+            "generation": (comp.get("generation", 0) if comp else 0) + 1,
+            "attempt": attempt,
+            "schema_version": SCHEMA_VERSION,
+            "code_version": pipeline.__version__,
+            "committed_at": iso_utc(stamp),
+            "covers": new_covers,
+            "rows": sum(f["rows"] for f in files),
+            "bytes": sum(f["bytes"] for f in files),
+            "files": files,
+        }
+        key = compaction_manifest_key(dt)
+        if comp_etag:
+            bucket.put_json(key, manifest, if_match=comp_etag)
+        else:
+            bucket.put_json(key, manifest, if_none_match="*")
+    except BaseException:
+        writer.abort()
+        raise
+    replaced = [k for k, _ in inputs if k not in {f["key"] for f in files}]
+    if comp:  # fully filtered-out old compacted files are replaced too
+        replaced = sorted(set(replaced) | (referenced_keys([comp]) - {f["key"] for f in files}))
+    try:
+        bucket.delete(replaced)
+    except StorageError as exc:
+        log.warning("compacted %s, but could not remove %d replaced files: %s", dt, len(replaced), exc)
+    log.info("compacted %s: %d files -> %d (%d rows), generation %d", dt, len(inputs), len(files),
+             manifest["rows"], manifest["generation"])
+    return key
+
+
+def cleanup_orphans(settings: S3Settings, *, min_age_seconds: float = 3600, now: datetime | None = None,
+                    bucket: Bucket | None = None) -> list[str]:
+    """Delete files under articles/ that no manifest lists and that are older than `min_age_seconds`.
+
+    The age guard keeps files of an attempt that is still writing (not yet committed).
+    """
+    bucket = bucket or Bucket(settings)
+    manifests = load_run_manifests(settings, bucket=bucket)
+    keep = referenced_keys(manifests)
+    for dt in {m["dt"] for m in manifests}:
+        got = load_compaction(bucket, dt)
+        if got:
+            keep |= referenced_keys([got[0]])
+    now = now or datetime.now(timezone.utc)
+    orphans: list[str] = []
+    try:
+        pages = bucket.client.get_paginator("list_objects_v2").paginate(Bucket=bucket.name, Prefix=ARTICLES_PREFIX)
+        for page in pages:
+            for obj in page.get("Contents", []):
+                if obj["Key"] not in keep and (now - obj["LastModified"]).total_seconds() >= min_age_seconds:
+                    orphans.append(obj["Key"])
+    except (BotoCoreError, ClientError) as exc:
+        raise describe_error(exc, settings, f"list {ARTICLES_PREFIX}") from None
+    if orphans:
+        bucket.delete(orphans)
+        log.info("removed %d orphaned files", len(orphans))
+    return orphans
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def configure_compact(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `python -m pipeline compact`."""
+    parser.add_argument("--dt", action="append", required=True, metavar="YYYY-MM-DD",
+                        help="day partition to compact (repeatable)")
+    parser.add_argument("--max-rows-per-file", type=int, default=500_000)
+    parser.add_argument("--cleanup", action="store_true",
+                        help="also delete unreferenced files older than an hour (crashed attempts)")
+
+
+def cmd_compact(args: argparse.Namespace, *, settings: S3Settings | None = None,
+                out: Callable[[str], Any] = print) -> int:
+    """`compact --dt D`: exit 0 when done, 1 on a storage error, 2 on a bad date."""
+    import sys
+
+    settings = settings or S3Settings.from_env()
+    try:
+        days = [check_dt(d) for d in args.dt]
+    except ValueError as exc:
+        print(f"compact: {exc}", file=sys.stderr)
+        return 2
+    try:
+        for dt in days:
+            key = compact(settings, dt, max_rows_per_file=args.max_rows_per_file)
+            out(f"{dt}: {'committed ' + key if key else 'nothing to compact'}")
+        if getattr(args, "cleanup", False):
+            removed = cleanup_orphans(settings)
+            out(f"removed {len(removed)} orphaned files")
+    except StorageError as exc:
+        print(f"compact: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,144 @@
+"""The whole pipeline on real parts: the sample site over HTTP, Scrapy, trafilatura, SeaweedFS.
+
+One full run (module-scoped, it is the expensive part), then checks of what a
+consumer reads back, then a re-run of the same run id and a second run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from examples.sample_site import BOILERPLATE_PHRASES
+from pipeline.config import S3Settings
+from pipeline.context import RunContext
+from pipeline.paths import ROOT
+from pipeline.read import read_articles
+from pipeline.rejects import read_rejects
+from pipeline.run import run_once
+
+RUN_1 = "20261127T100000Z"
+RUN_2 = "20261127T110000Z"
+
+
+@pytest.fixture(scope="module")
+def settings(s3_server) -> S3Settings:
+    info = s3_server.info()
+    settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
+                          secret_access_key=info.secret_access_key, bucket="e2e-pipeline")
+    from pipeline.s3 import Bucket
+
+    Bucket(settings).ensure()
+    return settings
+
+
+@pytest.fixture(scope="module")
+def sources(sample_site, tmp_path_factory):
+    path = tmp_path_factory.mktemp("e2e") / "sources.yaml"
+    return sample_site.write_sources_yaml(path, download_timeout=3, max_page_bytes=8 * 2**20)
+
+
+@pytest.fixture(scope="module")
+def first_run(settings, sources, sample_site):
+    sample_site.set_epoch(0)
+    sample_site.reset_hits()
+    ctx = RunContext(run_id=RUN_1, s3=settings, sources_path=sources)
+    report = run_once(ctx)
+    return ctx, report
+
+
+def _expected(sample_site, *kinds):
+    return [e for e in sample_site.expected() if e["kind"] in kinds]
+
+
+def test_run_stores_exactly_the_expected_articles(first_run, sample_site, settings):
+    ctx, report = first_run
+    table = read_articles(settings=settings, run_id=RUN_1)
+    rows = table.to_pylist()
+    expected = [e for e in sample_site.expected() if e["expected"] == "stored"]
+    assert sorted(r["url"] for r in rows) == sorted(e["url"] for e in expected)
+    titles = {r["url"]: r["title"] for r in rows}
+    for e in expected:
+        assert titles[e["url"]] == e["title"], e["url"]
+    assert report["articles_stored"] == len(expected)
+    assert not report["failed_sources"]
+
+
+def test_no_boilerplate_survives(first_run, settings, sample_site):
+    rows = read_articles(settings=settings, run_id=RUN_1).to_pylist()
+    assert rows
+    related = {e["url"]: e.get("related_headlines") or [] for e in sample_site.expected()}
+    for row in rows:
+        low = row["text"].lower()
+        for phrase in BOILERPLATE_PHRASES:
+            assert phrase.lower() not in low, (row["url"], phrase)
+        for headline in related.get(row["url"], []):
+            assert headline not in row["text"], (row["url"], headline)
+        assert row["word_count"] > 100
+
+
+def test_syndicated_copies_point_at_one_article(first_run, settings, sample_site):
+    rows = {r["url"]: r for r in read_articles(settings=settings, run_id=RUN_1).to_pylist()}
+    copies = _expected(sample_site, "syndicated")
+    assert len(copies) >= 5
+    stored = [rows[c["url"]] for c in copies if c["url"] in rows]
+    assert len(stored) == len(copies)
+    canon = [r for r in stored if r["duplicate_of"] is None]
+    assert len(canon) == 1, [r["url"] for r in canon]
+    for r in stored:
+        assert r["cluster_id"] == canon[0]["cluster_id"]
+        if r is not canon[0]:
+            assert r["duplicate_of"] == canon[0]["article_id"]
+            assert r["dup_kind"] in ("exact", "near")
+    # Canonical-only readers see the story once.
+    canonical = read_articles(settings=settings, run_id=RUN_1, canonical_only=True).to_pylist()
+    assert sum(1 for r in canonical if r["cluster_id"] == canon[0]["cluster_id"]) == 1
+
+
+def test_hostile_pages_are_rejected_with_reasons(first_run, sample_site):
+    ctx, report = first_run
+    rejects = read_rejects(ctx)
+    by_url = {}
+    for r in rejects:
+        by_url.setdefault(r["url"], r)
+    for e in sample_site.expected():
+        if e["expected"] != "rejected":
+            continue
+        hit = by_url.get(e["url"]) or next((r for u, r in by_url.items() if u.startswith(e["url"])), None)
+        assert hit is not None, f"no reject for {e['url']} ({e['kind']})"
+        assert hit["reason"] and hit["stage"] in ("crawl", "extract", "clean")
+    assert report["rejects"] == len(rejects) and report["rejects_by_reason"]
+
+
+def test_rerun_same_run_id_adds_no_rows(first_run, settings, sources):
+    ctx, _ = first_run
+    before = read_articles(settings=settings, run_id=RUN_1).num_rows
+    again = run_once(RunContext(run_id=RUN_1, s3=settings, sources_path=sources))
+    after = read_articles(settings=settings, run_id=RUN_1)
+    assert after.num_rows == before
+    assert len(set(after.column("article_id").to_pylist())) == before
+    assert again["run_id"] == RUN_1
+
+
+def test_second_run_fetches_no_stored_article_again(first_run, settings, sources, sample_site):
+    sample_site.reset_hits()
+    run_once(RunContext(run_id=RUN_2, s3=settings, sources_path=sources))
+    stored = [e for e in sample_site.expected() if e["expected"] == "stored"]
+    refetched = [e["url"] for e in stored if sample_site.hits(e["url"]) > 0]
+    assert refetched == []
+    # The whole bucket still has each article once.
+    everything = read_articles(settings=settings)
+    assert everything.num_rows == len(set(everything.column("article_id").to_pylist()))
+
+
+def test_wrong_credentials_give_a_clear_error(settings, sources):
+    env = {"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": settings.endpoint_url, "AWS_ACCESS_KEY_ID": "wrong",
+           "AWS_SECRET_ACCESS_KEY": "wrong-secret", "NEWS_INGEST_BUCKET": settings.bucket}
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", "--sources", str(sources)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert settings.endpoint_url in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "wrong-secret" not in proc.stderr + proc.stdout

@@ -160,9 +160,11 @@ def parse_sitemap(body: bytes, base_url: str) -> SitemapDoc:
     return SitemapDoc(kind=kind, entries=entries)
 
 
-def robots_sitemaps(robots_text: str, base_url: str) -> list[str]:
-    """`Sitemap:` lines of a robots.txt, absolute."""
-    return [u for u in (absolute(base_url, s) for s in sitemap_urls_from_robots(robots_text, base_url=base_url)) if u]
+def robots_sitemaps(robots: bytes | str, base_url: str) -> list[str]:
+    """`Sitemap:` lines of a robots.txt (body bytes), absolute."""
+    if isinstance(robots, str):
+        robots = robots.encode("utf-8")
+    return [u for u in (absolute(base_url, s) for s in sitemap_urls_from_robots(robots, base_url=base_url)) if u]
 
 
 # --------------------------------------------------------------------------- section pages

@@ -233,8 +233,8 @@ class NewsSpider(Spider):
             yield from self._not_modified(response, "robots")
             return
         links: list[tuple[str, str]] = []
-        if self.source_cfg.robots_sitemaps and isinstance(response, TextResponse):
-            for url in discovery.robots_sitemaps(response.text, response.url):
+        if self.source_cfg.robots_sitemaps:
+            for url in discovery.robots_sitemaps(response.body, response.url):
                 links.append((url, "sitemap"))
                 yield self._sitemap(url)
         yield self._page(response, "robots", links)

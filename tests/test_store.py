@@ -1,0 +1,178 @@
+"""The store stage against the real SeaweedFS: layout, schema, atomic and idempotent commits, compaction."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks.bench_store import generate_articles
+from pipeline.context import RunContext
+from pipeline.manifest import committed_runs, compaction_manifest_key, plan_files
+from pipeline.read import read_articles
+from pipeline.s3 import PreconditionFailed
+from pipeline.schema import ARTICLE_SCHEMA, SCHEMA_VERSION
+from pipeline.store import cleanup_orphans, compact, store_articles, store_stage
+
+RUN = "20261127T060000Z"
+
+
+def _ids(settings, **kw) -> list[str]:
+    return sorted(read_articles(settings=settings, columns=["article_id"], **kw).column("article_id").to_pylist())
+
+
+def test_layout_schema_and_manifest(s3_settings, bucket):
+    ctx = RunContext(RUN, s3=s3_settings)
+    recs = generate_articles(250, words=40)
+    key = store_articles(ctx, recs, max_rows_per_file=100)
+    assert key == f"_manifests/run={RUN}.json"
+    m = bucket.get_json(key)
+    assert m["run_id"] == RUN and m["dt"] == "2026-11-27" and m["rows"] == 250
+    assert m["schema_version"] == SCHEMA_VERSION and m["code_version"] and m["attempt"]
+    assert m["committed_at"] == "2026-11-27T06:00:00.000000Z"  # the run's clock: deterministic
+    assert [f["rows"] for f in m["files"]] == [100, 100, 50]
+    keys = bucket.list("articles/")
+    assert keys == sorted(f["key"] for f in m["files"])
+    for k in keys:
+        assert k.startswith(f"articles/dt=2026-11-27/run={RUN}/part-{m['attempt']}-")
+        assert k.endswith(".parquet")
+    body = bucket.get(keys[0])
+    meta = pq.ParquetFile(io.BytesIO(body)).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    table = pq.read_table(io.BytesIO(body))
+    assert table.schema.equals(ARTICLE_SCHEMA, check_metadata=False)
+    row = table.slice(0, 1).to_pylist()[0]
+    assert row["run_id"] == RUN and row["schema_version"] == SCHEMA_VERSION
+    assert row["published"] == datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
+    assert row["removed"] == [{"rule": "see-also", "text": "See also: another headline"}]
+    assert "http_etag" not in table.column_names
+
+
+def test_rerun_replaces_never_duplicates(s3_settings, bucket):
+    ctx = RunContext(RUN, s3=s3_settings)
+    first = generate_articles(120, words=20)
+    store_articles(ctx, first, max_rows_per_file=50)
+    a1 = bucket.get_json(f"_manifests/run={RUN}.json")["attempt"]
+    # The re-run sees partly different input (an article fixed, one gone): its output replaces the first.
+    second = first[:100] + generate_articles(5, seed=7, words=20)
+    store_articles(ctx, second, max_rows_per_file=50)
+    m = bucket.get_json(f"_manifests/run={RUN}.json")
+    assert m["attempt"] != a1 and m["replaces_attempt"] == a1
+    assert _ids(s3_settings) == sorted(r["article_id"] for r in second)
+    assert not [k for k in bucket.list("articles/") if a1 in k], "previous attempt's files must be deleted"
+    # And a third identical run: still exactly the same rows.
+    store_articles(ctx, second)
+    assert _ids(s3_settings) == sorted(r["article_id"] for r in second)
+
+
+def test_repeated_article_ids_in_one_run_are_stored_once(s3_settings, bucket):
+    recs = generate_articles(10, words=10)
+    key = store_articles(RunContext(RUN, s3=s3_settings), recs + recs[:3])
+    assert bucket.get_json(key)["repeats_dropped"] == 3
+    assert len(_ids(s3_settings)) == 10
+
+
+def test_records_without_id_fail_before_anything_is_visible(s3_settings, bucket):
+    recs = generate_articles(30, words=10)
+    recs[25]["article_id"] = None
+    with pytest.raises(ValueError, match="article_id"):
+        store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=10)
+    assert committed_runs(s3_settings) == []
+    assert bucket.list("articles/") == [], "files of the failed attempt are removed"
+
+
+def test_uncommitted_files_are_invisible_and_cleaned(s3_settings, bucket):
+    ctx = RunContext(RUN, s3=s3_settings)
+    store_articles(ctx, generate_articles(20, words=10))
+    # A crashed attempt of another run: its part file is there, its manifest never written.
+    orphan_run = "20261127T070000Z"
+    orphan = f"articles/dt=2026-11-27/run={orphan_run}/part-dead00000000-00000.parquet"
+    bucket.put(orphan, bucket.get(bucket.list("articles/")[0]))
+    assert len(_ids(s3_settings)) == 20
+    assert cleanup_orphans(s3_settings, min_age_seconds=3600) == []  # too young: may still be writing
+    assert cleanup_orphans(s3_settings, min_age_seconds=0) == [orphan]
+    assert not bucket.exists(orphan)
+    # A crashed earlier attempt of the *same* run is removed by its next attempt.
+    stale = f"articles/dt=2026-11-27/run={RUN}/part-dead00000000-00000.parquet"
+    bucket.put(stale, b"not parquet")
+    store_articles(ctx, generate_articles(20, words=10))
+    assert not bucket.exists(stale)
+
+
+def test_concurrent_writer_loses_cleanly(s3_settings, bucket):
+    ctx = RunContext(RUN, s3=s3_settings)
+    store_articles(ctx, generate_articles(10, words=10))
+
+    def records():
+        yield from generate_articles(5, seed=1, words=10)
+        # Another writer commits the same run while this one is still writing.
+        store_articles(RunContext(RUN, s3=s3_settings), generate_articles(7, seed=2, words=10))
+
+    with pytest.raises(PreconditionFailed):
+        store_articles(ctx, records())
+    assert _ids(s3_settings) == sorted(r["article_id"] for r in generate_articles(7, seed=2, words=10))
+    m = bucket.get_json(f"_manifests/run={RUN}.json")
+    assert sorted(bucket.list("articles/")) == sorted(f["key"] for f in m["files"])
+
+
+def test_store_stage_reads_jsonl(s3_settings, bucket):
+    ctx = RunContext(RUN, s3=s3_settings)
+    recs = generate_articles(30, words=10)
+    deduped = f"{ctx.prefix('work')}deduped.jsonl.gz"
+    bucket.put_jsonl(deduped, recs)
+    key = store_stage(ctx, deduped, max_rows_per_file=10)
+    assert len(bucket.get_json(key)["files"]) == 3
+    assert _ids(s3_settings) == sorted(r["article_id"] for r in recs)
+
+
+def test_empty_run_commits_an_empty_manifest(s3_settings, bucket):
+    ctx = RunContext(RUN, s3=s3_settings)
+    store_articles(ctx, generate_articles(5, words=10))
+    key = store_articles(ctx, [])
+    assert bucket.get_json(key)["rows"] == 0
+    assert _ids(s3_settings) == [] and bucket.list("articles/") == []
+
+
+def test_compaction_is_atomic_and_survives_reruns(s3_settings, bucket):
+    runs = [f"20261127T{h:02d}0000Z" for h in range(6)]
+    expected: dict[str, list[str]] = {}
+    for i, run in enumerate(runs):
+        recs = generate_articles(40, seed=i, words=15)
+        store_articles(RunContext(run, s3=s3_settings), recs, max_rows_per_file=15)
+        expected[run] = [r["article_id"] for r in recs]
+    # Another day is not touched.
+    store_articles(RunContext("20261128T010000Z", s3=s3_settings), generate_articles(5, seed=99, words=5))
+    before = read_articles(since="2026-11-27", until="2026-11-27", settings=s3_settings)
+    assert len(plan_files(s3_settings, since_dt="2026-11-27", until_dt="2026-11-27")[0]) == 18
+
+    key = compact(s3_settings, "2026-11-27", max_rows_per_file=200)
+    assert key == compaction_manifest_key("2026-11-27")
+    specs, _ = plan_files(s3_settings, since_dt="2026-11-27", until_dt="2026-11-27")
+    assert [s.rows for s in specs] == [200, 40] and all(s.runs is None for s in specs)
+    assert all("/run=compacted/" in s.key for s in specs)
+    after = read_articles(since="2026-11-27", until="2026-11-27", settings=s3_settings)
+    assert sorted(after.column("article_id").to_pylist()) == sorted(before.column("article_id").to_pylist())
+    assert after.sort_by("article_id").equals(before.sort_by("article_id"))
+    day_keys = bucket.list("articles/dt=2026-11-27/")
+    assert day_keys == sorted(s.key for s in specs), "the replaced small files are deleted"
+    assert len(bucket.list("articles/dt=2026-11-28/")) == 1
+
+    # A run re-run after compaction: its new rows replace its compacted ones, nothing doubles.
+    new = generate_articles(3, seed=50, words=5)
+    store_articles(RunContext(runs[2], s3=s3_settings), new)
+    expected[runs[2]] = [r["article_id"] for r in new]
+    want = sorted(a for ids in expected.values() for a in ids)
+    assert _ids(s3_settings, since="2026-11-27", until="2026-11-27") == want
+    assert _ids(s3_settings, run_id=runs[2]) == sorted(expected[runs[2]])
+    # A new compaction generation folds the re-run in; still the same rows.
+    compact(s3_settings, "2026-11-27")
+    comp = bucket.get_json(compaction_manifest_key("2026-11-27"))
+    assert comp["generation"] >= 2 and set(comp["covers"]) == set(runs)
+    assert _ids(s3_settings, since="2026-11-27", until="2026-11-27") == want
+
+
+def test_compaction_rejects_bad_day(s3_settings):
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        compact(s3_settings, "../../etc")

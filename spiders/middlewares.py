@@ -36,7 +36,7 @@ from twisted.internet.threads import deferToThread
 from scrapy import signals
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
-from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.exceptions import CannotResolveHostError, IgnoreRequest, NotConfigured
 from scrapy.http import Request, Response
 from scrapy.http.request import NO_CALLBACK
 from scrapy.utils.asyncio import call_later
@@ -125,8 +125,8 @@ class SsrfGuardMiddleware:
             self._block(request, reason)
 
     def process_exception(self, request: Request, exception: Exception) -> None:
-        """A DNSLookupError caused by GuardedResolver becomes an ssrf_blocked IgnoreRequest."""
-        if not isinstance(exception, DNSLookupError):
+        """A failed lookup caused by GuardedResolver becomes an ssrf_blocked IgnoreRequest."""
+        if not isinstance(exception, (CannotResolveHostError, DNSLookupError)):
             return None
         resolver = installed_resolver()
         host = urlparse_cached(request).hostname or ""
@@ -137,6 +137,26 @@ class SsrfGuardMiddleware:
 
     async def check_url(self, url: str) -> str | None:
         """None when ``url`` may be fetched, else the refusal reason (without the code prefix)."""
+        target = self.lookup_target(url)
+        addresses = await self._resolve(*target) if target is not None else None
+        return self.reason_for(url, addresses)
+
+    def lookup_target(self, url: str) -> tuple[str, int] | None:
+        """(host, port) when ``url``'s host is a name that must be resolved before judging it."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in self.schemes or scheme == "data" or not parts.hostname:
+            return None
+        if parse_ip_literal(parts.hostname) is not None:
+            return None
+        try:
+            port = parts.port or default_port(scheme) or 0
+        except ValueError:
+            return None
+        return parts.hostname, port
+
+    def reason_for(self, url: str, addresses: list[str] | None = None) -> str | None:
+        """Judge ``url``; for a host name, ``addresses`` is what it resolved to (None: unresolvable)."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in self.schemes:
@@ -153,8 +173,7 @@ class SsrfGuardMiddleware:
         ip = parse_ip_literal(host)
         if ip is not None:
             return check_address(ip, port, self.allow)
-        addresses = await self._resolve(host, port or 0)
-        for address in addresses:
+        for address in addresses or ():
             reason = check_address(address, port, self.allow)
             if reason is not None:
                 return f"{host} -> {reason}"

@@ -115,8 +115,8 @@ def classify(ip: IPAddress | str) -> str | None:
 def _split_host_port(entry: str) -> tuple[str, int | None]:
     """``"1.2.3.4:80"``, ``"[::1]:80"``, ``"host:80"``, ``"::1"`` -> (host, port|None)."""
     if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        if rest and not rest.startswith(":"):
+        host, sep, rest = entry[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
             raise ValueError(f"bad allowlist entry {entry!r}")
         return host, int(rest[1:]) if rest else None
     if entry.count(":") == 1:

@@ -73,17 +73,31 @@ class _GuardingReceiver:
         self.host = host
         self.port = port
         self.raw: list[IAddress] = []
+        self.delivered = 0
+        self.refused: list[str] = []
 
     def resolutionBegan(self, resolution: IHostResolution) -> None:
         self.receiver.resolutionBegan(resolution)
 
     def addressResolved(self, address: IAddress) -> None:
         self.raw.append(address)
-        self.resolver._deliver(self.receiver, self.host, self.port, address)
+        self.deliver(address)
+
+    def deliver(self, address: IAddress) -> None:
+        reason = self.resolver.check(self.host, self.port, address)
+        if reason is None:
+            self.delivered += 1
+            if self.port and getattr(address, "port", self.port) != self.port:
+                address = attr.evolve(address, port=self.port)
+            self.receiver.addressResolved(address)
+        else:
+            self.refused.append(reason)
+            logger.warning("ssrf_blocked (resolver): %s", reason)
 
     def resolutionComplete(self) -> None:
         if self.raw and self.resolver.cache.limit:
             self.resolver.cache[self.host] = list(self.raw)
+        self.resolver.completed(self)
         self.receiver.resolutionComplete()
 
 
@@ -120,39 +134,35 @@ class GuardedResolver:
         addressTypes: Sequence[type[IAddress]] | None = None,
         transportSemantics: str = "TCP",
     ) -> IHostResolution:
+        guard = _GuardingReceiver(self, resolutionReceiver, hostName, portNumber)
         cached = self.cache.get(hostName) if self.cache.limit else None
         if cached:
             resolution = _CachedResolution(hostName)
             resolutionReceiver.resolutionBegan(resolution)
             for address in cached:
-                self._deliver(resolutionReceiver, hostName, portNumber, address)
+                guard.deliver(address)
+            self.completed(guard)
             resolutionReceiver.resolutionComplete()
             return resolution
         return self.original_resolver.resolveHostName(
-            _GuardingReceiver(self, resolutionReceiver, hostName, portNumber),
-            hostName,
-            portNumber,
-            addressTypes,
-            transportSemantics,
+            guard, hostName, portNumber, addressTypes, transportSemantics
         )
 
-    def _deliver(self, receiver: IResolutionReceiver, host: str, port: int, address: IAddress) -> None:
+    def check(self, host: str, port: int, address: IAddress) -> str | None:
+        """None when ``address`` may be connected to, else why not."""
         ip = getattr(address, "host", None)
         if ip is None:  # not an IP address (e.g. a UNIX socket): nothing we can vouch for
-            self._refuse(host, f"{address!r} is not an IP address")
-            return
+            return f"{host} -> {address!r} is not an IP address"
         reason = check_address(ip, port or getattr(address, "port", None), self.allow)
-        if reason is not None:
-            self._refuse(host, f"{host} -> {reason}")
-            return
-        if port and getattr(address, "port", port) != port:
-            address = attr.evolve(address, port=port)
-        receiver.addressResolved(address)
+        return None if reason is None else f"{host} -> {reason}"
 
-    def _refuse(self, host: str, reason: str) -> None:
-        self.blocked_count += 1
-        self.blocked_reasons[host] = reason
-        logger.warning("ssrf_blocked (resolver): %s", reason)
+    def completed(self, guard: _GuardingReceiver) -> None:
+        self.blocked_count += len(guard.refused)
+        if guard.refused and not guard.delivered:
+            # nothing left to connect to: the endpoint fails with DNSLookupError
+            self.blocked_reasons[guard.host] = guard.refused[0]
+        else:
+            self.blocked_reasons.pop(guard.host, None)
 
 
 #: Resolvers installed in this process (normally one), so middlewares can

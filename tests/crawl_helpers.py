@@ -60,7 +60,10 @@ class LocalServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 reply = server._reply(self.path)
                 body = reply.body.encode() if isinstance(reply.body, str) else reply.body
-                self.send_response(reply.status)
+                self.send_response_only(reply.status)
+                self.send_header("Server", "crawl-helpers")
+                if "Date" not in reply.headers:
+                    self.send_header("Date", self.date_time_string())
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(body)))
                 for name, value in reply.headers.items():
@@ -140,6 +143,7 @@ BASE_TEST_SETTINGS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     "DOWNLOAD_TIMEOUT": 10,
     "RETRY_TIMES": 2,
+    "REMOTE_CONTROL_ENABLED": False,
     "USER_AGENT": "news-ingest-test/0.1",
 }
 

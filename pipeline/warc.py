@@ -164,6 +164,8 @@ def iter_responses(stream: BinaryIO, warc_key: str = "") -> Iterator[WarcRespons
             kind=rec.get_header(KIND_FIELD),
             date=rec.get_header("WARC-Date"),
             warc_key=warc_key,
+            extra={k: v for k, v in rec.headers
+                   if k.startswith("WARC-X-") and k not in (SOURCE_FIELD, KIND_FIELD)},
         )
 
 

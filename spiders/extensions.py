@@ -21,7 +21,7 @@ from scrapy.exceptions import NotConfigured
 from pipeline.config import S3Settings
 from pipeline.s3 import Bucket, run_prefix, safe_segment
 from pipeline.state import load_http, load_seen, seen_lookup
-from spiders.spiders.news import CACHED_LINKS, DISCOVERED, KIND, SkippedSeen
+from spiders.spiders.news import CACHED_LINKS, DISCOVERED, KIND, OWN, SkippedSeen
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class IncrementalMiddleware:
         return datetime.now(timezone.utc) - stored < self.revisit
 
     def process_request(self, request, spider=None):
+        if not request.meta.get(OWN):
+            return None
         kind = request.meta.get(KIND)
         url = request.meta.get(DISCOVERED, request.url)
         if kind == "article" and url in self.seen and "news_revalidating" not in request.meta:
@@ -95,7 +97,7 @@ class IncrementalMiddleware:
             request.headers.setdefault("If-Modified-Since", last_modified)
 
     def process_response(self, request, response, spider=None):
-        if response.status == 304 and request.meta.get(KIND) in _VALIDATED_KINDS:
+        if response.status == 304 and request.meta.get(OWN) and request.meta.get(KIND) in _VALIDATED_KINDS:
             entry = self.http.get(request.meta.get(DISCOVERED, request.url)) or {}
             request.meta[CACHED_LINKS] = entry.get("links") or []
         return response

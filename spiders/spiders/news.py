@@ -41,7 +41,9 @@ KIND = "news_kind"
 DEPTH = "news_depth"
 CACHED_LINKS = "news_cached_links"
 DISCOVERED = "news_discovered_url"
+OWN = "news_spider_request"
 
+_CODED = re.compile(r"^([a-z][a-z0-9_]{2,40}): ")
 _HTML_TYPES = re.compile(rb"^\s*(text/html|application/xhtml\+xml)", re.I)
 
 
@@ -105,6 +107,9 @@ def classify_failure(failure) -> tuple[str, str]:
     if isinstance(exc, (DownloadCancelledError, CancelledError)):
         return "too_large", detail or "download cancelled: body exceeded DOWNLOAD_MAXSIZE"
     if isinstance(exc, IgnoreRequest):
+        coded = _CODED.match(detail)
+        if coded:  # spiders.middlewares: "ssrf_blocked: ...", "robots_denied: ...", "robots_unreachable: ..."
+            return coded.group(1), detail
         if "during decompression" in detail:
             return "decompression_bomb", detail
         if "DOWNLOAD_MAXSIZE" in detail or "max size" in detail:
@@ -170,7 +175,9 @@ class NewsSpider(Spider):
     # ------------------------------------------------------------------ routing
 
     def _request(self, url: str, kind: str, callback, **meta) -> Request:
-        meta.update({KIND: kind, DISCOVERED: url, "handle_httpstatus_list": [304]})
+        # OWN marks the spider's requests: robots.txt fetched by the robots middleware also
+        # carries KIND=robots but must never be made conditional.
+        meta.update({KIND: kind, DISCOVERED: url, OWN: True, "handle_httpstatus_list": [304]})
         return Request(url, callback=callback, errback=self.on_error, meta=meta)
 
     def _count(self, key: str, n: int = 1) -> None:
@@ -320,6 +327,9 @@ class NewsSpider(Spider):
             yield self._reject(response.url, "not_html", f"Content-Type: {self._content_type(response)!r}",
                                "article")
             return
+        if not response.body.strip():
+            yield self._reject(response.url, "empty_body", f"HTTP {response.status} with an empty body", "article")
+            return
         canonical = discovery.rel_canonical(response.text, response.url)
         yield self._page(response, "article", rel_canonical=canonical)
 
@@ -329,7 +339,7 @@ class NewsSpider(Spider):
         if failure.check(SkippedSeen):
             return  # counted by the incremental middleware; not a reject
         reason, detail = classify_failure(failure)
-        if reason == "robots_denied":
+        if reason in ("robots_denied", "robots_unreachable"):
             self._count("news/robots_denied")
         if kind == "robots" and reason == "http_404":
             self._count("news/robots_missing")  # no robots.txt: everything allowed, nothing to archive

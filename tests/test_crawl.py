@@ -1,0 +1,314 @@
+"""The crawl stage end to end: the news spider in its own process, the sample site over HTTP,
+the real SeaweedFS. Each test has its own bucket."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.context import RunContext
+from pipeline.crawl import CrawlError, crawl_command, crawl_stage, summary_key
+from pipeline.paths import ROOT
+from pipeline.s3 import Bucket
+from pipeline.state import load_http, record_stored
+from pipeline.urls import canonicalize
+from pipeline.warc import read_warc
+from spiders.pipelines import CANONICAL_FIELD, raw_prefix
+from warcio.archiveiterator import ArchiveIterator
+import io
+
+RUN = "20261127T120000Z"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def outlets(site) -> dict[str, str]:
+    """Role -> outlet name, found from what the site says it serves."""
+    by_outlet: dict[str, set[str]] = {}
+    for e in site.expected():
+        by_outlet.setdefault(e["outlet"], set()).add(e["kind"])
+    roles = {}
+    for name, kinds in by_outlet.items():
+        if "hostile" in kinds:
+            roles["hostile"] = name
+        elif "old" in kinds and "robots_denied" in kinds:
+            roles["wordpress"] = name
+        elif "updated" in kinds:
+            roles["arc"] = name
+        elif "old" in kinds:
+            roles["plain"] = name
+    return roles
+
+
+def expected(site, outlet: str, outcome: str | None = None, kind: str | None = None) -> list[dict]:
+    return [e for e in site.expected() if e["outlet"] == outlet
+            and (outcome is None or e["expected"] == outcome) and (kind is None or e["kind"] == kind)]
+
+
+def responses(bucket: Bucket, keys: list[str]):
+    return [r for key in keys for r in read_warc(bucket, key)]
+
+
+def article_urls(bucket: Bucket, keys: list[str]) -> list[str]:
+    return [canonicalize(r.url) for r in responses(bucket, keys) if r.kind == "article"]
+
+
+def edit_source(path: Path, outlet: str, **changes) -> Path:
+    data = yaml.safe_load(path.read_text())
+    for src in data["sources"]:
+        if src["name"] == outlet:
+            src.update(changes)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def simulate_store(bucket: Bucket, site, outlet: str, keys: list[str]) -> list[str]:
+    """What the store stage does after its commit: mark the pages expected to be stored as seen."""
+    wanted = {canonicalize(e["url"]) for e in expected(site, outlet, "stored")}
+    rows = []
+    for r in responses(bucket, keys):
+        if r.kind == "article" and canonicalize(r.url) in wanted:
+            canonical = r.extra.get(CANONICAL_FIELD) or r.url
+            rows.append({"source": outlet, "canonical_url": canonical, "url": r.url,
+                         "content_hash": hashlib.sha256(r.body).hexdigest(), "http_etag": r.header("ETag"),
+                         "http_last_modified": r.header("Last-Modified"), "article_id": r.record_id})
+    record_stored(bucket, rows)
+    return sorted({canonicalize(r["url"]) for r in rows})
+
+
+@pytest.fixture
+def ctx(s3_settings, sources_file) -> RunContext:
+    return RunContext(run_id=RUN, s3=s3_settings, sources_path=sources_file)
+
+
+@pytest.fixture
+def roles(sample_site) -> dict[str, str]:
+    found = outlets(sample_site)
+    assert {"hostile", "wordpress", "arc", "plain"} <= set(found), found
+    return found
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_crawl_archives_expected_articles_and_discovery_documents(ctx, sample_site, roles):
+    outlet = roles["wordpress"]
+    result = crawl_stage(ctx, outlet)
+    bucket = ctx.bucket
+    assert set(result) >= {"source", "warc_keys", "stats", "rejects_key"}
+    assert result["source"] == outlet and result["warc_keys"]
+    assert bucket.list(raw_prefix(RUN, outlet)) == sorted(result["warc_keys"])
+
+    recs = responses(bucket, result["warc_keys"])
+    fetched = article_urls(bucket, result["warc_keys"])
+    # every page expected to end up stored was fetched as an article candidate, exactly once
+    for e in expected(sample_site, outlet, "stored"):
+        assert fetched.count(canonicalize(e["url"])) == 1, e["url"]
+    # non-articles listed in the sitemaps are fetched too (the extract stage rejects them)
+    for e in expected(sample_site, outlet, kind="nonarticle"):
+        assert canonicalize(e["url"]) in fetched, e["url"]
+    kinds = {r.kind for r in recs}
+    assert {"article", "feed", "sitemap", "robots"} <= kinds
+    assert all(r.source == outlet for r in recs)
+    sitemaps = {r.url for r in recs if r.kind == "sitemap"}
+    assert any(u.endswith("/sitemap_index.xml") for u in sitemaps)
+    assert any(u.endswith("/news-sitemap.xml") for u in sitemaps)  # child of the index
+
+    # each response record is preceded by its request record, and carries the X headers
+    raw = bucket.get(result["warc_keys"][0])
+    types = [(r.rec_type, r.rec_headers.get_header("WARC-X-Kind")) for r in ArchiveIterator(io.BytesIO(raw))]
+    assert types[0][0] == "warcinfo"
+    assert ("request", None) in types
+    assert all(kind for t, kind in types if t == "response")
+
+    # canonicalisation: no tracking parameters, no fragments in what was requested
+    assert not [u for u in fetched if "utm_" in u or "fbclid" in u or "gclid" in u or "#" in u]
+    # rel=canonical recorded on article records
+    assert any(r.extra.get(CANONICAL_FIELD) for r in recs if r.kind == "article") or all(
+        r.kind != "article" for r in recs)
+
+    # cutoff: the archive sitemap's old articles are never requested
+    old = expected(sample_site, outlet, kind="old")
+    assert old and all(sample_site.hits(e["url"]) == 0 for e in old)
+    assert result["stats"]["news/too_old"] >= 1
+    # robots.txt Disallow: /private/ is obeyed
+    denied = expected(sample_site, outlet, kind="robots_denied")
+    assert denied and all(sample_site.hits(e["url"]) == 0 for e in denied)
+    assert result["stats"]["news/robots_denied"] >= 1
+    rejects = list(bucket.iter_jsonl(result["rejects_key"]))
+    assert {r["reason"] for r in rejects if r["url"] == canonicalize(denied[0]["url"])} <= {
+        "robots_denied", "robots_unreachable"}
+    assert all(r["stage"] == "crawl" and r["source"] == outlet for r in rejects)
+
+    stats = result["stats"]
+    assert stats["news/fetched/article"] == len(set(fetched))
+    assert stats["news/bytes"] > 0
+    assert stats["finish_reason"] == "finished"
+    assert bucket.exists(summary_key(ctx, outlet))
+
+
+def test_hostile_pages_are_rejected_with_reasons(ctx, sample_site, roles):
+    outlet = roles["hostile"]
+    result = crawl_stage(ctx, outlet)
+    rejects = {r["url"]: r["reason"] for r in ctx.bucket.iter_jsonl(result["rejects_key"])}
+    by_path = {}
+    for url, reason in rejects.items():
+        by_path[url.split("/", 3)[-1] if url.count("/") >= 3 else url] = reason
+    want = {
+        "story/server-error": {"http_500"},
+        "story/slow-loading": {"timeout"},
+        "story/endless-archive": {"too_large"},
+        "story/compressed-report": {"decompression_bomb", "too_large"},
+        "story/loop-a": {"redirect_loop"},
+        "story/budget-figures": {"not_html"},
+        "story/photo-of-the-day": {"not_html"},
+        "story/live-data": {"not_html"},
+        "story/cloud-metadata": {"ssrf_blocked"},
+        "story/intranet-link": {"ssrf_blocked"},
+        "story/empty": {"empty_body"},
+    }
+    for path, reasons in want.items():
+        assert by_path.get(path) in reasons, (path, by_path.get(path), rejects)
+    for reason in {"http_500", "timeout", "too_large", "redirect_loop", "not_html"}:
+        assert result["stats"][f"news/rejected/{reason}"] >= 1
+    # the good articles among the traps are archived (mis-declared charset; 429 then 200)
+    fetched = article_urls(ctx.bucket, result["warc_keys"])
+    for e in expected(sample_site, outlet, "stored"):
+        assert canonicalize(e["url"]) in fetched, e["url"]
+    # rejected pages are not archived as articles
+    assert not any(u.endswith(("/story/server-error", "/story/budget-figures")) for u in fetched)
+    # the gzip bomb (1 GiB decompressed) did not blow up memory
+    assert result["stats"].get("memusage/max", 0) < 1024 * 2**20
+
+
+def test_second_run_skips_seen_and_revalidates_feeds(ctx, s3_settings, sample_site, roles):
+    outlet = roles["arc"]
+    first = crawl_stage(ctx, outlet)
+    assert load_http(ctx.bucket, outlet)  # validators remembered at the end of the crawl
+    stored = simulate_store(ctx.bucket, sample_site, outlet, first["warc_keys"])
+    assert stored
+    sample_site.reset_hits()
+    ctx2 = RunContext(run_id="20261127T130000Z", s3=s3_settings, sources_path=ctx.sources_path)
+    second = crawl_stage(ctx2, outlet)
+    assert [u for u in stored if sample_site.hits(u)] == []  # not one stored article fetched again
+    stats = second["stats"]
+    assert stats["news/skipped_seen"] >= len(stored)
+    assert stats["news/not_modified/feed"] >= 1
+    assert stats["news/not_modified/sitemap"] >= 1
+    assert article_urls(ctx.bucket, second["warc_keys"]) and not (
+        set(article_urls(ctx.bucket, second["warc_keys"])) & set(stored))
+
+
+def test_revisit_window_uses_conditional_get(ctx, s3_settings, sample_site, roles):
+    outlet = roles["arc"]
+    edit_source(ctx.sources_path, outlet, revisit_hours=24)
+    first = crawl_stage(ctx, outlet)
+    stored = simulate_store(ctx.bucket, sample_site, outlet, first["warc_keys"])
+    ctx2 = RunContext(run_id="20261127T140000Z", s3=s3_settings, sources_path=ctx.sources_path)
+    second = crawl_stage(ctx2, outlet)
+    stats = second["stats"]
+    assert stats["news/revalidated"] >= len(stored)
+    assert stats["news/not_modified/article"] >= 1  # unchanged articles answered 304, nothing archived
+    assert stats.get("news/skipped_seen", 0) == 0
+
+
+def test_rerun_same_run_id_overwrites_and_rotates(ctx, sample_site, roles):
+    outlet = roles["plain"]
+    first = crawl_stage(ctx, outlet, settings={"NEWS_WARC_MAX_BYTES": "20000"})
+    assert len(first["warc_keys"]) > 1  # rotated at the size setting
+    # gzip sitemap parsed: its fresh articles are fetched; old ones are cut off
+    fetched = article_urls(ctx.bucket, first["warc_keys"])
+    for e in expected(sample_site, outlet, "stored"):
+        assert canonicalize(e["url"]) in fetched
+    assert all(sample_site.hits(e["url"]) == 0 for e in expected(sample_site, outlet, kind="old"))
+    second = crawl_stage(ctx, outlet)
+    assert len(second["warc_keys"]) == 1
+    assert ctx.bucket.list(raw_prefix(RUN, outlet)) == second["warc_keys"]
+
+
+def test_sigkill_mid_crawl_then_rerun_loses_nothing(ctx, s3_settings, sample_site, roles):
+    outlet = roles["wordpress"]
+    # slow enough to be killed in the middle: one request at a time, 0.3 s apart
+    edit_source(ctx.sources_path, outlet, delay=0.3, concurrency=1)
+    want = sorted({canonicalize(e["url"]) for e in expected(sample_site, outlet, "stored")})
+    sample_site.reset_hits()
+    env = {**os.environ, **s3_settings.as_env()}
+    cmd = crawl_command(ctx, outlet, settings={"NEWS_WARC_MAX_BYTES": "5000"})
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while sum(sample_site.hits(u) for u in want) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # it really died mid-crawl
+    assert 0 < sum(1 for u in want if sample_site.hits(u)) < len(want)
+    assert not ctx.bucket.exists(summary_key(ctx, outlet))
+
+    edit_source(ctx.sources_path, outlet, delay=0, concurrency=4)
+    result = crawl_stage(ctx, outlet)
+    assert ctx.bucket.list(raw_prefix(RUN, outlet)) == sorted(result["warc_keys"])  # killed run's files gone
+    fetched = article_urls(ctx.bucket, result["warc_keys"])
+    assert sorted(set(fetched) & set(want)) == want  # nothing lost
+    assert len(fetched) == len(set(fetched))  # nothing twice
+
+    stored = simulate_store(ctx.bucket, sample_site, outlet, result["warc_keys"])
+    assert stored == want
+    sample_site.reset_hits()
+    third = crawl_stage(RunContext(run_id="20261127T150000Z", s3=s3_settings, sources_path=ctx.sources_path),
+                        outlet)
+    assert [u for u in want if sample_site.hits(u)] == []
+    assert not set(article_urls(ctx.bucket, third["warc_keys"])) & set(want)
+
+
+def test_scrapy_crawl_from_repo_root(ctx, s3_settings, roles):
+    outlet = roles["plain"]
+    env = {**os.environ, **s3_settings.as_env(),
+           "NEWS_ALLOW_PRIVATE": ",".join(ctx.sources.crawl.allow_private)}
+    scrapy = [sys.executable, "-m", "scrapy"]
+    ok = subprocess.run([*scrapy, "crawl", "news", "-a", f"source={outlet}", "-a", f"run_id={RUN}",
+                         "-a", f"sources={ctx.sources_path}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=300)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    summary = ctx.bucket.get_json(summary_key(ctx, outlet))
+    assert summary["source"] == outlet and summary["warc_keys"]
+    assert summary["stats"]["news/fetched/article"] > 0
+
+    bad = subprocess.run([*scrapy, "crawl", "news", "-a", "source=no-such-outlet", "-a", f"run_id={RUN}",
+                          "-a", f"sources={ctx.sources_path}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode != 0
+    assert "no source named 'no-such-outlet'" in bad.stderr
+    bad_run = subprocess.run([*scrapy, "crawl", "news", "-a", f"source={outlet}", "-a", "run_id=yesterday",
+                              "-a", f"sources={ctx.sources_path}"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert bad_run.returncode != 0 and "bad run id 'yesterday'" in bad_run.stderr
+
+
+def test_crawl_stage_unknown_source_and_failure(ctx):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        crawl_stage(ctx, "no-such-outlet")
+    with pytest.raises(CrawlError) as err:
+        crawl_stage(ctx, ctx.sources.sources[0].name, settings={"ITEM_PIPELINES": "{not json"})
+    assert "log tail" in str(err.value)
+
+
+def test_cli_crawl(ctx, s3_settings, roles):
+    env = {**os.environ, **s3_settings.as_env()}
+    out = subprocess.run([sys.executable, "-m", "pipeline", "crawl", "--source", roles["plain"], "--run-id", RUN,
+                          "--sources", str(ctx.sources_path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert '"warc_keys"' in out.stdout

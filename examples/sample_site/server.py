@@ -26,6 +26,25 @@ HOSTILE_OUTLET = ("hostile-times", "Hostile Times", "wordpress", ["politics", "c
 BULK_OUTLET = ("bulk-news", "Bulk News", "arc", ["all"])
 DEFAULT_PORTS = (8701, 8702, 8703, 8704)
 N_EPOCHS = 3
+SOURCES_HEADER = """\
+# Sources file for the offline sample news site (examples/sample_site), validated by
+# pipeline.config.load_sources. Written by `python -m examples.sample_site sources`.
+#
+# crawl:                 crawl-wide settings (pipeline.config.CrawlSettings)
+#   allow_private        host:port entries the SSRF guard lets through: the site's own 127.0.0.1 ports.
+#                        Nothing else private is allowed (the hostile outlet redirects to 169.254.169.254
+#                        and 10.0.0.1, and its feed links to 192.168.1.10: all must stay blocked).
+#   download_timeout, max_page_bytes, ...  may be added here (tests use 3 s and 8 MiB).
+# sources:               one per outlet (pipeline.config.Source)
+#   feeds                RSS 2.0 (courier), Atom (herald), RSS 0.91 (gazette), RSS 2.0 (hostile)
+#   sitemaps             a sitemap index (courier), news sitemaps (herald), a gzip sitemap (gazette)
+#   sections             front and section pages, followed `depth` links deep
+#   robots_sitemaps      also read the Sitemap: lines of robots.txt
+#   max_age_days         feed/sitemap entries older than this are not fetched (the archive articles are ~400 days old)
+#   concurrency, delay   politeness per source
+#   language             expected language of the articles
+
+"""
 
 
 class _Server(ThreadingHTTPServer):
@@ -183,7 +202,8 @@ class SampleSite:
             })
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump({"crawl": crawl, "sources": sources}, sort_keys=False), encoding="utf-8")
+        body = yaml.safe_dump({"crawl": crawl, "sources": sources}, sort_keys=False, allow_unicode=True)
+        path.write_text(SOURCES_HEADER + body, encoding="utf-8")
         return path
 
     # ------------------------------------------------------------------ internals

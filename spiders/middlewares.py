@@ -325,7 +325,6 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
             meta={
                 "dont_obey_robotstxt": True,
                 "redirect_ttl": self.max_redirects,
-                "handle_httpstatus_all": True,
                 "news_kind": "robots",
             },
             callback=NO_CALLBACK,

@@ -476,7 +476,11 @@ class RetryAfterMiddleware(RetryMiddleware):
 
     def pause_slot(self, request: Request, wait: float) -> bool:
         """Hold the download slot of ``request`` for ``wait`` seconds; False if there is none."""
-        engine = getattr(self.crawler, "engine", None)
+        try:
+            engine = self.crawler.engine
+        except RuntimeError:  # Scrapy >= 2.19: no engine before the crawl starts
+            logger.debug("no engine: cannot pause the slot of %s", request.url)
+            return False
         downloader = getattr(engine, "downloader", None)
         if downloader is None or wait <= 0:
             return False

@@ -1,0 +1,115 @@
+"""Cleaning rules, normalisation and quality gates (pipeline.clean, pipeline.textnorm)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.clean import MIN_WORDS, NotAnArticle, clean_article, clean_text
+from pipeline.config import CleaningRules
+from pipeline.textnorm import normalise_text, word_count
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seed-article.txt"
+BODY = ("The council voted on Tuesday to extend the harbour tram line by four stops, a plan that has been "
+        "debated for more than a decade and will now cost about ninety million euros over five years. "
+        "Officials said construction would start in the spring and last until the end of next year.")
+
+
+def _seed_paragraphs() -> list[str]:
+    return [p.strip() for p in SEED.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+
+
+def test_seed_article_drops_see_also_and_comment_prompts_and_keeps_the_rest():
+    paragraphs = _seed_paragraphs()
+    out = clean_article({"url": "https://example.com/a", "text": "\n".join(paragraphs)})
+    kept = out["text"].split("\n")
+    expected_kept = [normalise_text(p) for p in paragraphs
+                     if not p.startswith("See also") and p not in ("Leave a Reply",
+                                                                   "Your email address will not be published.")]
+    assert len(expected_kept) == len(paragraphs) - 4
+    assert kept == expected_kept
+    assert [r["text"] for r in out["removed"]] == [
+        "See also Brendan Fraser: The character who taught me that fat people are 'incredibly strong' | Venice Film Festival",
+        "See also Putin raised doubts about the Ukraine grain deal and gas supplies to Europe",
+        "Leave a Reply",
+        "Your email address will not be published.",
+    ]
+    rules = {r["rule"] for r in out["removed"]}
+    assert rules == {"related_link", "comment_prompt"}
+    assert out["word_count"] == word_count(out["text"])
+    assert out["language"] == "en"
+
+
+def test_every_removal_names_its_rule():
+    text = "\n".join([BODY, "Share this article", "Sign up for our daily newsletter", "We use cookies to improve "
+                      "your experience on our site.", "Click here to subscribe", "Related: Tram fares rise in May",
+                      "ALSO READ: Ferry strike called off", BODY.replace("tram", "bus")])
+    out, removed, warnings = clean_text(text)
+    assert out == "\n".join([BODY, BODY.replace("tram", "bus")])
+    assert [r["rule"] for r in removed] == ["related_link", "related_link", "share_bar", "newsletter",
+                                            "cookie_notice", "subscribe_prompt"]
+    assert not warnings
+
+
+def test_rule_that_would_remove_most_of_the_article_is_reported_not_applied():
+    # A page whose paragraphs all happen to start like "related" lines: dropping them would empty it.
+    lines = ["Related: the mayor said the plan would go ahead after all, whatever the cost turned out to be",
+             "Related: the opposition said it would fight the plan in court and in the next election campaign",
+             "The vote was close."]
+    out, removed, warnings = clean_text("\n".join(lines))
+    assert out.split("\n") == lines
+    assert removed == []
+    assert warnings and warnings[0]["rule"] == "related_link"
+
+
+def test_repeated_title_and_byline_removed():
+    record = {"url": "u", "title": "Tram line to grow by four stops", "author": "Ana Ruiz",
+              "text": "\n".join(["Tram line to grow by four stops", "By Ana Ruiz", BODY, "Ana Ruiz"])}
+    out = clean_article(record)
+    assert out["text"] == BODY
+    assert [r["rule"] for r in out["removed"]] == ["repeated_header"] * 3
+
+
+def test_comment_section_tail_is_truncated():
+    text = "\n".join([BODY, BODY, "3 Comments", "Great article, thanks!", "I disagree with the mayor."])
+    out, removed, _ = clean_text(text)
+    assert out == "\n".join([BODY, BODY])
+    assert {r["rule"] for r in removed} == {"comment_section"}
+
+
+def test_per_source_rules():
+    rules = CleaningRules(drop_lines=[r"^Photo:"], truncate_after=[r"^This story was produced by"])
+    text = "\n".join([BODY, "Photo: the tram depot at dawn", BODY, "This story was produced by a partner.",
+                      "Partner boilerplate follows."])
+    out, removed, _ = clean_text(text, rules)
+    assert out == "\n".join([BODY, BODY])
+    assert [r["rule"] for r in removed] == ["source:drop_lines:^Photo:"] + \
+        ["source:truncate_after:^This story was produced by"] * 2
+
+
+def test_prose_that_mentions_sharing_or_comments_is_kept():
+    lines = ["Shareholders will vote on the merger next week, the company said in a statement to the exchange.",
+             "The minister declined to comment on the report, which was published on Monday.",
+             "Readers who want to share their experience of the tram can write to the council.", BODY]
+    out, removed, _ = clean_text("\n".join(lines))
+    assert out.split("\n") == lines and removed == []
+
+
+def test_too_short_is_rejected_with_reason():
+    with pytest.raises(NotAnArticle) as err:
+        clean_article({"url": "u", "text": "Just a caption under a photo."})
+    assert err.value.reason == "too_short"
+    assert MIN_WORDS > 6
+
+
+def test_normalisation_fixes_mojibake_invisibles_and_spaces_but_keeps_quotes_and_scripts():
+    text = "Caf\u00c3\u00a9 soft\u00adhyphen zero\u200bwidth\u00a0 \u201cquoted\u201d\n\n  \u0627\u0644\u0639\u0631\u0628\u064a\u0629  \u200c  \n\u65e5\u672c\u8a9e"
+    assert normalise_text(text) == "Caf\u00e9 softhyphen zerowidth \u201cquoted\u201d\n\u0627\u0644\u0639\u0631\u0628\u064a\u0629 \u200c\n\u65e5\u672c\u8a9e"
+    # NFC: a decomposed e + combining acute becomes one code point
+    assert normalise_text("e\u0301") == "\u00e9"
+
+
+def test_word_count_counts_cjk_characters():
+    assert word_count("three plain words") == 3
+    assert word_count("\u65e5\u672c\u8a9e\u306e\u6587 and two") == 7

@@ -86,12 +86,23 @@ def entry(o: Outlet, a: Article, modified: datetime | None = None) -> feeds.Entr
                        published=a.published, modified=modified or a.modified)
 
 
+def _unique_story(seed: str, topic: str, titles: set[str]) -> content.Story:
+    """A story whose headline this outlet has not used yet (some headline templates have no slots)."""
+    story = content.make_story(seed, topic)
+    while story.title in titles:
+        seed += "+"
+        story = content.make_story(seed, topic)
+    titles.add(story.title)
+    return story
+
+
 def build_regular(o: Outlet, oi: int, now: datetime, get_epoch: Callable[[], int]) -> OutletSite:
     """One of the three regular outlets with its articles, wire copies, pages, feeds and sitemaps."""
     site = OutletSite(outlet=o)
     regular: list[Article] = []
+    titles: set[str] = set()
     for i in range(N_REGULAR):
-        story = content.make_story(f"{o.name}-{i}", o.sections[i % len(o.sections)])
+        story = _unique_story(f"{o.name}-{i}", o.sections[i % len(o.sections)], titles)
         published = now - timedelta(hours=1.5 + i * 4.25 + oi * 0.7)
         regular.append(Article(o.name, article_path(o.template, story.topic, story.slug, 100 + i), "article",
                                story.title, story.story_id, story.standfirst, story.paragraphs, story.author,
@@ -119,7 +130,7 @@ def build_regular(o: Outlet, oi: int, now: datetime, get_epoch: Callable[[], int
     old = []
     if o.template in ("wordpress", "drupal"):
         for k in range(2 if o.template == "wordpress" else 1):
-            story = content.make_story(f"{o.name}-archive-{k}", o.sections[k])
+            story = _unique_story(f"{o.name}-archive-{k}", o.sections[k], titles)
             published = now - timedelta(days=OLD_DAYS + 3 * k, hours=oi)
             a = Article(o.name, article_path(o.template, story.topic, story.slug, 300 + k), "old", story.title,
                         story.story_id, story.standfirst, story.paragraphs, story.author, story.topic,

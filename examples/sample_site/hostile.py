@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from examples.sample_site import content, feeds
-from examples.sample_site.build import OutletSite, _other, url
+from examples.sample_site.build import OutletSite, _nonarticles, _other, url
 from examples.sample_site.reply import XML, Reply, Request, page
 from examples.sample_site.templates import ArticleView, Outlet, render_article, render_listing, render_nav_only
 
@@ -146,6 +146,7 @@ def build_hostile(o: Outlet, now: datetime, slow_seconds: float, huge_bytes: int
     for a in (charset_art, limited):
         a.related = [(x["title"], x["url"]) for x in site.others[:2]]
     site.articles = [charset_art, limited]
+    _nonarticles(site, now)  # about and contact, linked from every page's footer
 
     def charset_page() -> tuple[bytes, datetime]:
         v = ArticleView(url=url(o, charset_art.path), title=charset_art.title, standfirst=charset_art.standfirst,

@@ -22,7 +22,7 @@ from examples.sample_site.templates import Outlet
 
 log = logging.getLogger(__name__)
 
-HOSTILE_OUTLET = ("hostile-times", "Hostile Times", "wordpress", ["politics", "culture"])
+HOSTILE_OUTLET = ("hostile-times", "Hostile Times", "wordpress", [])  # no sections: its nav is Home only
 BULK_OUTLET = ("bulk-news", "Bulk News", "arc", ["all"])
 DEFAULT_PORTS = (8701, 8702, 8703, 8704)
 N_EPOCHS = 3

@@ -150,6 +150,7 @@ class NewsSpider(Spider):
         self.crawl_cfg = crawl
         self.source_cfg = source_cfg
         self.now = datetime.now(timezone.utc)
+        self._requested: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
@@ -174,22 +175,31 @@ class NewsSpider(Spider):
 
     # ------------------------------------------------------------------ routing
 
-    def _request(self, url: str, kind: str, callback, **meta) -> Request:
+    def _request(self, url: str, kind: str, callback, **meta) -> Request | None:
+        # Duplicates are dropped here rather than by Scrapy's dupefilter, so that redirect
+        # chains (dont_filter is inherited by redirected requests) end in REDIRECT_MAX_TIMES
+        # and a reject, instead of vanishing silently when a loop comes back to its start.
+        if url in self._requested:
+            self._count("news/duplicate_link")
+            return None
+        self._requested.add(url)
         # OWN marks the spider's requests: robots.txt fetched by the robots middleware also
         # carries KIND=robots but must never be made conditional.
         meta.update({KIND: kind, DISCOVERED: url, OWN: True, "handle_httpstatus_list": [304]})
-        return Request(url, callback=callback, errback=self.on_error, meta=meta)
+        return Request(url, callback=callback, errback=self.on_error, meta=meta, dont_filter=True)
 
     def _count(self, key: str, n: int = 1) -> None:
         self.crawler.stats.inc_value(key, n)
 
-    def _article(self, url: str) -> Request:
+    def _article(self, url: str) -> list[Request]:
         self._count("news/discovered/article")
-        return self._request(url, "article", self.parse_article)
+        req = self._request(url, "article", self.parse_article)
+        return [req] if req else []
 
-    def _sitemap(self, url: str) -> Request:
+    def _sitemap(self, url: str) -> list[Request]:
         self._count("news/discovered/sitemap")
-        return self._request(url, "sitemap", self.parse_sitemap)
+        req = self._request(url, "sitemap", self.parse_sitemap)
+        return [req] if req else []
 
     async def start(self):
         src = self.source_cfg
@@ -198,13 +208,17 @@ class NewsSpider(Spider):
             hosts[robots_url(url)] = None
         for url in hosts:
             # Archived, and read for `Sitemap:` lines; the robots middleware fetches its own copy.
-            yield self._request(url, "robots", self.parse_robots, dont_obey_robotstxt=True)
+            if req := self._request(url, "robots", self.parse_robots, dont_obey_robotstxt=True):
+                yield req
         for url in src.feeds:
-            yield self._request(url, "feed", self.parse_feed)
+            if req := self._request(url, "feed", self.parse_feed):
+                yield req
         for url in src.sitemaps:
-            yield self._sitemap(url)
+            for req in self._sitemap(url):
+                yield req
         for url in src.sections:
-            yield self._request(canonicalize(url), "section", self.parse_section, **{DEPTH: 0})
+            if req := self._request(canonicalize(url), "section", self.parse_section, **{DEPTH: 0}):
+                yield req
 
     def _page(self, response: Response, kind: str, links=(), rel_canonical=None) -> FetchedPage:
         self._count("news/fetched")
@@ -224,9 +238,9 @@ class NewsSpider(Spider):
         yield NotModified(url=response.meta.get(DISCOVERED, response.url), kind=kind)
         for url, link_kind in response.meta.get(CACHED_LINKS) or []:
             if link_kind == "article":
-                yield self._article(url)
+                yield from self._article(url)
             elif link_kind == "sitemap":
-                yield self._sitemap(url)
+                yield from self._sitemap(url)
 
     def _reject(self, url: str, reason: str, detail: str = "", kind: str = "") -> CrawlReject:
         self._count(f"news/rejected/{reason}")
@@ -243,7 +257,7 @@ class NewsSpider(Spider):
         if self.source_cfg.robots_sitemaps:
             for url in discovery.robots_sitemaps(response.body, response.url):
                 links.append((url, "sitemap"))
-                yield self._sitemap(url)
+                yield from self._sitemap(url)
         yield self._page(response, "robots", links)
 
     def parse_feed(self, response: Response):
@@ -263,7 +277,7 @@ class NewsSpider(Spider):
                 continue
             url = canonicalize(entry.url)
             links.append((url, "article"))
-            yield self._article(url)
+            yield from self._article(url)
         yield self._page(response, "feed", links)
 
     def parse_sitemap(self, response: Response):
@@ -286,10 +300,10 @@ class NewsSpider(Spider):
             url = canonicalize(entry.url)
             if doc.kind == "sitemapindex":
                 links.append((url, "sitemap"))
-                yield self._sitemap(url)
+                yield from self._sitemap(url)
             else:
                 links.append((url, "article"))
-                yield self._article(url)
+                yield from self._article(url)
         yield self._page(response, "sitemap", links)
 
     def parse_section(self, response: Response):
@@ -305,11 +319,12 @@ class NewsSpider(Spider):
         self._count("news/denied_links", len(found.denied))
         if depth + 1 <= src.depth:
             for url in found.articles:
-                yield self._article(url)
+                yield from self._article(url)
         if depth + 1 < src.depth:
             for url in found.sections:
                 self._count("news/discovered/section")
-                yield self._request(url, "section", self.parse_section, **{DEPTH: depth + 1})
+                if req := self._request(url, "section", self.parse_section, **{DEPTH: depth + 1}):
+                    yield req
         yield self._page(response, "section")
 
     @staticmethod

@@ -503,3 +503,38 @@ def test_bulk_outlet_serves_many_generated_articles():
         assert bulk[42]["text"].split("\n")[0] in html.fromstring(body).text_content()
         assert fetch(base + "/news/99999-nope.html")[0] == 404
         assert len(html.fromstring(fetch(base + "/section/all")[2]).xpath("//li/h3/a")) == 60
+
+
+# --------------------------------------------------------------------------- benchmark outlet
+
+
+def test_benchmark_outlet_serves_the_real_pages(tmp_path):
+    from examples.sample_site.benchmark_outlet import BenchmarkOutlet
+
+    with BenchmarkOutlet() as bench:
+        truth = bench.ground_truth()
+        assert len(truth) == 181
+        url = sorted(truth)[7]
+        status, headers, body = fetch(url)
+        page_id = urlsplit(url).path.split("/")[-1][: -len(".html")]
+        assert status == 200 and headers["Content-Type"] == "text/html"
+        assert body == gzip.decompress((bench.bench_dir / "html" / f"{page_id}.html.gz").read_bytes())
+        assert fetch(url, {"If-None-Match": headers["ETag"]})[0] == 304
+        feed_links = {i.findtext("link") for i in etree.fromstring(fetch(bench.base_url + "/feed.xml")[2])
+                      .findall("./channel/item")}
+        sitemap = {loc.text for loc in etree.fromstring(fetch(bench.base_url + "/sitemap.xml")[2]).iter(f"{SM}loc")}
+        index = html.fromstring(fetch(bench.base_url + "/")[2]).xpath("//li/h3/a/@href")
+        assert feed_links == sitemap == set(truth) == set(index)
+        assert "Disallow:" in fetch(bench.base_url + "/robots.txt")[2].decode()
+        assert bench.hits(url) == 2
+        config = load_sources(bench.write_sources_yaml(tmp_path / "b.yaml", download_timeout=3))
+        assert config.crawl.allow_private == [f"127.0.0.1:{bench.port}"] and config.crawl.download_timeout == 3
+    assert fetch_fails(url)
+
+
+def fetch_fails(url: str) -> bool:
+    try:
+        fetch(url, timeout=2)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return True
+    return False

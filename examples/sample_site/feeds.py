@@ -95,6 +95,6 @@ def sitemapindex(children: list[tuple[str, datetime]]) -> str:
 
 def robots_txt(disallow: list[str], sitemaps: list[str]) -> str:
     lines = ["# robots.txt for the news-ingest sample site", "User-agent: *"]
-    lines += [f"Disallow: {d}" for d in disallow]
+    lines += [f"Disallow: {d}" for d in disallow] or ["Disallow:"]  # an empty Disallow allows everything
     lines += ["", *(f"Sitemap: {s}" for s in sitemaps)]
     return "\n".join(lines) + "\n"

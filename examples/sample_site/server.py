@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from collections import Counter
 from datetime import datetime, timezone
@@ -17,7 +16,7 @@ import yaml
 
 from examples.sample_site.build import OUTLETS, Article, OutletSite, build_bulk, build_regular, url
 from examples.sample_site.hostile import build_hostile
-from examples.sample_site.reply import Reply, Request
+from examples.sample_site.reply import Reply, Request, Route
 from examples.sample_site.templates import Outlet
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,143 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-class SampleSite:
+class HttpSite:
+    """Hit counting and the HTTP handler, shared by `SampleSite` and `BenchmarkOutlet`.
+
+    Subclasses implement `_route(port, path)`.
+    """
+
+    def __init__(self) -> None:
+        self._stopping = threading.Event()
+        self._hits: Counter[tuple[int, str]] = Counter()
+        self._hits_lock = threading.Lock()
+
+    def hits(self, path_or_url: str) -> int:
+        """Requests served for a path (on any port) or a full URL (on that port), 304s included."""
+        parts = urlsplit(path_or_url)
+        with self._hits_lock:
+            if parts.scheme:
+                return self._hits[(parts.port or 80, parts.path or "/")]
+            return sum(v for (_port, path), v in self._hits.items() if path == parts.path)
+
+    def reset_hits(self) -> None:
+        with self._hits_lock:
+            self._hits.clear()
+
+    def _route(self, port: int, path: str) -> Route | None:
+        raise NotImplementedError
+
+    def _serve(self, ports: list[int]) -> tuple[list[_Server], list[threading.Thread]]:
+        """Bind `ports` (0 = free) and serve each in a daemon thread."""
+        servers: list[_Server] = []
+        try:
+            for port in ports:
+                servers.append(_Server(("127.0.0.1", port), self._handler_class()))
+        except OSError:
+            for server in servers:
+                server.server_close()
+            raise
+        threads = []
+        for server in servers:
+            t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                 name=f"sample-site-{server.server_address[1]}", daemon=True)
+            t.start()
+            threads.append(t)
+        return servers, threads
+
+    def _shutdown(self, servers: list[_Server], threads: list[threading.Thread]) -> None:
+        self._stopping.set()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        for t in threads:
+            t.join(timeout=5)
+
+    def _count(self, port: int, path: str) -> int:
+        with self._hits_lock:
+            self._hits[(port, path)] += 1
+            return self._hits[(port, path)]
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "SampleNews/1.0"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self._respond(send_body=True)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._respond(send_body=False)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                log.debug("%s " + format, self.server.server_address[1], *args)
+
+            def _respond(self, send_body: bool) -> None:
+                port = self.server.server_address[1]
+                path = urlsplit(self.path).path or "/"
+                hit = site._count(port, path)
+                route = site._route(port, path)
+                if route is None:
+                    reply = Reply(status=404, body=b"<html><body><h1>Not found</h1></body></html>")
+                else:
+                    reply = route(Request(path=path, headers=dict(self.headers.items()), hit=hit))
+                try:
+                    self._send(reply, send_body)
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    # Expected for the huge page and the bomb: the client gives up mid-body.
+                    log.debug("client went away from %s: %s", path, exc)
+
+            def _send(self, reply: Reply, send_body: bool) -> None:
+                status, body = reply.status, reply.body
+                headers = dict(reply.headers)
+                etag = reply.etag
+                if reply.last_modified is not None:
+                    headers["Last-Modified"] = format_datetime(reply.last_modified, usegmt=True)
+                    if etag:
+                        headers["ETag"] = etag
+                    if self._not_modified(etag, reply.last_modified):
+                        status, body = 304, b""
+                        headers.pop("Content-Encoding", None)
+                self.send_response(status)
+                if reply.content_type and status != 304:
+                    self.send_header("Content-Type", reply.content_type)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if isinstance(body, bytes):
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not send_body:
+                    return
+                if isinstance(body, bytes):
+                    self.wfile.write(body)
+                else:
+                    for chunk in body:
+                        if site._stopping.is_set():
+                            break
+                        self.wfile.write(chunk)
+
+            def _not_modified(self, etag: str | None, last_modified: datetime) -> bool:
+                # RFC 9110 13.2.2: If-None-Match wins; If-Modified-Since only when it is absent.
+                inm = self.headers.get("If-None-Match")
+                if inm is not None:
+                    return etag is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")])
+                ims = self.headers.get("If-Modified-Since")
+                if ims:
+                    try:
+                        since = parsedate_to_datetime(ims)
+                    except (TypeError, ValueError):
+                        return False  # an unparseable date is ignored, as the RFC says
+                    if since.tzinfo is None:
+                        since = since.replace(tzinfo=timezone.utc)
+                    return last_modified.replace(microsecond=0) <= since
+                return False
+
+        return Handler
+
+
+
+class SampleSite(HttpSite):
     """The offline sample news site: 3 regular outlets, a hostile one, optionally a bulk one.
 
     Dates are relative to the moment the object is created; everything else is deterministic.
@@ -72,9 +207,7 @@ class SampleSite:
         self._ports = self._port_list(ports, len(self._outlets))
         self._epoch = 0
         self.set_epoch(epoch)
-        self._stopping = threading.Event()
-        self._hits: Counter[tuple[int, str]] = Counter()
-        self._hits_lock = threading.Lock()
+        super().__init__()
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self._sites: dict[str, OutletSite] | None = None
@@ -97,30 +230,14 @@ class SampleSite:
         if self._servers:
             return self
         self._stopping.clear()
-        ports = self._ports or [0] * len(self._outlets)
-        try:
-            for port in ports:
-                self._servers.append(_Server(("127.0.0.1", port), self._handler_class()))
-        except OSError:
-            self.stop()
-            raise
-        self._ports = [s.server_address[1] for s in self._servers]
+        self._servers, self._threads = self._serve(self._ports or [0] * len(self._outlets))
+        self._ports = [srv.server_address[1] for srv in self._servers]
         self._build()
-        for server in self._servers:
-            t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                 name=f"sample-site-{server.server_address[1]}", daemon=True)
-            t.start()
-            self._threads.append(t)
         return self
 
     def stop(self) -> None:
         """Stop serving; slow responses in flight are released."""
-        self._stopping.set()
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
-        for t in self._threads:
-            t.join(timeout=5)
+        self._shutdown(self._servers, self._threads)
         self._servers, self._threads = [], []
 
     def __enter__(self) -> "SampleSite":
@@ -147,18 +264,6 @@ class SampleSite:
         if not 0 <= n < N_EPOCHS:
             raise ValueError(f"epoch must be 0..{N_EPOCHS - 1}, got {n}")
         self._epoch = n
-
-    def hits(self, path_or_url: str) -> int:
-        """Requests served for a path (on any outlet) or a full URL (on that outlet), 304s included."""
-        parts = urlsplit(path_or_url)
-        with self._hits_lock:
-            if parts.scheme:
-                return self._hits[(parts.port or 80, parts.path or "/")]
-            return sum(v for (_port, path), v in self._hits.items() if path == parts.path)
-
-    def reset_hits(self) -> None:
-        with self._hits_lock:
-            self._hits.clear()
 
     def surfaces(self) -> dict[str, dict[str, list[str]]]:
         """Per outlet: its feeds, sitemaps (as configured) and section pages."""
@@ -249,99 +354,10 @@ class SampleSite:
             entry["must_contain"] = list(a.extra["must_contain"])
         return entry
 
-    def _route(self, port: int, path: str):
+    def _route(self, port: int, path: str) -> Route | None:
         assert self._sites is not None and self._ports is not None
         site = list(self._sites.values())[self._ports.index(port)]
         route = site.routes.get(path)
         if route is None and site.resolve is not None:
             route = site.resolve(path)
         return route
-
-    def _count(self, port: int, path: str) -> int:
-        with self._hits_lock:
-            self._hits[(port, path)] += 1
-            return self._hits[(port, path)]
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "SampleNews/1.0"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                self._serve(send_body=True)
-
-            def do_HEAD(self) -> None:  # noqa: N802
-                self._serve(send_body=False)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                log.debug("%s " + format, self.server.server_address[1], *args)
-
-            def _serve(self, send_body: bool) -> None:
-                port = self.server.server_address[1]
-                path = urlsplit(self.path).path or "/"
-                hit = site._count(port, path)
-                route = site._route(port, path)
-                if route is None:
-                    reply = Reply(status=404, body=b"<html><body><h1>Not found</h1></body></html>")
-                else:
-                    reply = route(Request(path=path, headers=dict(self.headers.items()), hit=hit))
-                try:
-                    self._send(reply, send_body)
-                except (BrokenPipeError, ConnectionResetError) as exc:
-                    # Expected for the huge page and the bomb: the client gives up mid-body.
-                    log.debug("client went away from %s: %s", path, exc)
-
-            def _send(self, reply: Reply, send_body: bool) -> None:
-                status, body = reply.status, reply.body
-                headers = dict(reply.headers)
-                etag = reply.etag
-                if reply.last_modified is not None:
-                    headers["Last-Modified"] = format_datetime(reply.last_modified, usegmt=True)
-                    if etag:
-                        headers["ETag"] = etag
-                    if self._not_modified(etag, reply.last_modified):
-                        status, body = 304, b""
-                        headers.pop("Content-Encoding", None)
-                self.send_response(status)
-                if reply.content_type and status != 304:
-                    self.send_header("Content-Type", reply.content_type)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                if isinstance(body, bytes):
-                    self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if not send_body:
-                    return
-                if isinstance(body, bytes):
-                    self.wfile.write(body)
-                else:
-                    for chunk in body:
-                        if site._stopping.is_set():
-                            break
-                        self.wfile.write(chunk)
-
-            def _not_modified(self, etag: str | None, last_modified: datetime) -> bool:
-                # RFC 9110 13.2.2: If-None-Match wins; If-Modified-Since only when it is absent.
-                inm = self.headers.get("If-None-Match")
-                if inm is not None:
-                    return etag is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")])
-                ims = self.headers.get("If-Modified-Since")
-                if ims:
-                    try:
-                        since = parsedate_to_datetime(ims)
-                    except (TypeError, ValueError):
-                        return False  # an unparseable date is ignored, as the RFC says
-                    if since.tzinfo is None:
-                        since = since.replace(tzinfo=timezone.utc)
-                    return last_modified.replace(microsecond=0) <= since
-                return False
-
-        return Handler
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for callers that need one before starting a server)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

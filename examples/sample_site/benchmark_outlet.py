@@ -1,0 +1,125 @@
+"""An outlet serving the 181 real pages of the article-extraction benchmark, for end-to-end quality checks.
+
+The pages are read from the benchmark folder at runtime (never copied into the
+repository): ``html/<id>.html.gz`` is served decompressed at ``/articles/<id>.html``,
+with an index page, an RSS feed, a sitemap and robots.txt.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from examples.sample_site import feeds
+from examples.sample_site.reply import XML, Reply, Request, Route, page
+from examples.sample_site.server import HttpSite
+from examples.sample_site.templates import Outlet, render_listing
+from pipeline.paths import ROOT
+
+DEFAULT_BENCH_DIR = ROOT.parent / "shared" / "benchmarks" / "article-extraction-benchmark"
+NAME = "extraction-benchmark"
+
+
+class BenchmarkOutlet(HttpSite):
+    """The benchmark pages on one 127.0.0.1 port; `ground_truth()` maps each URL to its article body."""
+
+    def __init__(self, bench_dir: Path = DEFAULT_BENCH_DIR, port: int | None = None) -> None:
+        self.bench_dir = Path(bench_dir)
+        truth_file = self.bench_dir / "ground-truth.json"
+        if not truth_file.is_file():
+            raise FileNotFoundError(f"no benchmark at {self.bench_dir} (expected {truth_file.name} and html/)")
+        self._truth: dict[str, dict[str, Any]] = json.loads(truth_file.read_text(encoding="utf-8"))
+        self.ids = sorted(i for i in self._truth if (self.bench_dir / "html" / f"{i}.html.gz").is_file())
+        self.port = port or 0
+        self.created_at = datetime.now(timezone.utc).replace(microsecond=0)
+        self._routes_table: dict[str, Route] = {}
+        self._servers: list = []
+        self._threads: list[threading.Thread] = []
+        super().__init__()
+
+    @property
+    def base_url(self) -> str:
+        if not self.port:
+            raise RuntimeError("the free port is chosen at start(): start the outlet first")
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "BenchmarkOutlet":
+        """Bind the port (free if none was given) and serve in a background thread."""
+        if self._servers:
+            return self
+        self._stopping.clear()
+        self._servers, self._threads = self._serve([self.port])
+        self.port = self._servers[0].server_address[1]
+        self._routes_table = self._routes()
+        return self
+
+    def stop(self) -> None:
+        self._shutdown(self._servers, self._threads)
+        self._servers, self._threads = [], []
+
+    def __enter__(self) -> "BenchmarkOutlet":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def url_of(self, page_id: str) -> str:
+        return f"{self.base_url}/articles/{page_id}.html"
+
+    def ground_truth(self) -> dict[str, str]:
+        """{served URL: expected articleBody} for every page."""
+        return {self.url_of(i): self._truth[i]["articleBody"] for i in self.ids}
+
+    def original_urls(self) -> dict[str, str]:
+        """{served URL: the page's original URL on the web} (for reference only; never fetched)."""
+        return {self.url_of(i): self._truth[i].get("url", "") for i in self.ids}
+
+    def write_sources_yaml(self, path: str | Path, *, source_delay: float = 0.0, source_concurrency: int = 4,
+                           **crawl_overrides: Any) -> Path:
+        """A sources file with this outlet as its only source (feed, sitemap and index page)."""
+        source = {"name": NAME, "feeds": [self.base_url + "/feed.xml"], "sitemaps": [self.base_url + "/sitemap.xml"],
+                  "sections": [self.base_url + "/"], "depth": 1, "max_age_days": 0,
+                  "concurrency": source_concurrency, "delay": source_delay}
+        crawl = {"allow_private": [f"127.0.0.1:{self.port}"], **crawl_overrides}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump({"crawl": crawl, "sources": [source]}, sort_keys=False), encoding="utf-8")
+        return path
+
+    def _route(self, port: int, path: str) -> Route | None:
+        return self._routes_table.get(path)
+
+    def _routes(self) -> dict[str, Route]:
+        now = self.created_at
+        # The benchmark has no dates: give pages distinct, recent, made-up ones for feeds and sitemaps.
+        dated = [(i, now - timedelta(minutes=10 * n)) for n, i in enumerate(self.ids)]
+        entries = [feeds.Entry(url=self.url_of(i), title=f"Benchmark page {i[:12]}", published=d) for i, d in dated]
+        outlet = Outlet(name=NAME, display="Extraction benchmark", template="wordpress", base_url=self.base_url)
+        index = render_listing(outlet, "Benchmark pages", [(e.title, e.url, "") for e in entries], "front")
+        routes: dict[str, Route] = {
+            "/": page(lambda: (index, now)),
+            "/feed.xml": page(lambda: (feeds.rss20(outlet.display, self.base_url, entries, now), now),
+                              "application/rss+xml; charset=utf-8"),
+            "/sitemap.xml": page(lambda: (feeds.urlset(entries), now), XML),
+            "/robots.txt": page(lambda: (feeds.robots_txt([], [self.base_url + "/sitemap.xml"]), now),
+                                "text/plain; charset=utf-8"),
+        }
+        for i, d in dated:
+            routes[f"/articles/{i}.html"] = self._page_route(i, d)
+        return routes
+
+    def _page_route(self, page_id: str, modified: datetime) -> Route:
+        path = self.bench_dir / "html" / f"{page_id}.html.gz"
+
+        def route(_req: Request) -> Reply:
+            # Read per request (not cached): 181 pages of a few hundred KB each stay on disk.
+            body = gzip.decompress(path.read_bytes())
+            return Reply(body=body, content_type="text/html", last_modified=modified)
+
+        return route

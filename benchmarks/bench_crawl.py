@@ -1,0 +1,139 @@
+"""Crawl throughput with every guard on, against a bare Scrapy spider, on the same local pages.
+
+    .venv/bin/python -m benchmarks.bench_crawl [--pages 2000] [--repeat 1] [--news]
+
+The pages are the bulk outlet of the offline sample site (``SampleSite(n_bulk_articles=N)``,
+article pages rendered on request) or, if that is unavailable, generated pages from
+``tests.crawl_helpers.LocalServer``.  The site runs in this process; each crawl runs in its
+own subprocess (``tests.crawl_helpers.run_crawl``), one after the other:
+
+* ``bare``: a spider that fetches the URL list with Scrapy's default settings.
+* ``guarded``: the same spider and URL list with SsrfGuardMiddleware, StrictRobotsTxtMiddleware,
+  RetryAfterMiddleware, GuardedResolver and ROBOTSTXT_OBEY on (the site's port allowlisted).
+* ``news`` (``--news``, needs the embedded S3 up: ``python -m pipeline s3 up``): the project's
+  ``scrapy crawl news`` with its settings, for the bulk outlet (sitemap discovery, WARC archive
+  to S3): the whole crawl stage, not only the guards.
+
+Politeness delays are off for the benchmark (DOWNLOAD_DELAY 0, no AutoThrottle); concurrency is
+Scrapy's default (16 total, 8 per domain) for every row.  Pages/s is responses received divided
+by the crawl's own ``elapsed_time_seconds`` (spider open to close; interpreter start-up excluded).
+Goal: guarded / bare >= 0.7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.crawl_helpers import LocalServer, guard_settings, page, run_crawl
+
+POLITENESS_OFF = {"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING"}
+
+
+def start_site(n: int) -> tuple[Any, str, list[str], str]:
+    """(site object with .stop(), base URL, article URLs, description)."""
+    try:
+        from examples.sample_site.build import bulk_path
+        from examples.sample_site.server import SampleSite
+
+        site = SampleSite(n_bulk_articles=n)
+        site.start()
+        base = site.base_urls["bulk-news"]
+        urls = [base + bulk_path(i)[0] for i in range(n)]
+        return site, base, urls, f"sample site bulk outlet ({n} articles)"
+    except ImportError as exc:
+        print(f"sample site bulk outlet unavailable ({exc}); serving generated pages", file=sys.stderr)
+    body = "<article><h1>Story</h1>" + "<p>Lorem ipsum dolor sit amet, consectetur adipiscing.</p>" * 40 + "</article>"
+    routes = {f"/news/{i:05d}.html": page(body) for i in range(n)}
+    server = LocalServer(routes).start()
+    return server, server.base, [server.base + p for p in routes], f"generated pages ({n})"
+
+
+def one(kind: str, urls: list[str], port: int) -> dict[str, Any]:
+    if kind == "bare":
+        settings: dict[str, Any] = dict(POLITENESS_OFF)
+    else:
+        settings = guard_settings([f"127.0.0.1:{port}"], **POLITENESS_OFF)
+    t0 = time.perf_counter()
+    result = run_crawl(urls, settings, spider="bare", timeout=1800)
+    wall = time.perf_counter() - t0
+    stats = result["stats"]
+    pages = len(result["pages"])
+    elapsed = float(stats.get("elapsed_time_seconds") or wall)
+    return {
+        "kind": kind,
+        "pages": pages,
+        "failures": len(result["failures"]),
+        "elapsed": elapsed,
+        "wall": wall,
+        "pps": pages / elapsed if elapsed else 0.0,
+        "robots": stats.get("robots/fetch", 0),
+        "blocked": stats.get("ssrf/blocked", 0),
+    }
+
+
+def news_crawl(site: Any, n: int) -> dict[str, Any]:
+    """`scrapy crawl news` for the bulk outlet through the crawl stage (needs S3)."""
+    from pipeline.context import RunContext, make_run_id
+    from pipeline.crawl import crawl_stage
+    from datetime import datetime, timezone
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = site.write_sources_yaml(Path(tmp) / "sources.yaml", outlets=["bulk-news"], source_delay=0.0,
+                                          source_concurrency=8, max_age_days=0)
+        ctx = RunContext(run_id=make_run_id(datetime.now(timezone.utc)) + "bench", sources_path=sources)
+        t0 = time.perf_counter()
+        out = crawl_stage(ctx, "bulk-news", settings={"AUTOTHROTTLE_ENABLED": "False", "DOWNLOAD_DELAY": "0",
+                                                       "LOG_LEVEL": "WARNING"})
+        wall = time.perf_counter() - t0
+    stats = out["stats"]
+    pages = int(stats.get("response_received_count", 0))
+    elapsed = float(stats.get("elapsed_time_seconds") or wall)
+    return {"kind": "news", "pages": pages, "failures": 0, "elapsed": elapsed, "wall": wall,
+            "pps": pages / elapsed if elapsed else 0.0, "robots": stats.get("robots/fetch", 0),
+            "blocked": stats.get("ssrf/blocked", 0)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the median is reported")
+    parser.add_argument("--news", action="store_true", help="also time `scrapy crawl news` (needs `python -m pipeline s3 up`)")
+    args = parser.parse_args(argv)
+
+    site, base, urls, what = start_site(args.pages)
+    port = int(base.rsplit(":", 1)[1])
+    rows: dict[str, list[dict[str, Any]]] = {"bare": [], "guarded": []}
+    try:
+        for _ in range(args.repeat):
+            for kind in ("bare", "guarded"):  # interleaved, so drift hits both alike
+                rows[kind].append(one(kind, urls, port))
+        if args.news:
+            rows["news"] = [news_crawl(site, args.pages)]
+    finally:
+        site.stop()
+
+    print(f"\ncrawl benchmark: {what}, {len(urls)} URLs, politeness off, repeat {args.repeat}")
+    print(f"{'config':<8} {'pages':>6} {'fail':>5} {'elapsed s':>10} {'wall s':>8} {'pages/s':>9} {'robots':>7} {'ratio':>6}")
+    bare_pps = statistics.median(r["pps"] for r in rows["bare"])
+    for kind, runs in rows.items():
+        med = sorted(runs, key=lambda r: r["pps"])[len(runs) // 2]
+        ratio = med["pps"] / bare_pps if bare_pps else 0.0
+        print(f"{kind:<8} {med['pages']:>6} {med['failures']:>5} {med['elapsed']:>10.2f} {med['wall']:>8.2f} "
+              f"{med['pps']:>9.1f} {med['robots']:>7} {ratio:>6.2f}")
+    guarded = statistics.median(r["pps"] for r in rows["guarded"]) / bare_pps if bare_pps else 0.0
+    print(f"\nguarded/bare = {guarded:.2f} (goal >= 0.70): {'OK' if guarded >= 0.7 else 'BELOW GOAL'}")
+    bad = [r for runs in rows.values() for r in runs if r["kind"] != "news" and r["pages"] != len(urls)]
+    if bad:
+        print(f"warning: some crawls did not fetch every page: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import sys
+from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urljoin, urlsplit
@@ -115,11 +116,12 @@ def _widget_name(el: HtmlElement) -> str | None:
 
 
 def _nwords(text: str | None) -> int:
-    return len(text.split()) if text else 0
+    # characters, not words: scripts written without spaces (CJK, Thai) have no countable words
+    return len(text.strip()) if text else 0
 
 
 def _measure(root: HtmlElement) -> dict:
-    """Words, link words and link count of every element, in one bottom-up pass (no quadratic itertext)."""
+    """Text size, link text size and link count of every element, in one bottom-up pass (no quadratic itertext)."""
     stats: dict = {}
     for el in reversed(list(root.iter())):
         own = _nwords(el.text) if isinstance(el.tag, str) else 0
@@ -350,3 +352,191 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
     if clean:
         record = clean_article(record, rules)
     return record
+
+
+# ------------------------------------------------------------------ batch
+
+
+def _warmup() -> None:
+    """Load what every page needs once per worker (the language model), before the memory cap."""
+    detect_language("warming up the language identifier model before work starts")
+
+
+def _extract_item(payload: tuple[dict, CleaningRules | None]) -> dict:
+    item, rules = payload
+    url = item.get("url") or ""
+    try:
+        record = extract_page(item.get("html") or "", url, rules=rules)
+    except NotAnArticle as exc:
+        return {"url": url, "error": exc.reason, "detail": exc.detail}
+    except RecursionError:
+        return {"url": url, "error": "too_deep", "detail": "markup nested too deeply"}
+    except Exception as exc:  # one bad page must not stop a batch; the reason is kept for rejects
+        log.exception("extraction failed for %s", url)
+        return {"url": url, "error": "extract_error", "detail": f"{type(exc).__name__}: {exc}"}
+    for key, value in item.items():
+        if key != "html" and key not in record:
+            record[key] = value
+    return record
+
+
+def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout: float = 30,
+                  max_memory_mb: int = 1024,
+                  rules_for: Callable[[dict], CleaningRules | None] | None = None) -> Iterator[dict]:
+    """Extract {"url", "html", ...} items on all cores; yields records or {"url", "error"} in input order.
+
+    Each page gets `timeout` seconds and `max_memory_mb` of memory; past either its worker
+    is killed and the page yields {"url", "error": "timeout" | "memory"}; the batch goes on.
+    """
+    from pipeline.pool import TaskFailure, bounded_map
+
+    urls: dict[int, str] = {}
+    counter = iter(range(10**18))
+
+    def payloads() -> Iterator[tuple[dict, CleaningRules | None]]:
+        for item in items:
+            urls[next(counter)] = item.get("url") or ""
+            yield item, (rules_for(item) if rules_for else None)
+
+    for index, result in enumerate(bounded_map(_extract_item, payloads(), workers=workers, timeout=timeout,
+                                               max_memory_mb=max_memory_mb, warmup=_warmup)):
+        url = urls.pop(index, "")
+        if isinstance(result, TaskFailure):
+            yield {"url": url, "error": result.reason, "detail": result.detail}
+        else:
+            yield result
+
+
+# ------------------------------------------------------------------ stage
+
+
+def _warc_stem(warc_key: str) -> str:
+    name = warc_key.rsplit("/", 1)[-1]
+    for suffix in (".warc.gz", ".warc"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def extract_stage(ctx, warc_key: str, *, workers: int | None = None, timeout: float = 30) -> str:
+    """Extract the article responses of one WARC file; returns the key of `work/.../extracted/<stem>.jsonl.gz`.
+
+    Pages that are not articles or fail go to `rejects/.../extract-<stem>.jsonl` (stage "extract").
+    """
+    from pipeline.rejects import reject, write_rejects
+    from pipeline.warc import read_warc
+
+    stem = _warc_stem(warc_key)
+    out_key = f"{ctx.prefix('work')}extracted/{stem}.jsonl.gz"
+    rules_cache: dict[str | None, CleaningRules | None] = {}
+    pointers: list[dict] = []  # per item, without the HTML: to file rejects against the WARC record
+
+    def rules_for(item: dict) -> CleaningRules | None:
+        source = item.get("source")
+        if source not in rules_cache:
+            rules_cache[source] = None
+            if source:
+                try:
+                    rules_cache[source] = ctx.sources.source(source).cleaning
+                except ConfigError as exc:
+                    log.warning("extract: no cleaning rules for source %r: %s", source, exc)
+        return rules_cache[source]
+
+    def items() -> Iterator[dict]:
+        for rec in read_warc(ctx.bucket, warc_key):
+            if rec.kind != "article" or not 200 <= rec.status < 300:
+                continue  # feeds, sitemaps, robots, sections; non-2xx outcomes are the crawl's to report
+            item = {"url": rec.url, "source": rec.source, "warc_key": warc_key,
+                    "warc_record_id": rec.record_id, "fetched_at": rec.date,
+                    "http_etag": rec.header("ETag"), "http_last_modified": rec.header("Last-Modified")}
+            pointers.append(item)
+            yield {**item, "html": rec.text()}
+
+    rows: list[dict] = []
+    rejects: list[dict] = []
+    for index, result in enumerate(extract_batch(items(), workers=workers, timeout=timeout, rules_for=rules_for)):
+        if "error" in result:
+            ptr = pointers[index]
+            rejects.append(reject(ptr["url"], "extract", result["error"], source=ptr["source"],
+                                  detail=result.get("detail", ""), warc_key=warc_key,
+                                  warc_record_id=ptr["warc_record_id"]))
+        else:
+            rows.append(result)
+    ctx.bucket.put_jsonl(out_key, rows)
+    write_rejects(ctx, f"extract-{stem}", rejects)
+    log.info("extract %s: %s articles, %s rejected -> %s", warc_key, len(rows), len(rejects), out_key)
+    return out_key
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def configure_extract(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of `python -m pipeline extract`."""
+    parser.add_argument("file", nargs="?", default="-",
+                        help="HTML file (or, with --jsonl, a JSON Lines file); '-' or nothing reads stdin")
+    parser.add_argument("--url", help="the page's URL (required for a single page)")
+    parser.add_argument("--jsonl", action="store_true",
+                        help='batch: JSON Lines of {"url", "html"} in, one line out per line in, same order')
+    parser.add_argument("--workers", type=int, default=None, help="processes for --jsonl (default: all cores)")
+    parser.add_argument("--timeout", type=float, default=30, help="seconds per page in --jsonl mode (default 30)")
+    parser.add_argument("--raw", action="store_true", help="skip the cleaning layer (extraction only)")
+    return parser
+
+
+def _open_input(path: str, binary: bool):
+    if path in ("-", ""):
+        return sys.stdin.buffer if binary else sys.stdin
+    return open(path, "rb") if binary else open(path, encoding="utf-8")
+
+
+def _jsonl_items(stream) -> Iterator[dict]:
+    for line_no, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            item = {"url": None, "html": "", "_bad": f"line {line_no}: not JSON ({exc})"}
+        if not isinstance(item, dict):
+            item = {"url": None, "html": "", "_bad": f"line {line_no}: not a JSON object"}
+        yield item
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Handler of `extract`: exit 0 article, 3 not an article (reason on stderr), 2 bad usage."""
+    if args.jsonl:
+        try:
+            stream = _open_input(args.file, binary=False)
+        except OSError as exc:
+            print(f"extract: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        with stream if stream is not sys.stdin else nullcontext(stream):
+            for result in extract_batch(_jsonl_items(stream), workers=args.workers, timeout=args.timeout):
+                if "_bad" in result:
+                    result = {"url": None, "error": "bad_input", "detail": result["_bad"]}
+                sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+        return 0
+    if not args.url:
+        print("extract: --url URL is required for a single page (or use --jsonl)", file=sys.stderr)
+        return 2
+    try:
+        stream = _open_input(args.file, binary=True)
+        data = stream.read()
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    except OSError as exc:
+        print(f"extract: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    from w3lib.encoding import html_to_unicode
+
+    _, html = html_to_unicode(None, data)  # the same detection Scrapy uses, without HTTP headers
+    try:
+        record = extract_page(html, args.url, clean=not getattr(args, "raw", False))
+    except NotAnArticle as exc:
+        print(f"not an article: {exc.reason}" + (f" ({exc.detail})" if exc.detail else ""), file=sys.stderr)
+        return 3
+    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return 0
+

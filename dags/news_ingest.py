@@ -6,10 +6,16 @@ source), extract each WARC file (one mapped task per file), then clean,
 deduplicate and commit the articles to the bucket as one atomic Parquet run.
 
 * **Sources**: the `sources_path` param, else the Variable `news_ingest_sources_path`,
-  else `config/sources.yaml`.
+  else `config/sources.yaml` (or `$NEWS_INGEST_SOURCES`).
 * **Bucket**: the Connection `conn_id` (default `news_ingest_s3`: login = access key,
   password = secret, extra `{"endpoint_url": ..., "bucket": ...}`), else the AWS environment.
-* **Output**: the `news_articles` Asset; its event carries the run id and manifest key.
+* **Output**: the `news_articles` Asset; its event extra carries `run_id` and `manifest`.
+* **Scale-out**: `crawl` and `extract` are mapped tasks, so a Celery or Kubernetes
+  executor spreads them over workers; the bucket is the only shared state.
+* **Failures**: a failed crawl does not stop the others. `warc_files` and `report` run
+  whatever the crawls did; the report (`reports/run=<id>.json`) names each failed source
+  and why, and `check` then fails the run so that alerting sees it, after the other
+  sources' articles are committed.
 
 Every task calls one function from `pipeline/` and passes bucket keys, never data.
 The run id is the data interval end, so retries and re-runs overwrite, never duplicate.
@@ -21,6 +27,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
+#: Also declared in news_consumer.py and news_maintenance.py (an Asset is identified by name + URI).
 ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
 
 DEFAULT_ARGS = {
@@ -29,7 +36,7 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
-    "execution_timeout": timedelta(hours=1),
+    "execution_timeout": timedelta(minutes=20),
 }
 
 
@@ -39,6 +46,7 @@ DEFAULT_ARGS = {
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=3),
     default_args=DEFAULT_ARGS,
     params={
         "sources_path": Param(None, type=["null", "string"], description="sources YAML file"),
@@ -48,37 +56,29 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
 )
 def news_ingest():
-    @task
+    @task(retries=3)
     def sources(**context) -> list[str]:
-        from pipeline.orchestration import context_from_airflow
-        from pipeline.run import list_sources
+        """Check the bucket and the sources file; the names of the sources to crawl."""
+        from pipeline.orchestration import context_from_airflow, list_run_sources
 
-        ctx = context_from_airflow(context)
-        ctx.bucket.check()
-        return list_sources(ctx)
+        return list_run_sources(context_from_airflow(context))
 
-    @task(max_active_tis_per_dagrun=4)
+    # A crawl is polite (delays, AutoThrottle) and so slow: it gets an hour. Several
+    # sources crawl at once, spread over the workers (4 per run at most).
+    @task(max_active_tis_per_dagrun=4, execution_timeout=timedelta(hours=1), retries=1)
     def crawl(source: str, **context) -> dict:
-        from pipeline.crawl import crawl_stage
-        from pipeline.orchestration import context_from_airflow
+        from pipeline.orchestration import context_from_airflow, crawl_source
 
-        summary = crawl_stage(context_from_airflow(context), source)
-        return {"source": summary["source"], "warc_files": len(summary["warc_keys"])}
+        return crawl_source(context_from_airflow(context), source, try_number=context["ti"].try_number)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def warc_files(source_names: list[str], **context) -> list[str]:
-        """Runs even when some crawls failed: the others' WARC files go on."""
-        from pipeline.orchestration import context_from_airflow
-        from pipeline.run import crawl_summaries, warc_keys_of
+        """Runs even when some crawls failed: the WARC files of the finished ones go on."""
+        from pipeline.orchestration import collect_warc_keys, context_from_airflow
 
-        summaries = crawl_summaries(context_from_airflow(context))
-        done = {s["source"] for s in summaries}
-        missing = sorted(set(source_names) - done)
-        if missing:
-            print(f"sources with no finished crawl (named in the run report): {', '.join(missing)}")
-        return warc_keys_of(summaries)
+        return collect_warc_keys(context_from_airflow(context), source_names)
 
-    @task
+    @task(max_active_tis_per_dagrun=8)
     def extract(warc_key: str, **context) -> str:
         from pipeline.extract import extract_stage
         from pipeline.orchestration import context_from_airflow
@@ -101,29 +101,28 @@ def news_ingest():
 
     @task(outlets=[ARTICLES])
     def store(deduped_key: str, **context) -> str:
-        from pipeline.orchestration import context_from_airflow
-        from pipeline.run import remember_stored
-        from pipeline.store import store_stage
+        """Commit the run (manifest), mark its URLs seen, and emit the `news_articles` event."""
+        from pipeline.orchestration import commit_run, context_from_airflow
 
         ctx = context_from_airflow(context)
-        manifest_key = store_stage(ctx, deduped_key)
-        remember_stored(ctx, deduped_key)
+        manifest_key = commit_run(ctx, deduped_key)
         context["outlet_events"][ARTICLES].extra = {"run_id": ctx.run_id, "manifest": manifest_key}
         return manifest_key
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def report(source_names: list[str], deduped_key: str | None, manifest_key: str | None, **context) -> dict:
-        from pipeline.orchestration import context_from_airflow
-        from pipeline.report import print_summary, write_report
-        from pipeline.run import crawl_summaries
+    def report(source_names: list[str] | None, deduped_key: str | None, manifest_key: str | None,
+               **context) -> dict:
+        """Always runs: the run report, naming every failed source."""
+        from pipeline.orchestration import context_from_airflow, report_run
 
-        ctx = context_from_airflow(context)
-        finished = {s["source"] for s in crawl_summaries(ctx)}
-        failed = {name: "crawl task failed (see its log)" for name in source_names if name not in finished}
-        rep = write_report(ctx, sources=list(source_names), timings={}, failed_sources=failed,
-                           deduped_key=deduped_key, manifest_key=manifest_key)
-        print_summary(rep)
-        return {"run_id": rep["run_id"], "articles_stored": rep["articles_stored"], "rejects": rep["rejects"]}
+        return report_run(context_from_airflow(context), source_names, deduped_key, manifest_key)
+
+    @task(retries=0)
+    def check(headline: dict) -> None:
+        """Fails the run when a source failed or nothing was committed (after the report is written)."""
+        from pipeline.orchestration import check_run
+
+        check_run(headline)
 
     names = sources()
     crawled = crawl.expand(source=names)
@@ -132,7 +131,7 @@ def news_ingest():
     extracted = extract.expand(warc_key=keys)
     deduped = dedupe(clean(extracted))
     manifest = store(deduped)
-    report(names, deduped, manifest)
+    check(report(names, deduped, manifest))
 
 
 news_ingest()

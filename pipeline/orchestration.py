@@ -1,26 +1,44 @@
-"""Glue between Airflow's task context and the pipeline: run ids, S3 settings, sources path.
+"""Glue between Airflow's task context and the pipeline: run ids, S3 settings, sources path,
+and the one function each DAG task calls.
 
 Imported inside tasks only (never at DAG-parse time). Airflow itself is imported
-lazily here too, so this module stays importable without Airflow.
+lazily here too, so this module stays importable (and testable) without Airflow.
+
+Per-source crawl outcome, readable by any worker (the bucket is the shared store):
+
+* `work/.../crawl/<source>.json`: the crawl summary the spider writes when it closes;
+* `work/.../crawl-failed/<source>.json`: written by `crawl_source()` when a crawl raises
+  (deleted again when a retry succeeds). A crawl task killed outright (OOM, evicted pod)
+  writes neither; it counts as failed too.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import S3Settings
 from pipeline.context import RunContext, make_run_id
 from pipeline.paths import default_sources_path
+from pipeline.s3 import safe_segment
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "news_ingest_s3"
 SOURCES_VARIABLE = "news_ingest_sources_path"
+ASSET_NAME = "news_articles"
+#: The longest failure reason kept for the run report (the tail of the crawl log is longer).
+MAX_REASON_CHARS = 1500
 
 
-def run_id_from_context(context: dict[str, Any]) -> str:
+# --------------------------------------------------------------------------- configuration
+
+
+def run_id_from_context(context: Mapping[str, Any]) -> str:
     """The run id of an Airflow run: its data interval end (deterministic on retries and re-runs).
 
     Manual runs in Airflow 3 may have no data interval or logical date; then
@@ -35,9 +53,25 @@ def run_id_from_context(context: dict[str, Any]) -> str:
     return make_run_id(when)
 
 
+def _mask(*values: str | None) -> None:
+    """Register values with Airflow's secrets masker (task logs show *** instead); no-op outside Airflow."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:
+        return
+    for value in values:
+        if value:
+            mask_secret(value)
+
+
 def s3_settings_from_connection(conn_id: str) -> S3Settings:
     """S3 settings from an Airflow Connection (login = access key, password = secret,
-    extra `endpoint_url` and `bucket`), falling back to the environment when it does not exist."""
+    extra `endpoint_url`, `bucket`, `region_name`), falling back to the environment for what
+    the Connection does not set, or entirely when it does not exist.
+
+    The secret is registered with Airflow's masker whichever way it came, so it never
+    appears in a task log.
+    """
     base = S3Settings.from_env()
     try:
         from airflow.sdk import BaseHook
@@ -45,18 +79,22 @@ def s3_settings_from_connection(conn_id: str) -> S3Settings:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:  # the Connection is optional: a missing one means "use the environment"
         log.info("no Airflow connection %r (%s); S3 settings from the environment", conn_id, type(exc).__name__)
+        _mask(base.secret_access_key)
         return base
     extra = conn.extra_dejson or {}
-    return S3Settings(
+    settings = S3Settings(
         endpoint_url=extra.get("endpoint_url") or base.endpoint_url,
         access_key_id=conn.login or base.access_key_id,
         secret_access_key=conn.password or base.secret_access_key,
         bucket=extra.get("bucket") or base.bucket,
         region=extra.get("region_name") or base.region,
     )
+    _mask(settings.secret_access_key)
+    log.info("S3 settings from Airflow connection %r: %s", conn_id, settings)  # str() never shows the secret
+    return settings
 
 
-def sources_path_from(params: dict[str, Any]) -> Path:
+def sources_path_from(params: Mapping[str, Any]) -> Path:
     """The sources file: the DAG param, else the Airflow Variable, else the default."""
     if params.get("sources_path"):
         return Path(params["sources_path"])
@@ -70,11 +108,193 @@ def sources_path_from(params: dict[str, Any]) -> Path:
     return Path(value) if value else default_sources_path()
 
 
-def context_from_airflow(context: dict[str, Any]) -> RunContext:
-    """A RunContext for the task being run."""
+def settings_from_airflow(context: Mapping[str, Any]) -> S3Settings:
+    """The bucket settings of a task: the `conn_id` param's Connection, else the environment."""
+    params = context.get("params") or {}
+    return s3_settings_from_connection(params.get("conn_id") or DEFAULT_CONN_ID)
+
+
+def context_from_airflow(context: Mapping[str, Any], run_id: str | None = None) -> RunContext:
+    """A RunContext for the task being run (or for `run_id`, e.g. a run being re-extracted)."""
     params = context.get("params") or {}
     return RunContext(
-        run_id=run_id_from_context(context),
-        s3=s3_settings_from_connection(params.get("conn_id") or DEFAULT_CONN_ID),
+        run_id=run_id or run_id_from_context(context),
+        s3=settings_from_airflow(context),
         sources_path=sources_path_from(params),
     )
+
+
+# --------------------------------------------------------------------------- news_ingest tasks
+
+
+def failure_key(ctx: RunContext, source_name: str) -> str:
+    return f"{ctx.prefix('work')}crawl-failed/{safe_segment(source_name)}.json"
+
+
+def list_run_sources(ctx: RunContext) -> list[str]:
+    """First task of a run: the bucket is reachable with these credentials, and the sources file is valid."""
+    from pipeline.run import list_sources
+
+    ctx.bucket.check()
+    return list_sources(ctx)
+
+
+def crawl_source(ctx: RunContext, source_name: str, *, try_number: int | None = None) -> dict:
+    """One mapped crawl task: `crawl_stage`, recording a failure in the bucket before re-raising.
+
+    Returns only what is small and safe for XCom: the source name and its WARC file count.
+    """
+    from pipeline.crawl import crawl_stage
+
+    key = failure_key(ctx, source_name)
+    try:
+        summary = crawl_stage(ctx, source_name)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        ctx.bucket.put_json(key, {"source": source_name, "run_id": ctx.run_id, "try_number": try_number,
+                                  "error": reason[-MAX_REASON_CHARS:],
+                                  "traceback": traceback.format_exc()[-MAX_REASON_CHARS:]})
+        raise
+    ctx.bucket.delete([key])  # a retry that succeeded: the earlier attempt's failure no longer holds
+    return {"source": summary["source"], "warc_files": len(summary["warc_keys"])}
+
+
+def crawl_outcome(ctx: RunContext, source_names: Iterable[str]) -> tuple[list[dict], dict[str, str]]:
+    """(summaries of the crawls that finished, {source: why it failed}) for this run.
+
+    A source counts as failed when its crawl recorded a failure, ended early (finish
+    reason other than `finished`), or left no summary at all (task killed, or never ran).
+    """
+    from pipeline.run import crawl_summaries
+
+    names = list(source_names or [])
+    summaries = {s["source"]: s for s in crawl_summaries(ctx)}
+    failed: dict[str, str] = {}
+    for name in names:
+        key = failure_key(ctx, name)
+        if ctx.bucket.exists(key):
+            failed[name] = ctx.bucket.get_json(key).get("error") or "crawl failed"
+        elif name not in summaries:
+            failed[name] = "crawl did not finish (task killed, timed out or never started; see its task log)"
+        elif summaries[name].get("finish_reason") not in ("finished", None):
+            failed[name] = f"crawl ended early: {summaries[name].get('finish_reason')}"
+    finished = [s for name, s in summaries.items() if name in names and name not in failed]
+    return finished, failed
+
+
+def collect_warc_keys(ctx: RunContext, source_names: Iterable[str]) -> list[str]:
+    """After all crawls (whatever their state): the WARC files of the crawls that finished."""
+    from pipeline.run import warc_keys_of
+
+    finished, failed = crawl_outcome(ctx, source_names)
+    for name, reason in failed.items():
+        log.warning("source %s failed; its pages are left for the next run: %s", name, reason.splitlines()[0])
+    keys = warc_keys_of(finished)
+    log.info("%d WARC file(s) from %d finished crawl(s)", len(keys), len(finished))
+    return keys
+
+
+def commit_run(ctx: RunContext, deduped_key: str) -> str:
+    """Store the run's articles (atomic manifest commit), then mark their URLs seen; the manifest key."""
+    from pipeline.run import remember_stored
+    from pipeline.store import store_stage
+
+    manifest_key = store_stage(ctx, deduped_key)
+    remember_stored(ctx, deduped_key)
+    return manifest_key
+
+
+def report_run(ctx: RunContext, source_names: Iterable[str] | None, deduped_key: str | None,
+               manifest_key: str | None) -> dict:
+    """Write the run report (failed sources named) and print its summary; return its small headline."""
+    from pipeline.report import print_summary, write_report
+
+    names = list(source_names or [])
+    _, failed = crawl_outcome(ctx, names)
+    rep = write_report(ctx, sources=names, timings={}, failed_sources=failed,
+                       deduped_key=deduped_key, manifest_key=manifest_key)
+    print_summary(rep)
+    return {"run_id": rep["run_id"], "articles_stored": rep["articles_stored"], "rejects": rep["rejects"],
+            "failed_sources": sorted(failed), "committed": manifest_key is not None,
+            "report": f"reports/run={rep['run_id']}.json"}
+
+
+def check_run(headline: Mapping[str, Any] | None) -> None:
+    """Fail (so alerting sees it) when a source failed or nothing was committed; the report is written by then."""
+    if not headline:
+        raise RuntimeError("the run report task produced nothing")
+    problems = []
+    if headline.get("failed_sources"):
+        problems.append(f"source(s) failed: {', '.join(headline['failed_sources'])}")
+    if not headline.get("committed"):
+        problems.append("no articles were committed")
+    if problems:
+        raise RuntimeError(f"run {headline.get('run_id')}: {'; '.join(problems)} "
+                           f"(the other sources' articles are committed; see {headline.get('report')})")
+
+
+# --------------------------------------------------------------------------- news_consumer
+
+
+def triggering_runs(context: Mapping[str, Any]) -> list[dict]:
+    """[{run_id, manifest}] of the `news_articles` events that triggered this run, in order, unique."""
+    events = context.get("triggering_asset_events") or {}
+    out: dict[str, dict] = {}
+    for asset in events:
+        if getattr(asset, "name", None) != ASSET_NAME:
+            continue
+        for event in events[asset]:
+            extra = dict(event.extra or {})
+            if extra.get("run_id"):
+                out[extra["run_id"]] = {"run_id": extra["run_id"], "manifest": extra.get("manifest")}
+    return list(out.values())
+
+
+def summarise_run(settings: S3Settings, run_id: str) -> dict:
+    """Per-source article counts of ONE committed run, written to `reports/consumer/run=<id>.json`."""
+    from pipeline.read import read_articles
+    from pipeline.s3 import Bucket
+
+    table = read_articles(settings=settings, run_id=run_id, columns=["source", "duplicate_of", "title"])
+    rows = table.to_pylist()
+    per_source: dict[str, dict[str, int]] = {}
+    for row in rows:
+        entry = per_source.setdefault(row["source"], {"articles": 0, "canonical": 0})
+        entry["articles"] += 1
+        entry["canonical"] += row["duplicate_of"] is None
+    summary = {"run_id": run_id, "articles": len(rows), "sources": dict(sorted(per_source.items())),
+               "titles": sorted({row["title"] for row in rows if row["title"]})}
+    key = f"reports/consumer/run={run_id}.json"
+    Bucket(settings).put_json(key, summary)
+    log.info("consumer: run %s has %d articles: %s", run_id, len(rows),
+             ", ".join(f"{s} {c['articles']}" for s, c in summary["sources"].items()))
+    return {"run_id": run_id, "articles": len(rows), "key": key}
+
+
+def summarise_triggering_runs(context: Mapping[str, Any]) -> list[dict]:
+    """The consumer task: summarise exactly the runs whose Asset events triggered this DAG run."""
+    runs = triggering_runs(context)
+    if not runs:
+        log.info("no news_articles event with a run id triggered this run; nothing to read")
+        return []
+    settings = settings_from_airflow(context)
+    return [summarise_run(settings, r["run_id"]) for r in runs]
+
+
+# --------------------------------------------------------------------------- dates
+
+
+def interval_day(context: Mapping[str, Any]) -> date:
+    """The day a daily maintenance run is about: the day before its data interval end (or run_after)."""
+    when = context.get("data_interval_end") or context.get("logical_date")
+    if when is None:
+        when = getattr(context.get("dag_run"), "run_after", None)
+    if when is None:
+        raise ValueError("the Airflow context has no data interval, logical date or run_after")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (when.astimezone(timezone.utc) - timedelta(days=1)).date()
+
+
+def as_datetime(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)

@@ -237,6 +237,26 @@ TOPICS: dict[str, dict[str, list[str]]] = {
     },
 }
 
+#: Sentences that fit any story; mixed into every topic's pool so long stories repeat themselves less.
+GENERIC = [
+    "The details were confirmed in a written answer published on {day}.",
+    "Residents who want to comment can do so online or in writing until the end of the month.",
+    "A spokesperson for {body} said it would study the findings carefully before responding.",
+    "The issue has been raised at every public meeting in {town} since the spring.",
+    "Figures released last year showed a similar pattern across the wider region.",
+    "It is not the first time the question has divided opinion in {town2}.",
+    "Those involved say the coming weeks will be crucial.",
+    "A further update is expected once the summer recess is over.",
+    "The full report runs to more than {num} pages and includes several recommendations.",
+    "People living nearby said they had noticed the changes some time ago.",
+    "Questions about funding for the next {small} years remain unanswered.",
+    "A meeting between the two sides has been pencilled in for {day}.",
+    "The area has changed a great deal since the {decade}, when the old works closed.",
+    "{person}, who has lived on {street} for most of her life, said she was cautiously optimistic.",
+    "Neighbouring councils are understood to be watching the outcome closely.",
+    "The original proposal dates back to {year} but was shelved after objections.",
+]
+
 QUOTES = [
     "“We have listened carefully to what people told us, and this is the fairest option on the table,” said {person}, {role}.",
     "“It has been a difficult few months, but I think we are now heading in the right direction,” {person} said.",
@@ -299,7 +319,7 @@ def _fill(template: str, rng: random.Random) -> str:
         "num": str(rng.randint(12, 480)), "small": str(rng.randint(2, 9)), "big": f"{rng.randint(1, 48) * 250:,}",
         "pct": f"{rng.randint(3, 68)}%", "amount": f"£{rng.randint(2, 95)}{rng.choice(['0,000', '.4m', '.8m', 'm', '5,000'])}",
         "year": str(year), "next_year": str(rng.randint(2027, 2031)), "temp": str(rng.randint(27, 36)),
-        "ordinal": rng.choice(ORDINALS),
+        "ordinal": rng.choice(ORDINALS), "decade": rng.choice(["1970s", "1980s", "1990s"]),
     }
     return template.format(**values)
 
@@ -309,7 +329,8 @@ COMMON_STARTS = {"The", "Their", "Its", "A", "An", "More", "Several", "Many", "O
                  "Opposition", "Local", "Construction", "Union", "Supporters", "Substitute", "Ticket", "Forecasters",
                  "Engineers", "Sandbags", "Reservoir", "Rail", "Farmers", "Volunteers", "Radiocarbon", "Funding",
                  "Similar", "Water", "Archaeologists", "Prosecutors", "Police", "Costs", "Traders", "Temporary",
-                 "Surveys", "Season", "Tickets", "Organisers", "Defending,", "It", "He", "Turnout", "Ten-man"}
+                 "Surveys", "Season", "Tickets", "Organisers", "Defending,", "It", "He", "Turnout", "Ten-man",
+                 "Those", "Figures", "People", "Questions", "Neighbouring", "Residents"}
 
 
 def _sentence(rng: random.Random, pool: list[str]) -> str:
@@ -339,13 +360,15 @@ def make_story(seed: str, topic: str | None = None, *, min_words: int = 250, max
     quotes = rng.sample(QUOTES, len(QUOTES))
     words = 0
     pool: list[str] = []
+    generic = rng.sample(GENERIC, 4)  # a few per story: shared sentences make stories alike
     while words < target:
         if paragraphs and len(paragraphs) % 3 == 1 and quotes:
             para = _fill(quotes.pop(), rng)
         else:
             n = rng.randint(2, 4)
             if len(pool) < n:  # each template at most once per round, so a story does not repeat itself
-                pool = rng.sample(bank["sentences"], len(bank["sentences"]))
+                sentences = bank["sentences"] + generic
+                pool = rng.sample(sentences, len(sentences))
             para = " ".join(_sentence(rng, pool) for _ in range(n))
         paragraphs.append(para)
         words += len(para.split())

@@ -211,6 +211,7 @@ class SampleSite(HttpSite):
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self._sites: dict[str, OutletSite] | None = None
+        self._bulk_entries: list[dict[str, Any]] | None = None
 
     @staticmethod
     def _port_list(ports: list[int] | tuple[int, ...] | None, n: int) -> list[int] | None:
@@ -279,10 +280,12 @@ class SampleSite(HttpSite):
         """
         out: list[dict[str, Any]] = []
         for s in self._built().values():
-            articles = list(s.articles)
+            out += [self._article_entry(s.outlet, a) for a in s.articles]
             if s.article_factory is not None:
-                articles += [s.article_factory(i) for i in range(self.n_bulk_articles)]
-            out += [self._article_entry(s.outlet, a) for a in articles]
+                if self._bulk_entries is None:  # thousands of generated stories: build them once
+                    self._bulk_entries = [self._article_entry(s.outlet, s.article_factory(i))
+                                          for i in range(self.n_bulk_articles)]
+                out += [dict(e) for e in self._bulk_entries]
             out += [dict(x) for x in s.others]
         return out
 

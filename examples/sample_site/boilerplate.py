@@ -12,6 +12,7 @@ COOKIE_TEXT = "We use cookies to improve your experience on our site and to show
 COOKIE_MORE = "By continuing to browse you agree to our use of cookies."
 NEWSLETTER_TITLE = "Sign up for our newsletter"
 NEWSLETTER_TEXT = "Get the day’s top stories delivered to your inbox every morning."
+LIKE_TEXT = "Like this story"  # not a bare "Like": prose says "anything like it"
 SUBSCRIBE_TEXT = "Click here to subscribe"
 SUBSCRIBE_TAIL = "for unlimited access to local journalism."
 BIO_MIDDLE = "is a reporter covering"
@@ -22,7 +23,7 @@ COMMENT_TEXTS = [
     "Does anyone know whether the meeting will be streamed online?",
 ]
 
-#: Every fixed phrase the site injects as boilerplate (case-sensitive substrings of the raw HTML text).
+#: Every fixed phrase the site injects as boilerplate. None occurs in any article text, even case-insensitively.
 BOILERPLATE_PHRASES: list[str] = [
     # inline related-headline prefixes inside article bodies
     "See also", "Read also", "ALSO READ", "Related:",
@@ -33,7 +34,7 @@ BOILERPLATE_PHRASES: list[str] = [
     NEWSLETTER_TITLE, NEWSLETTER_TEXT, SUBSCRIBE_TEXT, SUBSCRIBE_TAIL, COOKIE_TEXT, COOKIE_MORE,
     "Accept all cookies",
     # share and like bars
-    "Share on Facebook", "Share on WhatsApp", "Tweet", "Like", "Copy link",
+    "Share on Facebook", "Share on WhatsApp", "Tweet", LIKE_TEXT, "Copy link",
     # sidebars and widgets
     "Trending", "Most read", "Advertisement",
     # author boxes
@@ -81,7 +82,7 @@ def subscribe_line() -> str:
 
 
 def share_bar(variant: int) -> str:
-    items = ["Share on Facebook", "Tweet", "Share on WhatsApp", "Copy link", "Like"]
+    items = ["Share on Facebook", "Tweet", "Share on WhatsApp", "Copy link", LIKE_TEXT]
     if variant == 0:
         return '<div class="sharedaddy sd-sharing-enabled"><ul>' + "".join(
             f'<li><a class="share-link" href="#share">{i}</a></li>' for i in items) + "</ul></div>"

@@ -331,7 +331,6 @@ def test_epochs_change_the_updated_article(sample_site):
             text = " ".join(doc.xpath('//div[@class="article-body"]//text()'))
             modified = doc.xpath('//meta[@property="article:modified_time"]/@content')[0]
             seen.append((headers["ETag"], headers["Last-Modified"], modified, text))
-            assert sample_site.expected()[0] is not None
             current = next(e for e in sample_site.expected() if e["kind"] == "updated")
             assert current["text"].split("\n")[-1] in text
             if seen[:-1]:  # the previous version's validators no longer match
@@ -460,8 +459,7 @@ def test_gzip_bomb_is_small_on_the_wire_and_huge_decompressed(sample_site):
     while data:
         total += len(d.decompress(data, 2**24))
         data = d.unconsumed_tail
-    assert total == 2**30 and d.eof
-    assert zlib.crc32(b"") is not None  # the trailer CRC was checked by zlib on eof
+    assert total == 2**30 and d.eof  # zlib checked the trailer (CRC32, size) at eof
 
 
 # --------------------------------------------------------------------------- config, determinism, bulk

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from examples.sample_site import content, feeds
-from examples.sample_site.build import OutletSite, _nonarticles, _other, url
+from examples.sample_site.build import Article, OutletSite, _nonarticles, _other, url
 from examples.sample_site.reply import XML, Reply, Request, page
 from examples.sample_site.templates import ArticleView, Outlet, render_article, render_listing, render_nav_only
 
@@ -129,8 +129,6 @@ def build_hostile(o: Outlet, now: datetime, slow_seconds: float, huge_bytes: int
                         "story_id": f"{o.name}:{PRIVATE_FEED_LINK}"})
 
     # Two real articles among the traps: mis-declared charset, and 429-then-200.
-    from examples.sample_site.build import Article  # local: keeps the import list short
-
     charset_art = Article(o.name, "/story/seafront-bakery", "hostile", content.CHARSET_TITLE,
                           "hostile-seafront-bakery", "A Swiss-Brazilian bakery opens on the seafront.",
                           content.CHARSET_PARAGRAPHS, "Renée Whitcombe", "culture",

@@ -35,9 +35,11 @@ from tests.crawl_helpers import LocalServer, guard_settings, page, run_crawl
 POLITENESS_OFF = {"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING"}
 
 
-def start_site(n: int) -> tuple[Any, str, list[str], str]:
+def start_site(n: int, generated: bool = False) -> tuple[Any, str, list[str], str]:
     """(site object with .stop(), base URL, article URLs, description)."""
     try:
+        if generated:
+            raise ImportError("--generated asked for")
         from examples.sample_site.build import bulk_path
         from examples.sample_site.server import SampleSite
 
@@ -103,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the median is reported")
+    parser.add_argument("--generated", action="store_true",
+                        help="serve static generated pages (cheaper to serve than the sample site's rendered ones)")
     parser.add_argument("--news", action="store_true", help="also time `scrapy crawl news` (needs `python -m pipeline s3 up`)")
     args = parser.parse_args(argv)
 
-    site, base, urls, what = start_site(args.pages)
+    site, base, urls, what = start_site(args.pages, args.generated)
     port = int(base.rsplit(":", 1)[1])
     rows: dict[str, list[dict[str, Any]]] = {"bare": [], "guarded": []}
     try:

@@ -48,7 +48,7 @@ from pipeline.manifest import (
     run_articles_prefix,
     run_manifest_key,
 )
-from pipeline.s3 import Bucket, StorageError, describe_error, run_date
+from pipeline.s3 import Bucket, PreconditionFailed, StorageError, describe_error, run_date
 from pipeline.schema import ARTICLE_SCHEMA, SCHEMA_VERSION, conform, records_to_table
 
 log = logging.getLogger(__name__)
@@ -219,16 +219,32 @@ def store_articles(ctx: RunContext, records: Iterable[dict], *, max_rows_per_fil
             "files": files,
         }
         # The commit point: one PUT, conditional on the manifest we read (or on there being none).
-        if previous:
-            bucket.put_json(manifest_key, manifest, if_match=previous[1])
-        else:
-            bucket.put_json(manifest_key, manifest, if_none_match="*")
+        _commit(bucket, manifest_key, manifest, previous[1] if previous else None)
     except BaseException:
         writer.abort()
         raise
     log.info("committed run %s attempt %s: %d rows in %d files", run_id, attempt, manifest["rows"], len(files))
     _remove_others(bucket, prefix, keep={f["key"] for f in files})
     return manifest_key
+
+
+def _commit(bucket: Bucket, key: str, manifest: dict, etag: str | None) -> None:
+    """Conditional PUT of a manifest: replaces exactly the version read (`etag`), or creates it.
+
+    A PUT whose response was lost (timeout) but which landed makes botocore's retry fail
+    with 412; the manifest then already holds our attempt, which is success, not a conflict.
+    """
+    try:
+        if etag:
+            bucket.put_json(key, manifest, if_match=etag)
+        else:
+            bucket.put_json(key, manifest, if_none_match="*")
+    except PreconditionFailed:
+        current = bucket.get_with_etag(key)
+        if current is not None and _json(current).get("attempt") == manifest["attempt"]:
+            log.info("commit of %s landed on an earlier try (response lost); committed", key)
+            return
+        raise
 
 
 def _json(got: tuple[bytes, str]) -> dict:
@@ -313,10 +329,7 @@ def compact(settings: S3Settings, dt: str, *, now: datetime | None = None, max_r
             "files": files,
         }
         key = compaction_manifest_key(dt)
-        if comp_etag:
-            bucket.put_json(key, manifest, if_match=comp_etag)
-        else:
-            bucket.put_json(key, manifest, if_none_match="*")
+        _commit(bucket, key, manifest, comp_etag)
     except BaseException:
         writer.abort()
         raise

@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import sys
+from collections import Counter
 from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -46,9 +47,13 @@ __all__ = ["EXTRACTOR_VERSION", "NotAnArticle", "extract_page", "extract_batch",
 
 #: Larger inputs are rejected ("too_large"): trafilatura's own MAX_FILE_SIZE (settings.cfg).
 MAX_HTML_CHARS = 20_000_000
-#: Pages with more elements than this are rejected ("too_large"): ~50x a heavy real news page
-#: (the largest page of the extraction benchmark has ~9,000 elements).
-MAX_ELEMENTS = 400_000
+#: Pages with more elements than this are rejected ("too_large"): about 20x the largest page of
+#: the extraction benchmark (1,596 elements); extraction time grows with the element count
+#: (~1 s per 1,000 paragraphs here), so this also keeps a page well inside the batch timeout.
+MAX_ELEMENTS = 30_000
+#: libxml2's HTML parser stops nesting at depth 256 (without XML_PARSE_HUGE, which we do not want
+#: on untrusted input): a tree that reaches it lost whatever was nested deeper.
+PARSER_MAX_DEPTH = 255
 #: Share of control / replacement characters above which a "page" is binary data.
 BINARY_SHARE = 0.05
 #: Dates outside [MIN_DATE, today + 1 day] are wrong (news on the web starts in the mid-1990s;
@@ -137,8 +142,12 @@ def _measure(root: HtmlElement) -> dict:
     return stats
 
 
-def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = ()) -> list[dict]:
-    """Remove widget blocks from the tree in place; returns `removed` entries (rule, text)."""
+def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = (),
+                      page: dict | None = None) -> list[dict]:
+    """Remove widget blocks from the tree in place; returns `removed` entries (rule, text).
+
+    `page`, when given, receives the page's text size, link text size and link count before pruning.
+    """
     removed: list[dict] = []
 
     def drop(el: HtmlElement, rule: str) -> None:
@@ -168,6 +177,8 @@ def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = ()) -> 
     body = tree.find(".//body")
     root = body if body is not None else tree
     stats = _measure(root)
+    if page is not None:
+        page["chars"], page["link_chars"], page["links"] = stats[root]
     limit = PRUNE_MAX_SHARE * max(1, stats[root][0])
     detached: set = set()
 
@@ -251,8 +262,10 @@ def _check_input(html: str) -> None:
     if not html.strip():
         raise NotAnArticle("empty")
     head = html[:8192]
-    if head.lstrip()[:2] == "\x1f\x8b":
-        raise NotAnArticle("binary", "gzip data served as HTML")
+    # gzip magic 1f 8b as Latin-1/cp1252 decoding or UTF-8 with replacement leaves it
+    # (not plain .lstrip(): U+001F counts as white space in Python)
+    if head.lstrip(" \t\r\n")[:2] in ("\x1f\x8b", "\x1f\u2039", "\x1f\ufffd"):
+        raise NotAnArticle("binary", "gzip data served as HTML (undeclared Content-Encoding)")
     if len(_CONTROL.findall(head)) > BINARY_SHARE * len(head):
         raise NotAnArticle("binary", "control or undecodable characters")
     if len(html) > MAX_HTML_CHARS:
@@ -268,24 +281,56 @@ def _trafilatura_text(tree: HtmlElement, url: str, *, fast: bool) -> str:
     return (doc.text or "").strip() if doc is not None else ""
 
 
-def _readability_text(html: str) -> str:
-    """Text of readability-lxml's summary: the second opinion."""
+def _readability_text(html: str, url: str) -> str:
+    """Text of readability-lxml's summary, or "" when it fails or is mostly link text."""
     from lxml import html as lxml_html
     from readability import Document
 
-    summary = Document(html).summary(html_partial=True)
-    root = lxml_html.fromstring(summary)
+    try:
+        root = lxml_html.fromstring(Document(html).summary(html_partial=True))
+    except Exception as exc:  # readability raises bare Exception subclasses on odd markup
+        log.debug("readability failed on %s: %s", url, exc)
+        return ""
+    chars, link_chars, _ = _measure(root)[root]
+    if link_chars > 0.5 * max(1, chars):
+        return ""  # a hub page's list of headlines, not an article
     blocks = root.xpath("//p|//li|//h2|//h3|//h4|//blockquote|//pre")
     if not blocks:
-        return " ".join(root.itertext())
-    return "\n".join(" ".join(b.itertext()) for b in blocks)
+        return " ".join(root.itertext()).strip()
+    return "\n".join(" ".join(b.itertext()) for b in blocks).strip()
 
 
-def _navigation_only(tree: HtmlElement) -> bool:
+def _anchor_words(tree: HtmlElement) -> Counter:
+    """Multiset of the words of all link texts."""
+    words: Counter = Counter()
+    for a in tree.iter("a"):
+        words.update(" ".join(a.itertext()).casefold().split())
+    return words
+
+
+def _link_share(text: str, anchors: Counter) -> float:
+    """Share of the text's words that are words of link texts (multiset overlap)."""
+    words = Counter(text.casefold().split())
+    total = sum(words.values())
+    return sum((words & anchors).values()) / total if total else 0.0
+
+
+def _why_no_article(html: str, text: str) -> NotAnArticle:
+    """The most specific reason for a page without article text (re-parses: this is the rare path)."""
+    tree = load_html(html)
+    if tree is None:
+        return NotAnArticle("not_html", "unparseable markup")
+    depth = max((sum(1 for _ in el.iterancestors()) for el in tree.iter()), default=0)
+    if depth >= PARSER_MAX_DEPTH:
+        return NotAnArticle("too_deep", f"markup nested {PARSER_MAX_DEPTH}+ levels deep")
     body = tree.find(".//body")
     root = body if body is not None else tree
-    words, link_words, links = _measure(root)[root]
-    return links >= MIN_LINKS and link_words >= LINK_DENSITY * max(1, words)
+    chars, link_chars, links = _measure(root)[root]
+    if links >= MIN_LINKS and link_chars >= LINK_DENSITY * max(1, chars):
+        return NotAnArticle("navigation_only", f"{links} links; {link_chars} of {chars} characters are link text")
+    if text:
+        return NotAnArticle("too_short", f"{word_count(text)} words (minimum {MIN_WORDS})")
+    return NotAnArticle("no_article_text")
 
 
 def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, clean: bool = True) -> dict:
@@ -307,7 +352,9 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
     declared = tree.xpath('//link[@rel="canonical"]/@href')
     published = _iso_date(meta.date, tree)
 
-    removed = prune_boilerplate(tree, rules.drop_selectors if rules else ())
+    page: dict = {}
+    removed = prune_boilerplate(tree, rules.drop_selectors if rules else (), page)
+    warnings: list[dict] = []
     text = _trafilatura_text(tree, url, fast=True)
     if word_count(text) < SECOND_OPINION_WORDS:
         # Short: trafilatura's full path (its own readability/jusText comparison) sometimes finds the body
@@ -316,19 +363,17 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
         if word_count(full) > word_count(text):
             text = full
     if word_count(text) < MIN_WORDS:
-        # Second opinion: trafilatura found nothing usable; readability-lxml scores blocks differently.
-        try:
-            second = _readability_text(html).strip()
-        except Exception as exc:  # readability raises bare Exception subclasses on odd markup
-            log.debug("readability failed on %s: %s", url, exc)
-            second = ""
-        if word_count(second) > word_count(text):
+        # Last opinion: readability-lxml scores blocks differently (on the unpruned page).
+        second = _readability_text(html, url)
+        if word_count(second) >= MIN_WORDS:
             text = second
-            removed.append({"rule": "fallback:readability", "text": ""})
-    if not text:
-        if _navigation_only(tree):
-            raise NotAnArticle("navigation_only")
-        raise NotAnArticle("no_article_text")
+            warnings.append({"rule": "fallback:readability",
+                             "message": "trafilatura found no article text; readability-lxml's was used"})
+    if word_count(text) < MIN_WORDS:
+        raise _why_no_article(html, text)
+    if page["link_chars"] >= 0.5 * max(1, page["chars"]) and _link_share(text, _anchor_words(tree)) >= LINK_DENSITY:
+        # A link-heavy page whose "article" is its own link texts: a section front or a site map.
+        raise NotAnArticle("navigation_only", "the extracted text is the page's link texts")
 
     record = {
         "url": url,
@@ -339,16 +384,12 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
         "language": None if clean else detect_language(text),  # clean detects it on the final text
         "sitename": meta.sitename or None,
         "image": meta.image or None,
-        # cleaning normalises anyway: do it once
-        "text": text if clean else normalise_text(text),
+        "text": text if clean else normalise_text(text),  # cleaning normalises anyway: do it once
         "word_count": word_count(text),
-        "removed": [r for r in removed if r["rule"] != "fallback:readability"],
-        "warnings": [],
+        "removed": removed,
+        "warnings": warnings,
         "extractor_version": EXTRACTOR_VERSION,
     }
-    if any(r["rule"] == "fallback:readability" for r in removed):
-        record["warnings"].append({"rule": "fallback:readability",
-                                   "message": "trafilatura found no article text; readability-lxml used"})
     if clean:
         record = clean_article(record, rules)
     return record

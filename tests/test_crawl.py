@@ -273,8 +273,8 @@ def test_sigkill_mid_crawl_then_rerun_loses_nothing(ctx, s3_settings, sample_sit
 
 def test_scrapy_crawl_from_repo_root(ctx, s3_settings, roles):
     outlet = roles["plain"]
-    env = {**os.environ, **s3_settings.as_env(),
-           "NEWS_ALLOW_PRIVATE": ",".join(ctx.sources.crawl.allow_private)}
+    # no NEWS_ALLOW_PRIVATE: the spider takes the allowlist from the sources file
+    env = {k: v for k, v in {**os.environ, **s3_settings.as_env()}.items() if k != "NEWS_ALLOW_PRIVATE"}
     scrapy = [sys.executable, "-m", "scrapy"]
     ok = subprocess.run([*scrapy, "crawl", "news", "-a", f"source={outlet}", "-a", f"run_id={RUN}",
                          "-a", f"sources={ctx.sources_path}"], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -312,3 +312,28 @@ def test_cli_crawl(ctx, s3_settings, roles):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert '"warc_keys"' in out.stdout
+
+
+def test_spider_arguments_and_settings_are_validated(sources_file):
+    from scrapy.exceptions import UsageError
+    from scrapy.crawler import Crawler
+
+    from spiders.spiders.news import NewsSpider, parse_args
+
+    with pytest.raises(UsageError, match="-a source"):
+        parse_args({"source": "Bad Name!", "run_id": RUN})
+    with pytest.raises(UsageError, match="-a run_id"):
+        parse_args({"source": "x"})
+    crawler = Crawler(NewsSpider, {})  # settings still mutable, as in a real crawl
+    with pytest.raises(UsageError, match="unknown argument"):
+        NewsSpider.from_crawler(crawler, source="x", run_id=RUN, sources=str(sources_file), colour="red")
+    name = yaml.safe_load(sources_file.read_text())["sources"][0]["name"]
+    crawler = Crawler(NewsSpider, {})  # settings still mutable, as in a real crawl
+    spider = NewsSpider.from_crawler(crawler, source=name, run_id=RUN, sources=str(sources_file))
+    s = crawler.settings
+    assert spider.source_cfg.name == name
+    assert s.getint("DOWNLOAD_MAXSIZE") == 8 * 2**20 and s.getfloat("DOWNLOAD_TIMEOUT") == 3
+    assert s.getint("CONCURRENT_REQUESTS_PER_DOMAIN") == spider.source_cfg.concurrency
+    assert s.getbool("AUTOTHROTTLE_ENABLED") and s.getbool("ROBOTSTXT_OBEY")
+    assert s.get("USER_AGENT") == spider.crawl_cfg.user_agent
+    assert s.get("NEWS_SOURCE") == name and s.get("NEWS_RUN_ID") == RUN

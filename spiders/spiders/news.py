@@ -18,7 +18,7 @@ from typing import Any
 
 import lxml.etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.exceptions import (
     CannotResolveHostError, DownloadCancelledError, DownloadConnectionRefusedError, DownloadTimeoutError,
     IgnoreRequest, UsageError)
@@ -171,7 +171,30 @@ class NewsSpider(Spider):
                                   "NEWS_REVISIT_HOURS": source.revisit_hours}, priority="spider")
         spider = cls(*args, news_args=news_args, crawl=config.crawl, source_cfg=source, **kwargs)
         spider._set_crawler(crawler)
+        crawler.signals.connect(spider._widen_resolver, signal=signals.spider_opened)
         return spider
+
+    def _widen_resolver(self, spider=None) -> None:
+        """The SSRF-guarding DNS resolver is built from process settings, before this spider read
+        the sources file: add the file's `crawl.allow_private` entries to it, so a hand-run
+        `scrapy crawl news` needs no `-s NEWS_ALLOW_PRIVATE=...`."""
+        wanted = list(self.crawl_cfg.allow_private)
+        if not wanted:
+            return
+        try:
+            from spiders.netguard import Allowlist
+            from spiders.resolver import installed_resolver
+        except ImportError as exc:
+            log.debug("no guarded resolver to configure: %s", exc)
+            return
+        resolver = installed_resolver()
+        if resolver is None:
+            return
+        have = list(resolver.allow.entries)
+        missing = [e for e in wanted if e not in have]
+        if missing:
+            resolver.allow = Allowlist.parse(have + missing)
+            log.info("DNS resolver allowlist extended from the sources file: %s", ", ".join(missing))
 
     # ------------------------------------------------------------------ routing
 

@@ -134,4 +134,4 @@ def news_ingest():
     check(report(names, deduped, manifest))
 
 
-news_ingest()
+news_ingest_dag = news_ingest()

@@ -298,3 +298,61 @@ def interval_day(context: Mapping[str, Any]) -> date:
 
 def as_datetime(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------- news_maintenance
+
+
+def compaction_days(context: Mapping[str, Any]) -> list[str]:
+    """The days to compact: the day before the run's data interval end and `compact_days - 1` before it."""
+    params = context.get("params") or {}
+    last = interval_day(context)
+    n = max(0, int(params.get("compact_days", 2)))
+    return [(last - timedelta(days=i)).isoformat() for i in range(n)]
+
+
+def reextract_plan(context: Mapping[str, Any]) -> list[str]:
+    """Run ids to re-extract: those archived between the `reextract_from` and `reextract_to` params
+    (inclusive; `reextract_to` defaults to `reextract_from`). No params: nothing."""
+    from pipeline.maintenance import runs_between
+    from pipeline.s3 import Bucket
+
+    params = context.get("params") or {}
+    start = params.get("reextract_from")
+    if not start:
+        return []
+    runs = runs_between(Bucket(settings_from_airflow(context)), start, params.get("reextract_to") or start)
+    log.info("re-extracting %d run(s) archived %s..%s", len(runs), start, params.get("reextract_to") or start)
+    return runs
+
+
+def reextract_one(context: Mapping[str, Any], run_id: str) -> dict:
+    """Re-extract one archived run (the mapped maintenance task)."""
+    from pipeline.maintenance import reextract
+
+    params = context.get("params") or {}
+    return reextract(settings_from_airflow(context), run_id, sources_path_from(params))
+
+
+def compact_one(context: Mapping[str, Any], dt: str) -> str | None:
+    from pipeline.maintenance import compact_day
+
+    return compact_day(settings_from_airflow(context), dt)
+
+
+def prune_state(context: Mapping[str, Any]) -> dict:
+    """Prune the dedupe index (older than its window) and the seen-URL state (older than the retention),
+    both relative to the run's data interval, never the wall clock; and remove orphaned article files."""
+    from pipeline.maintenance import cleanup_orphans, prune_dedupe_index, prune_seen_state
+    from pipeline.s3 import Bucket
+
+    params = context.get("params") or {}
+    settings = settings_from_airflow(context)
+    bucket = Bucket(settings)
+    day = interval_day(context) + timedelta(days=1)  # the data interval end's day
+    as_of = as_datetime(day)
+    shards = prune_dedupe_index(bucket, day)
+    seen = prune_seen_state(bucket, as_of, retention_days=float(params.get("seen_retention_days", 90)))
+    orphans = cleanup_orphans(settings, as_of)
+    return {"dedupe_shards_deleted": len(shards), "seen_entries_removed": sum(seen.values()),
+            "orphans_deleted": orphans}

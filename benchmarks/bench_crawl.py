@@ -80,19 +80,34 @@ def one(kind: str, urls: list[str], port: int) -> dict[str, Any]:
 
 
 def news_crawl(site: Any, n: int) -> dict[str, Any]:
-    """`scrapy crawl news` for the bulk outlet through the crawl stage (needs S3)."""
-    from pipeline.context import RunContext, make_run_id
-    from pipeline.crawl import crawl_stage
+    """`scrapy crawl news` for the bulk outlet through the crawl stage, with a throwaway SeaweedFS."""
+    import os
     from datetime import datetime, timezone
 
+    from pipeline.config import S3Settings
+    from pipeline.context import RunContext, make_run_id
+    from pipeline.crawl import crawl_stage
+    from pipeline.s3server import EmbeddedS3
+
     with tempfile.TemporaryDirectory() as tmp:
-        sources = site.write_sources_yaml(Path(tmp) / "sources.yaml", outlets=["bulk-news"], source_delay=0.0,
-                                          source_concurrency=8, max_age_days=0)
-        ctx = RunContext(run_id=make_run_id(datetime.now(timezone.utc)) + "bench", sources_path=sources)
-        t0 = time.perf_counter()
-        out = crawl_stage(ctx, "bulk-news", settings={"AUTOTHROTTLE_ENABLED": "False", "DOWNLOAD_DELAY": "0",
-                                                       "LOG_LEVEL": "WARNING"})
-        wall = time.perf_counter() - t0
+        server = EmbeddedS3(Path(tmp) / "s3")
+        info = server.up("news")
+        saved = dict(os.environ)
+        os.environ["NEWS_INGEST_HOME"] = tmp  # the crawl's logs and state go to the temp folder
+        try:
+            s3 = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
+                            secret_access_key=info.secret_access_key, bucket="news")
+            sources = site.write_sources_yaml(Path(tmp) / "sources.yaml", outlets=["bulk-news"], source_delay=0.0,
+                                              source_concurrency=8, max_age_days=0)
+            ctx = RunContext(run_id=make_run_id(datetime.now(timezone.utc)), s3=s3, sources_path=sources)
+            t0 = time.perf_counter()
+            out = crawl_stage(ctx, "bulk-news", settings={"AUTOTHROTTLE_ENABLED": "False", "DOWNLOAD_DELAY": "0",
+                                                           "LOG_LEVEL": "WARNING"})
+            wall = time.perf_counter() - t0
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            server.down()
     stats = out["stats"]
     pages = int(stats.get("response_received_count", 0))
     elapsed = float(stats.get("elapsed_time_seconds") or wall)

@@ -16,8 +16,10 @@ from html import escape
 # Colour-blind-safe palette (Okabe-Ito), then a red kept for "look here".
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 ALERT = "#C62828"
-WIDTH = 760
-LABEL_W = 210
+#: SVG user units; charts scale down to their box (max-width:100%), so half-page charts use
+#: a narrower canvas to keep their text legible.
+WIDTH = 600
+LABEL_W = 180
 BAR_H = 14
 
 CSS = """
@@ -119,9 +121,9 @@ def _alerts(report: dict) -> str:
     return f'<section class="alert" id="alerts"><h2>Look here</h2><ul>{"".join(items)}</ul></section>'
 
 
-def _legend(names: list[str]) -> str:
+def _legend(names: list[str], colors: list[str] | tuple[str, ...] = PALETTE) -> str:
     return '<div class="legend">' + "".join(
-        f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{escape(n)}</span>'
+        f'<span><i style="background:{colors[i % len(colors)]}"></i>{escape(n)}</span>'
         for i, n in enumerate(names)) + "</div>"
 
 
@@ -168,7 +170,7 @@ def hbar_chart(name: str, rows: list[tuple[str, list[float]]], series: list[str]
             out.append(f'<text class="muted" x="{LABEL_W + w + 4:.1f}" y="{y + BAR_H - 3}">{escape(fmt(value))}</text>')
     out.append(f'<line x1="{LABEL_W}" y1="0" x2="{LABEL_W}" y2="{height - 18}" stroke="#9aa3b2"/>')
     out.append("</svg>")
-    return (_legend(series) if k > 1 else "") + "".join(out)
+    return (_legend(series, colors or PALETTE) if k > 1 else "") + "".join(out)
 
 
 def vbar_chart(name: str, bars: list[tuple[str, float]], *, x_label: str, y_label: str) -> str:

@@ -28,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import trafilatura
 from lxml import etree
+from lxml import html as lxml_html
 from lxml.html import HtmlElement
 from trafilatura.metadata import extract_metadata
 from trafilatura.utils import load_html
@@ -241,7 +242,7 @@ def canonical_url(url: str, declared: str | None = None) -> str:
     chosen = url
     if declared:
         absolute = urljoin(url, declared.strip())
-        if urlsplit(absolute).scheme in ("http", "https") and not is_external(absolute, url, ignore_suffix=True):
+        if urlsplit(absolute).scheme in ("http", "https") and not is_external(absolute, url, ignore_suffix=False):
             chosen = absolute
     parts = urlsplit(chosen)
     if parts.query:
@@ -283,7 +284,6 @@ def _trafilatura_text(tree: HtmlElement, url: str, *, fast: bool) -> str:
 
 def _readability_text(html: str, url: str) -> str:
     """Text of readability-lxml's summary, or "" when it fails or is mostly link text."""
-    from lxml import html as lxml_html
     from readability import Document
 
     try:
@@ -363,8 +363,8 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
         if word_count(full) > word_count(text):
             text = full
     if word_count(text) < MIN_WORDS:
-        # Last opinion: readability-lxml scores blocks differently (on the unpruned page).
-        second = _readability_text(html, url)
+        # Last opinion: readability-lxml scores blocks differently (on the pruned page: the widgets stay out).
+        second = _readability_text(lxml_html.tostring(tree, encoding="unicode"), url)
         if word_count(second) >= MIN_WORDS:
             text = second
             warnings.append({"rule": "fallback:readability",
@@ -531,16 +531,22 @@ def _open_input(path: str, binary: bool):
     return open(path, "rb") if binary else open(path, encoding="utf-8")
 
 
-def _jsonl_items(stream) -> Iterator[dict]:
+def _jsonl_items(stream, bad: list[str | None]) -> Iterator[dict]:
+    """Items of a JSON Lines stream; `bad` gets, per item, why its line was unusable (or None)."""
     for line_no, line in enumerate(stream, 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
+            problem = None if isinstance(item, dict) else f"line {line_no}: not a JSON object"
         except ValueError as exc:
-            item = {"url": None, "html": "", "_bad": f"line {line_no}: not JSON ({exc})"}
-        if not isinstance(item, dict):
-            item = {"url": None, "html": "", "_bad": f"line {line_no}: not a JSON object"}
+            problem = f"line {line_no}: not JSON ({exc})"
+        if problem:
+            item = {"url": None, "html": ""}
+        elif not isinstance(item.get("html"), str):
+            problem = f'line {line_no}: "html" must be a string'
+            item = {"url": item.get("url"), "html": ""}
+        bad.append(problem)
         yield item
 
 
@@ -552,10 +558,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"extract: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
             return 2
+        bad: list[str | None] = []
         with stream if stream is not sys.stdin else nullcontext(stream):
-            for result in extract_batch(_jsonl_items(stream), workers=args.workers, timeout=args.timeout):
-                if "_bad" in result:
-                    result = {"url": None, "error": "bad_input", "detail": result["_bad"]}
+            for index, result in enumerate(extract_batch(_jsonl_items(stream, bad), workers=args.workers,
+                                                         timeout=args.timeout)):
+                if bad[index]:
+                    result = {"url": result.get("url"), "error": "bad_input", "detail": bad[index]}
                 sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
                 sys.stdout.flush()
         return 0

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -57,8 +58,34 @@ class PreconditionFailed(StorageError):
     """A conditional write lost a race (HTTP 412): re-read and try again."""
 
 
+# botocore's DEBUG logging prints the signed request headers, whose Authorization header
+# names the access key (`Credential=<key>/...`), and presigned URLs carry it as
+# X-Amz-Credential. Redact both at the loggers that emit them, so credentials never reach a log.
+_CREDENTIAL = re.compile(r"(Credential=|X-Amz-Credential=)[^/&\s,'\"]+", re.IGNORECASE)
+_REDACTED_LOGGERS = ("botocore.endpoint", "botocore.auth", "botocore.parsers", "botocore.awsrequest",
+                     "urllib3.connectionpool")
+
+
+class _RedactCredentials(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _CREDENTIAL.sub(r"\1***", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def install_log_redaction() -> None:
+    """Idempotent: attach the credential-redacting filter to botocore's and urllib3's loggers."""
+    for name in _REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactCredentials) for f in logger.filters):
+            logger.addFilter(_RedactCredentials())
+
+
 def client(settings: S3Settings, *, config: Config | None = None):
     """A boto3 S3 client for these settings."""
+    install_log_redaction()
     return boto3.client(
         "s3",
         endpoint_url=settings.endpoint_url,

@@ -156,16 +156,24 @@ def run_crawl(
     spider: str = "probe",
     timeout: float = 120,
     cwd: Path | None = None,
+    project: bool = False,
 ) -> dict[str, Any]:
-    """Crawl ``urls`` in a subprocess; returns ``{"pages", "failures", "robots", "stats", "log"}``."""
+    """Crawl ``urls`` in a subprocess; returns ``{"pages", "failures", "robots", "stats", "log"}``.
+
+    ``project=True`` starts from the project's settings (``spiders.settings``) and applies only
+    ``settings`` on top (not ``BASE_TEST_SETTINGS``), to check what a real run gets.
+    """
     spec = {
         "urls": urls,
-        "settings": {**BASE_TEST_SETTINGS, **(settings or {})},
+        "settings": dict(settings or {}) if project else {**BASE_TEST_SETTINGS, **(settings or {})},
         "follow": follow,
         "spider": spider,
+        "project": project,
     }
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("SCRAPY_SETTINGS_MODULE", None)
+    if project:
+        env["SCRAPY_SETTINGS_MODULE"] = "spiders.settings"
     proc = subprocess.run(
         [sys.executable, "-m", "tests.crawl_helpers"],
         input=json.dumps(spec),
@@ -242,7 +250,14 @@ def _child() -> None:
             failures.append({"url": failure.request.url, "type": failure.type.__name__, "message": str(failure.value)})
 
     spider_cls = {"probe": ProbeSpider, "bare": BareSpider}[spec["spider"]]
-    process = CrawlerProcess(spec["settings"], install_root_handler=True)
+    if spec.get("project"):
+        from scrapy.utils.project import get_project_settings
+
+        settings = get_project_settings()
+        settings.setdict(spec["settings"], priority="cmdline")
+    else:
+        settings = spec["settings"]
+    process = CrawlerProcess(settings, install_root_handler=True)
     crawler = process.create_crawler(spider_cls)
 
     def on_robots(response, request, outcome, reason):

@@ -359,3 +359,39 @@ def test_real_crawl_allowlisted_cidr_and_host_port_work():
         assert sorted(p["status"] for p in result["pages"]) == [200, 200], result["failures"]
         assert a.hits("/p") == 1 and b.hits("/p") == 1
         assert "ssrf/blocked" not in result["stats"]
+
+
+# --------------------------------------------------------------------------- the project's own settings
+
+
+def test_project_settings_turn_telnet_off_and_wire_the_guards():
+    """A real crawler with spiders.settings: no telnet console, our guards and resolver in place."""
+    import spiders.settings as project
+
+    middlewares = dict(project.DOWNLOADER_MIDDLEWARES)
+    # the incremental middleware reads state from the bucket: not part of this check
+    middlewares["spiders.extensions.IncrementalMiddleware"] = None
+    with LocalServer({"/a": page("a")}) as site:
+        result = run_crawl(
+            [site.base + "/a", "http://169.254.169.254/latest/meta-data/"],
+            {
+                "DOWNLOADER_MIDDLEWARES": middlewares,
+                "ITEM_PIPELINES": {},
+                "EXTENSIONS": {},
+                "NEWS_ALLOW_PRIVATE": [f"127.0.0.1:{site.port}"],
+                "DOWNLOAD_DELAY": 0,
+                "AUTOTHROTTLE_ENABLED": False,
+                "LOG_LEVEL": "INFO",
+            },
+            project=True,
+        )
+    log = result["log"]
+    assert project.TELNETCONSOLE_ENABLED is False
+    assert "Telnet console listening" not in log and "scrapy.extensions.telnet.TelnetConsole" not in log
+    for name in ("SsrfGuardMiddleware", "StrictRobotsTxtMiddleware", "RetryAfterMiddleware"):
+        assert f"spiders.middlewares.{name}" in log
+    assert "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware" not in log
+    assert "scrapy.downloadermiddlewares.retry.RetryMiddleware'" not in log
+    assert project.TWISTED_DNS_RESOLVER == "spiders.resolver.GuardedResolver"
+    assert [p["status"] for p in result["pages"]] == [200]
+    assert result["failures"][0]["message"].startswith("ssrf_blocked: 169.254.169.254:80 is link-local")

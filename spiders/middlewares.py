@@ -310,8 +310,13 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
         self._waiters[key] = []
         try:
             entry = await self._fetch(key)
-        finally:
-            waiters = self._waiters.pop(key, [])
+        except BaseException:
+            # cancelled (shutdown): release whoever waits for this host, then propagate
+            entry = self._entry("unreachable", None, "fetch was cancelled", f"{key}/robots.txt")
+            for waiter in self._waiters.pop(key, []):
+                waiter.callback(entry)
+            raise
+        waiters = self._waiters.pop(key, [])
         self._entries[key] = entry
         for waiter in waiters:
             waiter.callback(entry)

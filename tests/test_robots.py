@@ -223,3 +223,15 @@ def test_crawl_robots_redirect_to_private_address_is_refused_and_disallows():
         assert site.hits("/a") == 0
         assert "ssrf_blocked: 169.254.169.254:80 is link-local" in _by_url(result)[site.base + "/a"]
         assert result["stats"]["ssrf/blocked/link-local"] == 1
+
+
+def test_a_cancelled_fetch_releases_waiters_and_is_not_cached():
+    mw = _mw()
+
+    async def cancelled(key):
+        raise asyncio.CancelledError
+
+    mw._fetch = cancelled
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(mw.robots_entry(Request("http://news.example/a")))
+    assert mw._waiters == {} and mw._entries == {}

@@ -1,8 +1,9 @@
-"""Running Airflow for tests: a throwaway AIRFLOW_HOME, the CLI, `airflow standalone`, the REST API.
+"""Running Airflow for tests: a throwaway AIRFLOW_HOME, the CLI, Airflow's own processes, the REST API.
 
-Everything binds to 127.0.0.1 on free ports; the processes run in their own process
-group so that `AirflowStandalone.stop()` kills the scheduler, dag-processor, api-server,
-triggerer and every task process they started, leaving nothing behind.
+`AirflowStandalone` starts what `airflow standalone` would (scheduler, dag-processor,
+api-server; not the triggerer, and without the log servers, which bind every interface),
+each in its own session, on free ports bound to 127.0.0.1. `stop()` kills every process
+of those sessions, task processes and their Scrapy children included: nothing is left behind.
 """
 
 from __future__ import annotations

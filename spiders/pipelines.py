@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime
 
 from scrapy.exceptions import NotConfigured
 

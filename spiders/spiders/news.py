@@ -22,7 +22,7 @@ from scrapy import Request, Spider, signals
 from scrapy.exceptions import (
     CannotResolveHostError, DownloadCancelledError, DownloadConnectionRefusedError, DownloadTimeoutError,
     IgnoreRequest, UsageError)
-from scrapy.http import HtmlResponse, Response, TextResponse
+from scrapy.http import HtmlResponse, Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet import error as twisted_error
 from twisted.internet.defer import CancelledError

@@ -47,10 +47,6 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _LEGACY_V4 = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$", re.I)
 
 
-class BlockedAddress(Exception):
-    """Raised by callers that want an exception; ``str()`` is the reason."""
-
-
 def parse_ip_literal(host: str) -> IPAddress | None:
     """The IP address a URL host denotes if it is an IP literal in any form, else None."""
     host = host.strip().lower()

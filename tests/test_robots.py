@@ -11,7 +11,7 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response, TextResponse
 from scrapy.utils.test import get_crawler
 
-from spiders.middlewares import RobotsEntry, StrictRobotsTxtMiddleware
+from spiders.middlewares import StrictRobotsTxtMiddleware
 from tests.crawl_helpers import LocalServer, Reply, free_port, guard_settings, page, redirect, run_crawl
 
 ROBOTS_URL = "http://news.example/robots.txt"

@@ -1,0 +1,306 @@
+"""End to end on real pages: the whole pipeline over the 181 pages of the extraction benchmark.
+
+    .venv/bin/python -m benchmarks.bench_e2e [--concurrency 16] [--json out.json] [--html out.html]
+
+What runs, all on 127.0.0.1 and in a temporary folder:
+
+* `BenchmarkOutlet` serves the 181 real pages (index, RSS feed, sitemap, robots.txt);
+* an embedded SeaweedFS (`EmbeddedS3`) is the bucket;
+* `pipeline.run.run_once` with production settings: the `news` spider in its own process
+  with every guard on (SSRF guard with the outlet's port allowlisted, strict robots.txt,
+  size/time/redirect limits, Retry-After) and the WARC archive, extraction and cleaning
+  over the bounded process pool on all cores, dedupe, the atomic manifest commit, the report.
+  For the benchmark only, politeness delays are off: per-source delay 0, AutoThrottle off,
+  per-source concurrency `--concurrency` (the local outlet is ours to load).
+
+What it prints, as one table:
+
+* pages per second end to end (benchmark pages / wall time of `run_once`) and per stage
+  (benchmark pages / the report's `stage_seconds`);
+* peak memory of the process tree (a sampling thread sums the RSS of this process and all
+  its descendants: the Scrapy child, the extraction workers), the S3 server shown apart;
+* F1 / precision / recall of the STORED text (read back with `read_articles`) against the
+  ground truth, scored with `benchmarks.scoring.score`, next to `extract_page` alone on the
+  same pages (decoded the way Scrapy decodes them), so a loss between stages is visible.
+
+Goals: >= 50 pages/s end to end, peak memory < 1 GiB, stored F1 >= extractor-alone F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+GOAL_PAGES_PER_S = 50.0
+GOAL_PEAK_BYTES = 1024**3
+MIB = 1024 * 1024
+
+
+class TreeMemorySampler:
+    """Peak RSS of a process and all its descendants, sampled by a background thread.
+
+    RSS double-counts pages shared between a parent and its forked children, so the sum is
+    an upper bound of the tree's real footprint (the number a container limit sees is lower).
+    Processes whose pid is in `exclude` are left out with their own descendants (e.g. the
+    S3 server the benchmark started, which is infrastructure, not the pipeline).
+    """
+
+    def __init__(self, pid: int | None = None, *, interval: float = 0.05, exclude: set[int] | None = None):
+        self.root = psutil.Process(pid or os.getpid())
+        self.interval = interval
+        self.exclude = set(exclude or ())
+        self.peak = 0
+        self.peak_root = 0
+        self.peak_excluded = 0
+        self.peak_processes = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+
+    def _excluded_pids(self) -> set[int]:
+        out: set[int] = set()
+        for pid in self.exclude:
+            try:
+                p = psutil.Process(pid)
+                out |= {pid} | {c.pid for c in p.children(recursive=True)}
+            except psutil.Error:
+                continue
+        return out
+
+    def sample(self) -> int:
+        """One sample: the tree's summed RSS now (bytes); updates the peaks."""
+        skip = self._excluded_pids()
+        total = excluded = n = 0
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            procs = [self.root]
+        for p in procs:
+            try:
+                rss = p.memory_info().rss
+            except psutil.Error:  # exited between listing and reading: it holds nothing now
+                continue
+            if p.pid in skip:
+                excluded += rss
+            else:
+                total += rss
+                n += 1
+                if p.pid == self.root.pid:
+                    self.peak_root = max(self.peak_root, rss)
+        self.peak = max(self.peak, total)
+        self.peak_excluded = max(self.peak_excluded, excluded)
+        self.peak_processes = max(self.peak_processes, n)
+        self.samples += 1
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> TreeMemorySampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def decode_like_scrapy(url: str, body: bytes) -> str:
+    """The str Scrapy's `response.text` would give for this body served as text/html."""
+    from scrapy.http import HtmlResponse
+
+    return HtmlResponse(url=url, body=body, headers={"Content-Type": "text/html"}).text
+
+
+def extractor_alone(outlet: Any, rules: Any) -> tuple[dict[str, str], float, dict[str, int]]:
+    """`extract_page` over the raw benchmark pages in this process: ({url: text}, seconds, reasons)."""
+    from pipeline.clean import NotAnArticle
+    from pipeline.extract import extract_page
+
+    out: dict[str, str] = {}
+    reasons: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for page_id in outlet.ids:
+        url = outlet.url_of(page_id)
+        html = decode_like_scrapy(url, gzip.decompress((outlet.bench_dir / "html" / f"{page_id}.html.gz").read_bytes()))
+        try:
+            out[url] = extract_page(html, url, rules=rules)["text"]
+        except NotAnArticle as exc:
+            reasons[exc.reason] = reasons.get(exc.reason, 0) + 1
+            out[url] = ""
+    return out, time.perf_counter() - t0, reasons
+
+
+def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dict[str, Any]:
+    """Serve, run, read back, score; returns every number the table shows."""
+    from benchmarks.scoring import score, tokens
+    from examples.sample_site.benchmark_outlet import NAME, BenchmarkOutlet
+    from pipeline.config import S3Settings
+    from pipeline.context import RunContext, make_run_id
+    from pipeline.progress import progress_reporter
+    from pipeline.read import read_articles
+    from pipeline.run import run_once
+    from pipeline.s3server import EmbeddedS3
+
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        tmp_path = Path(tmp)
+        server = EmbeddedS3(tmp_path / "s3")
+        saved = dict(os.environ)
+        outlet = BenchmarkOutlet()
+        try:
+            info = server.up("news")
+            settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
+                                  secret_access_key=info.secret_access_key, bucket="news")
+            # The crawl child, state and logs use this server and folder, not the developer's var/.
+            os.environ.update({"NEWS_INGEST_HOME": str(tmp_path), **settings.as_env()})
+            outlet.start()
+            sources = outlet.write_sources_yaml(tmp_path / "sources.yaml", source_delay=0.0,
+                                                source_concurrency=concurrency, autothrottle=False)
+            ctx = RunContext(run_id=make_run_id(datetime.now(timezone.utc)), s3=settings, sources_path=sources)
+            truth = outlet.ground_truth()
+
+            reporter = progress_reporter(sys.stderr)
+            with TreeMemorySampler(exclude={info.pid}) as memory:
+                t0 = time.perf_counter()
+                try:
+                    report = run_once(ctx, say=reporter)
+                finally:
+                    reporter.close()
+                wall = time.perf_counter() - t0
+
+            stored_rows = list(read_articles(run_id=ctx.run_id, settings=settings, columns=["url", "text"],
+                                             as_="records"))
+            stored: dict[str, str] = {}
+            for row in stored_rows:
+                stored.setdefault(row["url"], row["text"] or "")
+            if html_out:
+                html_out.write_bytes(ctx.bucket.get(report["html"]))
+            rules = ctx.sources.source(NAME).cleaning
+        finally:
+            outlet.stop()
+            server.down()
+            os.environ.clear()
+            os.environ.update(saved)
+
+    alone, alone_seconds, alone_reasons = extractor_alone(outlet, rules)
+    n = len(truth)
+    stored_score = score({u: stored.get(u, "") for u in truth}, truth)
+    alone_score = score(alone, truth)
+    differ = sum(1 for u in truth if tokens(stored.get(u, "")) != tokens(alone.get(u, "")))
+    return {
+        "pages": n,
+        "run_id": report["run_id"],
+        "wall_seconds": wall,
+        "stage_seconds": report["stage_seconds"],
+        "pages_fetched": report["pages_fetched"],
+        "articles_stored": report["articles_stored"],
+        "stored_benchmark_pages": sum(1 for u in truth if u in stored),
+        "rejects_by_reason": report["rejects_by_reason"],
+        "failed_sources": report["failed_sources"],
+        "duplicates": report["duplicates"],
+        "peak_tree_bytes": memory.peak,
+        "peak_main_bytes": memory.peak_root,
+        "peak_s3_bytes": memory.peak_excluded,
+        "peak_processes": memory.peak_processes,
+        "memory_samples": memory.samples,
+        "stored": {k: stored_score[k] for k in ("f1", "precision", "recall", "accuracy")},
+        "alone": {k: alone_score[k] for k in ("f1", "precision", "recall", "accuracy")},
+        "alone_seconds": alone_seconds,
+        "alone_not_articles": alone_reasons,
+        "pages_text_differs": differ,
+        "concurrency": concurrency,
+        "cores": psutil.cpu_count(),
+    }
+
+
+def goals_missed(r: dict[str, Any]) -> list[str]:
+    """Names of the goals this result misses."""
+    missed = []
+    if r["pages"] / r["wall_seconds"] < GOAL_PAGES_PER_S:
+        missed.append("pages/s end to end")
+    if r["peak_tree_bytes"] >= GOAL_PEAK_BYTES:
+        missed.append("peak memory")
+    if r["stored"]["f1"] < r["alone"]["f1"] - 1e-9:
+        missed.append("stored F1 >= extractor alone")
+    return missed
+
+
+def table(r: dict[str, Any]) -> str:
+    """The one table the benchmark prints."""
+    n = r["pages"]
+    lines = [f"end-to-end benchmark: {n} real pages (article-extraction-benchmark), run {r['run_id']}, "
+             f"{r['cores']} cores, per-source concurrency {r['concurrency']}, politeness delays off, guards on",
+             "",
+             f"{'measure':<44}{'value':>14}   goal",
+             "-" * 72]
+
+    def row(name: str, value: str, goal: str = "") -> None:
+        lines.append(f"{name:<44}{value:>14}   {goal}")
+
+    rate = n / r["wall_seconds"] if r["wall_seconds"] else 0.0
+    row("end to end (run_once wall time)", f"{rate:.1f} p/s", f">= {GOAL_PAGES_PER_S:.0f} p/s "
+        f"{'ok' if rate >= GOAL_PAGES_PER_S else 'MISSED'} ({r['wall_seconds']:.1f} s)")
+    for stage, sec in r["stage_seconds"].items():
+        row(f"  stage {stage}", f"{n / sec:.1f} p/s" if sec else "-", f"{sec:.2f} s")
+    row("peak RSS, pipeline process tree", f"{r['peak_tree_bytes'] / MIB:.0f} MiB",
+        f"< 1024 MiB {'ok' if r['peak_tree_bytes'] < GOAL_PEAK_BYTES else 'MISSED'} "
+        f"({r['peak_processes']} processes at most, {r['memory_samples']} samples)")
+    row("  of which the main process", f"{r['peak_main_bytes'] / MIB:.0f} MiB")
+    row("  S3 server (SeaweedFS, apart)", f"{r['peak_s3_bytes'] / MIB:.0f} MiB")
+    row("pages fetched (incl. feed, sitemap, robots)", f"{r['pages_fetched']}")
+    row("benchmark pages stored", f"{r['stored_benchmark_pages']}/{n}",
+        f"{r['articles_stored']} rows; rejects {sum(r['rejects_by_reason'].values())}")
+    s, a = r["stored"], r["alone"]
+    row("F1 stored (read back from the bucket)", f"{s['f1']:.4f}",
+        f">= alone {'ok' if s['f1'] >= a['f1'] - 1e-9 else 'MISSED'}")
+    row("F1 extract_page alone, same pages", f"{a['f1']:.4f}",
+        f"{n / r['alone_seconds']:.1f} p/s in one process" if r["alone_seconds"] else "")
+    row("precision stored / alone", f"{s['precision']:.4f}", f"{a['precision']:.4f}")
+    row("recall stored / alone", f"{s['recall']:.4f}", f"{a['recall']:.4f}")
+    row("accuracy stored / alone", f"{s['accuracy']:.4f}", f"{a['accuracy']:.4f}")
+    row("pages whose stored text differs from alone", f"{r['pages_text_differs']}")
+    if r["rejects_by_reason"]:
+        lines.append("rejects: " + ", ".join(f"{k} {v}" for k, v in sorted(r["rejects_by_reason"].items())))
+    if r["alone_not_articles"]:
+        lines.append("extract_page alone found no article: " +
+                     ", ".join(f"{k} {v}" for k, v in sorted(r["alone_not_articles"].items())))
+    if r["failed_sources"]:
+        lines.append(f"FAILED sources: {', '.join(r['failed_sources'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_e2e", description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=16, help="per-source concurrency (1-16; default 16)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON here")
+    parser.add_argument("--html", type=Path, default=None, help="also save the run's HTML report here")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    args = parser.parse_args(argv)
+    result = run_benchmark(args.concurrency, html_out=args.html)
+    print(table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    if result["failed_sources"] or not result["stored_benchmark_pages"]:
+        return 1
+    if args.check and goals_missed(result):
+        print(f"goals missed: {', '.join(goals_missed(result))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ Every chart is an `<svg class="chart" data-chart="<name>">`; every bar a
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 # Colour-blind-safe palette (Okabe-Ito), then a red kept for "look here".
@@ -48,6 +49,7 @@ th,td{padding:3px 6px;border-bottom:1px solid #e3e6ea;text-align:right;white-spa
 th:first-child,td:first-child{text-align:left}
 td.flagged{color:#C62828;font-weight:600}
 .empty{color:#5b6475;font-style:italic}
+.scroll{overflow-x:auto}
 footer{color:#5b6475;font-size:12px}
 """
 
@@ -199,17 +201,19 @@ def vbar_chart(name: str, bars: list[tuple[str, float]], *, x_label: str, y_labe
 
 
 def box_chart(name: str, rows: list[tuple[str, dict]], *, highlight: set[str] = frozenset()) -> str:
-    """One box per row: whiskers min..max, box p25..p75, a tick at the median (log-free, linear)."""
+    """One box per row: whiskers min..max, box p25..p75, a tick at the median, on a log scale
+    (body lengths span briefs of 50 words to 10,000-word pages: a linear axis hides the boxes)."""
     rows = [(label, w) for label, w in rows if w.get("median") is not None]
     if not rows:
         return '<p class="empty">no data</p>'
     row_h = 24
     height = len(rows) * row_h + 30
-    top = max(w["max"] for _, w in rows) or 1
+    top = max(10.0, max(w["max"] for _, w in rows))
+    span = math.log10(top)
     plot_w = WIDTH - LABEL_W - 60
 
     def x(v: float) -> float:
-        return LABEL_W + plot_w * v / top
+        return LABEL_W + plot_w * math.log10(max(v, 1.0)) / span
 
     out = [f'<svg class="chart" data-chart="{escape(name)}" xmlns="http://www.w3.org/2000/svg" '
            f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img">']
@@ -229,12 +233,14 @@ def box_chart(name: str, rows: list[tuple[str, dict]], *, highlight: set[str] = 
                    f'stroke="{color}" stroke-width="2.5"/>')
         out.append(f'<text class="muted" x="{x(w["max"]) + 4:.1f}" y="{y + 12}">{escape(_fmt(w["median"]))}</text>')
     axis_y = height - 14
-    for frac in (0, 0.25, 0.5, 0.75, 1):
-        out.append(f'<text class="muted" x="{x(top * frac):.1f}" y="{axis_y + 10}" '
-                   f'text-anchor="middle">{_fmt(round(top * frac))}</text>')
+    for tick in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000):
+        if tick <= top:
+            out.append(f'<line x1="{x(tick):.1f}" y1="4" x2="{x(tick):.1f}" y2="{axis_y - 8}" stroke="#e3e6ea"/>')
+            out.append(f'<text class="muted" x="{x(tick):.1f}" y="{axis_y + 8}" '
+                       f'text-anchor="middle">{tick:,}</text>')
     out.append("</svg>")
-    return '<div class="legend">box: middle half of articles; tick: median; line: shortest to longest</div>' + \
-        "".join(out)
+    return ('<div class="legend">box: middle half of articles; tick: median (number shown); line: shortest to '
+            'longest; log scale</div>' + "".join(out))
 
 
 def _clip(text: str, n: int) -> str:
@@ -306,14 +312,14 @@ def _removals(report: dict, top: int = 15) -> str:
     return hbar_chart("removals", [(rule, [n]) for rule, n in rules], ["removed blocks"])
 
 
-def _removal_table(report: dict, flagged: set[str], top: int = 12) -> str:
+def _removal_table(report: dict, flagged: set[str], top: int = 10) -> str:
     rules = list(report.get("removed_by_rule", {}))[:top]
     quality = {n: q for n, q in report.get("quality", {}).items() if q.get("articles")}
     if not rules or not quality:
         return '<p class="empty">nothing removed</p>'
     peak = max((q.get("removed_by_rule", {}).get(r, 0) / q["articles"] for q in quality.values() for r in rules),
                default=0) or 1
-    head = "".join(f"<th>{escape(_clip(r, 24))}</th>" for r in rules)
+    head = "".join(f'<th title="{escape(r)}">{escape(_clip(_short_rule(r), 18))}</th>' for r in rules)
     body = []
     for name, q in quality.items():
         cells = []
@@ -325,7 +331,13 @@ def _removal_table(report: dict, flagged: set[str], top: int = 12) -> str:
             cells.append(f'<td{style} title="{escape(per)}">{n}</td>')
         cls = ' class="flagged"' if name in flagged else ""
         body.append(f"<tr><td{cls}>{escape(name)}</td><td>{q.get('removals_per_article') or 0}</td>{''.join(cells)}</tr>")
-    return f"<table><tr><th>source</th><th>per article</th>{head}</tr>{''.join(body)}</table>"
+    return (f'<div class="scroll"><table><tr><th>source</th><th>per article</th>{head}</tr>{"".join(body)}'
+            "</table></div>")
+
+
+def _short_rule(rule: str) -> str:
+    """Column heads: the last part of a rule name ("html:widget:share" -> "share")."""
+    return rule.rstrip(":").rsplit(":", 1)[-1] or rule
 
 
 def _source_table(report: dict, flagged: set[str]) -> str:

@@ -208,12 +208,14 @@ def box_chart(name: str, rows: list[tuple[str, dict]], *, highlight: set[str] = 
         return '<p class="empty">no data</p>'
     row_h = 24
     height = len(rows) * row_h + 30
-    top = max(10.0, max(w["max"] for _, w in rows))
-    span = math.log10(top)
+    # the axis starts at the power of ten below the shortest body: no empty decades on the left
+    low = 10.0 ** math.floor(math.log10(max(1.0, min(w["min"] for _, w in rows))))
+    top = max(low * 10, max(w["max"] for _, w in rows))
+    span = math.log10(top / low)
     plot_w = WIDTH - LABEL_W - 60
 
     def x(v: float) -> float:
-        return LABEL_W + plot_w * math.log10(max(v, 1.0)) / span
+        return LABEL_W + plot_w * math.log10(max(v, low) / low) / span
 
     out = [f'<svg class="chart" data-chart="{escape(name)}" xmlns="http://www.w3.org/2000/svg" '
            f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img">']
@@ -234,7 +236,7 @@ def box_chart(name: str, rows: list[tuple[str, dict]], *, highlight: set[str] = 
         out.append(f'<text class="muted" x="{x(w["max"]) + 4:.1f}" y="{y + 12}">{escape(_fmt(w["median"]))}</text>')
     axis_y = height - 14
     for tick in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000):
-        if tick <= top:
+        if low <= tick <= top:
             out.append(f'<line x1="{x(tick):.1f}" y1="4" x2="{x(tick):.1f}" y2="{axis_y - 8}" stroke="#e3e6ea"/>')
             out.append(f'<text class="muted" x="{x(tick):.1f}" y="{axis_y + 8}" '
                        f'text-anchor="middle">{tick:,}</text>')

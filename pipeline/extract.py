@@ -78,10 +78,12 @@ _BOILER_WORDS = {
     "sponsored", "nativo", "widget", "sidebar", "toolbar", "rail", "teaser", "teasers",
 }
 # Pairs of words that together name a widget ("more stories", "author box", "read also").
+# Not "read more": that names collapsible article bodies as often as teaser links.
 _BOILER_PAIRS = {("more", "stories"), ("more", "news"), ("read", "also"), ("also", "read"),
                  ("see", "also"), ("author", "box"), ("about", "author"), ("author", "info"),
-                 ("most", "read"), ("most", "popular"), ("read", "more"), ("you", "may"),
+                 ("most", "read"), ("most", "popular"), ("you", "may"),
                  ("next", "article"), ("up", "next")}
+_NOT_TEXT = {"script", "style", "noscript", "template", "svg"}
 _SPLIT = re.compile(r"[\s_\-]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _ROLES = {"complementary", "contentinfo", "navigation", "banner", "dialog", "alertdialog", "search"}
@@ -130,7 +132,8 @@ def _measure(root: HtmlElement) -> dict:
     """Text size, link text size and link count of every element, in one bottom-up pass (no quadratic itertext)."""
     stats: dict = {}
     for el in reversed(list(root.iter())):
-        own = _nwords(el.text) if isinstance(el.tag, str) else 0
+        # code and comments are not page text (a page's scripts can outweigh its article)
+        own = _nwords(el.text) if isinstance(el.tag, str) and el.tag not in _NOT_TEXT else 0
         words, link_words, links = own, 0, 0
         for child in el:
             cw, clw, cl = stats[child]

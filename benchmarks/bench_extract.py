@@ -1,0 +1,182 @@
+"""Extraction quality and speed: `python -m benchmarks.bench_extract [--json PATH]`.
+
+One run, one table: this project's `extract_page`, trafilatura's `extract()` with its
+defaults, and readability-lxml (the text of its summary), each scored on the 181 real
+pages of ../shared/benchmarks/article-extraction-benchmark with the benchmark's own
+method (benchmarks/scoring.py), plus pages/second of `extract_batch` (process pool)
+against one process. Timings are noisy on a shared machine: compare the ratios of one
+run, not numbers across runs. When `examples.sample_site` is importable, its articles
+are extracted too and the boilerplate phrases left in their text are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from w3lib.encoding import html_to_unicode
+
+from benchmarks.scoring import score
+from pipeline.paths import ROOT
+
+BENCHMARK_DIR = ROOT.parent / "shared" / "benchmarks" / "article-extraction-benchmark"
+BASELINE = Path(__file__).with_name("extract_baseline.json")
+
+
+def load_benchmark(folder: Path = BENCHMARK_DIR) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(html by id, url by id, true article body by id); pages decoded as Scrapy would (w3lib)."""
+    truth_raw = json.loads((folder / "ground-truth.json").read_text(encoding="utf-8"))
+    html, urls, truth = {}, {}, {}
+    for key, entry in sorted(truth_raw.items()):
+        data = gzip.decompress((folder / "html" / f"{key}.html.gz").read_bytes())
+        html[key] = html_to_unicode(None, data)[1]
+        urls[key] = entry.get("url") or f"https://benchmark.invalid/{key}"
+        truth[key] = entry.get("articleBody") or ""
+    return html, urls, truth
+
+
+def ours(html: str, url: str) -> str:
+    from pipeline.extract import NotAnArticle, extract_page
+
+    try:
+        return extract_page(html, url)["text"]
+    except NotAnArticle:
+        return ""
+
+
+def trafilatura_default(html: str, url: str) -> str:
+    import trafilatura
+
+    return trafilatura.extract(html, url=url) or ""
+
+
+def readability_lxml(html: str, url: str) -> str:
+    from lxml import html as lxml_html
+    from readability import Document
+
+    try:
+        summary = Document(html, url=url).summary(html_partial=True)
+    except Exception:  # readability raises bare Exception on pages it cannot score: an empty prediction
+        return ""
+    return lxml_html.fromstring(summary).text_content() if summary.strip() else ""
+
+
+def run_single(fn: Callable[[str, str], str], html: dict[str, str], urls: dict[str, str]) -> tuple[dict, float]:
+    """Predictions of fn over all pages in this process, and pages/second."""
+    fn(next(iter(html.values())), next(iter(urls.values())))  # warm-up: lazy imports and models
+    start = time.perf_counter()
+    preds = {key: fn(page, urls[key]) for key, page in html.items()}
+    return preds, len(html) / (time.perf_counter() - start)
+
+
+def run_pool(html: dict[str, str], urls: dict[str, str], workers: int) -> tuple[dict, float]:
+    """Predictions of extract_batch with `workers` processes, and pages/second (pool start-up included)."""
+    from pipeline.extract import extract_batch
+
+    keys = list(html)
+    start = time.perf_counter()
+    out = list(extract_batch(({"url": urls[k], "html": html[k]} for k in keys), workers=workers))
+    elapsed = time.perf_counter() - start
+    return {k: o.get("text", "") for k, o in zip(keys, out)}, len(keys) / elapsed
+
+
+def sample_site_leftovers() -> dict | None:
+    """Boilerplate phrases and spliced headlines left in the sample site's articles; None without the site."""
+    try:
+        from examples.sample_site import BOILERPLATE_PHRASES, SampleSite
+    except ImportError:
+        return None
+    from urllib.request import urlopen
+
+    from pipeline.extract import NotAnArticle, extract_page
+
+    site = SampleSite()
+    site.start()
+    try:
+        entries = [e for e in site.expected() if e.get("kind") == "article" and e.get("expected") == "stored"
+                   and e.get("text")]
+        preds, truth, leftovers, headlines, failures = {}, {}, {}, 0, []
+        for e in entries:
+            with urlopen(e["url"], timeout=10) as resp:  # 127.0.0.1 only: the project's own site
+                _, text = html_to_unicode(resp.headers.get("Content-Type"), resp.read())
+            try:
+                got = extract_page(text, e["url"])["text"]
+            except NotAnArticle as exc:
+                failures.append(f"{e['url']}: {exc.reason}")
+                got = ""
+            preds[e["url"]], truth[e["url"]] = got, e["text"]
+            low = got.casefold()
+            for phrase in BOILERPLATE_PHRASES:
+                if phrase.casefold() in low:
+                    leftovers[phrase] = leftovers.get(phrase, 0) + 1
+            for title in (e.get("related_headlines") or []) + (e.get("sidebar_headlines") or []):
+                headlines += title.casefold() in low
+    finally:
+        site.stop()
+    scored = score(preds, truth)
+    return {"articles": len(entries), "phrases_left": sum(leftovers.values()), "by_phrase": leftovers,
+            "headlines_left": headlines, "not_extracted": failures, "f1": scored["f1"],
+            "precision": scored["precision"], "recall": scored["recall"], "accuracy": scored["accuracy"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the pool row (default 2)")
+    parser.add_argument("--update-baseline", action="store_true",
+                        help=f"write this run's F1 of extract_page to {BASELINE.name}")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)  # trafilatura logs every discarded page
+
+    html, urls, truth = load_benchmark()
+    rows: dict[str, dict] = {}
+    for name, fn in (("news-ingest extract_page", ours), ("trafilatura 2.3.1 extract() defaults", trafilatura_default),
+                     ("readability-lxml 0.9 summary", readability_lxml)):
+        preds, speed = run_single(fn, html, urls)
+        result = score(preds, truth)
+        result.pop("per_page")
+        rows[name] = {**result, "pages_per_s": speed}
+    pool_preds, pool_speed = run_pool(html, urls, args.workers)
+    pool_score = score(pool_preds, truth)
+    single = rows["news-ingest extract_page"]["pages_per_s"]
+    rows[f"news-ingest extract_batch ({args.workers} workers)"] = {
+        k: v for k, v in pool_score.items() if k != "per_page"} | {"pages_per_s": pool_speed}
+
+    print(f"article-extraction-benchmark: {len(truth)} pages\n")
+    print(f"| {'extractor':<40} | {'F1':>6} | {'prec.':>6} | {'recall':>6} | {'exact':>6} | {'pages/s':>7} |")
+    print(f"|{'-' * 42}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
+    for name, r in rows.items():
+        print(f"| {name:<40} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['accuracy']:.4f} "
+              f"| {r['pages_per_s']:7.1f} |")
+    print(f"\npool speed-up: {pool_speed / single:.2f}x with {args.workers} workers (one process: {single:.1f} pages/s)")
+
+    sample = sample_site_leftovers()
+    if sample is not None:
+        print(f"\nsample site: {sample['articles']} articles, F1 {sample['f1']:.4f} "
+              f"(precision {sample['precision']:.4f}, recall {sample['recall']:.4f}); "
+              f"boilerplate phrases left: {sample['phrases_left']} {sample['by_phrase'] or ''}; "
+              f"spliced/sidebar headlines left: {sample['headlines_left']}; "
+              f"not extracted: {len(sample['not_extracted'])}")
+
+    out = {"benchmark": "article-extraction-benchmark", "pages": len(truth), "rows": rows,
+           "pool_speedup": pool_speed / single, "workers": args.workers, "sample_site": sample}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1), encoding="utf-8")
+    if args.update_baseline:
+        from pipeline.extract import EXTRACTOR_VERSION
+
+        r = rows["news-ingest extract_page"]
+        BASELINE.write_text(json.dumps({"f1": round(r["f1"], 4), "precision": round(r["precision"], 4),
+                                        "recall": round(r["recall"], 4), "extractor_version": EXTRACTOR_VERSION,
+                                        "pages": len(truth)}, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -145,6 +145,20 @@ def extractor_alone(outlet: Any, rules: Any) -> tuple[dict[str, str], float, dic
     return out, time.perf_counter() - t0, reasons
 
 
+def trafilatura_default(outlet: Any) -> tuple[dict[str, str], float]:
+    """Plain `trafilatura.extract()` on the same decoded pages: the published reference point, and a
+    load gauge (benchmarks/README.md: ~55 pages/s in one process on an idle 2-core machine)."""
+    import trafilatura
+
+    out: dict[str, str] = {}
+    t0 = time.perf_counter()
+    for page_id in outlet.ids:
+        url = outlet.url_of(page_id)
+        html = decode_like_scrapy(url, gzip.decompress((outlet.bench_dir / "html" / f"{page_id}.html.gz").read_bytes()))
+        out[url] = trafilatura.extract(html) or ""
+    return out, time.perf_counter() - t0
+
+
 def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dict[str, Any]:
     """Serve, run, read back, score; returns every number the table shows."""
     from benchmarks.scoring import score, tokens
@@ -173,6 +187,7 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
             ctx = RunContext(run_id=make_run_id(datetime.now(timezone.utc)), s3=settings, sources_path=sources)
             truth = outlet.ground_truth()
 
+            load_before = os.getloadavg()[0]
             reporter = progress_reporter(sys.stderr)
             with TreeMemorySampler(exclude={info.pid}) as memory:
                 t0 = time.perf_counter()
@@ -190,14 +205,23 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
             if html_out:
                 html_out.write_bytes(ctx.bucket.get(report["html"]))
             rules = ctx.sources.source(NAME).cleaning
+            # What `Reporter.follow()` would count live during the crawl: one line per response.
+            from pipeline.progress import SCRAPY_RESPONSE
+            log_lines = [line for f in (tmp_path / "logs").glob("crawl-*.log")
+                         for line in f.read_text(errors="replace").splitlines()]
+            crawl_log_responses = sum(1 for line in log_lines if SCRAPY_RESPONSE.search(line))
         finally:
             outlet.stop()
             server.down()
             os.environ.clear()
             os.environ.update(saved)
 
+    load_after_run = os.getloadavg()[0]
     alone, alone_seconds, alone_reasons = extractor_alone(outlet, rules)
+    plain, plain_seconds = trafilatura_default(outlet)
     n = len(truth)
+    spider_seconds = sum(float(s.get("crawl_stats", {}).get("elapsed_time_seconds", 0))
+                         for s in report["sources"].values())
     stored_score = score({u: stored.get(u, "") for u in truth}, truth)
     alone_score = score(alone, truth)
     differ = sum(1 for u in truth if tokens(stored.get(u, "")) != tokens(alone.get(u, "")))
@@ -220,6 +244,13 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
         "stored": {k: stored_score[k] for k in ("f1", "precision", "recall", "accuracy")},
         "alone": {k: alone_score[k] for k in ("f1", "precision", "recall", "accuracy")},
         "alone_seconds": alone_seconds,
+        "trafilatura": {k: v for k, v in score(plain, truth).items() if k in ("f1", "precision", "recall", "accuracy")},
+        "trafilatura_seconds": plain_seconds,
+        "spider_seconds": spider_seconds,
+        "crawl_log_responses": crawl_log_responses,
+        "load_before": load_before,
+        "load_after_run": load_after_run,
+        "report": report,
         "alone_not_articles": alone_reasons,
         "pages_text_differs": differ,
         "concurrency": concurrency,
@@ -255,13 +286,17 @@ def table(r: dict[str, Any]) -> str:
     row("end to end (run_once wall time)", f"{rate:.1f} p/s", f">= {GOAL_PAGES_PER_S:.0f} p/s "
         f"{'ok' if rate >= GOAL_PAGES_PER_S else 'MISSED'} ({r['wall_seconds']:.1f} s)")
     for stage, sec in r["stage_seconds"].items():
-        row(f"  stage {stage}", f"{n / sec:.1f} p/s" if sec else "-", f"{sec:.2f} s")
+        note = f"{sec:.2f} s"
+        if stage == "crawl" and r.get("spider_seconds"):
+            note += f" (spider open to close {r['spider_seconds']:.2f} s, the rest is process start-up and exit)"
+        row(f"  stage {stage}", f"{n / sec:.1f} p/s" if sec else "-", note)
     row("peak RSS, pipeline process tree", f"{r['peak_tree_bytes'] / MIB:.0f} MiB",
         f"< 1024 MiB {'ok' if r['peak_tree_bytes'] < GOAL_PEAK_BYTES else 'MISSED'} "
         f"({r['peak_processes']} processes at most, {r['memory_samples']} samples)")
     row("  of which the main process", f"{r['peak_main_bytes'] / MIB:.0f} MiB")
     row("  S3 server (SeaweedFS, apart)", f"{r['peak_s3_bytes'] / MIB:.0f} MiB")
-    row("pages fetched (incl. feed, sitemap, robots)", f"{r['pages_fetched']}")
+    row("pages fetched (incl. feed, sitemap, robots)", f"{r['pages_fetched']}",
+        f"{r['crawl_log_responses']} responses in the crawl log")
     row("benchmark pages stored", f"{r['stored_benchmark_pages']}/{n}",
         f"{r['articles_stored']} rows; rejects {sum(r['rejects_by_reason'].values())}")
     s, a = r["stored"], r["alone"]
@@ -273,6 +308,11 @@ def table(r: dict[str, Any]) -> str:
     row("recall stored / alone", f"{s['recall']:.4f}", f"{a['recall']:.4f}")
     row("accuracy stored / alone", f"{s['accuracy']:.4f}", f"{a['accuracy']:.4f}")
     row("pages whose stored text differs from alone", f"{r['pages_text_differs']}")
+    t = r["trafilatura"]
+    row("reference: trafilatura.extract() default", f"{t['f1']:.4f}",
+        f"P {t['precision']:.4f} R {t['recall']:.4f}, {n / r['trafilatura_seconds']:.1f} p/s in one process")
+    lines.append(f"machine load (1-min average): {r['load_before']:.1f} before the run, {r['load_after_run']:.1f} after "
+                 f"it, on {r['cores']} cores; trafilatura runs ~55 p/s in one process when the machine is idle")
     if r["rejects_by_reason"]:
         lines.append("rejects: " + ", ".join(f"{k} {v}" for k, v in sorted(r["rejects_by_reason"].items())))
     if r["alone_not_articles"]:

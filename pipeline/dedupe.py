@@ -34,17 +34,19 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+import numpy as np
+
 from pipeline.dedupe_index import (
     DedupeConfig,
     DedupeIndex,
-    band_keys,
     day_number,
+    earlier_equal,
     key64,
-    shingle_hashes,
-    signatures,
+    normalised_bytes,
+    shingles_of,
+    signatures_flat,
 )
 from pipeline.hashing import article_id as make_article_id
-from pipeline.hashing import normalise_for_hash
 from pipeline.s3 import PreconditionFailed, StorageError, run_date as run_date_of
 
 if TYPE_CHECKING:
@@ -96,60 +98,139 @@ def dedupe_records(records: Iterable[dict], *, config: DedupeConfig | None = Non
             batch = []
     if batch:
         out.extend(_dedupe_batch(batch, index, cfg, day, run))
+    index.trim()
+    return out
+
+
+def _later_to_earlier(first: np.ndarray, second: np.ndarray) -> dict[int, list[int]]:
+    """{later doc: [earlier docs, ascending]} from (earlier, later) pairs."""
+    out: dict[int, list[int]] = {}
+    for i, j in sorted(zip(first.tolist(), second.tolist())):
+        out.setdefault(j, []).append(i)
     return out
 
 
 def _dedupe_batch(batch: list[dict], index: DedupeIndex, cfg: DedupeConfig, day: int, run: str) -> list[dict]:
+    n = len(batch)
     urls: list[str] = []
-    shingles = []
+    norms: list[bytes] = []
     for rec in batch:
         url = _canonical(rec)
         text = rec.get("text")
         if not isinstance(text, str):
             raise ValueError(f"article {url} has no text")
-        norm = normalise_for_hash(text)
-        if not rec.get("content_hash"):
+        if rec.get("content_hash"):
+            norm = normalised_bytes(text, collapse=False)  # the clean stage hashed it already
+        else:
+            norm = normalised_bytes(text)
             # Same as pipeline.hashing.content_hash(text), without normalising twice.
-            rec["content_hash"] = hashlib.sha256(norm.encode("utf-8")).hexdigest()
+            rec["content_hash"] = hashlib.sha256(norm).hexdigest()
         if not rec.get("article_id"):
             rec["article_id"] = make_article_id(url, rec["content_hash"])
         urls.append(url)
-        shingles.append(shingle_hashes(norm.split(), cfg.shingle_size))
-    sigs = signatures(shingles, cfg.num_perm, cfg.seed)
-    bkeys = band_keys(sigs, index.bands, index.rows_per_band)
+        norms.append(norm)
+    flat, counts = shingles_of(norms, cfg.shingle_size)
+    # b-bit MinHash: the low 16 bits of each value are kept (and compared) everywhere.
+    sig16 = (signatures_flat(flat, counts, cfg.num_perm, cfg.seed) & 0xFFFF).astype(np.uint16)
+    bkeys = index.band_keys(sig16)
+    ukeys = np.fromiter((key64(u) for u in urls), dtype=np.uint64, count=n)
+    ckeys = np.fromiter((key64(r["content_hash"]) for r in batch), dtype=np.uint64, count=n)
+    url_map, content_map, band_map = index.lookups()
+    docs = np.arange(n)
+    need = cfg.threshold * cfg.num_perm  # matching signature values needed for a near-duplicate
 
-    for i, rec in enumerate(batch):
+    # Earlier runs / batches: latest row per URL, first row per content, best verified near row.
+    g_url = np.full(n, -1, dtype=np.int64)
+    qi, rows = url_map.query(ukeys)
+    np.maximum.at(g_url, qi, rows)
+    g_content = np.full(n, -1, dtype=np.int64)
+    qi, rows = content_map.query(ckeys)
+    if len(qi):
+        first_row = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_row, qi, rows)
+        g_content = np.where(first_row == np.iinfo(np.int64).max, -1, first_row)
+    g_near: dict[int, tuple[int, int]] = {}
+    qi, rows = band_map.query(bkeys.ravel())
+    if len(qi):
+        pairs = np.unique((qi // index.bands).astype(np.int64) << 32 | rows.astype(np.int64))
+        pj, pr = pairs >> 32, pairs & 0xFFFFFFFF
+        m = np.count_nonzero(sig16[pj] == index.sig[pr], axis=1)
+        ok = m >= need
+        pj, pr, m = pj[ok], pr[ok], m[ok]
+        order = np.lexsort((pr, -m, pj))  # per doc: most similar first, then the earliest row
+        pj, pr, m = pj[order], pr[order], m[order]
+        best = np.ones(len(pj), dtype=bool)
+        best[1:] = pj[1:] != pj[:-1]
+        g_near = dict(zip(pj[best].tolist(), zip(pr[best].tolist(), m[best].tolist())))
+
+    # Earlier documents of this batch.
+    b_url = _later_to_earlier(*earlier_equal(ukeys, docs, 8))
+    b_content = _later_to_earlier(*earlier_equal(ckeys, docs, 8))
+    b_near: dict[int, list[tuple[int, int]]] = {}
+    bi, bj = earlier_equal(bkeys.ravel(), np.repeat(docs, index.bands), 4)
+    if len(bi):
+        pairs = np.unique(bj.astype(np.int64) << 32 | bi.astype(np.int64))
+        pj, pi = pairs >> 32, pairs & 0xFFFFFFFF
+        m = np.count_nonzero(sig16[pj] == sig16[pi], axis=1)
+        for j, i, mm in zip(pj.tolist(), pi.tolist(), m.tolist()):
+            if mm >= need:
+                b_near.setdefault(j, []).append((mm, i))
+
+    cluster: list[str] = [""] * n
+    supersedes: list[str | None] = [None] * n
+    version = np.ones(n, dtype=np.int32)
+    added = np.zeros(n, dtype=bool)
+    linked = np.ones(n, dtype=bool)
+    for j, rec in enumerate(batch):
         aid = rec["article_id"]
-        ukey, ckey = key64(urls[i]), key64(rec["content_hash"])
         fields: dict = {"cluster_id": aid, "duplicate_of": None, "dup_kind": None, "version": 1, "supersedes": None}
-        link = True
-        prev = index.latest_for_url(ukey)
-        if prev is not None and int(index.content_key[prev]) == ckey:
+        # Latest version of this URL: this batch's rows are newer than the index's.
+        prev = None  # (cluster_id, article_id, version, supersedes, content key)
+        for i in reversed(b_url.get(j, ())):
+            if added[i]:
+                prev = (cluster[i], batch[i]["article_id"], int(version[i]), supersedes[i], int(ckeys[i]))
+                break
+        if prev is None and g_url[j] >= 0:
+            r = int(g_url[j])
+            prev = (index.get(r, "cluster_id"), index.get(r, "article_id"), int(index.version[r]),
+                    index.get(r, "supersedes"), int(index.content_key[r]))
+        if prev is not None and prev[4] == int(ckeys[j]):
             # Re-fetch of an article we already hold: same story, same version; nothing new to index.
-            cluster = index.get(prev, "cluster_id")
-            fields.update(cluster_id=cluster, duplicate_of=cluster, dup_kind="url",
-                          version=int(index.version[prev]), supersedes=index.get(prev, "supersedes"))
+            fields.update(cluster_id=prev[0], duplicate_of=prev[0], dup_kind="url", version=prev[2],
+                          supersedes=prev[3])
             rec.update(fields)
             continue
         if prev is not None:
             # Same URL, changed text: a new version of the same article, not a duplicate.
-            fields.update(cluster_id=index.get(prev, "cluster_id"), version=int(index.version[prev]) + 1,
-                          supersedes=index.get(prev, "article_id"))
+            fields.update(cluster_id=prev[0], version=prev[2] + 1, supersedes=prev[1])
         else:
-            first = index.first_for_content(ckey)
-            if first is not None:
-                cluster = index.get(first, "cluster_id")
-                fields.update(cluster_id=cluster, duplicate_of=cluster, dup_kind="exact")
-                link = False  # its signature is already in the band tables
+            exact = index.get(int(g_content[j]), "cluster_id") if g_content[j] >= 0 else None
+            if exact is None:
+                exact = next((cluster[i] for i in b_content.get(j, ()) if added[i]), None)
+            if exact is not None:
+                fields.update(cluster_id=exact, duplicate_of=exact, dup_kind="exact")
+                linked[j] = False  # its signature is in the band maps already
             else:
-                hit = index.near(sigs[i], bkeys[i])
-                if hit is not None:
-                    cluster = index.get(hit[0], "cluster_id")
-                    fields.update(cluster_id=cluster, duplicate_of=cluster, dup_kind="near")
+                near, score = None, -1
+                if j in g_near:
+                    near, score = index.get(g_near[j][0], "cluster_id"), g_near[j][1]
+                for mm, i in b_near.get(j, ()):
+                    if added[i] and mm > score:  # ties go to the index row: it was seen first
+                        near, score = cluster[i], mm
+                if near is not None:
+                    fields.update(cluster_id=near, duplicate_of=near, dup_kind="near")
         rec.update(fields)
-        index.add(sig=sigs[i], bkeys=bkeys[i], url_key=ukey, content_key=ckey, article_id=aid,
-                  cluster_id=fields["cluster_id"], supersedes=fields["supersedes"], version=fields["version"],
-                  day=day, run_id=run, link=link)
+        cluster[j] = fields["cluster_id"]
+        supersedes[j] = fields["supersedes"]
+        version[j] = fields["version"]
+        added[j] = True
+    if added.any():
+        pick = np.nonzero(added)[0]
+        index.append(sig16=sig16[pick], bkeys=bkeys[pick], url_key=ukeys[pick], content_key=ckeys[pick],
+                     ids={"article_id": [batch[i]["article_id"] for i in pick],
+                          "cluster_id": [cluster[i] for i in pick],
+                          "supersedes": [supersedes[i] for i in pick]},
+                     version=version[pick], day=day, run_id=run, linked=linked[pick])
     return batch
 
 

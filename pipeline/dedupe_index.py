@@ -23,12 +23,14 @@ import hashlib
 import io
 import json
 import logging
+import unicodedata
 from datetime import date, timedelta
 from functools import lru_cache
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.hashing import _FOLD, _NON_WORD  # the same folding as content_hash, kept in one place
 from pipeline.s3 import Bucket, PreconditionFailed
 
 log = logging.getLogger(__name__)
@@ -41,19 +43,21 @@ _EPOCH = date(1970, 1, 1)
 class DedupeConfig(BaseModel):
     """Near-duplicate settings. Defaults chosen on the labelled set of benchmarks/bench_dedupe.py.
 
-    threshold 0.5 / shingle_size 3 / num_perm 128: on the benchmark's labelled set
-    (syndicated copies with light edits, machine rewrites with ~12% synonyms,
-    same-topic different stories) this setting gave the best pairwise F1 with
-    precision >= 0.99; 2-word shingles merge same-topic stories (precision drops),
-    4-word shingles lose rewritten copies (recall drops). 64 permutations halve
-    index memory but cost recall near the threshold (see the benchmark table).
+    threshold 0.4 / shingle_size 3 / num_perm 128 (LSH 32 bands x 4 rows): on the
+    benchmark's labelled set this was the best setting with precision 1.0 (pairwise
+    recall 0.990; rewrites with 3-12% synonyms found at 0.95). 0.35 / 0.3 merge
+    follow-up stories that reuse 15-45% of an earlier story (precision 0.98 / 0.95);
+    0.5 loses a quarter of the rewrites (recall 0.94); 2-word shingles at 0.4 merge
+    follow-ups, at 0.5 they recall less (0.97); 4- and 5-word shingles recall less;
+    num_perm 64 halves the signature but drops recall to 0.95. Rewrites replacing
+    15-25% of words are out of reach of word-shingle MinHash at any precise setting.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Estimated Jaccard similarity of word-shingle sets at or above which two texts are near-duplicates.
-    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    #: MinHash permutations (signature length); memory is 4 bytes each per document.
+    threshold: float = Field(default=0.4, gt=0.0, lt=1.0)
+    #: MinHash permutations (signature length); the index keeps 2 bytes of each per document.
     num_perm: int = Field(default=128, ge=8, le=1024)
     #: Words per shingle.
     shingle_size: int = Field(default=3, ge=1, le=10)
@@ -105,56 +109,127 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return int(lsh.b), int(lsh.r)
 
 
-class _TokenHashes(dict):
-    """word -> stable 32-bit hash (blake2b), cached: news vocabulary is small, texts are not."""
-
-    def __missing__(self, word: str) -> int:
-        if len(self) > 2_000_000:  # bound memory on pathological input; hashes are stable, so clearing is safe
-            self.clear()
-        value = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=4).digest(), "little")
-        self[word] = value
-        return value
+# Byte table for the ASCII fast path of normalise_for_hash: letters lower-cased, digits kept, all else a space.
+_ASCII_TABLE = bytes(c + 32 if 65 <= c <= 90 else c if (48 <= c <= 57 or 97 <= c <= 122) else 32
+                     for c in range(256))
 
 
-_TOKENS = _TokenHashes()
-# Odd multipliers combining the k word hashes of a shingle (position-dependent, so word order matters).
-_SHINGLE_MULT = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1,
-                          0xD3A2646D, 0xFD7046C5, 0xB55A4F09, 0x8CB92BA7, 0x6A09E667], dtype=np.uint32)
+def normalised_bytes(text: str, *, collapse: bool = True) -> bytes:
+    """``pipeline.hashing.normalise_for_hash(text).encode()``, fast for text that is ASCII after folding.
+
+    The regular expression in normalise_for_hash costs ~100 ns a character; for
+    ASCII, one `bytes.translate` gives the same result (a test checks equality).
+    With ``collapse=False`` runs of spaces are left in (enough for shingling, which
+    skips empty words, and cheaper: the content hash is the only user of the exact form).
+    """
+    if text.isascii():  # NFKC, the quote folding and casefold change nothing that the table does not
+        out = text.encode("ascii").translate(_ASCII_TABLE)
+        return b" ".join(out.split()) if collapse else out
+    folded = unicodedata.normalize("NFKC", text).translate(_FOLD).casefold()
+    if folded.isascii():
+        out = folded.encode("ascii").translate(_ASCII_TABLE)
+        return b" ".join(out.split()) if collapse else out
+    return " ".join(_NON_WORD.sub(" ", folded).split()).encode("utf-8")
+
+
+# Odd multipliers: the polynomial word hash, and the k word hashes of a shingle (position-dependent).
+_P = 0x100000001B3  # FNV-64 prime (odd, so invertible mod 2**64)
+_P_INV = pow(_P, -1, 1 << 64)
+_SHINGLE_MULT = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x85EBCA77C2B2AE63,
+                          0x27D4EB2F165667C5, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
+                          0xA0761D6478BD642F, 0xE7037ED1A0B428DB], dtype=np.uint64)
+_pow_cache: dict[str, np.ndarray] = {}
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P**i and P**-i mod 2**64 for i < n (cached, grown on demand)."""
+    if len(_pow_cache.get("p", ())) < n:
+        size = max(n, 1 << 16)
+        with np.errstate(over="ignore"):
+            _pow_cache["p"] = np.cumprod(np.full(size, _P, dtype=np.uint64)) * np.uint64(_P_INV)
+            _pow_cache["q"] = np.cumprod(np.full(size, _P_INV, dtype=np.uint64)) * np.uint64(_P)
+    return _pow_cache["p"][:n], _pow_cache["q"][:n]
+
+
+def shingles_of(texts: list[bytes], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hashes of the k-word shingles of many normalised texts: (flat hashes, count per text).
+
+    Word hashes are polynomial hashes of the bytes, computed for the whole batch with
+    prefix sums (no Python work per word); a text shorter than k words is one shingle,
+    an empty text one constant shingle.
+    """
+    buf = b" ".join(texts) + b" "
+    data = np.frombuffer(buf, dtype=np.uint8)
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    doc_start = np.zeros(len(texts), dtype=np.int64)
+    np.cumsum(lens[:-1] + 1, out=doc_start[1:])
+    space = np.flatnonzero(data == 32)
+    # Token boundaries: a token starts after a space (or at 0) and ends at the next space.
+    starts = np.concatenate([[0], space[:-1] + 1])
+    ends = space
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    pw, inv = _powers(len(data) + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.zeros(len(data) + 1, dtype=np.uint64)
+        np.cumsum(data.astype(np.uint64) * pw[:len(data)], out=prefix[1:])
+        tok = fmix64((prefix[ends] - prefix[starts]) * inv[starts] + (ends - starts).astype(np.uint64))
+        doc = np.searchsorted(doc_start, starts, "right") - 1
+        counts = np.bincount(doc, minlength=len(texts))
+        first_tok = np.zeros(len(texts), dtype=np.int64)
+        np.cumsum(counts[:-1], out=first_tok[1:])
+        tok_end = np.repeat(first_tok + counts, counts)  # index one past each token's text
+        n = len(tok)
+        padded = np.concatenate([tok, np.zeros(k, dtype=np.uint64)])
+        idx = np.arange(n)
+        h = padded[:n] * _SHINGLE_MULT[0]
+        for j in range(1, k):
+            h += np.where(idx + j < tok_end, padded[j:n + j], np.uint64(0)) * _SHINGLE_MULT[j]
+    # Shingle starts: the first max(1, count-k+1) tokens of each text.
+    n_sh = np.maximum(counts - k + 1, 1)
+    n_sh[counts == 0] = 0
+    sel = np.repeat(first_tok, n_sh) + (np.arange(int(n_sh.sum())) - np.repeat(np.cumsum(n_sh) - n_sh, n_sh))
+    sh32 = (h[sel] ^ (h[sel] >> np.uint64(32))).astype(np.uint32)
+    if (counts == 0).any():  # empty texts: one constant shingle each, inserted at their place
+        out_counts = np.maximum(n_sh, 1)
+        flat = np.zeros(int(out_counts.sum()), dtype=np.uint32)
+        pos = np.cumsum(out_counts) - out_counts
+        mask = np.ones(len(flat), dtype=bool)
+        mask[pos[counts == 0]] = False
+        flat[mask] = sh32
+        return flat, out_counts
+    return sh32, n_sh
 
 
 def shingle_hashes(words: list[str], k: int) -> np.ndarray:
-    """32-bit hashes of the k-word shingles of a word list (at least one: a short text is one shingle)."""
-    n = len(words)
-    if n == 0:
-        return np.zeros(1, dtype=np.uint32)
-    ids = np.fromiter(map(_TOKENS.__getitem__, words), dtype=np.uint32, count=n)
-    k = min(k, n)
-    m = n - k + 1
-    h = ids[:m] * _SHINGLE_MULT[0]
-    for i in range(1, k):
-        h += ids[i:i + m] * _SHINGLE_MULT[i]
-    return h
+    """Shingle hashes of one word list (the same values `shingles_of` gives for the joined text)."""
+    flat, _ = shingles_of([" ".join(words).encode("utf-8")], k)
+    return flat
 
 
 def signatures(shingle_sets: list[np.ndarray], num_perm: int, seed: int = 1) -> np.ndarray:
-    """MinHash signatures (n_docs x num_perm, uint32) of many shingle-hash arrays at once."""
+    """MinHash signatures (n_docs x num_perm, uint32) of many shingle-hash arrays."""
+    counts = np.fromiter(map(len, shingle_sets), dtype=np.int64, count=len(shingle_sets))
+    return signatures_flat(np.concatenate(shingle_sets), counts, num_perm, seed)
+
+
+def signatures_flat(flat: np.ndarray, counts: np.ndarray, num_perm: int, seed: int = 1) -> np.ndarray:
+    """MinHash signatures of texts whose shingle hashes are `flat`, `counts[i]` of them for text i (all > 0)."""
     a, b = _permutations(num_perm, seed)
-    out = np.empty((len(shingle_sets), num_perm), dtype=np.uint32)
-    # Chunks of ~32k shingles: the (num_perm x chunk) product stays in cache-sized blocks (16 MiB at 128).
-    start = 0
-    while start < len(shingle_sets):
-        stop, total = start, 0
-        while stop < len(shingle_sets) and (total == 0 or total + len(shingle_sets[stop]) <= 32768):
-            total += len(shingle_sets[stop])
-            stop += 1
-        chunk = shingle_sets[start:stop]
-        x = fmix32(np.concatenate(chunk))
-        offsets = np.zeros(len(chunk), dtype=np.int64)
-        np.cumsum([len(c) for c in chunk[:-1]], out=offsets[1:])
+    out = np.empty((len(counts), num_perm), dtype=np.uint32)
+    x_all = fmix32(flat.astype(np.uint32))
+    ends = np.cumsum(counts)
+    begins = ends - counts
+    # Chunks of ~8k shingles: the (num_perm x chunk) product (4 MiB at 128) stays near the cache.
+    d = 0
+    while d < len(counts):
+        e = int(np.searchsorted(ends, begins[d] + 8192, "right"))
+        e = max(e, d + 1)
+        x = x_all[begins[d]:ends[e - 1]]
         prod = a[:, None] * x[None, :]
         prod += b[:, None]
-        out[start:stop] = np.minimum.reduceat(prod, offsets, axis=1).T
-        start = stop
+        out[d:e] = np.minimum.reduceat(prod, begins[d:e] - begins[d], axis=1).T
+        d = e
     return out
 
 
@@ -190,132 +265,110 @@ def day_string(day: int) -> str:
     return (_EPOCH + timedelta(days=int(day))).isoformat()
 
 
-# --------------------------------------------------------------------------- band tables
+# --------------------------------------------------------------------------- key -> rows multimap
 
 
-class _BandTables:
-    """`bands` hash tables (band key -> rows) in numpy arrays, chained, newest entry first.
+class KeyRows:
+    """A multimap of 64-bit keys to row numbers in sorted numpy levels (a small LSM tree).
 
-    One table per band, so one document's keys never collide with each other and
-    an insert is a few vectorised assignments.
+    12 bytes per entry and no Python object per entry; lookups are batched (one
+    `searchsorted` per level for a whole batch of documents); appends are sorted
+    into a new level and equal-sized levels merge, so total merge work is O(n log n).
     """
 
-    def __init__(self, bands: int, capacity: int = 1024):
-        self.bands = bands
-        self.size = 1 << max(10, int(np.ceil(np.log2(max(capacity, 1) * 2))))
-        self.mask = np.uint64(self.size - 1)
-        self.head = np.full((bands, self.size), -1, dtype=np.int32)
-        self.keys = np.zeros((max(capacity, 16), bands), dtype=np.uint64)
-        self.next = np.full((max(capacity, 16), bands), -1, dtype=np.int32)
-        self.linked = np.zeros(max(capacity, 16), dtype=bool)
-        self._band_ix = np.arange(bands)
-        self.count = 0
+    def __init__(self) -> None:
+        self.levels: list[tuple[np.ndarray, np.ndarray]] = []
 
-    @classmethod
-    def build(cls, keys: np.ndarray, live: np.ndarray) -> "_BandTables":
-        """Bulk build from (rows x bands) keys; rows where `live` is False get no entry."""
-        n, bands = keys.shape
-        t = cls(bands, capacity=max(n, 16) * 2)
-        t.keys[:n] = keys
-        t.linked[:n] = live
-        t.count = n
-        rows = np.nonzero(live)[0].astype(np.int32)
-        for band in range(bands):
-            slots = (keys[rows, band] & t.mask).astype(np.int64)
-            order = np.lexsort((rows, slots))  # by slot, then insertion order
-            s, r = slots[order], rows[order]
-            same = np.zeros(len(r), dtype=bool)
-            same[1:] = s[1:] == s[:-1]
-            nxt = np.full(len(r), -1, dtype=np.int32)
-            nxt[1:][same[1:]] = r[:-1][same[1:]]
-            t.next[r, band] = nxt
-            last = np.ones(len(r), dtype=bool)
-            last[:-1] = ~same[1:]
-            t.head[band, s[last]] = r[last]
-        return t
+    def __len__(self) -> int:
+        return sum(len(k) for k, _ in self.levels)
 
-    def _grow(self, n: int) -> None:
-        if n > self.keys.shape[0]:
-            cap = max(n, self.keys.shape[0] * 2)
-            self.keys = np.resize(self.keys, (cap, self.bands))
-            self.next = np.resize(self.next, (cap, self.bands))
-            self.linked = np.resize(self.linked, cap)
-        if n * 2 > self.size:  # keep the load factor <= 0.5: short chains
-            rebuilt = _BandTables.build(self.keys[:self.count], self.linked[:self.count])
-            self.__dict__.update(rebuilt.__dict__)
-            self._grow(n)
+    @property
+    def nbytes(self) -> int:
+        return sum(k.nbytes + r.nbytes for k, r in self.levels)
 
-    def add(self, row: int, keys: np.ndarray, linked: bool = True) -> None:
-        """Register row `row` (rows are added in order) with its band keys."""
-        self._grow(row + 1)
-        self.keys[row] = keys
-        self.linked[row] = linked
-        self.count = row + 1
-        if not linked:
-            self.next[row] = -1
+    def add(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        if len(keys) == 0:
             return
-        slots = (keys & self.mask).astype(np.int64)
-        self.next[row] = self.head[self._band_ix, slots]
-        self.head[self._band_ix, slots] = row
+        keys = np.asarray(keys, dtype=np.uint64)
+        rows = np.asarray(rows, dtype=np.int32)
+        while self.levels and len(self.levels[-1][0]) <= 2 * len(keys):
+            k, r = self.levels.pop()
+            keys, rows = np.concatenate([k, keys]), np.concatenate([r, rows])
+        order = np.argsort(keys, kind="stable")
+        self.levels.append((keys[order], rows[order]))
 
-    def query(self, keys: np.ndarray, limit: int) -> np.ndarray:
-        """Distinct rows sharing at least one band key, newest first, at most `limit`."""
-        band = self._band_ix
-        slots = (keys & self.mask).astype(np.int64)
-        cur = self.head[band, slots]
-        found: list[np.ndarray] = []
-        n_found = 0
-        while True:
-            live = cur >= 0
-            if not live.all():
-                band, cur = band[live], cur[live]
-                if band.size == 0:
+    def query(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All (query index, row) pairs with keys[row] == q[query index]."""
+        order = np.argsort(q)  # sorted probes make searchsorted walk the level in order (cache-friendly)
+        qs = q[order]
+        qi_parts, row_parts = [], []
+        for keys, rows in self.levels:
+            pos = np.searchsorted(keys, qs, "left")
+            probe = np.arange(len(qs))
+            # Walk forward over equal keys: most keys occur once, a cluster's band key a few times.
+            while len(pos):
+                inside = pos < len(keys)
+                probe, pos = probe[inside], pos[inside]
+                hit = keys[pos] == qs[probe]
+                probe, pos = probe[hit], pos[hit]
+                if not len(pos):
                     break
-            hit = self.keys[cur, band] == keys[band]
-            if hit.any():
-                rows = cur[hit]
-                found.append(rows)
-                n_found += rows.size
-                if n_found >= limit * 2:
-                    break
-            cur = self.next[cur, band]
-        if not found:
-            return np.empty(0, dtype=np.int32)
-        rows = np.unique(np.concatenate(found))[::-1]
-        return rows[:limit]
+                qi_parts.append(order[probe])
+                row_parts.append(rows[pos])
+                pos = pos + 1
+        if not qi_parts:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)
+        return np.concatenate(qi_parts), np.concatenate(row_parts)
+
+
+def earlier_equal(keys: np.ndarray, owners: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """(earlier owner, later owner) pairs whose keys are equal, each later owner paired with at most
+    `depth` earlier owners per key (enough to reach a cluster without quadratic pairs)."""
+    order = np.lexsort((owners, keys))
+    k, o = keys[order], owners[order]
+    first, second = [], []
+    for d in range(1, depth + 1):
+        same = (k[d:] == k[:-d]) & (o[d:] != o[:-d])
+        if not same.any():
+            break
+        first.append(o[:-d][same])
+        second.append(o[d:][same])
+    if not first:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(first), np.concatenate(second)
 
 
 # --------------------------------------------------------------------------- the index
 
 _STR_FIELDS = ("article_id", "cluster_id", "supersedes")
+_ROW_FIELDS = ("url_key", "content_key", "version", "day", "run", "linked")
 
 
 class DedupeIndex:
-    """What earlier articles (this run and earlier runs in the window) looked like.
+    """What earlier articles (this run's and earlier runs' in the window) looked like.
 
-    Rows are kept in first-seen order. Per row: signature, URL key, content key,
-    article_id, cluster_id, supersedes, version, day, run. URL and content
-    lookups are dicts of 64-bit ints (two per row); bands live in `_BandTables`.
+    Rows are kept in first-seen order. Per row: the signature as 16-bit b-bit
+    MinHash values (the low 16 bits of each datasketch affine32 value: a chance
+    match is 1/65536 per value, negligible against the threshold), 64-bit keys of
+    the canonical URL and the content hash, article_id, cluster_id, supersedes,
+    version, day and run. Lookups: `KeyRows` multimaps for URL, content and LSH band keys.
     """
 
     def __init__(self, config: DedupeConfig | None = None):
         self.config = config or DedupeConfig()
         self.bands, self.rows_per_band = lsh_params(self.config.threshold, self.config.num_perm)
         self.n = 0
-        cap = 1024
-        self.sig = np.zeros((cap, self.config.num_perm), dtype=np.uint32)
-        self.url_key = np.zeros(cap, dtype=np.uint64)
-        self.content_key = np.zeros(cap, dtype=np.uint64)
-        self.ids = {f: np.zeros(cap, dtype="S24") for f in _STR_FIELDS}
-        self.version = np.zeros(cap, dtype=np.int32)
-        self.day = np.zeros(cap, dtype=np.int32)
-        self.run = np.zeros(cap, dtype=np.int32)
-        self.linked = np.zeros(cap, dtype=bool)  # False for exact copies: their signature is already indexed
+        self.sig = np.zeros((0, self.config.num_perm), dtype=np.uint16)
+        self.url_key = np.zeros(0, dtype=np.uint64)
+        self.content_key = np.zeros(0, dtype=np.uint64)
+        self.ids = {f: np.zeros(0, dtype="S24") for f in _STR_FIELDS}
+        self.version = np.zeros(0, dtype=np.int32)
+        self.day = np.zeros(0, dtype=np.int32)
+        self.run = np.zeros(0, dtype=np.int32)
+        self.linked = np.zeros(0, dtype=bool)  # False for exact copies: their signature is indexed already
         self.runs: list[str] = []
         self._run_ix: dict[str, int] = {}
-        self._tables: _BandTables | None = None
-        self._by_url: dict[int, int] | None = None
-        self._by_content: dict[int, int] | None = None
+        self._lookups: tuple[KeyRows, KeyRows, KeyRows] | None = None
         # Where this index came from, for conditional saves: shard key -> ETag ("" = did not exist).
         self.prefix = INDEX_PREFIX
         self.run_date: str | None = None
@@ -327,34 +380,12 @@ class DedupeIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the row arrays and band tables (dict overhead for URL/content not included)."""
-        arrays = [self.sig, self.url_key, self.content_key, self.version, self.day, self.run, self.linked,
-                  *self.ids.values()]
-        total = sum(a.nbytes for a in arrays)
-        if self._tables is not None:
-            total += self._tables.head.nbytes + self._tables.keys.nbytes + self._tables.next.nbytes
+        """Bytes held by the row arrays and the lookup multimaps."""
+        total = self.sig.nbytes + sum(getattr(self, f).nbytes for f in _ROW_FIELDS)
+        total += sum(a.nbytes for a in self.ids.values())
+        if self._lookups is not None:
+            total += sum(m.nbytes for m in self._lookups)
         return total
-
-    def _grow(self, n: int) -> None:
-        cap = self.sig.shape[0]
-        if n <= cap:
-            return
-        cap = max(n, cap * 2)
-        self.sig = np.resize(self.sig, (cap, self.config.num_perm))
-        for name in ("url_key", "content_key", "version", "day", "run", "linked"):
-            setattr(self, name, np.resize(getattr(self, name), cap))
-        self.ids = {f: np.resize(a, cap) for f, a in self.ids.items()}
-
-    def _ensure_lookups(self) -> None:
-        if self._tables is None:
-            keys = band_keys(self.sig[:self.n], self.bands, self.rows_per_band)
-            self._tables = _BandTables.build(keys, self.linked[:self.n])
-        if self._by_url is None:
-            # Later rows overwrite earlier ones: the URL maps to its latest version.
-            self._by_url = dict(zip(self.url_key[:self.n].tolist(), range(self.n)))
-        if self._by_content is None:
-            # First-seen wins: iterate newest to oldest so the oldest overwrites.
-            self._by_content = {k: i for i, k in reversed(list(enumerate(self.content_key[:self.n].tolist())))}
 
     def run_index(self, run_id: str) -> int:
         if run_id not in self._run_ix:
@@ -362,67 +393,93 @@ class DedupeIndex:
             self.runs.append(run_id)
         return self._run_ix[run_id]
 
-    # -- lookups used by dedupe_records
-    def latest_for_url(self, url_key: int) -> int | None:
-        self._ensure_lookups()
-        return self._by_url.get(url_key)
+    def band_keys(self, sig16: np.ndarray) -> np.ndarray:
+        return band_keys(sig16, self.bands, self.rows_per_band)
 
-    def first_for_content(self, content_key: int) -> int | None:
-        self._ensure_lookups()
-        return self._by_content.get(content_key)
-
-    def near(self, sig: np.ndarray, bkeys: np.ndarray) -> tuple[int, float] | None:
-        """(row, estimated Jaccard) of the most similar indexed row at or above the threshold, or None."""
-        self._ensure_lookups()
-        rows = self._tables.query(bkeys, self.config.max_candidates)
-        if rows.size == 0:
-            return None
-        sims = np.count_nonzero(self.sig[rows] == sig, axis=1) / self.config.num_perm
-        best = int(np.argmax(sims))
-        if sims[best] < self.config.threshold:
-            return None
-        return int(rows[best]), float(sims[best])
+    def lookups(self) -> tuple[KeyRows, KeyRows, KeyRows]:
+        """(url, content, band) multimaps over all rows, built on first use."""
+        if self._lookups is None:
+            url, content, band = KeyRows(), KeyRows(), KeyRows()
+            rows = np.arange(self.n, dtype=np.int32)
+            url.add(self.url_key[:self.n], rows)
+            content.add(self.content_key[:self.n], rows)
+            linked = rows[self.linked[:self.n]]
+            bk = self.band_keys(self.sig[linked])
+            band.add(bk.ravel(), np.repeat(linked, self.bands))
+            self._lookups = (url, content, band)
+        return self._lookups
 
     def get(self, row: int, field: str) -> str | None:
         value = self.ids[field][row].decode()
         return value or None
 
-    def add(self, *, sig: np.ndarray, bkeys: np.ndarray, url_key: int, content_key: int, article_id: str,
-            cluster_id: str, supersedes: str | None, version: int, day: int, run_id: str,
-            link: bool = True) -> int:
-        """Append one row; `link=False` leaves it out of the band tables (an exact copy adds nothing there)."""
-        self._ensure_lookups()
-        row = self.n
-        self._grow(row + 1)
-        self.sig[row] = sig
-        self.url_key[row] = url_key
-        self.content_key[row] = content_key
-        self.ids["article_id"][row] = article_id.encode()
-        self.ids["cluster_id"][row] = cluster_id.encode()
-        self.ids["supersedes"][row] = (supersedes or "").encode()
-        self.version[row] = version
-        self.day[row] = day
-        self.run[row] = self.run_index(run_id)
-        self.linked[row] = link
-        self.n = row + 1
-        self._tables.add(row, bkeys, linked=link)
-        self._by_url[url_key] = row
-        self._by_content.setdefault(content_key, row)
-        return row
+    def _reserve(self, n: int) -> None:
+        """Room for n rows; capacity doubles so appending batches stays O(n) overall."""
+        cap = self.sig.shape[0]
+        if n <= cap:
+            return
+        self._resize(max(n, cap * 2, 1024))
+
+    def _resize(self, cap: int) -> None:
+        def fit(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
+            out[:self.n] = a[:self.n]
+            return out
+
+        self.sig = fit(self.sig)
+        for f in _ROW_FIELDS:
+            setattr(self, f, fit(getattr(self, f)))
+        self.ids = {f: fit(a) for f, a in self.ids.items()}
+
+    def trim(self) -> None:
+        """Give back the spare capacity (call when a batch of appends is done)."""
+        if self.sig.shape[0] != self.n:
+            self._resize(self.n)
+
+    def _fit_ids(self, width: int) -> None:
+        for f, a in self.ids.items():
+            if a.dtype.itemsize < width:
+                self.ids[f] = a.astype(f"S{width}")
+
+    def append(self, *, sig16: np.ndarray, bkeys: np.ndarray, url_key: np.ndarray, content_key: np.ndarray,
+               ids: dict[str, list[str]], version: np.ndarray, day: int, run_id: str,
+               linked: np.ndarray) -> np.ndarray:
+        """Append a batch of rows (in first-seen order); returns their row numbers."""
+        k = len(url_key)
+        url, content, band = self.lookups()
+        rows = np.arange(self.n, self.n + k, dtype=np.int32)
+        encoded = {f: [(v or "").encode() for v in vals] for f, vals in ids.items()}
+        self._fit_ids(max((len(v) for vals in encoded.values() for v in vals), default=1))
+        self._reserve(self.n + k)
+        sl = slice(self.n, self.n + k)
+        self.sig[sl] = sig16
+        self.url_key[sl] = url_key
+        self.content_key[sl] = content_key
+        for f in _STR_FIELDS:
+            self.ids[f][sl] = encoded[f]
+        self.version[sl] = version
+        self.day[sl] = day
+        self.run[sl] = self.run_index(run_id)
+        self.linked[sl] = linked
+        self.n += k
+        url.add(url_key, rows)
+        content.add(content_key, rows)
+        band.add(bkeys[linked].ravel(), np.repeat(rows[linked], self.bands))
+        return rows
 
     # -- bounding
     def _keep(self, mask: np.ndarray) -> int:
         """Keep only rows where mask is True (order preserved); returns how many were dropped."""
-        dropped = int(self.n - mask.sum())
+        dropped = int(self.n - mask[:self.n].sum())
         if dropped == 0:
             return 0
-        idx = np.nonzero(mask)[0]
-        self.sig = self.sig[idx].copy()
-        for name in ("url_key", "content_key", "version", "day", "run", "linked"):
-            setattr(self, name, getattr(self, name)[idx].copy())
-        self.ids = {f: a[idx].copy() for f, a in self.ids.items()}
+        idx = np.nonzero(mask[:self.n])[0]
+        self.sig = self.sig[idx]
+        for name in _ROW_FIELDS:
+            setattr(self, name, getattr(self, name)[idx])
+        self.ids = {f: a[idx] for f, a in self.ids.items()}
         self.n = len(idx)
-        self._tables = self._by_url = self._by_content = None
+        self._lookups = None
         return dropped
 
     def prune(self, run_date: str, window_days: int | None = None) -> int:
@@ -441,17 +498,15 @@ class DedupeIndex:
     def _meta(self) -> dict:
         c = self.config
         return {"format": FORMAT_VERSION, "num_perm": c.num_perm, "shingle_size": c.shingle_size,
-                "seed": c.seed, "scheme": "datasketch-affine32", "runs": self.runs}
+                "seed": c.seed, "scheme": "datasketch-affine32-b16", "runs": self.runs}
 
     def to_bytes(self, mask: np.ndarray | None = None) -> bytes:
         """The rows (all, or where `mask`) as an .npz object."""
         idx = np.arange(self.n) if mask is None else np.nonzero(mask[:self.n])[0]
         buf = io.BytesIO()
         np.savez_compressed(
-            buf, meta=np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8),
-            sig=self.sig[idx], url_key=self.url_key[idx], content_key=self.content_key[idx],
-            version=self.version[idx], day=self.day[idx], run=self.run[idx], linked=self.linked[idx],
-            **{f: self.ids[f][idx] for f in _STR_FIELDS})
+            buf, meta=np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8), sig=self.sig[idx],
+            **{f: getattr(self, f)[idx] for f in _ROW_FIELDS}, **{f: self.ids[f][idx] for f in _STR_FIELDS})
         return buf.getvalue()
 
     def extend_from_bytes(self, data: bytes) -> int:
@@ -466,20 +521,16 @@ class DedupeIndex:
                                      f"(delete {self.prefix} or keep the old setting)")
             k = len(z["day"])
             run_map = np.array([self.run_index(r) for r in meta["runs"]] or [0], dtype=np.int32)
-            start = self.n
-            self._grow(start + k)
-            sl = slice(start, start + k)
+            self._fit_ids(max(z[f].dtype.itemsize for f in _STR_FIELDS))
+            self._reserve(self.n + k)
+            sl = slice(self.n, self.n + k)
             self.sig[sl] = z["sig"]
-            self.url_key[sl] = z["url_key"]
-            self.content_key[sl] = z["content_key"]
-            self.version[sl] = z["version"]
-            self.day[sl] = z["day"]
-            self.run[sl] = run_map[z["run"]] if k else z["run"]
-            self.linked[sl] = z["linked"]
+            for f in _ROW_FIELDS:
+                getattr(self, f)[sl] = run_map[z[f]] if (f == "run" and k) else z[f]
             for f in _STR_FIELDS:
                 self.ids[f][sl] = z[f]
-        self.n = start + k
-        self._tables = self._by_url = self._by_content = None
+        self.n += k
+        self._lookups = None
         return k
 
     @staticmethod
@@ -505,16 +556,15 @@ class DedupeIndex:
                 if got is not None:
                     index.extend_from_bytes(got[0])
                     index.etags[shard] = got[1]
-        today_key = cls.shard_key(key, index.run_date)
-        index.etags.setdefault(today_key, "")
+        index.etags.setdefault(cls.shard_key(key, index.run_date), "")
         index.prune(index.run_date)
         return index
 
     def save(self, bucket: Bucket) -> str:
-        """Write this run date's shard, conditionally: raises PreconditionFailed if another writer got there first.
+        """Write this run date's shard conditionally; PreconditionFailed if another writer saved it first.
 
-        Only the run date's rows are written; older shards are immutable for this
-        writer. Returns the shard key.
+        Only the run date's rows are written; other days' shards are never rewritten
+        by a run of another day. Returns the shard key.
         """
         if self.run_date is None:
             raise ValueError("save() needs an index from DedupeIndex.load (it knows the run date and ETags)")
@@ -541,5 +591,5 @@ class DedupeIndex:
         return old
 
 
-__all__ = ["DedupeConfig", "DedupeIndex", "INDEX_PREFIX", "PreconditionFailed", "band_keys", "day_number",
-           "lsh_params", "shingle_hashes", "signatures"]
+__all__ = ["DedupeConfig", "DedupeIndex", "INDEX_PREFIX", "KeyRows", "PreconditionFailed", "band_keys",
+           "day_number", "earlier_equal", "lsh_params", "shingle_hashes", "signatures"]

@@ -51,7 +51,7 @@ def remember_stored(ctx: RunContext, deduped_key: str) -> int:
     """After the commit: record the stored URLs in the crawl state, so later runs skip them."""
     from pipeline.state import record_stored
 
-    rows = list(ctx.bucket.iter_jsonl(deduped_key))
+    rows = [{**row, "run_id": ctx.run_id} for row in ctx.bucket.iter_jsonl(deduped_key)]
     record_stored(ctx.bucket, rows)
     return len(rows)
 

@@ -67,9 +67,15 @@ def update_json(bucket: Bucket, key: str, merge: Callable[[dict], dict]) -> dict
     raise PreconditionFailed(f"state {key}: gave up after {MAX_ATTEMPTS} concurrent-write conflicts")
 
 
-def load_seen(bucket: Bucket, source: str) -> dict:
-    """{canonical URL: {url, content_hash, etag, last_modified, stored_at, article_id}} ({} when new)."""
+def load_seen(bucket: Bucket, source: str, *, exclude_run: str | None = None) -> dict:
+    """{canonical URL: {url, content_hash, etag, last_modified, stored_at, article_id, run_id}} ({} when new).
+
+    `exclude_run` leaves out what that run stored itself: re-running a run id must
+    fetch its own articles again, or the re-run would commit an empty run over them.
+    """
     data, _ = _load(bucket, seen_key(source))
+    if exclude_run:
+        data = {k: v for k, v in data.items() if v.get("run_id") != exclude_run}
     return data
 
 
@@ -77,7 +83,7 @@ def record_stored(bucket: Bucket, rows: list[dict]) -> None:
     """Mark stored articles as seen; call AFTER the run's manifest commit.
 
     Each row is a stored article record with at least `source`, `canonical_url`, `url`,
-    `content_hash`, `http_etag`, `http_last_modified`, `article_id`. Rows of several
+    `content_hash`, `http_etag`, `http_last_modified`, `article_id`, `run_id`. Rows of several
     sources are split per source file.
     """
     by_source: dict[str, list[dict]] = {}
@@ -95,6 +101,7 @@ def record_stored(bucket: Bucket, rows: list[dict]) -> None:
                 "last_modified": row.get("http_last_modified"),
                 "stored_at": row.get("ingested_at") or now,
                 "article_id": row.get("article_id"),
+                "run_id": row.get("run_id"),
             }
 
         def merge(current: dict, entries=entries) -> dict:

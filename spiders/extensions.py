@@ -55,7 +55,8 @@ class IncrementalMiddleware:
 
     def spider_opened(self, spider=None):
         bucket = Bucket(S3Settings.from_env())
-        self.seen = seen_lookup(load_seen(bucket, self.source))
+        self.seen = seen_lookup(load_seen(bucket, self.source,
+                                           exclude_run=self.crawler.settings.get("NEWS_RUN_ID")))
         self.http = load_http(bucket, self.source)
         log.info("incremental state of %s: %s seen URL(s), %s validated document(s)",
                  self.source, len(self.seen), len(self.http))

@@ -34,6 +34,8 @@ CONCURRENT_REQUESTS_PER_DOMAIN = 2
 DOWNLOAD_DELAY = 1.0
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
+# Scrapy 2.19 also ships a token-protected HTTP "remote control" that runs Python: never on a crawler.
+REMOTE_CONTROL_ENABLED = False
 
 # --- limits and hostile input
 DOWNLOAD_TIMEOUT = 30

@@ -388,6 +388,9 @@ def test_project_settings_turn_telnet_off_and_wire_the_guards():
     log = result["log"]
     assert project.TELNETCONSOLE_ENABLED is False
     assert "Telnet console listening" not in log and "scrapy.extensions.telnet.TelnetConsole" not in log
+    # Scrapy's remote-control HTTP server executes Python: it must not listen on a crawler.
+    assert project.REMOTE_CONTROL_ENABLED is False
+    assert "Remote control HTTP server listening" not in log
     for name in ("SsrfGuardMiddleware", "StrictRobotsTxtMiddleware", "RetryAfterMiddleware"):
         assert f"spiders.middlewares.{name}" in log
     assert "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware" not in log

@@ -1,0 +1,140 @@
+"""The dedupe index: signatures, lookups, persistence in a real bucket, pruning, concurrent writers."""
+
+from __future__ import annotations
+
+import random
+import numpy as np
+import pytest
+from datasketch import MinHash
+
+from pipeline.dedupe import dedupe_records
+from pipeline.dedupe_index import (
+    DedupeConfig,
+    DedupeIndex,
+    KeyRows,
+    earlier_equal,
+    lsh_params,
+    normalised_bytes,
+    shingle_hashes,
+    shingles_of,
+    signatures,
+)
+from pipeline.hashing import normalise_for_hash
+from pipeline.s3 import PreconditionFailed
+
+from benchmarks.dedupe_data import Topic, render, story
+
+
+def _article(seed: int) -> str:
+    rng = random.Random(seed)
+    headline, paras = story(rng, Topic(rng))
+    return render(headline, paras)
+
+
+def test_signature_equals_datasketch_affine32_minhash():
+    """Our vectorised MinHash is datasketch's affine32 scheme with its permutations, value for value."""
+    words = normalise_for_hash(_article(1)).split()
+    sh = shingle_hashes(words, 3)
+    ours = signatures([sh], 128, seed=1)[0]
+    theirs = MinHash(num_perm=128, seed=1, scheme="affine32", hashfunc=lambda v: v)
+    theirs.update_batch([int(x) for x in sh])
+    assert np.array_equal(ours, theirs.hashvalues)
+
+
+@pytest.mark.parametrize("text", [
+    "Hello, World! It's 2026", "Smart \u201cquotes\u201d \u2014 and caf\u00e9 \u00dcber_x\ttabs",
+    "", "   \n ", "snake_case and 3.5% of CAPS", "\u00bdfull-width\uff21\uff22", "\u0130stanbul \u00df",
+])
+def test_normalised_bytes_is_normalise_for_hash(text):
+    assert normalised_bytes(text) == normalise_for_hash(text).encode("utf-8")
+
+
+def test_shingles_batch_equals_one_by_one_and_handles_short_texts():
+    texts = [b"a b c d e", b"", b"x y", b"one two three"]
+    flat, counts = shingles_of(texts, 3)
+    assert counts.tolist() == [3, 1, 1, 1]
+    pos = 0
+    for t, c in zip(texts, counts):
+        assert np.array_equal(flat[pos:pos + c], shingle_hashes(t.decode().split(), 3))
+        pos += c
+    # Word order matters inside a shingle, extra spaces do not.
+    assert shingle_hashes(["a", "b", "c"], 3)[0] != shingle_hashes(["c", "b", "a"], 3)[0]
+    assert np.array_equal(shingles_of([b"a  b   c"], 3)[0], shingles_of([b"a b c"], 3)[0])
+
+
+def test_keyrows_multimap_across_levels():
+    m = KeyRows()
+    m.add(np.array([5, 3, 5, 9], dtype=np.uint64), np.array([0, 1, 2, 3]))
+    m.add(np.array([5], dtype=np.uint64), np.array([4]))
+    qi, rows = m.query(np.array([5, 7, 9, 3], dtype=np.uint64))
+    got = sorted(zip(qi.tolist(), rows.tolist()))
+    assert got == [(0, 0), (0, 2), (0, 4), (2, 3), (3, 1)]
+    assert len(m) == 5
+
+
+def test_earlier_equal_pairs_each_later_owner_with_earlier_ones():
+    keys = np.array([7, 8, 7, 7, 9], dtype=np.uint64)
+    first, second = earlier_equal(keys, np.arange(5), depth=8)
+    assert sorted(zip(first.tolist(), second.tolist())) == [(0, 2), (0, 3), (2, 3)]
+
+
+def test_lsh_params_come_from_datasketch():
+    assert lsh_params(0.4, 128) == (32, 4)
+
+
+def _run(bucket, run_id: str, day: str, docs: list[dict], config: DedupeConfig | None = None) -> list[dict]:
+    index = DedupeIndex.load(bucket, run_date=day, config=config)
+    index.drop_run(run_id)
+    out = dedupe_records(docs, index=index, run_date=day, run_id=run_id)
+    index.save(bucket)
+    return out
+
+
+def test_index_persists_across_runs_and_days(bucket):
+    text = _article(2)
+    first = _run(bucket, "20261101T000000Z", "2026-11-01", [{"url": "https://a.example/1", "text": text}])
+    assert bucket.list("state/dedupe/") == ["state/dedupe/v1/day=2026-11-01.npz"]
+    copy = text.replace("\n", "\nSign up for our newsletter\n", 1) + "\nCopyright 2026 Other Outlet."
+    second = _run(bucket, "20261102T000000Z", "2026-11-02", [{"url": "https://b.example/9", "text": copy}])
+    assert second[0]["dup_kind"] == "near"
+    assert second[0]["cluster_id"] == second[0]["duplicate_of"] == first[0]["article_id"]
+    index = DedupeIndex.load(bucket, run_date="2026-11-02")
+    assert len(index) == 2 and index.runs == ["20261101T000000Z", "20261102T000000Z"]
+
+
+def test_prune_by_window_judged_by_run_date(bucket):
+    cfg = DedupeConfig(window_days=5)
+    old = _run(bucket, "20261101T000000Z", "2026-11-01", [{"url": "https://a.example/1", "text": _article(3)}], cfg)
+    _run(bucket, "20261104T000000Z", "2026-11-04", [{"url": "https://a.example/2", "text": _article(4)}], cfg)
+    # Eight days later the first story is outside the 5-day window: forgotten, not a duplicate any more.
+    index = DedupeIndex.load(bucket, run_date="2026-11-09", config=cfg)
+    assert len(index) == 1 and index.get(0, "article_id") != old[0]["article_id"]
+    again = dedupe_records([{"url": "https://c.example/x", "text": _article(3)}], index=index, run_date="2026-11-09")
+    assert again[0]["dup_kind"] is None
+    index.save(bucket)
+    assert index.delete_expired(bucket) == ["state/dedupe/v1/day=2026-11-01.npz"]
+    assert "state/dedupe/v1/day=2026-11-01.npz" not in bucket.list("state/dedupe/")
+    # In memory too: prune() drops rows older than the window.
+    mem = DedupeIndex(cfg)
+    dedupe_records([{"url": "https://a.example/1", "text": _article(5)}], index=mem, run_date="2026-10-01")
+    dedupe_records([{"url": "https://a.example/2", "text": _article(6)}], index=mem, run_date="2026-10-20")
+    assert mem.prune("2026-10-22") == 1 and len(mem) == 1
+
+
+def test_conditional_save_refuses_a_stale_index(bucket):
+    a = DedupeIndex.load(bucket, run_date="2026-11-01")
+    b = DedupeIndex.load(bucket, run_date="2026-11-01")
+    dedupe_records([{"url": "https://a.example/1", "text": _article(7)}], index=a, run_date="2026-11-01", run_id="A")
+    dedupe_records([{"url": "https://b.example/1", "text": _article(8)}], index=b, run_date="2026-11-01", run_id="B")
+    a.save(bucket)
+    with pytest.raises(PreconditionFailed):
+        b.save(bucket)  # If-None-Match: * fails: A created the shard first
+    # If-Match: an index loaded before someone else's save is stale.
+    a2 = DedupeIndex.load(bucket, run_date="2026-11-01")
+    dedupe_records([{"url": "https://c.example/1", "text": _article(9)}], index=a, run_date="2026-11-01", run_id="A")
+    a.save(bucket)  # a holds the current ETag: accepted
+    dedupe_records([{"url": "https://d.example/1", "text": _article(10)}], index=a2, run_date="2026-11-01",
+                   run_id="D")
+    with pytest.raises(PreconditionFailed):
+        a2.save(bucket)
+    assert len(DedupeIndex.load(bucket, run_date="2026-11-01")) == 2

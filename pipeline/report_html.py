@@ -12,6 +12,7 @@ Every chart is an `<svg class="chart" data-chart="<name>">`; every bar a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from html import escape
 
 # Colour-blind-safe palette (Okabe-Ito), then a red kept for "look here".
@@ -136,7 +137,8 @@ def _fmt(value: float) -> str:
 
 
 def hbar_chart(name: str, rows: list[tuple[str, list[float]]], series: list[str], *,
-               highlight: set[str] = frozenset(), fmt=_fmt, max_value: float | None = None,
+               highlight: set[str] = frozenset(), fmt: Callable[[float], str] = _fmt,
+               max_value: float | None = None,
                colors: list[str] | None = None, row_colors: list[str] | None = None) -> str:
     """Horizontal (grouped) bar chart: one group per row, one bar per series value.
 
@@ -160,7 +162,7 @@ def hbar_chart(name: str, rows: list[tuple[str, list[float]]], series: list[str]
                        f'fill="#fdecea"/>')
         cls = "flag" if hot else ""
         out.append(f'<text class="{cls}" x="{LABEL_W - 8}" y="{y0 + k * BAR_H / 2 + 4}" '
-                   f'text-anchor="end">{escape(_clip(label, 30))}{" ⚠" if hot else ""}</text>')
+                   f'text-anchor="end">{escape(_clip(label, 26))}{" ⚠" if hot else ""}</text>')
         for si, value in enumerate(values):
             w = plot_w * (value or 0) / top
             w = max(w, 1.5) if value else 0
@@ -224,7 +226,7 @@ def box_chart(name: str, rows: list[tuple[str, dict]], *, highlight: set[str] = 
         hot = label in highlight
         color = ALERT if hot else PALETTE[0]
         out.append(f'<text class="{"flag" if hot else ""}" x="{LABEL_W - 8}" y="{y + 12}" '
-                   f'text-anchor="end">{escape(_clip(label, 30))}{" ⚠" if hot else ""}</text>')
+                   f'text-anchor="end">{escape(_clip(label, 26))}{" ⚠" if hot else ""}</text>')
         out.append(f'<line x1="{x(w["min"]):.1f}" y1="{y + 8}" x2="{x(w["max"]):.1f}" y2="{y + 8}" stroke="#9aa3b2"/>')
         bw = max(x(w["p75"]) - x(w["p25"]), 2)
         tip = f'{label}: min {_fmt(w["min"])}, p25 {_fmt(w["p25"])}, median {_fmt(w["median"])}, ' \

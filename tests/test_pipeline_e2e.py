@@ -142,3 +142,32 @@ def test_wrong_credentials_give_a_clear_error(settings, sources):
     assert settings.endpoint_url in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "wrong-secret" not in proc.stderr + proc.stdout
+
+
+def test_updated_article_becomes_a_new_version(first_run, settings, sources, sample_site, tmp_path):
+    """An outlet revises a story under the same URL: with revisits on, the next run stores version 2."""
+    import yaml
+
+    cfg = yaml.safe_load(sources.read_text())
+    for src in cfg["sources"]:
+        src["revisit_hours"] = 48
+    revisiting = tmp_path / "sources-revisit.yaml"
+    revisiting.write_text(yaml.safe_dump(cfg))
+    updated = _expected(sample_site, "updated")
+    assert updated
+    url = updated[0]["url"]
+    first = [r for r in read_articles(settings=settings, run_id=RUN_1).to_pylist() if r["url"] == url]
+    assert len(first) == 1 and first[0]["version"] == 1
+    sample_site.set_epoch(1)
+    try:
+        run_once(RunContext(run_id="20261127T120000Z", s3=settings, sources_path=revisiting))
+    finally:
+        sample_site.set_epoch(0)
+    rows = [r for r in read_articles(settings=settings, run_id="20261127T120000Z").to_pylist()]
+    mine = [r for r in rows if r["url"] == url]
+    assert len(mine) == 1, [r["url"] for r in rows]
+    assert mine[0]["version"] == 2 and mine[0]["supersedes"] == first[0]["article_id"]
+    assert mine[0]["dup_kind"] is None and mine[0]["text"] != first[0]["text"]
+    # Unchanged articles were revalidated (304), not stored again.
+    assert all(r["url"] != url or r["version"] > 1 for r in rows)
+    assert len(rows) < len(read_articles(settings=settings, run_id=RUN_1))

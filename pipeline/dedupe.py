@@ -287,7 +287,9 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
     try:
         config = DedupeConfig(threshold=args.threshold, shingle_size=args.shingle_size, num_perm=args.num_perm)
     except ValidationError as exc:
-        print(f"dedupe: bad option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "options"
+        print(f"dedupe: bad option: {where}: {err['msg']}", file=sys.stderr)
         return 2
     try:
         stream = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")

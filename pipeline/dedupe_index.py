@@ -28,7 +28,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.hashing import _FOLD, _NON_WORD  # the same folding as content_hash, kept in one place
 from pipeline.s3 import Bucket, PreconditionFailed
@@ -65,8 +65,14 @@ class DedupeConfig(BaseModel):
     window_days: int = Field(default=30, ge=1)
     #: Seed of the MinHash permutations (stored with the index; changing it invalidates the index).
     seed: int = 1
-    #: Most LSH candidates verified per document (a big cluster needs only a few to be found).
-    max_candidates: int = Field(default=16, ge=1)
+
+    @model_validator(mode="after")
+    def _lsh_feasible(self) -> "DedupeConfig":
+        try:
+            lsh_params(self.threshold, self.num_perm)
+        except ValueError as exc:  # datasketch refuses e.g. a 0.99 threshold with 64 permutations
+            raise ValueError(f"threshold {self.threshold} with num_perm {self.num_perm}: {exc}") from exc
+        return self
 
 
 # --------------------------------------------------------------------------- signatures

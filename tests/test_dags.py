@@ -165,12 +165,12 @@ def test_maintenance_shape(probe):
 
 # --------------------------------------------------------------------------- dag.test() end to end
 
-# Runs news_ingest once with dag.test() in this child process (tasks run in-process).
-# argv: logical date, sources file, JSON of {source: "kill"} crawls to break.
+# Runs one DAG once with dag.test() in this child process (tasks run in-process).
+# argv: dag id, logical date, run conf (JSON), sources whose crawler gets killed (JSON list), dags folder.
 DAG_TEST = textwrap.dedent(r'''
     import json, sys
     from datetime import datetime
-    logical, sources, broken = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    dag_id, logical, conf, broken = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
     if broken:
         # The crawler process of these sources dies as the kernel's OOM killer would kill it
         # (SIGKILL, exit -9): crawl_stage itself runs for real and sees the dead child.
@@ -182,19 +182,18 @@ DAG_TEST = textwrap.dedent(r'''
             return real(ctx, source_name, **kwargs)
         crawl.crawl_command = crawl_command
     from airflow.dag_processing.dagbag import DagBag
-    bag = DagBag(dag_folder=sys.argv[4])
-    dag = bag.get_dag("news_ingest")
+    bag = DagBag(dag_folder=sys.argv[5])
+    dag = bag.get_dag(dag_id)
     if broken:
         dag.get_task("crawl").partial_kwargs["retries"] = 0  # no 30 s retry wait in a test
-    run = dag.test(logical_date=datetime.fromisoformat(logical), run_conf={"sources_path": sources})
+    run = dag.test(logical_date=datetime.fromisoformat(logical), run_conf=conf)
     states = {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in run.get_task_instances()}
     print("DAGTEST-RESULT " + json.dumps({"state": str(run.state), "tasks": states}))
 ''')
 
 
-def _conn_env(tmp_path, settings: S3Settings) -> dict[str, str]:
-    """Airflow env for one dag.test: S3 ONLY through the Connection (the AWS_* variables removed)."""
-    home = tmp_path / "airflow"
+def _conn_env(home, settings: S3Settings) -> dict[str, str]:
+    """Airflow env for dag.test runs: S3 ONLY through the Connection (the AWS_* variables removed)."""
     env = airflow_env(home, drop=("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
                                   "AWS_SECRET_ACCESS_KEY", "NEWS_INGEST_BUCKET"),
                       extra={"AIRFLOW_CONN_NEWS_INGEST_S3": connection_json(
@@ -204,30 +203,50 @@ def _conn_env(tmp_path, settings: S3Settings) -> dict[str, str]:
     return env
 
 
-def _dag_test(env: dict[str, str], logical: str, sources, broken: list[str] = ()) -> tuple[dict, str]:
-    proc = subprocess.run([sys.executable, "-c", DAG_TEST, logical, str(sources), json.dumps(list(broken)),
-                           str(DAGS_FOLDER)], env=env, capture_output=True, text=True, timeout=900)
+def _dag_test(env: dict[str, str], logical: str, conf: dict, broken: list[str] = (),
+              dag_id: str = "news_ingest") -> tuple[dict, str]:
+    proc = subprocess.run([sys.executable, "-c", DAG_TEST, dag_id, logical, json.dumps(conf),
+                           json.dumps(list(broken)), str(DAGS_FOLDER)],
+                          env=env, capture_output=True, text=True, timeout=900)
     output = proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
     assert lines, f"dag.test crashed (exit {proc.returncode}):\n{output[-8000:]}"
     return json.loads(lines[-1].split(" ", 1)[1]), output
 
 
-@pytest.fixture
-def conn_settings(s3_server) -> S3Settings:
+def _fresh_bucket(s3_server, prefix: str) -> S3Settings:
     """A fresh bucket that ONLY the Airflow Connection names (the environment points elsewhere)."""
     info = s3_server.info()
     settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                          secret_access_key=info.secret_access_key, bucket=f"dagtest-{uuid.uuid4().hex[:12]}")
+                          secret_access_key=info.secret_access_key, bucket=f"{prefix}-{uuid.uuid4().hex[:12]}")
     Bucket(settings).ensure()
     return settings
 
 
-def test_dag_test_run_end_to_end_through_the_connection(tmp_path, conn_settings, sources_file, sample_site):
-    env = _conn_env(tmp_path, conn_settings)
-    result, output = _dag_test(env, "2026-11-27T09:00:00+00:00", sources_file)
+@pytest.fixture
+def conn_settings(s3_server) -> S3Settings:
+    return _fresh_bucket(s3_server, "dagtest")
+
+
+INGEST_RUN = "20261127T090000Z"
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory, s3_server, sample_site):
+    """One dag.test() run of news_ingest (module-scoped: the maintenance test re-extracts it)."""
+    tmp = tmp_path_factory.mktemp("dagtest")
+    settings = _fresh_bucket(s3_server, "dagtest")
+    sources = sample_site.write_sources_yaml(tmp / "sources.yaml", download_timeout=3, max_page_bytes=8 * 2**20)
+    env = _conn_env(tmp / "airflow", settings)
+    result, output = _dag_test(env, "2026-11-27T09:00:00+00:00", {"sources_path": str(sources)})
+    return {"env": env, "settings": settings, "result": result, "output": output, "home": tmp / "airflow",
+            "sources": sources}
+
+
+def test_dag_test_run_end_to_end_through_the_connection(ingested, sample_site):
+    result, output, conn_settings = ingested["result"], ingested["output"], ingested["settings"]
     assert result["state"].endswith("success"), output[-8000:]
-    run_id = "20261127T090000Z"
+    run_id = INGEST_RUN
 
     table = read_articles(settings=conn_settings, run_id=run_id)
     expected = {e["url"]: e["title"] for e in sample_site.expected() if e["expected"] == "stored"}
@@ -241,20 +260,45 @@ def test_dag_test_run_end_to_end_through_the_connection(tmp_path, conn_settings,
     # The secret went through the Connection, and neither the task logs nor any XCom show it.
     secret = conn_settings.secret_access_key
     assert secret not in output
-    db = sqlite3.connect(tmp_path / "airflow" / "airflow.db")
+    db = sqlite3.connect(ingested["home"] / "airflow.db")
     xcoms = [str(v) for (v,) in db.execute("select value from xcom")]
     assert xcoms and not any(secret in v for v in xcoms)
     # The mapped tasks fanned out: one crawl per source, one extract per WARC file.
     n_sources = len(report["sources"])
     assert sum(1 for t in result["tasks"] if t.startswith("crawl[")) == n_sources
     assert sum(1 for t in result["tasks"] if t.startswith("extract[")) >= n_sources
+    # The store task emitted the Asset event, carrying the run id and manifest key.
+    events = [json.loads(e) for (e,) in db.execute(
+        "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.name = 'news_articles'")]
+    assert events == [{"run_id": run_id, "manifest": f"_manifests/run={run_id}.json"}]
+
+
+def test_maintenance_reextracts_a_date_range_from_the_archive(ingested, sample_site):
+    settings = ingested["settings"]
+    bucket = Bucket(settings)
+    before = bucket.get_json(f"_manifests/run={INGEST_RUN}.json")
+    titles = {r["url"]: r["title"] for r in read_articles(settings=settings, run_id=INGEST_RUN).to_pylist()}
+    result, output = _dag_test(ingested["env"], "2026-11-28T00:00:00+00:00",
+                               {"reextract_from": "2026-11-27", "sources_path": str(ingested["sources"])},
+                               dag_id="news_maintenance")
+    assert result["state"].endswith("success"), output[-8000:]
+    assert [t for t in result["tasks"] if t.startswith("reextract[")] == ["reextract[0]"]
+    # Re-committed from the WARC files (a new attempt), same articles; no crawl ran.
+    after = bucket.get_json(f"_manifests/run={INGEST_RUN}.json")
+    assert after["attempt"] != before["attempt"]
+    assert {r["url"]: r["title"] for r in read_articles(settings=settings, run_id=INGEST_RUN).to_pylist()} == titles
+    assert "crawl" not in " ".join(result["tasks"])
+    db = sqlite3.connect(ingested["home"] / "airflow.db")
+    extras = [json.loads(e) for (e,) in db.execute("select extra from asset_event order by id")]
+    assert extras[-1]["run_id"] == INGEST_RUN and extras[-1]["reextracted"] is True
 
 
 def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(tmp_path, conn_settings, sources_file,
                                                                       sample_site):
-    env = _conn_env(tmp_path, conn_settings)
+    env = _conn_env(tmp_path / "airflow", conn_settings)
     victim = sorted(sample_site.base_urls)[0]
-    result, output = _dag_test(env, "2026-11-27T10:00:00+00:00", sources_file, broken=[victim])
+    result, output = _dag_test(env, "2026-11-27T10:00:00+00:00", {"sources_path": str(sources_file)},
+                               broken=[victim])
     run_id = "20261127T100000Z"
     tasks = result["tasks"]
     # The victim's crawl failed; the other crawls, extraction and the commit went on.
@@ -275,3 +319,51 @@ def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(tmp_path, 
     expected_sources = {e["outlet"] for e in sample_site.expected() if e["expected"] == "stored"} - {victim}
     assert victim not in stored_sources
     assert stored_sources == expected_sources
+
+
+# --------------------------------------------------------------------------- maintenance functions
+
+
+def test_runs_between_finds_archived_runs_by_day(bucket):
+    from pipeline.maintenance import runs_between
+
+    for key in ("raw/dt=2026-11-25/run=20261125T230000Z/a/a-00000.warc.gz",
+                "raw/dt=2026-11-26/run=20261126T100000Z/a/a-00000.warc.gz",
+                "raw/dt=2026-11-26/run=20261126T100000Z/b/b-00000.warc.gz",
+                "raw/dt=2026-11-27/run=20261127T010000Z/a/a-00000.warc.gz",
+                "raw/dt=2026-11-27/run=20261127T020000Z/a/notes.txt",
+                "raw/dt=2026-11-28/run=20261128T000000Z/a/a-00000.warc.gz"):
+        bucket.put(key, b"x")
+    assert runs_between(bucket, "2026-11-26", "2026-11-27") == ["20261126T100000Z", "20261127T010000Z"]
+    assert runs_between(bucket, "2026-11-28", "2026-11-28") == ["20261128T000000Z"]
+    with pytest.raises(ValueError, match="reversed"):
+        runs_between(bucket, "2026-11-27", "2026-11-26")
+    with pytest.raises(ValueError, match="at most"):
+        runs_between(bucket, "2026-01-01", "2026-12-31")
+
+
+def test_prune_seen_state_forgets_only_old_entries(bucket):
+    from pipeline.maintenance import prune_seen_state
+    from pipeline.state import load_seen, seen_key
+
+    bucket.put_json(seen_key("alpha"), {
+        "https://a.example/old": {"url": "https://a.example/old", "stored_at": "2026-07-01T10:00:00+00:00"},
+        "https://a.example/new": {"url": "https://a.example/new", "stored_at": "2026-11-20T10:00:00+00:00"},
+        "https://a.example/undated": {"url": "https://a.example/undated"},
+    })
+    bucket.put_json(seen_key("beta"), {"https://b.example/x": {"stored_at": "2026-11-01T00:00:00Z"}})
+    removed = prune_seen_state(bucket, "2026-11-27", retention_days=90)
+    assert removed == {"alpha": 1, "beta": 0}
+    assert sorted(load_seen(bucket, "alpha")) == ["https://a.example/new", "https://a.example/undated"]
+    assert prune_seen_state(bucket, "2026-11-27", retention_days=90) == {"alpha": 0, "beta": 0}
+
+
+def test_prune_dedupe_index_deletes_only_expired_shards(bucket):
+    from pipeline.dedupe_index import INDEX_PREFIX
+    from pipeline.maintenance import prune_dedupe_index
+
+    for day in ("2026-09-30", "2026-10-27", "2026-10-28", "2026-11-27"):
+        bucket.put(f"{INDEX_PREFIX}day={day}.npz", b"shard")
+    deleted = prune_dedupe_index(bucket, "2026-11-27", window_days=30)
+    assert sorted(deleted) == [f"{INDEX_PREFIX}day=2026-09-30.npz", f"{INDEX_PREFIX}day=2026-10-27.npz"]
+    assert bucket.list(INDEX_PREFIX) == [f"{INDEX_PREFIX}day=2026-10-28.npz", f"{INDEX_PREFIX}day=2026-11-27.npz"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import TextIO
 
 from pipeline.context import RunContext
+
+log = logging.getLogger(__name__)
 
 #: Body length histogram bin edges (words). News briefs run to ~50 words, typical articles
 #: 300-1,500; the open-ended last bin catches long reads and pages that swallowed a whole site.
@@ -61,7 +64,8 @@ def write_report(ctx: RunContext, *, sources: list[str], timings: dict[str, floa
     rejects = read_rejects(ctx)
     articles = ctx.bucket.iter_jsonl(deduped_key) if deduped_key else iter(())
     report = build_report(ctx.run_id, sources=sources, timings=timings, failed_sources=failed_sources,
-                          summaries=summaries, rejects=rejects, articles=articles, manifest_key=manifest_key)
+                          summaries=summaries, rejects=rejects, articles=articles, manifest_key=manifest_key,
+                          previous=previous_report(ctx.bucket, ctx.run_id))
     store_report(ctx.bucket, report)
     return report
 
@@ -77,8 +81,12 @@ def store_report(bucket, report: dict) -> None:
 
 def build_report(run_id: str, *, sources: list[str], timings: dict[str, float], failed_sources: dict[str, str],
                  summaries: dict[str, dict], rejects: list[dict], articles: Iterable[dict],
-                 manifest_key: str | None) -> dict:
-    """The report dict from the stage outputs (pure: no bucket access). Articles are streamed once."""
+                 manifest_key: str | None, previous: dict | None = None) -> dict:
+    """The report dict from the stage outputs (pure: no bucket access). Articles are streamed once.
+
+    `previous` is the report of the run before (if any): each source's quality is also compared
+    with its own previous values, which catches a drop even when there is only one source.
+    """
     acc = _Accumulator()
     for article in articles:
         acc.add(article)
@@ -118,7 +126,10 @@ def build_report(run_id: str, *, sources: list[str], timings: dict[str, float], 
         "quality": quality,
         "removed_by_rule": dict(acc.removed_total.most_common()),
         "length_bins": list(LENGTH_BINS),
-        "flags": quality_flags(quality, per_source),
+        "flags": quality_flags(quality, per_source) + trend_flags(quality, previous),
+        "previous_run": previous.get("run_id") if previous else None,
+        "previous_quality": {n: {k: q.get(k) for k in FLAG_SIGNALS}
+                             for n, q in (previous or {}).get("quality", {}).items() if n in quality},
         "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
         "manifest": manifest_key,
     }
@@ -250,6 +261,44 @@ def quality_flags(quality: dict[str, dict], per_source: dict[str, dict]) -> list
                 flags.append({"source": name, "signal": signal, "value": value, "others_median": round(ref, 4),
                               "message": f"{name}: {label} {shown} for the other sources"})
     return flags
+
+
+def trend_flags(quality: dict[str, dict], previous: dict | None) -> list[dict]:
+    """Sources whose quality signal fell well below their own value in the previous run."""
+    if not previous:
+        return []
+    flags: list[dict] = []
+    before_all = previous.get("quality", {})
+    for name, q in quality.items():
+        before = before_all.get(name)
+        if not before or q["articles"] < FLAG_MIN_ARTICLES or before.get("articles", 0) < FLAG_MIN_ARTICLES:
+            continue
+        for signal, label in FLAG_SIGNALS.items():
+            value, ref = q.get(signal), before.get(signal)
+            if value is None or not ref or value >= FLAG_RATIO * ref:
+                continue
+            shown = (f"{value:.0%}, was {ref:.0%}" if signal.endswith(("share", "yield"))
+                     else f"{value:g}, was {ref:g}")
+            flags.append({"source": name, "signal": signal, "value": value, "previous": ref,
+                          "previous_run": previous.get("run_id"),
+                          "message": f"{name}: {label} {shown} in run {previous.get('run_id')}"})
+    return flags
+
+
+def previous_report(bucket, run_id: str) -> dict | None:
+    """The report of the latest run before `run_id` (run ids sort by time), or None."""
+    from pipeline.s3 import StorageError
+
+    before = [k for k in bucket.list("reports/run=") if k.endswith(".json") and k < report_key(run_id)]
+    for key in reversed(before):
+        try:
+            report = bucket.get_json(key)
+        except (StorageError, ValueError) as exc:  # unreadable old report: compare with the one before
+            log.warning("previous report %s unreadable: %s", key, exc)
+            continue
+        if isinstance(report, dict) and report.get("quality"):
+            return report
+    return None
 
 
 # --------------------------------------------------------------------------- text summary

@@ -139,10 +139,12 @@ def _fmt(value: float) -> str:
 def hbar_chart(name: str, rows: list[tuple[str, list[float]]], series: list[str], *,
                highlight: set[str] = frozenset(), fmt: Callable[[float], str] = _fmt,
                max_value: float | None = None,
-               colors: list[str] | None = None, row_colors: list[str] | None = None) -> str:
+               colors: list[str] | None = None, row_colors: list[str] | None = None,
+               markers: dict[str, list[float | None]] | None = None, marker_label: str = "") -> str:
     """Horizontal (grouped) bar chart: one group per row, one bar per series value.
 
-    `colors` colour the series; `row_colors` (single-series charts) colour each row instead.
+    `colors` colour the series; `row_colors` (single-series charts) colour each row instead;
+    `markers` ({row label: a value per series}) draws a tick per bar, e.g. the previous run's value.
     """
     if not rows:
         return '<p class="empty">no data</p>'
@@ -172,9 +174,17 @@ def hbar_chart(name: str, rows: list[tuple[str, list[float]]], series: list[str]
             out.append(f'<rect class="bar" x="{LABEL_W}" y="{y}" width="{w:.1f}" height="{BAR_H - 2}" '
                        f'fill="{color}"><title>{escape(tip)}</title></rect>')
             out.append(f'<text class="muted" x="{LABEL_W + w + 4:.1f}" y="{y + BAR_H - 3}">{escape(fmt(value))}</text>')
+            mark = (markers or {}).get(label, [None] * k)[si]
+            if mark is not None:
+                mx = LABEL_W + plot_w * mark / top
+                out.append(f'<line class="marker" x1="{mx:.1f}" y1="{y - 1}" x2="{mx:.1f}" y2="{y + BAR_H - 1}" '
+                           f'stroke="#1d2330" stroke-width="2"><title>{escape(f"{label} · {series[si]}, {marker_label}: {fmt(mark)}")}</title></line>')
     out.append(f'<line x1="{LABEL_W}" y1="0" x2="{LABEL_W}" y2="{height - 18}" stroke="#9aa3b2"/>')
     out.append("</svg>")
-    return (_legend(series, colors or PALETTE) if k > 1 else "") + "".join(out)
+    legend = _legend(series, colors or PALETTE) if k > 1 else ""
+    if markers and legend:
+        legend = legend.replace("</div>", f'<span><b>|</b> {escape(marker_label)}</span></div>')
+    return legend + "".join(out)
 
 
 def vbar_chart(name: str, bars: list[tuple[str, float]], *, x_label: str, y_label: str) -> str:
@@ -300,10 +310,14 @@ def _clusters(report: dict) -> str:
 
 
 def _metadata(report: dict, flagged: set[str]) -> str:
-    rows = [(name, [100 * (q.get(f) or 0) for f in ("title_share", "author_share", "published_share")])
+    fields = ("title_share", "author_share", "published_share")
+    rows = [(name, [100 * (q.get(f) or 0) for f in fields])
             for name, q in report.get("quality", {}).items() if q.get("articles")]
+    previous = {name: [None if q.get(f) is None else 100 * q[f] for f in fields]
+                for name, q in (report.get("previous_quality") or {}).items()}
     return hbar_chart("metadata", rows, ["title", "author", "date"], highlight=flagged, max_value=100,
-                      fmt=lambda v: f"{v:.0f}%")
+                      fmt=lambda v: f"{v:.0f}%", markers=previous or None,
+                      marker_label=f"run {report.get('previous_run')}")
 
 
 def _lengths(report: dict, flagged: set[str]) -> str:

@@ -243,3 +243,28 @@ def test_report_command(synthetic, s3_settings, monkeypatch, tmp_path, capsys):
     assert list(rebuilt["sources"])[:2] == ["alpha", "gamma"]
     assert rebuilt["manifest"] == kwargs["manifest_key"]
     assert ctx.bucket.exists(f"reports/run={RUN}.html")
+
+
+def _single_source_run(settings, run_id: str, *, titled: int) -> dict:
+    ctx = RunContext(run_id=run_id, s3=settings)
+    key = f"{ctx.prefix('work')}deduped.jsonl.gz"
+    ctx.bucket.put_jsonl(key, [_article("solo", i, title=i < titled) for i in range(10)])
+    return write_report(ctx, sources=["solo"], timings={}, failed_sources={}, deduped_key=key, manifest_key=None)
+
+
+def test_a_lone_source_is_compared_with_its_previous_run(s3_settings):
+    first = _single_source_run(s3_settings, "20261126T100000Z", titled=10)
+    assert first["previous_run"] is None and first["flags"] == []
+    # an unrelated later run must not be taken as "previous" of an earlier one
+    _single_source_run(s3_settings, "20261128T100000Z", titled=0)
+    second = _single_source_run(s3_settings, "20261127T100000Z", titled=3)
+    assert second["previous_run"] == "20261126T100000Z"
+    assert second["previous_quality"]["solo"]["title_share"] == 1.0
+    assert [(f["source"], f["signal"]) for f in second["flags"]] == [("solo", "title_share")]
+    assert second["flags"][0]["message"] == "solo: articles with a title 30%, was 100% in run 20261126T100000Z"
+    doc = lxml.html.fromstring(render_html(second).encode())
+    markers = doc.xpath('//svg[@data-chart="metadata"]//line[@class="marker"]')
+    assert len(markers) == 3  # previous title, author and date shares
+    # the title marker sits at 100% while the bar is at 30%: the drop is visible
+    title_bar = bars(doc, "metadata")[0]
+    assert float(markers[0].get("x1")) > float(title_bar.get("x")) + float(title_bar.get("width")) * 3

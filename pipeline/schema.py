@@ -107,6 +107,27 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _column(name: str, typ: pa.DataType, values: list) -> pa.Array:
+    """One column from raw record values: Arrow's C++ conversion first, Python coercion if the
+    values are not already of the right shape (an int where a string belongs, a naive date ...)."""
+    try:
+        if name in _TIMESTAMP_COLUMNS:
+            # ISO 8601 text with a zone offset (what extract writes) parses in C++.
+            return pa.array(values, type=pa.string()).cast(typ)
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        pass
+    if name in _TIMESTAMP_COLUMNS:
+        fixed = [to_utc(v) for v in values]
+    elif name in _INT_COLUMNS:
+        fixed = [_int_or_none(v) for v in values]
+    elif name == "removed":
+        fixed = [_removed(v) for v in values]
+    else:
+        fixed = [_str_or_none(v) for v in values]
+    return pa.array(fixed, type=typ)
+
+
 def records_to_table(records: Sequence[dict], *, run_id: str, ingested_at: datetime) -> pa.Table:
     """Article records (the dedupe stage's JSON objects) as a table of exactly ARTICLE_SCHEMA.
 
@@ -114,27 +135,16 @@ def records_to_table(records: Sequence[dict], *, run_id: str, ingested_at: datet
     stamps `run_id`, `ingested_at` and `schema_version`, overriding whatever a record says.
     """
     n = len(records)
-    columns: dict[str, list] = {}
-    for name in COLUMN_NAMES:
-        if name in _TIMESTAMP_COLUMNS:
-            columns[name] = [to_utc(r.get(name)) for r in records]
-        elif name in _INT_COLUMNS:
-            columns[name] = [_int_or_none(r.get(name)) for r in records]
-        elif name == "removed":
-            columns[name] = [_removed(r.get(name)) for r in records]
-        elif name == "run_id":
-            columns[name] = [run_id] * n
-        elif name == "ingested_at":
-            columns[name] = [ingested_at] * n
-        elif name == "schema_version":
-            columns[name] = [SCHEMA_VERSION] * n
-        else:
-            columns[name] = [_str_or_none(r.get(name)) for r in records]
-    for name in ("article_id", "url"):
-        missing = sum(1 for v in columns[name] if v is None)
-        if missing:
-            raise ValueError(f"{missing} of {n} records have no {name!r}: the dedupe stage must set it")
-    arrays = [pa.array(columns[f.name], type=f.type) for f in ARTICLE_SCHEMA]
+    stamped = {"run_id": run_id, "ingested_at": ingested_at, "schema_version": SCHEMA_VERSION}
+    arrays = []
+    for f in ARTICLE_SCHEMA:
+        if f.name in stamped:
+            arrays.append(pa.repeat(pa.scalar(stamped[f.name], type=f.type), n))
+            continue
+        column = _column(f.name, f.type, [r.get(f.name) for r in records])
+        if not f.nullable and column.null_count:
+            raise ValueError(f"{column.null_count} of {n} records have no {f.name!r}: the dedupe stage must set it")
+        arrays.append(column)
     return pa.Table.from_arrays(arrays, schema=ARTICLE_SCHEMA)
 
 

@@ -71,21 +71,126 @@ def run_time(run_id: str) -> datetime:
     return datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
 
 
-class _PartWriter:
-    """Streams tables into part files of bounded rows/bytes and uploads them in a background thread.
+#: Multipart part size. Smaller than a row group's compressed size, so parts go out while
+#: the next row group is still being encoded (S3's minimum, except for the last part, is 5 MiB).
+PART_BYTES = 8 * 1024 * 1024
+#: Parts in flight per writer: bounds memory at about (2 + 1) x PART_BYTES.
+MAX_PARTS_IN_FLIGHT = 2
 
-    Encoding the next file overlaps with uploading the previous one; at most one upload is
-    in flight, so memory stays at about two files.
+
+class _StreamingUpload:
+    """A write-only file object that streams one S3 object: multipart once it outgrows a part,
+    a single PUT otherwise. Parts upload on a thread pool while the caller keeps writing."""
+
+    def __init__(self, bucket: Bucket, key: str, pool: ThreadPoolExecutor, part_bytes: int):
+        self.bucket, self.key, self.pool, self.part_bytes = bucket, key, pool, part_bytes
+        self.closed = False
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[tuple[int, Future]] = []
+        self._single: Future | None = None
+
+    # -- the file-object protocol pyarrow needs
+    def write(self, data) -> int:
+        view = memoryview(data)
+        self._buf += view
+        self._sha.update(view)
+        n = view.nbytes
+        self.size += n
+        if len(self._buf) >= self.part_bytes:
+            self._submit_part()
+        return n
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        # pyarrow may close the sink with the writer; the upload is finished by `finish`.
+        self.closed = True
+
+    # -- uploading
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def _submit_part(self) -> None:
+        if self._upload_id is None:
+            resp = self.bucket._call(f"start upload {self.key}", self.bucket.client.create_multipart_upload,
+                                     Key=self.key, ContentType="application/vnd.apache.parquet")
+            self._upload_id = resp["UploadId"]
+        in_flight = [f for _, f in self._parts if not f.done()]
+        if len(in_flight) >= MAX_PARTS_IN_FLIGHT:
+            in_flight[0].result()
+        body, self._buf = bytes(self._buf), bytearray()
+        number = len(self._parts) + 1
+        self._parts.append((number, self.pool.submit(self._upload_part, number, body)))
+
+    def _upload_part(self, number: int, body: bytes) -> str:
+        resp = self.bucket._call(f"upload part {number} of {self.key}", self.bucket.client.upload_part,
+                                 Key=self.key, PartNumber=number, UploadId=self._upload_id, Body=body)
+        return resp["ETag"]
+
+    def finish(self) -> None:
+        """Send what is buffered (last part, or the whole object as one PUT); returns at once."""
+        if self._upload_id is None:
+            body, self._buf = bytes(self._buf), bytearray()
+            self._single = self.pool.submit(self.bucket.put, self.key, body,
+                                            content_type="application/vnd.apache.parquet")
+        elif self._buf:
+            self._submit_part()
+
+    def complete(self) -> None:
+        """Wait for the upload; complete the multipart upload. Raises StorageError on failure."""
+        if self._single is not None:
+            self._single.result()
+            return
+        parts = [{"PartNumber": n, "ETag": f.result()} for n, f in self._parts]
+        self.bucket._call(f"complete upload {self.key}", self.bucket.client.complete_multipart_upload,
+                          Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+
+    def abort(self) -> None:
+        """Best effort after a failure: wait for in-flight work, abort a multipart upload."""
+        for fut in [f for _, f in self._parts] + ([self._single] if self._single else []):
+            try:
+                fut.result()
+            except Exception as exc:  # the failure being handled already; this one adds nothing
+                log.debug("upload of %s failed during abort: %s", self.key, exc)
+        if self._upload_id is not None:
+            try:
+                self.bucket._call(f"abort upload {self.key}", self.bucket.client.abort_multipart_upload,
+                                  Key=self.key, UploadId=self._upload_id)
+            except StorageError as exc:
+                log.warning("could not abort the multipart upload of %s: %s", self.key, exc)
+
+
+class _PartWriter:
+    """Streams tables into part files of bounded rows/bytes, uploading while it encodes.
+
+    Each file streams to S3 as it is written (`_StreamingUpload`); a finished file's upload
+    completes while the next file is encoded, so memory stays at a few parts.
     """
 
-    def __init__(self, bucket: Bucket, prefix: str, attempt: str, *, max_rows: int, max_bytes: int):
+    def __init__(self, bucket: Bucket, prefix: str, attempt: str, *, max_rows: int, max_bytes: int,
+                 part_bytes: int | None = None):
         self.bucket, self.prefix, self.attempt = bucket, prefix, attempt
         self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.part_bytes = part_bytes or PART_BYTES
         self.files: list[dict] = []
-        self.written: list[str] = []  # keys PUT so far (for cleanup on failure)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-upload")
-        self._pending: Future | None = None
-        self._sink: io.BytesIO | None = None
+        self.written: list[str] = []  # keys that may exist (for cleanup on failure)
+        self._pool = ThreadPoolExecutor(max_workers=MAX_PARTS_IN_FLIGHT, thread_name_prefix="store-upload")
+        self._finishing: list[_StreamingUpload] = []
+        self._sink: _StreamingUpload | None = None
         self._writer: pq.ParquetWriter | None = None
         self._rows = 0
         self._runs: set[str] = set()
@@ -94,7 +199,9 @@ class _PartWriter:
         offset = 0
         while offset < table.num_rows:
             if self._writer is None:
-                self._sink = io.BytesIO()
+                key = f"{self.prefix}part-{self.attempt}-{len(self.files):05d}.parquet"
+                self.written.append(key)  # before any PUT: a timed-out PUT may still have landed
+                self._sink = _StreamingUpload(self.bucket, key, self._pool, self.part_bytes)
                 self._writer = pq.ParquetWriter(self._sink, ARTICLE_SCHEMA, **PARQUET_OPTIONS)
             take = min(table.num_rows - offset, self.max_rows - self._rows)
             chunk = table.slice(offset, take)
@@ -102,47 +209,44 @@ class _PartWriter:
             self._runs.update(chunk.column("run_id").unique().to_pylist())
             self._rows += take
             offset += take
-            if self._rows >= self.max_rows or self._sink.tell() >= self.max_bytes:
+            if self._rows >= self.max_rows or self._sink.size >= self.max_bytes:
                 self._finish_file()
 
     def _finish_file(self) -> None:
         if self._writer is None:
             return
         self._writer.close()
-        body = self._sink.getvalue()
-        key = f"{self.prefix}part-{self.attempt}-{len(self.files):05d}.parquet"
-        self.files.append({"key": key, "rows": self._rows, "bytes": len(body),
-                           "sha256": hashlib.sha256(body).hexdigest(), "runs": sorted(self._runs)})
+        sink = self._sink
+        sink.finish()
+        self._finishing.append(sink)
+        self.files.append({"key": sink.key, "rows": self._rows, "bytes": sink.size, "sha256": sink.sha256,
+                           "runs": sorted(self._runs)})
         self._writer, self._sink, self._rows, self._runs = None, None, 0, set()
-        self._wait()
-        self._pending = self._pool.submit(self._upload, key, body)
+        # Keep at most one finished file uploading behind the one being encoded.
+        while len(self._finishing) > 1:
+            self._complete_oldest()
 
-    def _upload(self, key: str, body: bytes) -> None:
-        self.written.append(key)  # before the PUT: a timed-out PUT may still have landed
-        self.bucket.put(key, body, content_type="application/vnd.apache.parquet")
-        log.debug("stored %s (%d bytes)", key, len(body))
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
+    def _complete_oldest(self) -> None:
+        sink = self._finishing.pop(0)
+        try:
+            sink.complete()
+        except BaseException:
+            self._finishing.insert(0, sink)  # abort() still has to clean it up
+            raise
+        log.debug("stored %s (%d bytes)", sink.key, sink.size)
 
     def close(self) -> list[dict]:
         """Flush the last file, wait for uploads; the file entries for the manifest."""
-        try:
-            self._finish_file()
-            self._wait()
-        finally:
-            self._pool.shutdown(wait=True)
+        self._finish_file()
+        while self._finishing:
+            self._complete_oldest()
+        self._pool.shutdown(wait=True)
         return self.files
 
     def abort(self) -> None:
         """After a failure: stop, then best-effort delete what was written (orphans otherwise)."""
-        if self._pending is not None:
-            try:
-                self._pending.result()
-            except Exception as exc:  # the failure being handled already; this one adds nothing
-                log.debug("upload failed during abort: %s", exc)
+        for sink in self._finishing + ([self._sink] if self._sink else []):
+            sink.abort()
         self._pool.shutdown(wait=True)
         if self.written:
             try:

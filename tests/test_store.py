@@ -176,3 +176,27 @@ def test_compaction_is_atomic_and_survives_reruns(s3_settings, bucket):
 def test_compaction_rejects_bad_day(s3_settings):
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         compact(s3_settings, "../../etc")
+
+
+def test_big_files_stream_as_multipart_uploads(s3_settings, bucket, monkeypatch):
+    import hashlib
+    import os
+
+    import pipeline.store as store
+
+    part = 5 * 1024 * 1024  # the smallest part S3 (and SeaweedFS) accept
+    monkeypatch.setattr(store, "PART_BYTES", part)
+    recs = generate_articles(1100, words=5)
+    for r in recs:
+        r["text"] = os.urandom(12_000).hex()  # incompressible-ish: ~12 KB of Parquet per row
+    key = store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=900)
+    files = bucket.get_json(key)["files"]
+    assert [f["rows"] for f in files] == [900, 200] and files[0]["bytes"] > 2 * part
+    for f in files:
+        body = bucket.get(f["key"])
+        assert len(body) == f["bytes"] and hashlib.sha256(body).hexdigest() == f["sha256"]
+    head = bucket.client.head_object(Bucket=s3_settings.bucket, Key=files[0]["key"])
+    assert head["ETag"].strip('"').endswith(tuple(f"-{n}" for n in range(2, 100)))  # a multipart ETag
+    assert _ids(s3_settings) == sorted(r["article_id"] for r in recs)
+    uploads = bucket.client.list_multipart_uploads(Bucket=s3_settings.bucket)
+    assert not uploads.get("Uploads"), "no multipart upload left open"

@@ -17,6 +17,7 @@ from benchmarks.dedupe_data import Topic, labelled_set, render, rewrite, story, 
 from pipeline.context import RunContext
 from pipeline.dedupe import DedupeConfig, DedupeIndex, cmd_dedupe, configure_dedupe, dedupe_records, dedupe_stage
 from pipeline.hashing import article_id, content_hash
+from pipeline.s3 import Bucket
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -267,3 +268,25 @@ def test_config_defaults_are_the_benchmarked_ones():
     assert (cfg.threshold, cfg.shingle_size, cfg.num_perm, cfg.window_days) == (0.4, 3, 128, 30)
     with pytest.raises(ValueError):
         dedupe_records([], config=DedupeConfig(threshold=0.5), index=DedupeIndex(cfg))
+
+
+def test_stage_redoes_its_work_after_losing_a_race(s3_settings, monkeypatch):
+    """Another writer saves between our load and our save: we get 412, reload, and see its entry."""
+    text = render(*_story(13)[2:])
+    real_save = DedupeIndex.save
+    raced: list[str] = []
+
+    def save_after_a_rival(self, bucket):
+        if not raced:
+            rival = DedupeIndex.load(bucket, run_date="2026-11-26")
+            rival_out = dedupe_records([{"url": "https://rival.example/1", "text": text}], index=rival,
+                                       run_date="2026-11-26", run_id="20261126T090000Z")
+            raced.append(rival_out[0]["article_id"])
+            real_save(rival, bucket)
+        return real_save(self, bucket)
+
+    monkeypatch.setattr(DedupeIndex, "save", save_after_a_rival)
+    out = _stage(_ctx("20261126T100000Z", s3_settings), [{"url": "https://us.example/1", "text": text}])
+    assert _fields(out[0]) == ("exact", raced[0], raced[0], 1, None)
+    index = DedupeIndex.load(Bucket(s3_settings), run_date="2026-11-26")
+    assert len(index) == 2 and sorted(index.runs) == ["20261126T090000Z", "20261126T100000Z"]

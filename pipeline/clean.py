@@ -47,17 +47,40 @@ class NotAnArticle(Exception):
         self.detail = detail
 
 
+class _Alternatives:
+    """A regex alternation split in two: alternatives anchored at the start (tried with one
+    `match` at position 0) and the rest (one `search`). Python's re only skips the scan of
+    every position when the whole pattern is anchored, so a mixed alternation is slow."""
+
+    def __init__(self, alternatives: tuple[str, ...]):
+        start = [a[1:].removeprefix(r"\s*") for a in alternatives if a.startswith("^")]
+        # Unanchored ones run one by one on the lower-cased line, without IGNORECASE and without a
+        # leading \b, so that re's literal-prefix scan applies (measured: ~2 us a line each, against
+        # ~100 us for the same patterns as one case-insensitive alternation).
+        self.anywhere = [re.compile(a.removeprefix(r"\b")) for a in alternatives if not a.startswith("^")]
+        self.start = re.compile("|".join(f"(?:{a})" for a in start), re.IGNORECASE) if start else None
+        self.alternatives = alternatives
+
+    def search(self, line: str) -> bool:
+        if self.start is not None and self.start.match(line.lstrip()):
+            return True
+        if self.anywhere:
+            low = line.lower()
+            return any(p.search(low) for p in self.anywhere)
+        return False
+
+
 @dataclass(frozen=True)
 class LineRule:
     """A paragraph matching `pattern` (and no longer than `max_words`) is removed."""
 
     name: str
-    pattern: re.Pattern
+    pattern: _Alternatives
     max_words: int = 30
 
 
-def _rx(*alternatives: str) -> re.Pattern:
-    return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
+def _rx(*alternatives: str) -> _Alternatives:
+    return _Alternatives(alternatives)
 
 
 # Built-in rules: general phrasing of boilerplate in English (the pipeline's main language)
@@ -137,6 +160,10 @@ LINE_RULES: tuple[LineRule, ...] = (
     ), max_words=20),
 )
 
+#: All built-in line rules at once, to find the few lines worth testing rule by rule.
+_ANY_RULE = _Alternatives(tuple(a for rule in LINE_RULES for a in rule.pattern.alternatives))
+_MAX_RULE_WORDS = max(rule.max_words for rule in LINE_RULES)
+
 # Headings that open a list of readers' comments: everything from here on is comments.
 # (A comment *form* heading, "Leave a Reply", is a comment_prompt line: forms hold no text.)
 TAIL_RULE = LineRule("comment_section", _rx(
@@ -177,7 +204,7 @@ class _Run:
         """Remove these paragraphs unless that would take most of the article."""
         if not indexes:
             return
-        words = sum(self.words.get(self.lines[i]) or word_count(self.lines[i]) for i in indexes)
+        words = sum(self.words[self.lines[i]] for i in indexes)
         if words > MAX_RULE_SHARE * self.total:
             self.warnings.append({"rule": rule, "message": "not applied: would remove most of the article",
                                   "words": words, "of_words": self.total})
@@ -187,9 +214,9 @@ class _Run:
         self.lines = [line for i, line in enumerate(self.lines) if i not in gone]
 
 
-def _line_rule_hits(lines: list[str], rule: LineRule, words: dict[str, int]) -> list[int]:
+def _line_rule_hits(lines: list[str], rule: LineRule, words: dict[str, int], suspects: set[str]) -> list[int]:
     return [i for i, line in enumerate(lines)
-            if words.get(line, 0) <= rule.max_words and rule.pattern.search(line)]
+            if line in suspects and words.get(line, 0) <= rule.max_words and rule.pattern.search(line)]
 
 
 def _repeated_header(lines: list[str], title: str | None, author: str | None) -> list[int]:
@@ -207,14 +234,15 @@ def _repeated_header(lines: list[str], title: str | None, author: str | None) ->
     return hits
 
 
-def _tail_hits(lines: list[str], pattern: re.Pattern, *, min_position: float, max_words: int) -> list[int]:
+def _tail_hits(lines: list[str], pattern: re.Pattern, words: dict[str, int], *, min_position: float,
+               max_words: int) -> list[int]:
     """Indexes from the first paragraph matching `pattern` (past `min_position` of the words) to the end."""
-    total = max(1, sum(word_count(line) for line in lines))
+    total = max(1, sum(words[line] for line in lines))
     seen = 0
     for i, line in enumerate(lines):
-        if seen >= min_position * total and word_count(line) <= max_words and pattern.search(line):
+        if seen >= min_position * total and words[line] <= max_words and pattern.search(line):
             return list(range(i, len(lines)))
-        seen += word_count(line)
+        seen += words[line]
     return []
 
 
@@ -224,17 +252,19 @@ def clean_text(text: str, rules: CleaningRules | None = None, *, title: str | No
     run = _Run(normalise_text(text).split("\n") if text else [])
     run.drop("repeated_header", _repeated_header(run.lines, title, author))
     # before the line rules, which would otherwise take the heading alone and leave the comments
-    run.drop(TAIL_RULE.name, _tail_hits(run.lines, TAIL_RULE.pattern, min_position=TAIL_START,
+    run.drop(TAIL_RULE.name, _tail_hits(run.lines, TAIL_RULE.pattern, run.words, min_position=TAIL_START,
                                         max_words=TAIL_RULE.max_words))
+    # One pass of all rules' patterns together finds the few lines worth testing rule by rule.
+    suspects = {line for line in run.lines if run.words[line] <= _MAX_RULE_WORDS and _ANY_RULE.search(line)}
     for rule in LINE_RULES:
-        run.drop(rule.name, _line_rule_hits(run.lines, rule, run.words))
+        run.drop(rule.name, _line_rule_hits(run.lines, rule, run.words, suspects))
     if rules is not None:
         for pattern in _compile(rules.drop_lines, "drop_lines"):
             run.drop(f"source:drop_lines:{pattern.pattern}",
                      [i for i, line in enumerate(run.lines) if pattern.search(line)])
         for pattern in _compile(rules.truncate_after, "truncate_after"):
             run.drop(f"source:truncate_after:{pattern.pattern}",
-                     _tail_hits(run.lines, pattern, min_position=0.0, max_words=10**9))
+                     _tail_hits(run.lines, pattern, run.words, min_position=0.0, max_words=10**9))
     return "\n".join(run.lines), run.removed, run.warnings
 
 
@@ -242,7 +272,7 @@ def detect_language(text: str) -> str | None:
     """ISO 639-1 code of the text (py3langid), None for too little text to tell."""
     import py3langid
 
-    sample = text[:5_000]  # enough for a stable guess; classify() is linear in length
+    sample = text[:2_000]  # a few paragraphs give a stable guess; classify() is linear in length
     if len(sample.strip()) < 20:
         return None
     lang, _ = py3langid.classify(sample)
@@ -260,7 +290,7 @@ def clean_article(record: dict, rules: CleaningRules | None = None) -> dict:
     out["text"] = text
     out["removed"] = list(record.get("removed") or []) + removed
     out["warnings"] = list(record.get("warnings") or []) + warnings
-    out["word_count"] = word_count(text)
+    out["word_count"] = word_count(text)  # one findall over the text: cheaper than summing per line
     out["language"] = detect_language(text) or record.get("language")
     if out["word_count"] < MIN_WORDS:
         raise NotAnArticle("too_short", f"{out['word_count']} words after cleaning (minimum {MIN_WORDS})")

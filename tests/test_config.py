@@ -93,3 +93,11 @@ def test_run_ids_and_key_segments():
         seg = safe_segment(hostile)
         assert "/" not in seg and ".." not in seg and len(seg) <= 80 and seg.isascii()
     assert safe_segment("a/b") != safe_segment("a_b")
+
+
+@pytest.mark.parametrize("name", ["sources.yaml", "sources.example.yaml"])
+def test_committed_sources_files_are_valid(name):
+    from pipeline.paths import ROOT
+
+    cfg = load_sources(ROOT / "config" / name)
+    assert cfg.sources and all(s.feeds or s.sitemaps or s.sections for s in cfg.sources)

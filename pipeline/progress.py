@@ -160,14 +160,17 @@ def _duration(seconds: float) -> str:
 class PlainReporter(Reporter):
     """Sparse plain lines for logs: stage start, stage end, and at most one line per `interval`."""
 
-    def __init__(self, stream: TextIO, *, interval: float = DEFAULT_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, stream: TextIO | None = None, *, interval: float = DEFAULT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic, emit: Callable[[str], None] | None = None):
         super().__init__()
-        self.stream, self.interval, self.clock = stream, interval, clock
+        self.stream, self.interval, self.clock, self.emit = stream or sys.stderr, interval, clock, emit
         self.started = self.last_line = 0.0
 
     def _line(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if self.emit is not None:
+            self.emit(text)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def _count(self) -> str:
         of = f"/{self.total}" if self.total is not None else ""
@@ -197,7 +200,8 @@ class PlainReporter(Reporter):
         self._line(f"{self.current}: done, {self._count()} in {elapsed:.1f} s{rate}")
 
     def _close(self) -> None:
-        self.stream.flush()
+        if self.emit is None:
+            self.stream.flush()
 
     def note(self, msg: str) -> None:
         with self._lock:
@@ -277,3 +281,16 @@ def progress_reporter(stream: TextIO | None = None, *, tty: bool | None = None,
     if tty if tty is not None else is_terminal(stream):
         return RichReporter(stream)
     return PlainReporter(stream, interval=interval)
+
+
+def reporter_for(say: Callable[[str], None] | None = None, *, interval: float = DEFAULT_INTERVAL) -> Reporter:
+    """A plain reporter whose lines go to an existing `say(msg)` callback (or INFO log lines):
+    for callers that have no terminal of their own (the DAG tasks, the demo, tests)."""
+    if isinstance(say, Reporter):
+        return say
+    if say is None:
+        import logging
+
+        logger = logging.getLogger("pipeline.run")
+        say = lambda msg: logger.info("%s", msg)  # noqa: E731 - a one-line adapter
+    return PlainReporter(interval=interval, emit=say)

@@ -98,6 +98,9 @@ def build_report(run_id: str, *, sources: list[str], timings: dict[str, float], 
         stats = summaries.get(name, {}).get("stats", {})
         per_source[name] = {
             "pages_fetched": int(stats.get("news/fetched", 0)),
+            # article pages only (feeds, sitemaps, robots.txt and section pages left out)
+            "article_pages": int(stats.get("news/fetched/article", stats.get("news/archived/article",
+                                                                              stats.get("news/fetched", 0)))),
             "articles": acc.count[name],
             "canonical": acc.canonical[name],
             "duplicates": acc.count[name] - acc.canonical[name],
@@ -181,7 +184,7 @@ class _Accumulator:
     def quality(self, name: str, per_source: dict) -> dict:
         n = self.count[name]
         words = sorted(self.words.get(name, []))
-        article_pages = int(per_source["crawl_stats"].get("news/archived/article", 0)) or per_source["pages_fetched"]
+        article_pages = per_source["article_pages"]
         hist = [0] * len(LENGTH_BINS)
         for w in words:
             hist[sum(1 for edge in LENGTH_BINS[1:] if w >= edge)] += 1
@@ -244,9 +247,11 @@ def quality_flags(quality: dict[str, dict], per_source: dict[str, dict]) -> list
     that fetched pages but kept no article: the "look here" list at the top of the report."""
     flags: list[dict] = []
     for name, q in quality.items():
-        if q["articles"] == 0 and per_source[name]["pages_fetched"] > 0 and not per_source[name]["failed"]:
+        # An incremental run that found nothing new fetches feeds but no article page: no flag.
+        pages = per_source[name].get("article_pages", per_source[name]["pages_fetched"])
+        if q["articles"] == 0 and pages > 0 and not per_source[name]["failed"]:
             flags.append({"source": name, "signal": "articles", "value": 0, "others_median": None,
-                          "message": f"{name}: {per_source[name]['pages_fetched']} pages fetched, no article kept"})
+                          "message": f"{name}: {pages} article pages fetched, no article kept"})
     eligible = {n: q for n, q in quality.items() if q["articles"] >= FLAG_MIN_ARTICLES}
     for signal, label in FLAG_SIGNALS.items():
         for name, q in eligible.items():

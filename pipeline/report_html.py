@@ -265,9 +265,9 @@ def _clip(text: str, n: int) -> str:
 
 
 def _pages_articles(report: dict, flagged: set[str]) -> str:
-    rows = [(name, [s.get("pages_fetched", 0), s.get("articles", 0), s.get("rejects", 0)])
+    rows = [(name, [s.get("article_pages", s.get("pages_fetched", 0)), s.get("articles", 0), s.get("rejects", 0)])
             for name, s in report.get("sources", {}).items()]
-    return hbar_chart("pages-articles", rows, ["pages fetched", "articles", "rejects"], highlight=flagged,
+    return hbar_chart("pages-articles", rows, ["article pages fetched", "articles", "rejects"], highlight=flagged,
                       colors=[PALETTE[4], PALETTE[0], PALETTE[5]])
 
 

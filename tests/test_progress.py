@@ -12,7 +12,7 @@ import textwrap
 import threading
 
 from pipeline.paths import ROOT
-from pipeline.progress import PlainReporter, RichReporter, progress_reporter
+from pipeline.progress import PlainReporter, RichReporter, progress_reporter, reporter_for
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -162,3 +162,26 @@ def test_follow_a_file_that_appears_later(tmp_path):
     with rep.follow(log, poll=0.01):
         log.write_text("x DEBUG: Crawled (301) <GET http://x/>\nx DEBUG: Crawled (200) <GET http://y/>\n")
     assert rep.completed == 2
+
+
+def test_reporter_for_a_say_callback():
+    lines: list[str] = []
+    rep = reporter_for(lines.append, interval=3600)
+    rep.stage("extract", total=2, unit="pages")
+    rep.advance(2)
+    rep.note("hello")
+    rep.close()
+    assert lines[0] == "extract: started (2 pages)" and lines[1] == "hello"
+    assert lines[2].startswith("extract: done, 2/2 pages in ")
+    # a reporter passed where a say callback is expected is used as it is
+    assert reporter_for(rep) is rep
+
+
+def test_reporter_for_logs_when_no_callback(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="pipeline.run"):
+        rep = reporter_for(None)
+        rep.note("crawl alpha ...")
+        rep.close()
+    assert "crawl alpha ..." in caplog.text

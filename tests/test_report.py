@@ -268,3 +268,16 @@ def test_a_lone_source_is_compared_with_its_previous_run(s3_settings):
     # the title marker sits at 100% while the bar is at 30%: the drop is visible
     title_bar = bars(doc, "metadata")[0]
     assert float(markers[0].get("x1")) > float(title_bar.get("x")) + float(title_bar.get("width")) * 3
+
+
+def test_no_article_flag_counts_article_pages_only():
+    def report_for(article_pages: int) -> dict:
+        stats = {"news/fetched": 3 + article_pages, "news/fetched/feed": 1, "news/fetched/article": article_pages}
+        return build_report(RUN, sources=["alpha"], timings={}, failed_sources={},
+                            summaries={"alpha": {"stats": stats}}, rejects=[], articles=[], manifest_key=None)
+
+    # an incremental run with nothing new: feeds fetched, no article page, nothing to flag
+    quiet = report_for(0)
+    assert quiet["sources"]["alpha"]["article_pages"] == 0 and quiet["flags"] == []
+    broken = report_for(5)
+    assert [f["message"] for f in broken["flags"]] == ["alpha: 5 article pages fetched, no article kept"]

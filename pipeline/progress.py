@@ -196,6 +196,9 @@ class PlainReporter(Reporter):
         if self.current is None:
             return
         elapsed = self.clock() - self.started
+        if self.total is None and not self.completed:  # a stage that counts nothing: just its time
+            self._line(f"{self.current}: done in {elapsed:.1f} s")
+            return
         rate = f" ({self.completed / elapsed:.1f} {self.unit}/s)" if elapsed > 0 else ""
         self._line(f"{self.current}: done, {self._count()} in {elapsed:.1f} s{rate}")
 
@@ -236,7 +239,8 @@ class RichReporter(Reporter):
     def _fields(self) -> dict:
         of = f"/{self.total}" if self.total is not None else ""
         speed = self.progress.tasks[self.task].speed if self.task is not None else None
-        return {"count": f"{self.completed}{of} {self.unit}",
+        counted = self.total is not None or self.completed
+        return {"count": f"{self.completed}{of} {self.unit}" if counted else "",
                 "rate": f"{speed:.1f} {self.unit}/s" if speed else ""}
 
     def _start_stage(self) -> None:

@@ -185,3 +185,13 @@ def test_reporter_for_logs_when_no_callback(caplog):
         rep.note("crawl alpha ...")
         rep.close()
     assert "crawl alpha ..." in caplog.text
+
+
+def test_a_stage_that_counts_nothing_reports_its_time_only():
+    now = [0.0]
+    out = io.StringIO()
+    rep = PlainReporter(out, clock=lambda: now[0])
+    rep.stage("dedupe")
+    now[0] = 2.5
+    rep.close()
+    assert out.getvalue().splitlines() == ["dedupe: started", "dedupe: done in 2.5 s"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pytest
 
@@ -55,13 +55,21 @@ def test_scheduled_run_commits_articles_and_the_consumer_reads_that_run(tmp_path
                    timeout=120, what="the DAGs to be parsed", on_timeout=airflow.diagnostics)
         assert airflow.api("GET", "/importErrors")["total_entries"] == 0
 
-        # The consumer first, so it is listening when the Asset event comes. Unpausing
-        # news_ingest (catchup=False) makes the scheduler create the latest hourly run now.
+        # Trigger the run for the latest hourly interval through the REST API, while paused:
+        # unpausing (catchup=False) would make the scheduler create that same interval's run,
+        # and it must see ours and not create a second one. The consumer is unpaused first,
+        # so it is listening when the Asset event comes.
+        hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        triggered = airflow.trigger("news_ingest", logical_date=hour.isoformat())
         airflow.unpause("news_consumer")
         airflow.unpause("news_ingest")
-        run = airflow.wait_for_run("news_ingest", timeout=600)
-        assert run["run_type"] == "scheduled"
+        run = airflow.wait_for_run("news_ingest", timeout=600, run_id=triggered["dag_run_id"])
+        assert run["run_type"] == "manual"
         run_id = make_run_id(datetime.fromisoformat(run["data_interval_end"].replace("Z", "+00:00")))
+        assert run_id == make_run_id(hour)
+        same_interval = [r for r in airflow.dag_runs("news_ingest")
+                         if datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00")) == hour]
+        assert len(same_interval) == 1
 
         # Every mapped crawl and extract ran, once per source / WARC file.
         tis = airflow.task_instances("news_ingest", run["dag_run_id"])

@@ -367,3 +367,62 @@ def test_prune_dedupe_index_deletes_only_expired_shards(bucket):
     deleted = prune_dedupe_index(bucket, "2026-11-27", window_days=30)
     assert sorted(deleted) == [f"{INDEX_PREFIX}day=2026-09-30.npz", f"{INDEX_PREFIX}day=2026-10-27.npz"]
     assert bucket.list(INDEX_PREFIX) == [f"{INDEX_PREFIX}day=2026-10-28.npz", f"{INDEX_PREFIX}day=2026-11-27.npz"]
+
+
+# --------------------------------------------------------------------------- orchestration glue
+
+
+def test_crawl_outcome_counts_missing_early_and_recorded_failures(s3_settings, tmp_path):
+    from pipeline.context import RunContext
+    from pipeline.orchestration import crawl_outcome, failure_key
+
+    ctx = RunContext(run_id="20261127T120000Z", s3=s3_settings, sources_path=tmp_path / "unused.yaml")
+    work = ctx.prefix("work")
+    ctx.bucket.put_json(f"{work}crawl/ok.json", {"source": "ok", "finish_reason": "finished", "warc_keys": ["k1"]})
+    ctx.bucket.put_json(f"{work}crawl/early.json", {"source": "early", "finish_reason": "closespider_timeout",
+                                                    "warc_keys": ["k2"]})
+    ctx.bucket.put_json(f"{work}crawl/raised.json", {"source": "raised", "finish_reason": "finished",
+                                                     "warc_keys": ["k3"]})
+    ctx.bucket.put_json(failure_key(ctx, "raised"), {"source": "raised", "error": "CrawlError: exit -9"})
+    finished, failed = crawl_outcome(ctx, ["ok", "early", "raised", "killed"])
+    assert [s["source"] for s in finished] == ["ok"]
+    assert failed["early"] == "crawl ended early: closespider_timeout"
+    assert failed["raised"] == "CrawlError: exit -9"
+    assert failed["killed"].startswith("crawl did not finish")
+    assert set(failed) == {"early", "raised", "killed"}
+
+
+def test_triggering_runs_reads_run_ids_from_the_asset_events():
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    from pipeline.orchestration import triggering_runs
+
+    asset = namedtuple("Asset", "name uri")  # the accessor is keyed by assets, events carry `extra`
+    articles, other = asset("news_articles", "s3://news/articles/"), asset("something_else", "s3://x/")
+    events = {
+        articles: [SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m1"}),
+                   SimpleNamespace(extra={"run_id": "20261127T110000Z", "manifest": "m2"}),
+                   SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m1"}),
+                   SimpleNamespace(extra={})],
+        other: [SimpleNamespace(extra={"run_id": "20261127T120000Z"})],
+    }
+    assert triggering_runs({"triggering_asset_events": events}) == [
+        {"run_id": "20261127T100000Z", "manifest": "m1"}, {"run_id": "20261127T110000Z", "manifest": "m2"}]
+    assert triggering_runs({}) == []
+
+
+def test_run_ids_and_days_come_from_the_data_interval_not_the_clock():
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from pipeline.orchestration import compaction_days, run_id_from_context
+
+    end = datetime(2026, 11, 28, 0, 0, tzinfo=timezone.utc)
+    assert run_id_from_context({"data_interval_end": end, "logical_date": end}) == "20261128T000000Z"
+    run_after = datetime(2026, 11, 27, 21, 41, 7, tzinfo=timezone.utc)
+    assert run_id_from_context({"dag_run": SimpleNamespace(run_after=run_after)}) == "20261127T214107Z"
+    assert compaction_days({"data_interval_end": end, "params": {"compact_days": 3}}) == [
+        "2026-11-27", "2026-11-26", "2026-11-25"]
+    with pytest.raises(ValueError):
+        run_id_from_context({})

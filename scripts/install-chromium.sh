@@ -6,7 +6,8 @@ set -euo pipefail
 CHROMIUM=/usr/bin/chromium
 
 if [ -x "$CHROMIUM" ] && "$CHROMIUM" --version >/dev/null 2>&1; then
-    echo "chromium present: $("$CHROMIUM" --version)"
+    # (Debian's wrapper script prints a harmless shell warning on stderr on some hosts)
+    echo "chromium present: $("$CHROMIUM" --version 2>/dev/null)"
     exit 0
 fi
 
@@ -25,4 +26,4 @@ $SUDO apt-get update -qq
 # fonts-liberation: real glyph metrics, so text in the report's SVG charts has a size.
 $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
 
-"$CHROMIUM" --version
+"$CHROMIUM" --version 2>/dev/null

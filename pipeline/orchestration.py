@@ -75,10 +75,15 @@ def s3_settings_from_connection(conn_id: str) -> S3Settings:
     base = S3Settings.from_env()
     try:
         from airflow.sdk import BaseHook
-
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:  # not under Airflow at all
+        return base
+    try:
         conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # the Connection is optional: a missing one means "use the environment"
-        log.info("no Airflow connection %r (%s); S3 settings from the environment", conn_id, type(exc).__name__)
+    except AirflowNotFoundException:
+        # The Connection is optional: a missing one means "use the environment". Any other
+        # error (a secrets backend down) propagates: the task fails and is retried.
+        log.info("no Airflow connection %r; S3 settings from the environment (%s)", conn_id, base)
         _mask(base.secret_access_key)
         return base
     extra = conn.extra_dejson or {}

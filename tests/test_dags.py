@@ -295,7 +295,11 @@ def test_maintenance_reextracts_a_date_range_from_the_archive(ingested, sample_s
 
 def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(tmp_path, conn_settings, sources_file,
                                                                       sample_site):
-    env = _conn_env(tmp_path / "airflow", conn_settings)
+    # No Connection this time: the tasks fall back to the environment (the session's AWS_*
+    # variables, with this test's bucket).
+    env = airflow_env(tmp_path / "airflow", extra={"NEWS_INGEST_BUCKET": conn_settings.bucket})
+    assert "AIRFLOW_CONN_NEWS_INGEST_S3" not in env and env["AWS_SECRET_ACCESS_KEY"]
+    migrate(env)
     victim = sorted(sample_site.base_urls)[0]
     result, output = _dag_test(env, "2026-11-27T10:00:00+00:00", {"sources_path": str(sources_file)},
                                broken=[victim])
@@ -309,6 +313,8 @@ def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(tmp_path, 
         assert tasks[t].endswith("success"), (t, tasks)
     # ... and the run is marked failed so that alerting sees the broken source.
     assert result["state"].endswith("failed")
+    assert "no Airflow connection 'news_ingest_s3'" in output
+    assert conn_settings.secret_access_key not in output
 
     report = Bucket(conn_settings).get_json(f"reports/run={run_id}.json")
     assert list(report["failed_sources"]) == [victim]

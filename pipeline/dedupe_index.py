@@ -5,16 +5,18 @@ input hash is pre-mixed with the MurmurHash3 finalizer, then each permutation is
 ``a_k * h + b_k mod 2**32``), with datasketch's own permutation parameters, so a
 signature here equals ``MinHash(num_perm, seed, scheme="affine32",
 hashfunc=<shingle hash>).update_batch(shingles).hashvalues`` (a test checks this).
-It is computed in numpy over whole batches of documents because datasketch's
-per-shingle Python hashing is ~50x too slow for the throughput goal (see
-benchmarks/bench_dedupe.py). LSH band/row counts come from datasketch's
-`MinHashLSH` for the configured threshold.
+It is computed in numpy over whole batches of documents (words hashed with prefix
+sums over the batch's bytes, one vectorised product per permutation block) because
+datasketch's per-shingle Python hashing is ~20x slower (benchmarks/bench_dedupe.py).
+LSH band/row counts come from datasketch's `MinHashLSH` for the configured threshold.
 
-The index keeps per document: the signature (uint32 x num_perm), 64-bit keys of
-the canonical URL and the content hash, ids, version and day. Band tables are
-numpy hash tables with chaining (no Python object per entry), rebuilt on load.
-In the bucket it is one `.npz` object per run date under ``state/dedupe/v1/``,
-written with S3 conditional puts; shards older than the window are deleted.
+The index keeps per document: the signature as b-bit MinHash (low 16 bits of each
+value), 64-bit keys of the canonical URL and the content hash, ids, version, day and
+run. URL, content and band-key lookups are `KeyRows` multimaps: sorted numpy levels,
+queried for a whole batch at once (~0.7 KiB per document in all, measured by the
+benchmark). In the bucket it is one `.npz` object per run date under
+``state/dedupe/v1/day=YYYY-MM-DD.npz``, written with S3 conditional puts; shards
+older than the window are deleted.
 """
 
 from __future__ import annotations
@@ -184,13 +186,15 @@ def shingles_of(texts: list[bytes], k: int) -> tuple[np.ndarray, np.ndarray]:
         counts = np.bincount(doc, minlength=len(texts))
         first_tok = np.zeros(len(texts), dtype=np.int64)
         np.cumsum(counts[:-1], out=first_tok[1:])
-        tok_end = np.repeat(first_tok + counts, counts)  # index one past each token's text
         n = len(tok)
         padded = np.concatenate([tok, np.zeros(k, dtype=np.uint64)])
-        idx = np.arange(n)
         h = padded[:n] * _SHINGLE_MULT[0]
         for j in range(1, k):
-            h += np.where(idx + j < tok_end, padded[j:n + j], np.uint64(0)) * _SHINGLE_MULT[j]
+            h += padded[j:n + j] * _SHINGLE_MULT[j]
+        # A text shorter than k words is one shingle of its own words only (the sums above ran past it).
+        for d in np.flatnonzero((counts > 0) & (counts < k)).tolist():
+            f = int(first_tok[d])
+            h[f] = sum(int(tok[f + j]) * int(_SHINGLE_MULT[j]) for j in range(int(counts[d]))) & 0xFFFFFFFFFFFFFFFF
     # Shingle starts: the first max(1, count-k+1) tokens of each text.
     n_sh = np.maximum(counts - k + 1, 1)
     n_sh[counts == 0] = 0
@@ -222,18 +226,22 @@ def signatures(shingle_sets: list[np.ndarray], num_perm: int, seed: int = 1) -> 
 def signatures_flat(flat: np.ndarray, counts: np.ndarray, num_perm: int, seed: int = 1) -> np.ndarray:
     """MinHash signatures of texts whose shingle hashes are `flat`, `counts[i]` of them for text i (all > 0)."""
     a, b = _permutations(num_perm, seed)
+    a, b = a[:, None], b[:, None]
     out = np.empty((len(counts), num_perm), dtype=np.uint32)
     x_all = fmix32(flat.astype(np.uint32))
     ends = np.cumsum(counts)
     begins = ends - counts
-    # Chunks of ~8k shingles: the (num_perm x chunk) product (4 MiB at 128) stays near the cache.
+    # Blocks of ~2k shingles: the (num_perm x block) product (1 MiB at 128) stays in cache, and
+    # one reused buffer spares a fresh allocation (and its page faults) per block.
+    block = 2048
+    buf = np.empty((num_perm, block + int(counts.max(initial=0))), dtype=np.uint32)
     d = 0
     while d < len(counts):
-        e = int(np.searchsorted(ends, begins[d] + 8192, "right"))
-        e = max(e, d + 1)
+        e = max(int(np.searchsorted(ends, begins[d] + block, "right")), d + 1)
         x = x_all[begins[d]:ends[e - 1]]
-        prod = a[:, None] * x[None, :]
-        prod += b[:, None]
+        prod = buf[:, :len(x)]
+        np.multiply(a, x, out=prod)
+        prod += b
         out[d:e] = np.minimum.reduceat(prod, begins[d:e] - begins[d], axis=1).T
         d = e
     return out

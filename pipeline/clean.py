@@ -226,7 +226,7 @@ def _repeated_header(lines: list[str], title: str | None, author: str | None) ->
         hits.append(0)
     names = {_fold(a) for a in re.split(r"[;,]| and ", author or "") if _fold(a)}
     for i, line in enumerate(lines):
-        if word_count(line) > 14 or i in hits:
+        if len(line) > 200 or i in hits or word_count(line) > 14:
             continue
         folded = _fold(line)
         if folded in names or (_BYLINE.match(line) and (not names or any(n in folded for n in names))):
@@ -272,7 +272,7 @@ def detect_language(text: str) -> str | None:
     """ISO 639-1 code of the text (py3langid), None for too little text to tell."""
     import py3langid
 
-    sample = text[:2_000]  # a few paragraphs give a stable guess; classify() is linear in length
+    sample = text[:1_500]  # a few paragraphs give a stable guess; classify() is linear in length
     if len(sample.strip()) < 20:
         return None
     lang, _ = py3langid.classify(sample)

@@ -410,25 +410,31 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
     removed = prune_boilerplate(tree, rules.drop_selectors if rules else (), page)
     warnings: list[dict] = []
     text = _trafilatura_text(tree, url, fast=True)
-    if word_count(text) < SECOND_OPINION_WORDS:
+    words = word_count(text)
+    if words < SECOND_OPINION_WORDS:
         # Short: trafilatura's full path (its own readability/jusText comparison) sometimes finds the body
         # that the fast path missed; it costs about as much as the fast path again, so only when needed.
         full = _trafilatura_text(tree, url, fast=False)
-        if word_count(full) > word_count(text):
-            text = full
-    if word_count(text) < MIN_WORDS:
+        full_words = word_count(full)
+        if full_words > words:
+            text, words = full, full_words
+    if words < MIN_WORDS:
         # Last opinion: readability-lxml scores blocks differently (on the pruned page: the widgets stay out).
         second = _readability_text(lxml_html.tostring(tree, encoding="unicode"), url)
-        if word_count(second) >= MIN_WORDS:
-            text = second
+        second_words = word_count(second)
+        if second_words >= MIN_WORDS:
+            text, words = second, second_words
             warnings.append({"rule": "fallback:readability",
                              "message": "trafilatura found no article text; readability-lxml's was used"})
-    if word_count(text) < MIN_WORDS:
+    if words < MIN_WORDS:
         raise _why_no_article(html, text)
     if page["link_chars"] >= 0.5 * max(1, page["chars"]) and _link_share(text, _anchor_words(tree)) >= LINK_DENSITY:
         # A link-heavy page whose "article" is its own link texts: a section front or a site map.
         raise NotAnArticle("navigation_only", "the extracted text is the page's link texts")
 
+    if not clean:
+        text = normalise_text(text)  # otherwise cleaning normalises: do it once
+        words = word_count(text)
     record = {
         "url": url,
         "canonical_url": canonical_url(url, declared[0] if declared else None),
@@ -438,8 +444,8 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
         "language": None if clean else detect_language(text),  # clean detects it on the final text
         "sitename": meta.sitename or None,
         "image": meta.image or None,
-        "text": text if clean else normalise_text(text),  # cleaning normalises anyway: do it once
-        "word_count": word_count(text),
+        "text": text,
+        "word_count": words,
         "removed": removed,
         "warnings": warnings,
         "extractor_version": EXTRACTOR_VERSION,

@@ -113,3 +113,41 @@ def test_normalisation_fixes_mojibake_invisibles_and_spaces_but_keeps_quotes_and
 def test_word_count_counts_cjk_characters():
     assert word_count("three plain words") == 3
     assert word_count("\u65e5\u672c\u8a9e\u306e\u6587 and two") == 7
+
+
+def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
+    import gzip
+    import json
+
+    from pipeline.clean import clean_stage
+    from pipeline.context import RunContext
+    from pipeline.hashing import article_id, content_hash
+
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("sources:\n  - name: courier\n    feeds: ['https://courier.example.org/feed']\n"
+                       "    cleaning:\n      drop_lines: ['^Brought to you by']\n", encoding="utf-8")
+    ctx = RunContext(run_id="20261127T120000Z", s3=s3_settings, sources_path=sources)
+    good = {"url": "https://courier.example.org/a", "canonical_url": "https://courier.example.org/a",
+            "source": "courier", "text": "\n".join([BODY, "Brought to you by Acme Trams", "See also Fares rise", BODY + " Again."]),
+            "removed": [{"rule": "html:widget:share", "text": "Share"}], "warc_key": "raw/x.warc.gz",
+            "warc_record_id": "<urn:uuid:1>"}
+    unknown_source = dict(good, url="https://other.example.org/b", canonical_url="https://other.example.org/b",
+                          source="nobody")
+    short = dict(good, url="https://courier.example.org/c", text="Just a caption.", warc_record_id="<urn:uuid:3>")
+    key = f"{ctx.prefix('work')}extracted/courier-00001.jsonl.gz"
+    bucket.put_jsonl(key, [good, unknown_source, short])
+
+    out_key = clean_stage(ctx, [key])
+
+    assert out_key == f"{ctx.prefix('work')}cleaned.jsonl.gz"
+    rows = [json.loads(line) for line in gzip.decompress(bucket.get(out_key)).splitlines()]
+    assert [r["url"] for r in rows] == [good["url"], unknown_source["url"]]
+    first, second = rows
+    assert first["text"] == "\n".join([BODY, BODY + " Again."])
+    assert [r["rule"] for r in first["removed"]] == ["html:widget:share", "related_link", "source:drop_lines:^Brought to you by"]
+    assert "Brought to you by Acme Trams" in second["text"]  # unknown source: built-in rules only
+    assert first["content_hash"] == content_hash(first["text"])
+    assert first["article_id"] == article_id(first["canonical_url"], first["content_hash"])
+    rejects = list(bucket.iter_jsonl(f"{ctx.prefix('rejects')}clean.jsonl"))
+    assert [(r["url"], r["stage"], r["reason"], r["warc_record_id"]) for r in rejects] == [
+        (short["url"], "clean", "too_short", "<urn:uuid:3>")]

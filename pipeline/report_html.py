@@ -51,6 +51,7 @@ th:first-child,td:first-child{text-align:left}
 td.flagged{color:#C62828;font-weight:600}
 .empty{color:#5b6475;font-style:italic}
 .scroll{overflow-x:auto}
+td.wrap{white-space:normal;text-align:left;min-width:140px}
 footer{color:#5b6475;font-size:12px}
 """
 
@@ -301,11 +302,11 @@ def _clusters(report: dict) -> str:
     chart = vbar_chart("clusters", bars, x_label="stories run by this many outlets", y_label="stories")
     top = clusters.get("top", [])
     if top:
-        rows = "".join(f"<tr><td>{escape(_clip(c.get('title') or c['cluster_id'], 70))}</td>"
+        rows = "".join(f"<tr><td>{escape(_clip(c.get('title') or c['cluster_id'], 48))}</td>"
                        f"<td>{len(c['outlets'])}</td><td>{c['articles']}</td>"
-                       f"<td>{escape(', '.join(c['outlets']))}</td></tr>" for c in top)
-        chart += ("<table><tr><th>most widely run stories</th><th>outlets</th><th>copies</th><th>which</th></tr>"
-                  f"{rows}</table>")
+                       f"<td class=\"wrap\">{escape(', '.join(c['outlets']))}</td></tr>" for c in top)
+        chart += ('<div class="scroll"><table><tr><th>most widely run stories</th><th>outlets</th><th>copies</th>'
+                  f"<th>which</th></tr>{rows}</table></div>")
     return chart
 
 

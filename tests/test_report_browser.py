@@ -40,6 +40,7 @@ JSON.stringify({
             labels: [...svg.querySelectorAll('text')].map(t => t.getBBox().width)};
   }),
   alerts: (document.getElementById('alerts') || {}).innerText || '',
+  overflow: document.documentElement.scrollWidth - window.innerWidth,
   title: document.title,
 })
 """
@@ -185,6 +186,7 @@ def test_charts_render_with_no_console_errors(browser, report_page):
         assert drawn and all(b["w"] > 0 and b["h"] > 0 for b in drawn), name
         assert chart["labels"] and all(w > 0 for w in chart["labels"] if w is not None), name
     assert "gamma: articles with a title" in seen["alerts"]
+    assert seen["overflow"] <= 0  # nothing pushes the page wider than the window
     assert browser.errors() == []
     assert [u for u in browser.requests() if not u.startswith("file:")] == []
 

@@ -135,7 +135,7 @@ LINE_RULES: tuple[LineRule, ...] = (
         r"\bcookie (policy|settings|preferences)\b.{0,80}$",
     ), max_words=60),
     LineRule("subscribe_prompt", _rx(
-        r"\bclick here to (subscribe|sign up|get|download|register|join|read more)\b",
+        r"\bclick here (to|for) ",
         r"^\s*(subscribe|sign up|register) (now|today|here)\b",
         r"^\s*(get|download) (the )?.{0,40}\bapp\b.{0,40}$",
         r"^\s*(already a subscriber|subscribers? only|become a (member|subscriber))\b",
@@ -149,8 +149,16 @@ LINE_RULES: tuple[LineRule, ...] = (
     ), max_words=60),
     LineRule("copyright_notice", _rx(
         r"^\s*(copyright|\(c\)|©)\s*(©\s*)?\d{4}\b",
+        r"^\s*(copyright|©)\b.{0,60}\b(19|20)\d\d\b.{0,40}$",
         r"\ball rights reserved\.?\s*$",
         r"^\s*this (copy|material) is for your personal,? non-commercial use only\b",
+    ), max_words=60),
+    LineRule("dateline", _rx(
+        r"^\s*(updated|published|posted|last (updated|modified)|first published|publicado|atualizado|"
+        r"mis à jour|publié|aktualisiert|veröffentlicht)( (on|at|el|em|le|am))?\s*:?\s*\S.{0,60}$",
+    ), max_words=12),
+    LineRule("taxonomy", _rx(
+        r"^\s*(tags?|tagged( with)?|topics|categories|filed under|keywords)\s*:\s*\S",
     ), max_words=60),
     LineRule("widget_message", _rx(
         r"^\s*an error (has )?occurred,? please try again",
@@ -164,11 +172,12 @@ LINE_RULES: tuple[LineRule, ...] = (
 _ANY_RULE = _Alternatives(tuple(a for rule in LINE_RULES for a in rule.pattern.alternatives))
 _MAX_RULE_WORDS = max(rule.max_words for rule in LINE_RULES)
 
-# Headings that open a list of readers' comments: everything from here on is comments.
+# Headings that open a list of readers' comments or the tag list: everything from here on is not article.
 # (A comment *form* heading, "Leave a Reply", is a comment_prompt line: forms hold no text.)
 TAIL_RULE = LineRule("comment_section", _rx(
     r"^\s*(\d+\s+)?(comments?|responses?|reader comments)\s*(\(\d+\))?\s*:?\s*$",
     r"^\s*(join|start) the (conversation|discussion)\b",
+    r"^\s*(tags|tagged|topics|related topics)\s*:?\s*$",
 ), max_words=12)
 
 _BYLINE = re.compile(r"^\s*(by|written by|words by|story by|von|par|por|di)\s+[\w.'’ -]{2,60}"

@@ -26,7 +26,7 @@ import io
 import json
 import logging
 import unicodedata
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache
 
 import numpy as np
@@ -273,10 +273,6 @@ def day_number(run_date: str | None) -> int:
     if not run_date:
         return 0
     return (date.fromisoformat(run_date[:10]) - _EPOCH).days
-
-
-def day_string(day: int) -> str:
-    return (_EPOCH + timedelta(days=int(day))).isoformat()
 
 
 # --------------------------------------------------------------------------- key -> rows multimap

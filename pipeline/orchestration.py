@@ -154,11 +154,14 @@ def crawl_source(ctx: RunContext, source_name: str, *, try_number: int | None = 
     key = failure_key(ctx, source_name)
     try:
         summary = crawl_stage(ctx, source_name)
-    except Exception as exc:
+    except BaseException as exc:  # incl. AirflowTaskTimeout (a BaseException): record, then re-raise
         reason = f"{type(exc).__name__}: {exc}"
-        ctx.bucket.put_json(key, {"source": source_name, "run_id": ctx.run_id, "try_number": try_number,
-                                  "error": reason[-MAX_REASON_CHARS:],
-                                  "traceback": traceback.format_exc()[-MAX_REASON_CHARS:]})
+        try:
+            ctx.bucket.put_json(key, {"source": source_name, "run_id": ctx.run_id, "try_number": try_number,
+                                      "error": reason[-MAX_REASON_CHARS:],
+                                      "traceback": traceback.format_exc()[-MAX_REASON_CHARS:]})
+        except Exception as record_exc:  # the crawl's own error is the one to surface
+            log.error("could not record the failure of %s: %s", source_name, record_exc)
         raise
     ctx.bucket.delete([key])  # a retry that succeeded: the earlier attempt's failure no longer holds
     return {"source": summary["source"], "warc_files": len(summary["warc_keys"])}

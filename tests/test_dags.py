@@ -432,3 +432,30 @@ def test_run_ids_and_days_come_from_the_data_interval_not_the_clock():
         "2026-11-27", "2026-11-26", "2026-11-25"]
     with pytest.raises(ValueError):
         run_id_from_context({})
+
+
+def test_crawl_source_records_a_failure_and_a_successful_retry_clears_it(s3_settings, tmp_path, monkeypatch):
+    import pipeline.crawl
+    from pipeline.context import RunContext
+    from pipeline.orchestration import crawl_outcome, crawl_source, failure_key
+
+    ctx = RunContext(run_id="20261127T130000Z", s3=s3_settings, sources_path=tmp_path / "unused.yaml")
+
+    def dies(ctx, name):
+        raise pipeline.crawl.CrawlError(f"crawl of {name} failed (exit -9); log tail:\n...")
+
+    monkeypatch.setattr(pipeline.crawl, "crawl_stage", dies)
+    with pytest.raises(pipeline.crawl.CrawlError):
+        crawl_source(ctx, "alpha", try_number=1)
+    record = ctx.bucket.get_json(failure_key(ctx, "alpha"))
+    assert record["try_number"] == 1 and "exit -9" in record["error"]
+
+    def works(ctx, name):
+        ctx.bucket.put_json(f"{ctx.prefix('work')}crawl/{name}.json",
+                            {"source": name, "finish_reason": "finished", "warc_keys": ["a", "b"]})
+        return {"source": name, "warc_keys": ["a", "b"], "stats": {"secret-ish": "not returned"}}
+
+    monkeypatch.setattr(pipeline.crawl, "crawl_stage", works)
+    assert crawl_source(ctx, "alpha", try_number=2) == {"source": "alpha", "warc_files": 2}
+    assert not ctx.bucket.exists(failure_key(ctx, "alpha"))
+    assert crawl_outcome(ctx, ["alpha"])[1] == {}

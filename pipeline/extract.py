@@ -325,6 +325,39 @@ def _check_input(html: str) -> None:
         raise NotAnArticle("not_html", "no HTML markup")
 
 
+_STANDFIRST_RX = re.compile(r"(?:^|[\s_\-])(standfirst|dek|subheadline|sub-headline|subhead|subtitle|"
+                            r"strapline|summary|excerpt|teaser-text|article-summary|field-summary)(?=$|[\s_\-])")
+_FOLD_SPACE = re.compile(r"\s+")
+
+
+def _drop_standfirst(tree: HtmlElement, description: str | None) -> list[dict]:
+    """Remove the standfirst (dek): a subheading or summary block repeating the page's description.
+
+    Two signals must agree: the text equals the meta/og description, and the element is a
+    subheading (h2-h4) or is named like a standfirst. A plain first paragraph that equals the
+    description is kept: CMSs often derive the description from the article's own first paragraph.
+    """
+    if not description or len(description) < 30:
+        return []
+    wanted = _FOLD_SPACE.sub(" ", description).strip().casefold()
+    n = len(wanted)
+    # length test in libxml2 first: text_content() of every block would be quadratic in depth
+    for el in tree.xpath(f"//*[self::h2 or self::h3 or self::h4 or self::p or self::div]"
+                         f"[string-length(normalize-space()) >= {n - 2} and string-length(normalize-space()) <= {n + 2}]"):
+        text = _FOLD_SPACE.sub(" ", el.text_content()).strip()
+        if len(text) != len(wanted) or text.casefold() != wanted:
+            continue
+        named = _STANDFIRST_RX.search(f"{el.get('class', '')} {el.get('id', '')}".lower())
+        parent = el.getparent()
+        if not named and parent is not None and len(parent) == 1:
+            named = _STANDFIRST_RX.search(f"{parent.get('class', '')} {parent.get('id', '')}".lower())
+        if el.tag in ("h2", "h3", "h4") or named:
+            (parent if parent is not None and len(parent) == 1 and parent.tag != "body" and
+             _FOLD_SPACE.sub(" ", parent.text_content()).strip() == text else el).drop_tree()
+            return [{"rule": "html:standfirst", "text": text[:300]}]
+    return []
+
+
 def _trafilatura_text(tree: HtmlElement, url: str, *, fast: bool) -> str:
     """Main text by trafilatura in precision mode, comments excluded (bare_extraction copies the tree)."""
     doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, favor_precision=True, fast=fast,
@@ -407,7 +440,8 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
     published = _iso_date(meta.date, tree)
 
     page: dict = {}
-    removed = prune_boilerplate(tree, rules.drop_selectors if rules else (), page)
+    removed = _drop_standfirst(tree, meta.description) + prune_boilerplate(tree, rules.drop_selectors if rules
+                                                                            else (), page)
     warnings: list[dict] = []
     text = _trafilatura_text(tree, url, fast=True)
     words = word_count(text)

@@ -261,3 +261,15 @@ def test_cli_jsonl_one_line_out_per_line_in(tmp_path, capsys):
     assert out[0]["url"] == "https://example.org/1" and "text" in out[0]
     assert out[1]["error"] == "bad_input"
     assert out[2] == {"url": "https://example.org/3", "error": "empty", "detail": ""}
+
+
+def test_standfirst_repeating_the_description_is_removed_but_a_plain_first_paragraph_is_kept():
+    dek = "Four new stops will open by the end of next year after a narrow vote at the council."
+    head = f'<title>Tram line grows</title><meta name="description" content="{dek}">'
+    as_heading = _page(f"<article><h1>Tram line grows</h1><h2 class='c-subheadline'>{dek}</h2>{PARAS}</article>", head)
+    rec = extract_page(as_heading, "https://example.org/tram")
+    assert dek not in rec["text"]
+    assert {"rule": "html:standfirst", "text": dek} in rec["removed"]
+    # a CMS that derives the description from the first paragraph: that paragraph is the article's own
+    as_paragraph = _page(f"<article><h1>Tram line grows</h1><p>{dek}</p>{PARAS}</article>", head)
+    assert extract_page(as_paragraph, "https://example.org/tram")["text"].startswith(dek)

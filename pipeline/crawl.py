@@ -37,6 +37,11 @@ def summary_key(ctx: RunContext, source_name: str) -> str:
     return f"{ctx.prefix('work')}crawl/{safe_segment(source_name)}.json"
 
 
+def crawl_log_path(ctx: RunContext, source_name: str) -> Path:
+    """Where the Scrapy child of this run and source writes its log (progress displays follow it)."""
+    return var_dir() / "logs" / f"crawl-{safe_segment(ctx.run_id)}-{safe_segment(source_name)}.log"
+
+
 def crawl_command(ctx: RunContext, source_name: str, *, settings: dict[str, str] | None = None) -> list[str]:
     """The child command line (also handy to reproduce a crawl by hand)."""
     cmd = [sys.executable, "-m", "scrapy", "crawl", "news",
@@ -69,7 +74,7 @@ def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] |
     key = summary_key(ctx, source_name)
     logs = var_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"crawl-{safe_segment(ctx.run_id)}-{safe_segment(source_name)}.log"
+    log_path = crawl_log_path(ctx, source_name)
     env = {**os.environ, **ctx.s3.as_env(), "PYTHONUNBUFFERED": "1"}
     cmd = crawl_command(ctx, source_name, settings=settings)
     log.info("crawl %s (run %s): %s; log in %s", source_name, ctx.run_id, " ".join(cmd), log_path)

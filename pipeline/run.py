@@ -66,12 +66,13 @@ def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
     A source whose crawl fails is named in the report; the others go on.
     """
     from pipeline.clean import clean_stage
-    from pipeline.crawl import crawl_stage
+    from pipeline.crawl import crawl_log_path, crawl_stage
     from pipeline.dedupe import dedupe_stage
     from pipeline.extract import extract_stage
+    from pipeline.progress import reporter_for
     from pipeline.store import store_stage
 
-    say = say or (lambda msg: log.info("%s", msg))
+    rep = reporter_for(say)
     ctx.bucket.check()  # wrong credentials or a missing bucket: fail before crawling anything
     sources = list_sources(ctx, only_sources)
     timings: dict[str, float] = {}
@@ -79,33 +80,40 @@ def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
 
     t0 = time.perf_counter()
     for name in sources:
-        say(f"crawl {name} ...")
+        rep.stage(f"crawl {name}", unit="responses")
         try:
-            summary = crawl_stage(ctx, name)
-            say(f"crawl {name}: {summary.get('stats', {}).get('news/fetched', 0)} pages fetched")
+            with rep.follow(crawl_log_path(ctx, name)):
+                summary = crawl_stage(ctx, name)
+            rep.note(f"crawl {name}: {summary.get('stats', {}).get('news/fetched', 0)} pages fetched")
         except Exception as exc:  # one outlet failing must not stop the others
             log.error("crawl of %s failed: %s", name, exc)
+            rep.note(f"crawl {name}: FAILED ({str(exc).splitlines()[0][:200]})")
             failed[name] = str(exc)[-500:]
     timings["crawl"] = time.perf_counter() - t0
 
     warc_keys = warc_keys_of(crawl_summaries(ctx))
     t0 = time.perf_counter()
+    rep.stage("extract", total=len(warc_keys), unit="WARC files")
     extracted = []
-    for i, key in enumerate(warc_keys, 1):
+    for key in warc_keys:
         extracted.append(extract_stage(ctx, key))
-        say(f"extract {i}/{len(warc_keys)} WARC files")
+        rep.advance()
     timings["extract"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    rep.stage("clean")
     cleaned = clean_stage(ctx, extracted)
     timings["clean"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    rep.stage("dedupe")
     deduped = dedupe_stage(ctx, cleaned)
     timings["dedupe"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    rep.stage("store")
     manifest = store_stage(ctx, deduped)
     remember_stored(ctx, deduped)
     timings["store"] = time.perf_counter() - t0
+    rep.close()
     return write_report(ctx, sources=sources, timings=timings, failed_sources=failed,
                         deduped_key=deduped, manifest_key=manifest)
 
@@ -163,7 +171,11 @@ def _ctx(args: argparse.Namespace, run_id: str) -> RunContext:
 
 def cmd_run(args: argparse.Namespace) -> int:
     ctx = _ctx(args, args.run_id or make_run_id(datetime.now(timezone.utc)))
-    report = run_once(ctx, only_sources=args.source, say=_say)
+    from pipeline.progress import progress_reporter
+
+    # Live bars on a terminal; a few plain lines when stderr is a log or a pipe.
+    with progress_reporter(sys.stderr) as progress:
+        report = run_once(ctx, only_sources=args.source, say=progress)
     print(json.dumps(report, indent=1)) if args.json else print_summary(report)
     return 1 if report["failed_sources"] and len(report["failed_sources"]) == len(report["sources"]) else 0
 

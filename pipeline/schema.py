@@ -148,6 +148,40 @@ def records_to_table(records: Sequence[dict], *, run_id: str, ingested_at: datet
     return pa.Table.from_arrays(arrays, schema=ARTICLE_SCHEMA)
 
 
+#: The store stamps these on every row; the input's values (if any) are ignored.
+STAMPED_COLUMNS = ("run_id", "ingested_at", "schema_version")
+
+#: How the work files' JSON is parsed by pyarrow.json: timestamps as text (converted after).
+JSON_PARSE_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(f.name, pa.string() if f.name in _TIMESTAMP_COLUMNS else f.type)
+     for f in ARTICLE_SCHEMA if f.name not in STAMPED_COLUMNS]
+)
+
+
+def table_to_articles(table: pa.Table, *, run_id: str, ingested_at: datetime) -> pa.Table:
+    """Like `records_to_table`, for input that is already Arrow (any subset of the columns,
+    timestamps as text or timestamps): cast in C++, per-value Python coercion only on failure."""
+    n = table.num_rows
+    stamped = {"run_id": run_id, "ingested_at": ingested_at, "schema_version": SCHEMA_VERSION}
+    arrays = []
+    for f in ARTICLE_SCHEMA:
+        if f.name in stamped:
+            arrays.append(pa.repeat(pa.scalar(stamped[f.name], type=f.type), n))
+            continue
+        if f.name not in table.column_names:
+            column = pa.nulls(n, type=f.type)
+        else:
+            raw = table.column(f.name).combine_chunks()
+            try:
+                column = raw if raw.type == f.type else raw.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                column = _column(f.name, f.type, raw.to_pylist())
+        if not f.nullable and column.null_count:
+            raise ValueError(f"{column.null_count} of {n} records have no {f.name!r}: the dedupe stage must set it")
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=ARTICLE_SCHEMA)
+
+
 def conform(table: pa.Table) -> pa.Table:
     """A table read from any schema version, as the current ARTICLE_SCHEMA (missing columns null)."""
     if table.schema.equals(ARTICLE_SCHEMA, check_metadata=False):

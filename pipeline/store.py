@@ -17,6 +17,7 @@ that the next attempt of the run (or `cleanup_orphans`) removes.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import io
 import json
@@ -29,6 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -49,7 +51,14 @@ from pipeline.manifest import (
     run_manifest_key,
 )
 from pipeline.s3 import Bucket, PreconditionFailed, StorageError, describe_error, run_date
-from pipeline.schema import ARTICLE_SCHEMA, SCHEMA_VERSION, conform, records_to_table
+from pipeline.schema import (
+    ARTICLE_SCHEMA,
+    JSON_PARSE_SCHEMA,
+    SCHEMA_VERSION,
+    conform,
+    records_to_table,
+    table_to_articles,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +198,10 @@ class _PartWriter:
         self.files: list[dict] = []
         self.written: list[str] = []  # keys that may exist (for cleanup on failure)
         self._pool = ThreadPoolExecutor(max_workers=MAX_PARTS_IN_FLIGHT, thread_name_prefix="store-upload")
+        # Parquet encoding releases the GIL: it runs on its own thread while the caller converts
+        # the next batch of records (one batch queued at most, so memory stays bounded).
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-encode")
+        self._encoding: Future | None = None
         self._finishing: list[_StreamingUpload] = []
         self._sink: _StreamingUpload | None = None
         self._writer: pq.ParquetWriter | None = None
@@ -196,6 +209,16 @@ class _PartWriter:
         self._runs: set[str] = set()
 
     def write(self, table: pa.Table) -> None:
+        """Queue a table for encoding; raises the error of an earlier batch, if any."""
+        self._wait_encoder()
+        self._encoding = self._encoder.submit(self._write, table)
+
+    def _wait_encoder(self) -> None:
+        if self._encoding is not None:
+            pending, self._encoding = self._encoding, None
+            pending.result()
+
+    def _write(self, table: pa.Table) -> None:
         offset = 0
         while offset < table.num_rows:
             if self._writer is None:
@@ -237,6 +260,8 @@ class _PartWriter:
 
     def close(self) -> list[dict]:
         """Flush the last file, wait for uploads; the file entries for the manifest."""
+        self._wait_encoder()
+        self._encoder.shutdown(wait=True)
         self._finish_file()
         while self._finishing:
             self._complete_oldest()
@@ -245,6 +270,11 @@ class _PartWriter:
 
     def abort(self) -> None:
         """After a failure: stop, then best-effort delete what was written (orphans otherwise)."""
+        try:
+            self._wait_encoder()
+        except Exception as exc:  # the failure being handled already (or a consequence of it)
+            log.debug("encoding failed during abort: %s", exc)
+        self._encoder.shutdown(wait=True)
         for sink in self._finishing + ([self._sink] if self._sink else []):
             sink.abort()
         self._pool.shutdown(wait=True)
@@ -267,10 +297,13 @@ def _batches(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
-def store_articles(ctx: RunContext, records: Iterable[dict], *, max_rows_per_file: int = 100_000,
+def store_articles(ctx: RunContext, records: Iterable[dict] | pa.Table | pa.RecordBatchReader, *, max_rows_per_file: int = 100_000,
                    max_file_bytes: int = MAX_FILE_BYTES, now: datetime | None = None,
                    attempt: str | None = None) -> str:
     """Write a run's articles as Parquet and commit them atomically; returns the manifest key.
+
+    `records`: article dicts (the dedupe stage's records), or Arrow data with those columns
+    (the fast path: no per-value Python work).
 
     `now` stamps `ingested_at` and the manifest's `committed_at`; by default the run id's
     own timestamp, so re-running a task is deterministic. Pass the wall clock when
@@ -293,18 +326,30 @@ def store_articles(ctx: RunContext, records: Iterable[dict], *, max_rows_per_fil
     writer = _PartWriter(bucket, prefix, attempt, max_rows=max_rows_per_file, max_bytes=max_file_bytes)
     seen: set[str] = set()
     repeats = 0
+    batch_rows = min(ROW_GROUP_ROWS, max_rows_per_file)
     try:
-        for batch in _batches(records, min(ROW_GROUP_ROWS, max_rows_per_file)):
-            unique = []
-            for rec in batch:
-                aid = rec.get("article_id")
-                if aid in seen:
-                    repeats += 1
-                    continue
-                seen.add(aid)
-                unique.append(rec)
-            if unique:
-                writer.write(records_to_table(unique, run_id=run_id, ingested_at=stamp))
+        if isinstance(records, (pa.Table, pa.RecordBatchReader)):
+            for rb in (records.to_batches(max_chunksize=batch_rows) if isinstance(records, pa.Table) else records):
+                table = table_to_articles(pa.Table.from_batches([rb]), run_id=run_id, ingested_at=stamp)
+                ids = table.column("article_id").to_pylist()
+                keep = [not (a in seen or seen.add(a)) for a in ids]  # first occurrence of each id
+                if not all(keep):
+                    repeats += keep.count(False)
+                    table = table.filter(pa.array(keep))
+                if table.num_rows:
+                    writer.write(table)
+        else:
+            for batch in _batches(records, batch_rows):
+                unique = []
+                for rec in batch:
+                    aid = rec.get("article_id")
+                    if aid in seen:
+                        repeats += 1
+                        continue
+                    seen.add(aid)
+                    unique.append(rec)
+                if unique:
+                    writer.write(records_to_table(unique, run_id=run_id, ingested_at=stamp))
         files = writer.close()
         manifest = {
             "manifest_version": MANIFEST_VERSION,
@@ -370,8 +415,23 @@ def _remove_others(bucket: Bucket, prefix: str, keep: set[str]) -> list[str]:
 
 def store_stage(ctx: RunContext, deduped_key: str, *, max_rows_per_file: int = 100_000,
                 now: datetime | None = None) -> str:
-    """Stage 5: the dedupe stage's JSONL.gz -> committed Parquet; returns the manifest key."""
-    return store_articles(ctx, ctx.bucket.iter_jsonl(deduped_key), max_rows_per_file=max_rows_per_file, now=now)
+    """Stage 5: the dedupe stage's JSONL(.gz) -> committed Parquet; returns the manifest key.
+
+    The JSON is parsed by pyarrow (C++, straight to columns); a file pyarrow cannot parse
+    against the schema (a float word count ...) takes the per-record Python path instead.
+    """
+    data = ctx.bucket.get(deduped_key)
+    if deduped_key.endswith(".gz"):
+        data = gzip.decompress(data)
+    records: Iterable[dict] | pa.Table
+    try:
+        records = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=16 << 20),
+                               parse_options=pj.ParseOptions(explicit_schema=JSON_PARSE_SCHEMA,
+                                                             unexpected_field_behavior="ignore"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        log.info("%s: not parseable as Arrow JSON (%s); converting record by record", deduped_key, exc)
+        records = (json.loads(line) for line in data.splitlines() if line.strip())
+    return store_articles(ctx, records, max_rows_per_file=max_rows_per_file, now=now)
 
 
 # --------------------------------------------------------------------------- maintenance

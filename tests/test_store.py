@@ -127,6 +127,42 @@ def test_store_stage_reads_jsonl(s3_settings, bucket):
     assert _ids(s3_settings) == sorted(r["article_id"] for r in recs)
 
 
+@pytest.mark.parametrize("odd", [{"published": "2026-11-27", "fetched_at": "2026-11-27T10:00:00"},  # no zone
+                                 {"word_count": 12.5},  # pyarrow.json refuses: record-by-record path
+                                 {"published": "not a date"}])
+def test_store_stage_arrow_and_fallback_paths_agree(s3_settings, bucket, odd):
+    ctx = RunContext(RUN, s3=s3_settings)
+    recs = generate_articles(12, words=10)
+    recs[3].update(odd)
+    deduped = f"{ctx.prefix('work')}deduped.jsonl.gz"
+    bucket.put_jsonl(deduped, recs)
+    store_stage(ctx, deduped)
+    got = {r["article_id"]: r for r in read_articles(settings=s3_settings, as_="records")}
+    assert sorted(got) == sorted(r["article_id"] for r in recs)
+    row = got[recs[3]["article_id"]]
+    if odd.get("published") == "2026-11-27":
+        assert row["published"] == datetime(2026, 11, 27, tzinfo=timezone.utc)
+        assert row["fetched_at"] == datetime(2026, 11, 27, 10, tzinfo=timezone.utc)  # naive means UTC
+    elif "word_count" in odd:
+        assert row["word_count"] == 12
+    else:
+        assert row["published"] is None  # unparseable metadata is dropped, not fatal
+    assert got[recs[0]["article_id"]]["published"] == datetime(2026, 11, 27, 6, tzinfo=timezone.utc)
+    assert got[recs[0]["article_id"]]["removed"] == recs[0]["removed"]
+
+
+def test_arrow_input_matches_record_input(s3_settings, bucket):
+    import pyarrow as pa
+
+    recs = generate_articles(50, words=10)
+    store_articles(RunContext(RUN, s3=s3_settings), recs)
+    from_records = read_articles(settings=s3_settings).sort_by("article_id")
+    table = pa.Table.from_pylist(recs + recs[:5])  # timestamps as text, extra column, repeated ids
+    key = store_articles(RunContext(RUN, s3=s3_settings), table, max_rows_per_file=20)
+    assert bucket.get_json(key)["repeats_dropped"] == 5
+    assert read_articles(settings=s3_settings).sort_by("article_id").equals(from_records)
+
+
 def test_empty_run_commits_an_empty_manifest(s3_settings, bucket):
     ctx = RunContext(RUN, s3=s3_settings)
     store_articles(ctx, generate_articles(5, words=10))

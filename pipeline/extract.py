@@ -280,26 +280,21 @@ def _iso_date(value: str | None, tree: HtmlElement) -> str | None:
     return day.isoformat()
 
 
-_TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|igshid|yclid|_ga|_gl|"
-                       r"ocid|cmpid|ncid|smid|sr_share|at_medium|at_campaign)$", re.IGNORECASE)
-
-
 def canonical_url(url: str, declared: str | None = None) -> str:
-    """The page's rel=canonical when it is on the same site, else `url`; tracking params and fragment dropped."""
+    """The page's rel=canonical when it is on the same site, else `url`; spelled by `pipeline.urls.canonicalize`
+    (tracking parameters and fragment dropped), the one spelling dedupe and the seen-URL state use too."""
     from courlan import is_external
-    from w3lib.url import canonicalize_url
+
+    from pipeline.urls import canonicalize
 
     chosen = url
     if declared:
         absolute = urljoin(url, declared.strip())
+        # ignore_suffix=False: example.com and example.net are different sites
         if urlsplit(absolute).scheme in ("http", "https") and not is_external(absolute, url, ignore_suffix=False):
             chosen = absolute
-    parts = urlsplit(chosen)
-    if parts.query:
-        kept = "&".join(p for p in parts.query.split("&") if p and not _TRACKING.match(p.split("=", 1)[0]))
-        chosen = parts._replace(query=kept).geturl()
     try:
-        return canonicalize_url(chosen, keep_fragments=False)
+        return canonicalize(chosen)
     except ValueError:
         return chosen.split("#", 1)[0]
 

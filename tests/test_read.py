@@ -151,3 +151,17 @@ def test_pandas_examples(s3_settings, dataset):
     df2 = pandas_read.read_with_pipeline("2026-11-27", s3_settings, source="tribune")
     assert sorted(df2["article_id"]) == ids(r for r in dataset[RUN_B] + dataset[RUN_C] if r["source"] == "tribune")
     assert len(pandas_read.read_with_pyarrow_fs("2020-01-01", s3_settings)) == 0
+
+
+def test_cli_read_and_compact_through_python_m_pipeline(s3_settings, dataset, monkeypatch, capsys):
+    from pipeline.cli import main
+
+    monkeypatch.setenv("NEWS_INGEST_BUCKET", s3_settings.bucket)  # the env names the session server already
+    assert main(["read", "--run", RUN_C, "--columns", "article_id,source"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert ids(rows) == ids(dataset[RUN_C]) and set(rows[0]) == {"article_id", "source"}
+    assert main(["compact", "--dt", "2026-11-27"]) == 0
+    assert "committed _manifests/compaction/dt=2026-11-27.json" in capsys.readouterr().out
+    assert main(["compact", "--dt", "../../etc"]) == 2
+    assert main(["read", "--since", "2026-11-27"]) == 0
+    assert ids(json.loads(x) for x in capsys.readouterr().out.splitlines()) == ids(dataset[RUN_B] + dataset[RUN_C])

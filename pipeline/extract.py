@@ -94,8 +94,9 @@ _SPLIT = re.compile(r"[\s_\-]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _ROLES = {"complementary", "contentinfo", "navigation", "banner", "dialog", "alertdialog", "search"}
 _BLOCKS = ("div", "section", "aside", "ul", "ol", "nav", "footer", "header", "form", "figure", "table", "p", "span", "li")
-#: Block elements that carry a class, id, role or aria-hidden: the only ones _widget_name can name.
-_CANDIDATES = etree.XPath("|".join(f".//{t}[@class or @id or @role or @aria-hidden]" for t in _BLOCKS))
+#: Block elements that carry a class, id or role: the only ones _widget_name can name. (Not aria-hidden:
+#: sites hide the collapsed rest of an article that way, e.g. behind a "continue reading" button.)
+_CANDIDATES = etree.XPath("|".join(f".//{t}[@class or @id or @role]" for t in _BLOCKS))
 _KEEP_TAGS = {"html", "body", "main", "article", "head"}
 #: A pruned block never holds more than this share of the page's text: a wrapper that
 #: happens to carry a widget-like class (e.g. "article social-affairs") is not a widget.
@@ -121,8 +122,6 @@ def _widget_name(el: HtmlElement) -> str | None:
     role = (el.get("role") or "").lower()
     if role in _ROLES:
         return f"role={role}"
-    if el.get("aria-hidden") == "true" and el.tag in ("div", "section", "aside"):
-        return "aria-hidden"
     return None
 
 

@@ -288,10 +288,11 @@ def detect_language(text: str) -> str | None:
     return lang
 
 
-def clean_article(record: dict, rules: CleaningRules | None = None) -> dict:
+def clean_article(record: dict, rules: CleaningRules | None = None, *, language: str | None = None) -> dict:
     """A new record with cleaned text, `removed` extended, `warnings`, language and word count.
 
-    Raises NotAnArticle("too_short") when too little text is left.
+    Raises NotAnArticle("too_short") when too little text is left, and NotAnArticle("wrong_language")
+    when `language` (the source's configured ISO 639-1 code) is given and the text is in another one.
     """
     text, removed, warnings = clean_text(record.get("text") or "", rules, title=record.get("title"),
                                          author=record.get("author"))
@@ -303,6 +304,8 @@ def clean_article(record: dict, rules: CleaningRules | None = None) -> dict:
     out["language"] = detect_language(text) or record.get("language")
     if out["word_count"] < MIN_WORDS:
         raise NotAnArticle("too_short", f"{out['word_count']} words after cleaning (minimum {MIN_WORDS})")
+    if language and out["language"] and out["language"] != language.lower():
+        raise NotAnArticle("wrong_language", f"text is {out['language']!r}, the source is configured as {language!r}")
     return out
 
 
@@ -320,16 +323,17 @@ def clean_stage(ctx, extracted_keys: list[str]) -> str:
     from pipeline.rejects import reject, write_rejects
 
     out_key = f"{ctx.prefix('work')}cleaned.jsonl.gz"
-    rules_cache: dict[str | None, CleaningRules | None] = {}
+    rules_cache: dict[str | None, tuple[CleaningRules | None, str | None]] = {}
     rows: list[dict] = []
     rejects: list[dict] = []
     for key in extracted_keys:
         for record in _read_jsonl_gz(ctx.bucket.get(key)):
             source = record.get("source")
             if source not in rules_cache:
-                rules_cache[source] = _source_rules(ctx, source)
+                rules_cache[source] = _source_settings(ctx, source)
+            rules, language = rules_cache[source]
             try:
-                cleaned = clean_article(record, rules_cache[source])
+                cleaned = clean_article(record, rules, language=language)
             except NotAnArticle as exc:
                 rejects.append(reject(record.get("url", ""), "clean", exc.reason, source=source,
                                       detail=exc.detail, warc_key=record.get("warc_key"),
@@ -345,12 +349,13 @@ def clean_stage(ctx, extracted_keys: list[str]) -> str:
     return out_key
 
 
-def _source_rules(ctx, source: str | None) -> CleaningRules | None:
-    """The source's cleaning rules; None when the record has no source or the source is unknown."""
+def _source_settings(ctx, source: str | None) -> tuple[CleaningRules | None, str | None]:
+    """The source's cleaning rules and configured language; (None, None) for no or an unknown source."""
     if not source:
-        return None
+        return None, None
     try:
-        return ctx.sources.source(source).cleaning
+        src = ctx.sources.source(source)
     except ConfigError:
         log.warning("clean: no source named %r in %s; built-in rules only", source, ctx.sources_path)
-        return None
+        return None, None
+    return src.cleaning, src.language

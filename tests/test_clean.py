@@ -16,6 +16,20 @@ BODY = ("The council voted on Tuesday to extend the harbour tram line by four st
         "Officials said construction would start in the spring and last until the end of next year.")
 
 
+FRENCH = ("Le conseil municipal a voté mardi la prolongation de la ligne de tramway du port jusqu'à quatre "
+          "nouvelles stations, un projet discuté depuis plus de dix ans qui coûtera environ quatre-vingt-dix "
+          "millions d'euros sur cinq ans. Les travaux commenceront au printemps et dureront jusqu'à la fin de "
+          "l'année prochaine, selon la mairie.")
+
+
+def test_language_gate_rejects_text_in_another_language_than_the_source_s():
+    assert clean_article({"url": "u", "text": FRENCH}, language="fr")["language"] == "fr"
+    assert clean_article({"url": "u", "text": FRENCH})["language"] == "fr"  # no configured language: no gate
+    with pytest.raises(NotAnArticle) as err:
+        clean_article({"url": "u", "text": FRENCH}, language="en")
+    assert err.value.reason == "wrong_language"
+
+
 def _seed_paragraphs() -> list[str]:
     return [p.strip() for p in SEED.read_text(encoding="utf-8").split("\n\n") if p.strip()]
 
@@ -125,7 +139,7 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
 
     sources = tmp_path / "sources.yaml"
     sources.write_text("sources:\n  - name: courier\n    feeds: ['https://courier.example.org/feed']\n"
-                       "    cleaning:\n      drop_lines: ['^Brought to you by']\n", encoding="utf-8")
+                       "    language: en\n    cleaning:\n      drop_lines: ['^Brought to you by']\n", encoding="utf-8")
     ctx = RunContext(run_id="20261127T120000Z", s3=s3_settings, sources_path=sources)
     good = {"url": "https://courier.example.org/a", "canonical_url": "https://courier.example.org/a",
             "source": "courier", "text": "\n".join([BODY, "Brought to you by Acme Trams", "See also Fares rise", BODY + " Again."]),
@@ -134,8 +148,9 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     unknown_source = dict(good, url="https://other.example.org/b", canonical_url="https://other.example.org/b",
                           source="nobody")
     short = dict(good, url="https://courier.example.org/c", text="Just a caption.", warc_record_id="<urn:uuid:3>")
+    french = dict(good, url="https://courier.example.org/d", warc_record_id="<urn:uuid:4>", text=FRENCH)
     key = f"{ctx.prefix('work')}extracted/courier-00001.jsonl.gz"
-    bucket.put_jsonl(key, [good, unknown_source, short])
+    bucket.put_jsonl(key, [good, unknown_source, short, french])
 
     out_key = clean_stage(ctx, [key])
 
@@ -150,4 +165,5 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     assert first["article_id"] == article_id(first["canonical_url"], first["content_hash"])
     rejects = list(bucket.iter_jsonl(f"{ctx.prefix('rejects')}clean.jsonl"))
     assert [(r["url"], r["stage"], r["reason"], r["warc_record_id"]) for r in rejects] == [
-        (short["url"], "clean", "too_short", "<urn:uuid:3>")]
+        (short["url"], "clean", "too_short", "<urn:uuid:3>"),
+        (french["url"], "clean", "wrong_language", "<urn:uuid:4>")]

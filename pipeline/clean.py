@@ -281,7 +281,7 @@ def detect_language(text: str) -> str | None:
     """ISO 639-1 code of the text (py3langid), None for too little text to tell."""
     import py3langid
 
-    sample = text[:1_500]  # a few paragraphs give a stable guess; classify() is linear in length
+    sample = text[:1_000]  # a few paragraphs give a stable guess; classify() is linear in length
     if len(sample.strip()) < 20:
         return None
     lang, _ = py3langid.classify(sample)

@@ -322,34 +322,45 @@ def _check_input(html: str) -> None:
 _STANDFIRST_RX = re.compile(r"(?:^|[\s_\-])(standfirst|dek|subheadline|sub-headline|subhead|subtitle|"
                             r"strapline|summary|excerpt|teaser-text|article-summary|field-summary)(?=$|[\s_\-])")
 _FOLD_SPACE = re.compile(r"\s+")
+_FOLD_SPACE = re.compile(r"\s+")
 
 
-def _drop_standfirst(tree: HtmlElement, description: str | None) -> list[dict]:
-    """Remove the standfirst (dek): a subheading or summary block repeating the page's description.
+def _fold_space(text: str) -> str:
+    return _FOLD_SPACE.sub(" ", text).strip().casefold()
 
-    Two signals must agree: the text equals the meta/og description, and the element is a
-    subheading (h2-h4) or is named like a standfirst. A plain first paragraph that equals the
+
+def _is_standfirst(tree: HtmlElement, text: str) -> bool:
+    """Is `text` the text of a subheading (h2-h4) or of a block named like a standfirst?"""
+    wanted = _fold_space(text)
+    n = len(wanted)
+    # length test in libxml2 first: text_content() of every block would be quadratic in depth
+    for el in tree.xpath(f"//*[self::h2 or self::h3 or self::h4 or self::p or self::div or self::span]"
+                         f"[string-length(normalize-space()) >= {n - 2} and string-length(normalize-space()) <= {n + 2}]"):
+        if _fold_space(el.text_content()) != wanted:
+            continue
+        if el.tag in ("h2", "h3", "h4"):
+            return True
+        for node in (el, el.getparent()):
+            if node is not None and _STANDFIRST_RX.search(f"{node.get('class', '')} {node.get('id', '')}".lower()):
+                return True
+    return False
+
+
+def _drop_standfirst(text: str, tree: HtmlElement, description: str | None) -> tuple[str, list[dict]]:
+    """Remove the standfirst (dek) from the top of the text: a line repeating the page's description.
+
+    Two signals must agree: the line equals the meta/og description, and on the page it is a
+    subheading (h2-h4) or a block named like a standfirst. A plain first paragraph that equals the
     description is kept: CMSs often derive the description from the article's own first paragraph.
     """
     if not description or len(description) < 30:
-        return []
-    wanted = _FOLD_SPACE.sub(" ", description).strip().casefold()
-    n = len(wanted)
-    # length test in libxml2 first: text_content() of every block would be quadratic in depth
-    for el in tree.xpath(f"//*[self::h2 or self::h3 or self::h4 or self::p or self::div]"
-                         f"[string-length(normalize-space()) >= {n - 2} and string-length(normalize-space()) <= {n + 2}]"):
-        text = _FOLD_SPACE.sub(" ", el.text_content()).strip()
-        if len(text) != len(wanted) or text.casefold() != wanted:
-            continue
-        named = _STANDFIRST_RX.search(f"{el.get('class', '')} {el.get('id', '')}".lower())
-        parent = el.getparent()
-        if not named and parent is not None and len(parent) == 1:
-            named = _STANDFIRST_RX.search(f"{parent.get('class', '')} {parent.get('id', '')}".lower())
-        if el.tag in ("h2", "h3", "h4") or named:
-            (parent if parent is not None and len(parent) == 1 and parent.tag != "body" and
-             _FOLD_SPACE.sub(" ", parent.text_content()).strip() == text else el).drop_tree()
-            return [{"rule": "html:standfirst", "text": text[:300]}]
-    return []
+        return text, []
+    lines = text.split("\n")
+    wanted = _fold_space(description)
+    for i, line in enumerate(lines[:3]):
+        if _fold_space(line) == wanted and _is_standfirst(tree, line):
+            return "\n".join(lines[:i] + lines[i + 1:]), [{"rule": "html:standfirst", "text": line.strip()[:300]}]
+    return text, []
 
 
 def _trafilatura_text(tree: HtmlElement, url: str, *, fast: bool) -> str:
@@ -434,8 +445,7 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
     published = _iso_date(meta.date, tree)
 
     page: dict = {}
-    removed = _drop_standfirst(tree, meta.description) + prune_boilerplate(tree, rules.drop_selectors if rules
-                                                                            else (), page)
+    removed = prune_boilerplate(tree, rules.drop_selectors if rules else (), page)
     warnings: list[dict] = []
     text = _trafilatura_text(tree, url, fast=True)
     words = word_count(text)
@@ -456,6 +466,10 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
                              "message": "trafilatura found no article text; readability-lxml's was used"})
     if words < MIN_WORDS:
         raise _why_no_article(html, text)
+    text, standfirst = _drop_standfirst(text, tree, meta.description)
+    if standfirst:
+        removed += standfirst
+        words = word_count(text)
     if page["link_chars"] >= 0.5 * max(1, page["chars"]) and _link_share(text, _anchor_words(tree)) >= LINK_DENSITY:
         # A link-heavy page whose "article" is its own link texts: a section front or a site map.
         raise NotAnArticle("navigation_only", "the extracted text is the page's link texts")

@@ -47,6 +47,10 @@ def weed_binary() -> str:
     return found
 
 
+class WeedExited(RuntimeError):
+    """The weed process died while starting (usually: a port was taken)."""
+
+
 @dataclass
 class ServerInfo:
     endpoint_url: str
@@ -103,7 +107,18 @@ class EmbeddedS3:
             self._ensure_bucket(info, bucket, timeout)
         return info
 
-    def _start(self, previous: ServerInfo | None) -> ServerInfo:
+    def _start(self, previous: ServerInfo | None, *, attempts: int = 3) -> ServerInfo:
+        """Start weed; on a first start, retry on fresh ports if one was taken meanwhile."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(previous)
+            except WeedExited:
+                # A port picked as free can be grabbed by another process before weed binds it.
+                if previous is not None or attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, previous: ServerInfo | None) -> ServerInfo:
         data_dir = self.state_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         if previous:  # restart on the same ports and identity: clients keep working
@@ -161,7 +176,7 @@ class EmbeddedS3:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"weed exited with {proc.returncode}; see {self.state_dir / 'weed.log'}")
+                raise WeedExited(f"weed exited with {proc.returncode}; see {self.state_dir / 'weed.log'}")
             if _http_answers(info.endpoint_url, 1.0):
                 return
             time.sleep(0.2)

@@ -286,16 +286,18 @@ def canonical_url(url: str, declared: str | None = None) -> str:
 
     from pipeline.urls import canonicalize
 
-    chosen = url
-    if declared:
-        absolute = urljoin(url, declared.strip())
-        # ignore_suffix=False: example.com and example.net are different sites
-        if urlsplit(absolute).scheme in ("http", "https") and not is_external(absolute, url, ignore_suffix=False):
-            chosen = absolute
     try:
+        if urlsplit(url).scheme not in ("http", "https"):
+            return url  # not a web URL (a file, a test id): nothing to canonicalise against
+        chosen = url
+        if declared:
+            absolute = urljoin(url, declared.strip())
+            # ignore_suffix=False: example.com and example.net are different sites
+            if urlsplit(absolute).scheme in ("http", "https") and not is_external(absolute, url, ignore_suffix=False):
+                chosen = absolute
         return canonicalize(chosen)
-    except ValueError:
-        return chosen.split("#", 1)[0]
+    except ValueError:  # malformed URL (e.g. a broken IPv6 literal): keep it as fetched
+        return url
 
 
 # ------------------------------------------------------------------ page

@@ -160,3 +160,10 @@ def test_extract_batch_tiny_timeout_yields_timeout_errors_in_order():
     out = list(extract_batch([{"url": f"{URL}/{i}", "html": html} for i in range(3)], workers=2, timeout=0.001))
     assert [o["url"] for o in out] == [f"{URL}/{i}" for i in range(3)]
     assert {o["error"] for o in out} == {"timeout"}
+
+
+@pytest.mark.parametrize("url", ["", "not a url", "https://[broken-ipv6/x", "ftp://files.example.org/a"])
+def test_odd_urls_do_not_break_extraction(url):
+    rec = extract_page(_page(ARTICLE), url)
+    assert rec["url"] == url and rec["canonical_url"] == url
+    assert rec["text"].split("\n") == PARAS

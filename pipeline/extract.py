@@ -130,23 +130,40 @@ def _nwords(text: str | None) -> int:
     return len(text.strip()) if text else 0
 
 
-_LIST_TAGS = frozenset(("ul", "ol", "nav", "aside", "div", "section", "table"))
+_LIST_TAGS = frozenset(("ul", "ol", "nav", "aside", "div", "section", "table", "p"))  # p: links split by <br>
+_RUN_TAGS = frozenset(("p", "li", "h2", "h3", "h4", "h5", "h6", "div"))
+#: A block of at most this many characters that is all link text reads as a headline link; two or
+#: more in a row ("DON'T MISS" lists spliced into a body) are a related-links block. A headline
+#: runs to ~70-120 characters; 200 leaves room for a teaser sentence.
+RUN_MAX_CHARS = 200
 
 
-def _measure(root: HtmlElement, lists: list | None = None) -> dict:
+def _measure(root: HtmlElement, lists: list | None = None, runs: list | None = None) -> dict:
     """Text size, link text size and link count of every element, in one bottom-up pass (no quadratic
-    itertext). `lists`, when given, receives the link-dense list-like blocks, in document order."""
+    itertext). `lists`, when given, receives the link-dense list-like blocks, in document order;
+    `runs` the runs of consecutive headline-sized blocks that are nothing but a link."""
     stats: dict = {}
     for el in reversed(list(root.iter())):
         tag = el.tag
         # code and comments are not page text (a page's scripts can outweigh its article)
         own = _nwords(el.text) if isinstance(tag, str) and tag not in _NOT_TEXT else 0
         words, link_words, links = own, 0, 0
+        run: list = []
         for child in el:
             cw, clw, cl = stats[child]
-            words += cw + _nwords(child.tail)
+            tail = _nwords(child.tail)
+            words += cw + tail
             link_words += clw
             links += cl
+            if runs is not None:
+                if child.tag in _RUN_TAGS and cl and 0 < cw <= RUN_MAX_CHARS and clw >= 0.9 * cw and not tail:
+                    run.append(child)
+                    continue
+                if len(run) >= 2:
+                    runs.append(run)
+                run = []
+        if runs is not None and len(run) >= 2:
+            runs.append(run)
         if tag == "a" and el.get("href") is not None:
             link_words, links = words, links + 1
         elif (lists is not None and tag in _LIST_TAGS and links >= MIN_LINKS and words
@@ -193,7 +210,8 @@ def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = (),
     body = tree.find(".//body")
     root = body if body is not None else tree
     link_lists: list = []
-    stats = _measure(root, link_lists)
+    link_runs: list = []
+    stats = _measure(root, link_lists, link_runs)
     if page is not None:
         page["chars"], page["link_chars"], page["links"] = stats[root]
     limit = PRUNE_MAX_SHARE * max(1, stats[root][0])
@@ -216,6 +234,11 @@ def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = (),
             continue
         detached.add(el)
         drop(el, "html:link_list")
+    for run in link_runs:
+        for el in run:
+            if el not in detached and not gone(el):
+                detached.add(el)
+                drop(el, "html:link_run")
     return removed
 
 

@@ -276,3 +276,18 @@ def test_standfirst_repeating_the_description_is_removed_but_a_plain_first_parag
     # a CMS that derives the description from the first paragraph: that paragraph is the article's own
     as_paragraph = _page(f"<article><h1>Tram line grows</h1><p>{dek}</p>{PARAS}</article>", head)
     assert extract_page(as_paragraph, "https://example.org/tram")["text"].startswith(dek)
+
+
+def test_related_headlines_spliced_into_the_body_are_removed():
+    links = "<br>".join(f"<a href='/n/{i}'>Headline number {i} about something else entirely</a> [VIDEO]"
+                        for i in range(3))
+    run = "".join(f"<p><a href='/r/{i}'>Another story somewhere else, number {i}</a></p>" for i in range(2))
+    body = (f"<article>{PARAS}<p><strong>DON'T MISS</strong></p><p>{links}</p>{PARA}{run}"
+            f"<p>The closing paragraph of the story has <a href='/x'>one link</a> in running text, which stays.</p>"
+            f"</article>")
+    rec = extract_page(_page(body), "https://example.org/t")
+    assert "Headline number" not in rec["text"] and "Another story" not in rec["text"]
+    assert "DON'T MISS" not in rec["text"]
+    assert "one link in running text" in rec["text"]
+    rules = [r["rule"] for r in rec["removed"]]
+    assert "html:link_list" in rules and rules.count("html:link_run") == 2

@@ -152,12 +152,16 @@ class EmbeddedS3:
             f"-s3.config={config_path}",
             "-master.telemetry=false",
             # Small volumes: a laptop demo should not preallocate gigabytes.
-            "-master.volumeSizeLimitMB=512", "-volume.max=0",
+            # Every bucket is a collection with volumes of its own: allow many (sparse files,
+            # so cheap), and grow them two at a time rather than seven.
+            "-master.volumeSizeLimitMB=256", "-volume.max=2000",
             "-volume.preStopSeconds=0",
         ]
         log = open(self.state_dir / "weed.log", "ab")
+        # SeaweedFS reads master.toml settings from WEED_* variables: grow 2 volumes per collection.
+        env = {**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "2"}
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=self.state_dir)
+                                start_new_session=True, cwd=self.state_dir, env=env)
         log.close()
         info = ServerInfo(
             endpoint_url=f"http://127.0.0.1:{ports['s3']}",

@@ -98,8 +98,8 @@ class _Worker:
     def stop(self) -> None:
         try:
             self.conn.send(None)
-        except (OSError, BrokenPipeError):
-            pass  # already gone: kill() below reaps it either way
+        except OSError as exc:  # BrokenPipeError included: the worker is already gone
+            log.debug("worker %s gone before stop: %s", self.proc.pid, exc)
         self.proc.join(2)
         self.kill()
 

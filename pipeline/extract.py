@@ -532,11 +532,11 @@ def _warmup() -> None:
     detect_language("warming up the language identifier model before work starts")
 
 
-def _extract_item(payload: tuple[dict, CleaningRules | None]) -> dict:
-    item, rules = payload
+def _extract_item(payload: tuple[dict, CleaningRules | None, bool]) -> dict:
+    item, rules, clean = payload
     url = item.get("url") or ""
     try:
-        record = extract_page(item.get("html") or "", url, rules=rules)
+        record = extract_page(item.get("html") or "", url, rules=rules, clean=clean)
     except NotAnArticle as exc:
         return {"url": url, "error": exc.reason, "detail": exc.detail}
     except RecursionError:
@@ -552,7 +552,8 @@ def _extract_item(payload: tuple[dict, CleaningRules | None]) -> dict:
 
 def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout: float = 30,
                   max_memory_mb: int = 1024,
-                  rules_for: Callable[[dict], CleaningRules | None] | None = None) -> Iterator[dict]:
+                  rules_for: Callable[[dict], CleaningRules | None] | None = None,
+                  clean: bool = True) -> Iterator[dict]:
     """Extract {"url", "html", ...} items on all cores; yields records or {"url", "error"} in input order.
 
     Each page gets `timeout` seconds and `max_memory_mb` of memory; past either its worker
@@ -563,10 +564,10 @@ def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout:
     urls: dict[int, str] = {}
     counter = iter(range(10**18))
 
-    def payloads() -> Iterator[tuple[dict, CleaningRules | None]]:
+    def payloads() -> Iterator[tuple[dict, CleaningRules | None, bool]]:
         for item in items:
             urls[next(counter)] = item.get("url") or ""
-            yield item, (rules_for(item) if rules_for else None)
+            yield item, (rules_for(item) if rules_for else None), clean
 
     for index, result in enumerate(bounded_map(_extract_item, payloads(), workers=workers, timeout=timeout,
                                                max_memory_mb=max_memory_mb, warmup=_warmup)):
@@ -624,7 +625,9 @@ def extract_stage(ctx, warc_key: str, *, workers: int | None = None, timeout: fl
 
     rows: list[dict] = []
     rejects: list[dict] = []
-    for index, result in enumerate(extract_batch(items(), workers=workers, timeout=timeout, rules_for=rules_for)):
+    # Text-level cleaning is the clean stage's job (clean_stage): do it once, there.
+    batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=rules_for, clean=False)
+    for index, result in enumerate(batch):
         if "error" in result:
             ptr = pointers[index]
             rejects.append(reject(ptr["url"], "extract", result["error"], source=ptr["source"],

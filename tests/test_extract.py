@@ -208,6 +208,14 @@ def test_extract_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     assert bridge["warc_record_id"] == article_id
     assert bridge["http_etag"] == '"abc"' and bridge["http_last_modified"] == "Tue, 05 Mar 2024 09:00:00 GMT"
     assert bridge["fetched_at"].endswith("Z")
+
+    # Text-level cleaning is the clean stage's: run it over the stage's output.
+    from pipeline.clean import clean_stage
+
+    cleaned = list(bucket.iter_jsonl(clean_stage(ctx, [out_key])))
+    assert [r["url"] for r in cleaned] == [r["url"] for r in rows]
+    bridge, cafe = cleaned
+    assert bridge["content_hash"] and bridge["article_id"]
     assert "See also" not in bridge["text"]
     # the source's own drop_lines rule ran
     assert "closed again" not in bridge["text"]

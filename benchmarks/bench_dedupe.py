@@ -129,8 +129,7 @@ class _Holder:
     def __init__(self, fn, docs):
         if fn is run_ours:
             self.index = DedupeIndex()
-            out = dedupe_records(docs, index=self.index)
-            del out
+            dedupe_records(docs, index=self.index)  # the output is dropped at once: only the index stays
         else:
             from datasketch import MinHash, MinHashLSH
 

@@ -42,11 +42,11 @@ from pipeline.dedupe_index import (
     day_number,
     earlier_equal,
     key64,
-    normalised_bytes,
     shingles_of,
     signatures_flat,
 )
 from pipeline.hashing import article_id as make_article_id
+from pipeline.hashing import normalised_bytes
 from pipeline.s3 import PreconditionFailed, StorageError, run_date as run_date_of
 
 if TYPE_CHECKING:

@@ -25,14 +25,12 @@ import hashlib
 import io
 import json
 import logging
-import unicodedata
 from datetime import date
 from functools import lru_cache
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.hashing import _FOLD, _NON_WORD  # the same folding as content_hash, kept in one place
 from pipeline.s3 import Bucket, PreconditionFailed
 
 log = logging.getLogger(__name__)
@@ -115,29 +113,6 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return int(lsh.b), int(lsh.r)
-
-
-# Byte table for the ASCII fast path of normalise_for_hash: letters lower-cased, digits kept, all else a space.
-_ASCII_TABLE = bytes(c + 32 if 65 <= c <= 90 else c if (48 <= c <= 57 or 97 <= c <= 122) else 32
-                     for c in range(256))
-
-
-def normalised_bytes(text: str, *, collapse: bool = True) -> bytes:
-    """``pipeline.hashing.normalise_for_hash(text).encode()``, fast for text that is ASCII after folding.
-
-    The regular expression in normalise_for_hash costs ~100 ns a character; for
-    ASCII, one `bytes.translate` gives the same result (a test checks equality).
-    With ``collapse=False`` runs of spaces are left in (enough for shingling, which
-    skips empty words, and cheaper: the content hash is the only user of the exact form).
-    """
-    if text.isascii():  # NFKC, the quote folding and casefold change nothing that the table does not
-        out = text.encode("ascii").translate(_ASCII_TABLE)
-        return b" ".join(out.split()) if collapse else out
-    folded = unicodedata.normalize("NFKC", text).translate(_FOLD).casefold()
-    if folded.isascii():
-        out = folded.encode("ascii").translate(_ASCII_TABLE)
-        return b" ".join(out.split()) if collapse else out
-    return " ".join(_NON_WORD.sub(" ", folded).split()).encode("utf-8")
 
 
 # Odd multipliers: the polynomial word hash, and the k word hashes of a shingle (position-dependent).

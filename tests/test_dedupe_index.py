@@ -8,13 +8,13 @@ import pytest
 from datasketch import MinHash
 
 from pipeline.dedupe import dedupe_records
+from pipeline.hashing import normalised_bytes
 from pipeline.dedupe_index import (
     DedupeConfig,
     DedupeIndex,
     KeyRows,
     earlier_equal,
     lsh_params,
-    normalised_bytes,
     shingle_hashes,
     shingles_of,
     signatures,

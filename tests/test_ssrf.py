@@ -326,7 +326,7 @@ def test_real_crawl_refuses_redirects_links_names_and_literals():
         assert "is private" in _failure_for(result, "http://192.168.1.10/feed.xml")["message"]
         localhost = _failure_for(result, f"http://localhost:{target.port}/")
         assert localhost["type"] == "IgnoreRequest"
-        assert localhost["message"].startswith(f"ssrf_blocked: localhost -> ") and "loopback" in localhost["message"]
+        assert localhost["message"].startswith("ssrf_blocked: localhost -> ") and "loopback" in localhost["message"]
         for url in literal_urls:
             failure = _failure_for(result, url)
             assert failure["type"] == "IgnoreRequest" and "loopback" in failure["message"], failure

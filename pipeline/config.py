@@ -32,7 +32,7 @@ class S3Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     endpoint_url: str | None = None
-    access_key_id: str | None = None
+    access_key_id: str | None = Field(default=None, repr=False)
     secret_access_key: str | None = Field(default=None, repr=False)
     bucket: str = DEFAULT_BUCKET
     region: str = "us-east-1"

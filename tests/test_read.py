@@ -23,13 +23,6 @@ from pipeline.store import compact, store_articles
 RUN_A = "20261126T230000Z"  # day 1
 RUN_B = "20261127T060000Z"  # day 2
 RUN_C = "20261127T120000Z"  # day 2, later
-from tests.test_store import fresh_bucket
-
-
-@pytest.fixture
-def s3_settings(s3_server):
-    """A fresh bucket, deleted afterwards (see tests.test_store.fresh_bucket)."""
-    yield from fresh_bucket(s3_server)
 
 
 @pytest.fixture

@@ -24,13 +24,6 @@ from pipeline.s3server import EmbeddedS3
 from pipeline.store import store_articles
 
 RUN = "20261127T060000Z"
-from tests.test_store import fresh_bucket
-
-
-@pytest.fixture
-def s3_settings(s3_server):
-    """A fresh bucket, deleted afterwards (see tests.test_store.fresh_bucket)."""
-    yield from fresh_bucket(s3_server)
 
 
 def _ids(settings: S3Settings, **kw) -> list[str]:

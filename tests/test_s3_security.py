@@ -19,13 +19,6 @@ from pipeline.read import read_articles
 from pipeline.rejects import write_rejects
 from pipeline.s3 import Bucket, StorageError
 from pipeline.store import compact, store_articles
-from tests.test_store import fresh_bucket
-
-
-@pytest.fixture
-def s3_settings(s3_server):
-    """A fresh bucket, deleted afterwards (see tests.test_store.fresh_bucket)."""
-    yield from fresh_bucket(s3_server)
 
 
 def _http(method: str, url: str, body: bytes | None = None) -> int:

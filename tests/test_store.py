@@ -3,43 +3,20 @@
 from __future__ import annotations
 
 import io
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.bench_store import generate_articles
-from pipeline.config import S3Settings
 from pipeline.context import RunContext
 from pipeline.manifest import committed_runs, compaction_manifest_key, plan_files
 from pipeline.read import read_articles
-from pipeline.s3 import Bucket, PreconditionFailed
+from pipeline.s3 import PreconditionFailed
 from pipeline.schema import ARTICLE_SCHEMA, SCHEMA_VERSION
 from pipeline.store import cleanup_orphans, compact, store_articles, store_stage
 
 RUN = "20261127T060000Z"
-
-
-def fresh_bucket(server) -> Iterator[S3Settings]:
-    """Like the shared `s3_settings` fixture, plus deleting the bucket afterwards: SeaweedFS gives
-    every bucket its own volumes, and a server runs out of them after ~22 buckets otherwise."""
-    info = server.info()
-    settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                          secret_access_key=info.secret_access_key, bucket=f"t-{uuid.uuid4().hex[:16]}")
-    bucket = Bucket(settings)
-    bucket.ensure()
-    yield settings
-    for upload in bucket.client.list_multipart_uploads(Bucket=settings.bucket).get("Uploads", []):
-        bucket.client.abort_multipart_upload(Bucket=settings.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    bucket.delete(bucket.list(""))
-    bucket.client.delete_bucket(Bucket=settings.bucket)
-
-
-@pytest.fixture
-def s3_settings(s3_server) -> Iterator[S3Settings]:
-    yield from fresh_bucket(s3_server)
 
 
 def _ids(settings, **kw) -> list[str]:

@@ -11,10 +11,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.paths import default_sources_path, var_dir
 
@@ -91,27 +91,31 @@ def embedded_server_info() -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- sources
 
 
+def _check_regexes(value: list[str]) -> list[str]:
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
+    return value
+
+
+#: A list of regular expressions, each checked to compile when the file is loaded.
+RegexList = Annotated[list[str], AfterValidator(_check_regexes)]
+
+
 class CleaningRules(BaseModel):
     """Per-source extra cleaning rules, applied after the built-in ones (no code needed)."""
 
     model_config = ConfigDict(extra="forbid")
 
     #: Regular expressions; a line (paragraph) matching one is removed.
-    drop_lines: list[str] = Field(default_factory=list)
+    drop_lines: RegexList = Field(default_factory=list)
     #: Regular expressions; the paragraph matching one and everything after it is removed.
-    truncate_after: list[str] = Field(default_factory=list)
+    truncate_after: RegexList = Field(default_factory=list)
     #: CSS selectors removed from the HTML before extraction.
     drop_selectors: list[str] = Field(default_factory=list)
 
-    @field_validator("drop_lines", "truncate_after")
-    @classmethod
-    def _valid_regexes(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
-        return value
 
 
 class Source(BaseModel):
@@ -126,8 +130,8 @@ class Source(BaseModel):
     sections: list[str] = Field(default_factory=list)
     #: Also discover the sitemaps announced in robots.txt of these hosts.
     robots_sitemaps: bool = False
-    allow: list[str] = Field(default_factory=list)
-    deny: list[str] = Field(default_factory=list)
+    allow: RegexList = Field(default_factory=list)
+    deny: RegexList = Field(default_factory=list)
     depth: int = Field(default=1, ge=0, le=5)
     #: Ignore sitemap/feed entries published longer ago than this (days); 0 = no cutoff.
     max_age_days: float = Field(default=3.0, ge=0)
@@ -137,16 +141,6 @@ class Source(BaseModel):
     revisit_hours: float = Field(default=0, ge=0)
     language: str | None = None
     cleaning: CleaningRules = Field(default_factory=CleaningRules)
-
-    @field_validator("allow", "deny")
-    @classmethod
-    def _valid_regexes(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
-        return value
 
     @field_validator("feeds", "sitemaps", "sections")
     @classmethod

@@ -53,7 +53,7 @@ bench-dedupe: $(STAMP)
 bench-store: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_store
 bench-crawl: $(STAMP)
-	$(BIN)/python -m benchmarks.bench_crawl
+	$(BIN)/python -m benchmarks.bench_crawl --news --repeat 3
 bench-e2e: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_e2e
 

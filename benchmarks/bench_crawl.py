@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the median is reported")
     parser.add_argument("--generated", action="store_true",
                         help="serve static generated pages (cheaper to serve than the sample site's rendered ones)")
-    parser.add_argument("--news", action="store_true", help="also time `scrapy crawl news` (needs `python -m pipeline s3 up`)")
+    parser.add_argument("--news", action="store_true", help="also time `scrapy crawl news` through the crawl stage (starts its own SeaweedFS)")
     args = parser.parse_args(argv)
 
     site, base, urls, what = start_site(args.pages, args.generated)

@@ -177,15 +177,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Live bars on a terminal; a few plain lines when stderr is a log or a pipe.
     with progress_reporter(sys.stderr) as progress:
         report = run_once(ctx, only_sources=args.source, say=progress)
-    print(json.dumps(report, indent=1)) if args.json else print_summary(report)
-    return 1 if report["failed_sources"] and len(report["failed_sources"]) == len(report["sources"]) else 0
+    _print_report(report, as_json=args.json)
+    # Like the DAG's `check` task: the good sources are committed, but a failed one is an error.
+    return 1 if report["failed_sources"] else 0
 
 
 def cmd_reextract(args: argparse.Namespace) -> int:
     ctx = _ctx(args, args.run_id)
-    report = reextract_run(ctx, say=_say)
-    print(json.dumps(report, indent=1)) if args.json else print_summary(report)
+    try:
+        report = reextract_run(ctx, say=_say)
+    except FileNotFoundError as exc:
+        print(f"error: run {args.run_id}: {exc}", file=sys.stderr)
+        return 3
+    _print_report(report, as_json=args.json)
     return 0
+
+
+def _print_report(report: dict, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_summary(report)
 
 
 def _say(msg: str) -> None:

@@ -26,7 +26,7 @@ from collections import Counter
 
 from benchmarks.dedupe_data import labelled_set, speed_corpus
 from pipeline.dedupe import DedupeConfig, DedupeIndex, dedupe_records
-from pipeline.dedupe_index import normalised_bytes
+from pipeline.hashing import normalised_bytes
 from pipeline.hashing import article_id, normalise_for_hash
 
 SETTINGS: list[tuple[float, int, int]] = [

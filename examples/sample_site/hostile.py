@@ -9,12 +9,13 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from examples.sample_site import content, feeds
-from examples.sample_site.build import Article, OutletSite, _nonarticles, _other, url
+from examples.sample_site.build import Article, OutletSite, _nonarticles, _other, url, view
 from examples.sample_site.reply import XML, Reply, Request, page
-from examples.sample_site.templates import ArticleView, Outlet, render_article, render_listing, render_nav_only
+from examples.sample_site.templates import Outlet, render_article, render_listing, render_nav_only
 
 BOMB_BYTES = 2**30  # decompressed size of the gzip bomb
 _bomb_lock = threading.Lock()
@@ -147,16 +148,11 @@ def build_hostile(o: Outlet, now: datetime, slow_seconds: float, huge_bytes: int
     _nonarticles(site, now)  # about and contact, linked from every page's footer
 
     def charset_page() -> tuple[bytes, datetime]:
-        v = ArticleView(url=url(o, charset_art.path), title=charset_art.title, standfirst=charset_art.standfirst,
-                        paragraphs=charset_art.paragraphs, author=charset_art.author, section="culture",
-                        published=charset_art.published, modified=charset_art.modified,
-                        related=charset_art.related, charset="ISO-8859-1")
+        v = replace(view(o, charset_art), section="culture", trending=[], charset="ISO-8859-1")
         return render_article(o, v).encode("utf-8"), charset_art.modified
 
     r[charset_art.path] = page(charset_page, "text/html; charset=ISO-8859-1")
-    limited_view = ArticleView(url=url(o, limited.path), title=limited.title, standfirst=limited.standfirst,
-                               paragraphs=limited.paragraphs, author=limited.author, section=limited.section,
-                               published=limited.published, modified=limited.modified, related=limited.related)
+    limited_view = replace(view(o, limited), trending=[])
     r[limited.path] = rate_limited_or(page(lambda: (render_article(o, limited_view), limited.modified)))
 
     listed = [feeds.Entry(url=x["url"], title=x["title"], summary=x["reject_reason_hint"],

@@ -102,6 +102,7 @@ def roles(sample_site) -> dict[str, str]:
 
 def test_crawl_archives_expected_articles_and_discovery_documents(ctx, sample_site, roles):
     outlet = roles["wordpress"]
+    sample_site.reset_hits()  # the site is shared by the session: count only this crawl's requests
     result = crawl_stage(ctx, outlet)
     bucket = ctx.bucket
     assert set(result) >= {"source", "warc_keys", "stats", "rejects_key"}

@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from typing import BinaryIO
 from w3lib.encoding import html_to_unicode
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
+from warcio.warcwriter import GzippingWrapper, WARCWriter
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,35 @@ SOURCE_FIELD = "WARC-X-Source"
 KIND_FIELD = "WARC-X-Kind"
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024  # rotate files at ~100 MiB (compressed)
 _HOP_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+
+#: zlib level of each record's gzip member. warcio uses 9; on the 181 pages of the extraction
+#: benchmark (31.5 MB of HTML) level 9 took 1.09 s for 6.13 MB, level 6 0.79 s for 6.16 MB,
+#: level 3 0.35 s for 6.92 MB, level 1 0.30 s for 7.36 MB (one zlib stream, one core). The
+#: crawl compresses on Scrapy's reactor thread, so level 9 was the largest CPU cost of a crawl;
+#: level 3 keeps the archive within 13% of level 9's size at a third of the time.
+GZIP_LEVEL = 3
+
+
+class _LeveledGzip(GzippingWrapper):
+    """warcio's per-record gzip member writer, at `GZIP_LEVEL` instead of its fixed 9."""
+
+    def __init__(self, out: BinaryIO, level: int = GZIP_LEVEL):
+        super().__init__(out)
+        self.compressor = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS + 16)
+
+
+class _WarcWriter(WARCWriter):
+    """WARCWriter whose records are gzip members compressed at `GZIP_LEVEL`.
+
+    Built with gzip=False so warcio writes plain record bytes; each record goes through its
+    own `_LeveledGzip`, which makes it one gzip member, as warcio's gzip=True would.
+    """
+
+    def __init__(self, filebuf: BinaryIO, **kwargs):
+        super().__init__(filebuf, gzip=False, **kwargs)
+
+    def _write_warc_record(self, out, record):  # noqa: ANN001 - warcio's signature
+        return super()._write_warc_record(_LeveledGzip(out), record)
 
 
 @dataclass
@@ -93,7 +123,7 @@ class RotatingWarcWriter:
         name = f"{self.basename}-{self.seq:05d}.warc.gz"
         self._path = self.local_dir / name
         self._fh = open(self._path, "wb")
-        self._writer = WARCWriter(self._fh, gzip=True, warc_version="1.1")
+        self._writer = _WarcWriter(self._fh, warc_version="1.1")
         self.current_key = f"{self.key_prefix}{name}"
         info = self._writer.create_warcinfo_record(name, {"software": "news-ingest", "format": "WARC File Format 1.1"})
         self._writer.write_record(info)

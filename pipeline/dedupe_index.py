@@ -8,7 +8,7 @@ hashfunc=<shingle hash>).update_batch(shingles).hashvalues`` (a test checks this
 It is computed in numpy over whole batches of documents (words hashed with prefix
 sums over the batch's bytes, one vectorised product per permutation block) because
 datasketch's per-shingle Python hashing is ~20x slower (benchmarks/bench_dedupe.py).
-LSH band/row counts come from datasketch's `MinHashLSH` for the configured threshold.
+LSH band/row counts are the ones datasketch's `MinHashLSH` picks for the configured threshold.
 
 The index keeps per document: the signature as b-bit MinHash (low 16 bits of each
 value), 64-bit keys of the canonical URL and the content hash, ids, version, day and
@@ -100,19 +100,51 @@ def fmix64(h: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from datasketch import MinHash
+    """datasketch's affine32 permutation parameters, drawn the way `MinHash._init_permutations` draws them.
 
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
-    return np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32)
+    Importing datasketch pulls in scipy (~1 s of a run's start-up), so the two draws are
+    repeated here; a test checks that the signatures equal datasketch's, value for value.
+    """
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+
+def _gauss_legendre(lo: float, hi: float, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    half = (hi - lo) / 2
+    return lo + half * (x + 1), w * half
 
 
 @lru_cache(maxsize=64)
-def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) that datasketch's MinHashLSH picks for this threshold and num_perm."""
-    from datasketch import MinHashLSH
+def lsh_params(threshold: float, num_perm: int, weights: tuple[float, float] = (0.5, 0.5)) -> tuple[int, int]:
+    """(bands, rows) minimising the weighted false-positive + false-negative area, as datasketch's
+    `MinHashLSH(threshold, num_perm)` picks them (the same search; a test compares the two).
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    return int(lsh.b), int(lsh.r)
+    datasketch integrates with scipy's adaptive quadrature; the integrands are polynomials of
+    degree at most num_perm, which Gauss-Legendre with num_perm/2 + 1 nodes integrates exactly.
+    Raises ValueError where datasketch does (fewer than 2 bands).
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError("threshold must be in [0.0, 1.0]")
+    if num_perm < 2:
+        raise ValueError("Too few permutation functions")
+    nodes = num_perm // 2 + 2
+    s_fp, w_fp = _gauss_legendre(0.0, threshold, nodes)
+    s_fn, w_fn = _gauss_legendre(threshold, 1.0, nodes)
+    best, opt = float("inf"), (0, 0)
+    for b in range(1, num_perm + 1):
+        r = np.arange(1, num_perm // b + 1, dtype=np.float64)[:, None]
+        fp = (1 - (1 - s_fp ** r) ** b) @ w_fp
+        fn = ((1 - s_fn ** r) ** b) @ w_fn
+        error = fp * weights[0] + fn * weights[1]
+        i = int(np.argmin(error))  # the first minimum, as datasketch's strict "<" keeps the first
+        if error[i] < best:
+            best, opt = float(error[i]), (b, i + 1)
+    if opt[0] < 2:
+        raise ValueError("The number of bands are too small (b < 2)")
+    return opt
 
 
 # Odd multipliers: the polynomial word hash, and the k word hashes of a shingle (position-dependent).

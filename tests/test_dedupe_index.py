@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from datasketch import MinHash
@@ -78,8 +81,31 @@ def test_earlier_equal_pairs_each_later_owner_with_earlier_ones():
     assert sorted(zip(first.tolist(), second.tolist())) == [(0, 2), (0, 3), (2, 3)]
 
 
-def test_lsh_params_come_from_datasketch():
+@pytest.mark.parametrize("num_perm", [16, 64, 128, 256])
+def test_lsh_params_are_the_ones_datasketch_picks(num_perm):
+    from datasketch import MinHashLSH
+
+    for threshold in [x / 20 for x in range(1, 20)]:
+        try:
+            lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+            theirs = (lsh.b, lsh.r)
+        except ValueError:
+            theirs = None
+        try:
+            ours = lsh_params(threshold, num_perm)
+        except ValueError:
+            ours = None
+        assert ours == theirs, (threshold, num_perm)
     assert lsh_params(0.4, 128) == (32, 4)
+
+
+def test_the_dedupe_stage_does_not_import_datasketch_or_scipy():
+    """datasketch imports scipy, about a second of every run's start-up: the stage must not need it."""
+    code = ("import sys; from pipeline.dedupe import dedupe_records; "
+            "dedupe_records([{'url': 'https://a.example/1', 'text': 'one two three four five six'}]); "
+            "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def _run(bucket, run_id: str, day: str, docs: list[dict], config: DedupeConfig | None = None) -> list[dict]:

@@ -104,8 +104,9 @@ class RotatingWarcWriter:
     """
 
     def __init__(self, key_prefix: str, basename: str, upload, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 local_dir: str | Path | None = None):
+                 local_dir: str | Path | None = None, keep_local: bool = False):
         self.key_prefix = key_prefix
+        self.keep_local = keep_local  # leave uploaded files in local_dir (a WarcTail reads them)
         self.basename = basename
         self.upload = upload
         self.max_bytes = max_bytes
@@ -166,7 +167,8 @@ class RotatingWarcWriter:
         self._fh.close()
         self.upload(str(self._path), self.current_key)
         self.keys.append(self.current_key)
-        os.unlink(self._path)
+        if not self.keep_local:
+            os.unlink(self._path)
         self._fh = self._writer = self._path = None
 
     def close(self) -> list[str]:
@@ -202,6 +204,67 @@ def iter_responses(stream: BinaryIO, warc_key: str = "") -> Iterator[WarcRespons
 def read_warc(bucket, warc_key: str) -> Iterator[WarcResponse]:
     """Response records of one WARC file in the bucket."""
     return iter_responses(io.BytesIO(bucket.get(warc_key)), warc_key)
+
+
+def raw_prefix(run_id: str, source: str) -> str:
+    """`raw/dt=/run=/<source>/`: where a crawl of `source` puts its WARC files."""
+    from pipeline.s3 import run_prefix, safe_segment
+
+    return f"{run_prefix('raw', run_id)}{safe_segment(source)}/"
+
+
+class WarcTail:
+    """The response records of the WARC files a running crawl writes into `folder`, as they land.
+
+    The writer appends one gzip member per record and flushes it, so every complete member
+    is a complete record; a member whose end is not written yet waits for the next `poll()`.
+    Files are read in name order (`-00001`, `-00002`, ... as they rotate); each record's
+    `warc_key` is `key_prefix` + the file name, the key the writer uploads it under.
+    """
+
+    def __init__(self, folder: str | Path, key_prefix: str):
+        self.folder = Path(folder)
+        self.key_prefix = key_prefix
+        self.offsets: dict[str, int] = {}  # file name -> bytes consumed (complete members)
+
+    def poll(self) -> list[WarcResponse]:
+        """Response records completed since the last poll."""
+        out: list[WarcResponse] = []
+        for path in sorted(self.folder.glob("*.warc.gz")):
+            offset = self.offsets.get(path.name, 0)
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+            used, raw = _complete_members(data)
+            if used:
+                self.offsets[path.name] = offset + used
+                out.extend(iter_responses(io.BytesIO(raw), self.key_prefix + path.name))
+        return out
+
+    def fully_read(self) -> bool:
+        """True when every file was consumed to its end (no partial record left behind)."""
+        files = list(self.folder.glob("*.warc.gz"))
+        return all(self.offsets.get(p.name, 0) == p.stat().st_size for p in files)
+
+    def keys(self) -> list[str]:
+        return sorted(self.key_prefix + p.name for p in self.folder.glob("*.warc.gz"))
+
+
+def _complete_members(data: bytes) -> tuple[int, bytes]:
+    """(bytes of `data` made of complete gzip members, their decompressed content)."""
+    used = 0
+    parts: list[bytes] = []
+    while used < len(data):
+        d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        try:
+            part = d.decompress(data[used:])
+        except zlib.error:
+            break  # not a complete gzip header yet
+        if not d.eof:
+            break  # the writer is still in this member
+        parts.append(part)
+        used = len(data) - len(d.unused_data)
+    return used, b"".join(parts)
 
 
 def _path_of(url: str) -> str:

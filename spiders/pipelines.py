@@ -21,9 +21,9 @@ from pipeline.config import S3Settings
 from pipeline.context import RunContext
 from pipeline.paths import default_sources_path
 from pipeline.rejects import reject, write_rejects
-from pipeline.s3 import Bucket, run_prefix, safe_segment
+from pipeline.s3 import Bucket, safe_segment
 from pipeline.state import http_key, save_http
-from pipeline.warc import DEFAULT_MAX_BYTES, KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter
+from pipeline.warc import DEFAULT_MAX_BYTES, KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter, raw_prefix
 from spiders.extensions import archive_closed, summary_key
 from spiders.items import CrawlReject, FetchedPage, NotModified
 
@@ -34,12 +34,9 @@ DISCOVERED_FIELD = "WARC-X-Discovered-URL"
 _VALIDATED_KINDS = ("feed", "sitemap", "robots")
 
 
-def raw_prefix(run_id: str, source: str) -> str:
-    return f"{run_prefix('raw', run_id)}{safe_segment(source)}/"
-
-
 class WarcArchivePipeline:
-    def __init__(self, crawler, source: str, run_id: str, sources_path: str, max_bytes: int):
+    def __init__(self, crawler, source: str, run_id: str, sources_path: str, max_bytes: int,
+                 local_dir: str | None = None):
         self.crawler = crawler
         self.stats = crawler.stats
         self.source = source
@@ -48,7 +45,11 @@ class WarcArchivePipeline:
         self.max_bytes = max_bytes
         self.bucket: Bucket | None = None
         self.writer: RotatingWarcWriter | None = None
-        self.local_dir: str | None = None
+        # NEWS_WARC_LOCAL_DIR: build the files there and keep them after the upload, for a
+        # caller that reads the records while the crawl runs (`pipeline run` extracts them at
+        # once); that caller owns the folder. Otherwise a temp folder, removed at close.
+        self.keep_local = bool(local_dir)
+        self.local_dir: str | None = local_dir or None
         self.rejects: list[dict] = []
         self.http: dict[str, dict] = {}
 
@@ -58,7 +59,7 @@ class WarcArchivePipeline:
         if not s.get("NEWS_SOURCE") or not s.get("NEWS_RUN_ID"):
             raise NotConfigured("WarcArchivePipeline needs NEWS_SOURCE and NEWS_RUN_ID")
         return cls(crawler, s.get("NEWS_SOURCE"), s.get("NEWS_RUN_ID"), s.get("NEWS_SOURCES_PATH", ""),
-                   s.getint("NEWS_WARC_MAX_BYTES", DEFAULT_MAX_BYTES))
+                   s.getint("NEWS_WARC_MAX_BYTES", DEFAULT_MAX_BYTES), s.get("NEWS_WARC_LOCAL_DIR") or None)
 
     def open_spider(self, spider=None):
         self.bucket = Bucket(S3Settings.from_env())
@@ -69,12 +70,13 @@ class WarcArchivePipeline:
         if stale:
             log.info("re-run of %s for run %s: deleting %s earlier file(s)", self.source, self.run_id, len(stale))
             self.bucket.delete(stale)
-        self.local_dir = tempfile.mkdtemp(prefix=f"warc-{self.source}-")
+        if not self.keep_local:
+            self.local_dir = tempfile.mkdtemp(prefix=f"warc-{self.source}-")
         bucket = self.bucket
         self.writer = RotatingWarcWriter(
             prefix, safe_segment(self.source),
             upload=lambda path, key: bucket.put_file(key, path, content_type="application/warc"),
-            max_bytes=self.max_bytes, local_dir=self.local_dir)
+            max_bytes=self.max_bytes, local_dir=self.local_dir, keep_local=self.keep_local)
 
     def process_item(self, item, spider=None):
         if isinstance(item, FetchedPage):
@@ -111,7 +113,7 @@ class WarcArchivePipeline:
         try:
             keys = self.writer.close()
         finally:
-            if self.local_dir:
+            if self.local_dir and not self.keep_local:
                 shutil.rmtree(self.local_dir, ignore_errors=True)
         ctx = RunContext(run_id=self.run_id, s3=self.bucket.settings,
                          sources_path=self.sources_path or default_sources_path())

@@ -69,3 +69,47 @@ def test_warcio_reads_the_records_with_valid_digests(tmp_path):
     # Scrapy hands over decompressed bodies: the original Content-Encoding is kept aside.
     assert responses[0].header("X-Archive-Orig-Content-Encoding") == "gzip"
     assert responses[0].header("Content-Encoding") is None
+
+
+def test_tail_reads_records_as_they_are_written_across_rotations(tmp_path):
+    from pipeline.warc import WarcTail
+
+    stored: dict[str, bytes] = {}
+    folder = tmp_path / "spool"
+    writer = RotatingWarcWriter("raw/x/", "x", lambda path, key: stored.__setitem__(key, Path(path).read_bytes()),
+                                local_dir=folder, max_bytes=1, keep_local=True)
+    tail = WarcTail(folder, "raw/x/")
+    seen = []
+    for i in range(3):
+        key, record_id = writer.write(url=f"https://example.org/news/{i}", status=200,
+                                      headers=[("Content-Type", "text/html")], body=HTML)
+        got = tail.poll()
+        assert [(r.url, r.record_id, r.warc_key) for r in got] == [(f"https://example.org/news/{i}", record_id, key)]
+        assert got[0].body == HTML
+        seen.append(key)
+    assert tail.poll() == []
+    writer.close()
+    # Rotated at each record: three files, kept in the folder, uploaded byte for byte.
+    assert seen == ["raw/x/x-00001.warc.gz", "raw/x/x-00002.warc.gz", "raw/x/x-00003.warc.gz"]
+    assert tail.keys() == sorted(stored) == seen
+    assert all((folder / k.rsplit("/", 1)[1]).read_bytes() == v for k, v in stored.items())
+    assert tail.fully_read()
+
+
+def test_tail_waits_for_a_record_whose_end_is_not_written_yet(tmp_path):
+    from pipeline.warc import WarcTail
+
+    data = _write(tmp_path / "w", 2)
+    members = _members(data)
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    path = folder / "x-00001.warc.gz"
+    cut = len(b"".join(members[:3])) + len(members[3]) // 2  # warcinfo, response 0, request 0, half of response 1
+    path.write_bytes(data[:cut])
+    tail = WarcTail(folder, "raw/x/")
+    assert [r.url for r in tail.poll()] == ["https://example.org/news/0"]
+    assert not tail.fully_read()
+    assert tail.poll() == []  # still half a record
+    path.write_bytes(data)
+    assert [r.url for r in tail.poll()] == ["https://example.org/news/1"]
+    assert tail.fully_read()

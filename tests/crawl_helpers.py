@@ -1,7 +1,8 @@
 """Tiny local HTTP servers and a subprocess crawl runner for the guard tests.
 
 * ``LocalServer(routes)``: ``http.server`` on 127.0.0.1, a free port, in a
-  daemon thread.  ``routes`` maps a path to a ``Reply`` (or a list of them,
+  daemon thread, with a listen backlog of ``LISTEN_BACKLOG`` (socketserver's
+  default of 5 drops connections when a crawler opens 8 at once, see below).  ``routes`` maps a path to a ``Reply`` (or a list of them,
   served in turn, the last one repeated) or to a callable ``(path) -> Reply``;
   unknown paths get 404.  ``hits(path)`` counts requests.
 * ``run_crawl(urls, settings)``: runs ``ProbeSpider`` in a fresh Python
@@ -11,6 +12,16 @@
   ``robots_fetched`` signal, and the final stats.
 * ``guard_settings(allow)``: the project's guard components, as the settings
   owner wires them.
+* ``tcp_listen_counters()``: the kernel's count of connections dropped at a
+  full listen queue, and of SYN retransmissions (Linux; machine-wide).
+
+Why the backlog matters: these servers answer HTTP/1.0, one connection per
+request, accepted by one Python thread.  With ``socketserver``'s backlog of 5,
+a crawler that opens 8 connections at once (Scrapy's 8 per domain) overflows
+the accept queue whenever that thread waits for the GIL; Linux then drops the
+handshake and the client retransmits its SYN after 1 s.  A crawl of 2,000
+pages lost 1-3 s that way (20-100 dropped connections), which the crawl
+benchmark measured as the guards' cost.
 """
 
 from __future__ import annotations
@@ -46,6 +57,14 @@ def page(html: str) -> Reply:
 
 Route = Reply | list[Reply] | Callable[[str], Reply]
 
+#: listen(2) backlog of the test servers; Linux caps it at net.core.somaxconn
+LISTEN_BACKLOG = 128
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
 
 class LocalServer:
     def __init__(self, routes: dict[str, Route] | None = None):
@@ -74,8 +93,7 @@ class LocalServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return None
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -119,6 +137,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def tcp_listen_counters() -> dict[str, int] | None:
+    """``{"ListenOverflows", "ListenDrops", "TCPSynRetrans"}`` from /proc/net/netstat (None off Linux).
+
+    Machine-wide counters: take the difference around a crawl; other processes' traffic counts too.
+    """
+    try:
+        lines = [ln.split() for ln in Path("/proc/net/netstat").read_text().splitlines() if ln.startswith("TcpExt:")]
+    except OSError:
+        return None
+    if len(lines) < 2:
+        return None
+    values = dict(zip(lines[0][1:], lines[1][1:]))
+    return {k: int(values.get(k, 0)) for k in ("ListenOverflows", "ListenDrops", "TCPSynRetrans")}
 
 
 def guard_settings(allow: list[str] | None = None, **extra: Any) -> dict[str, Any]:

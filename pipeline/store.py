@@ -83,8 +83,11 @@ def run_time(run_id: str) -> datetime:
 #: Multipart part size. Smaller than a row group's compressed size, so parts go out while
 #: the next row group is still being encoded (S3's minimum, except for the last part, is 5 MiB).
 PART_BYTES = 8 * 1024 * 1024
-#: Parts in flight per writer: bounds memory at about (2 + 1) x PART_BYTES.
+#: Parts in flight per file being written: bounds memory at about (2 + 1) x PART_BYTES each.
 MAX_PARTS_IN_FLIGHT = 2
+#: Part files a run encodes at the same time, each on its own thread (Parquet encoding and
+#: compression release the GIL). Encoding, not the upload, is the store's bottleneck.
+ENCODERS = 2
 
 
 class _StreamingUpload:
@@ -96,19 +99,22 @@ class _StreamingUpload:
         self.closed = False
         self.size = 0
         self._sha = hashlib.sha256()
-        self._buf = bytearray()
+        # What pyarrow wrote since the last part, as it wrote it: joined once per part (one copy).
+        self._chunks: list[bytes] = []
+        self._buffered = 0
         self._upload_id: str | None = None
         self._parts: list[tuple[int, Future]] = []
         self._single: Future | None = None
 
     # -- the file-object protocol pyarrow needs
     def write(self, data) -> int:
-        view = memoryview(data)
-        self._buf += view
-        self._sha.update(view)
-        n = view.nbytes
+        chunk = data if isinstance(data, bytes) else bytes(data)  # keep only immutable data
+        self._chunks.append(chunk)
+        self._sha.update(chunk)
+        n = len(chunk)
         self.size += n
-        if len(self._buf) >= self.part_bytes:
+        self._buffered += n
+        if self._buffered >= self.part_bytes:
             self._submit_part()
         return n
 
@@ -141,9 +147,14 @@ class _StreamingUpload:
         in_flight = [f for _, f in self._parts if not f.done()]
         if len(in_flight) >= MAX_PARTS_IN_FLIGHT:
             in_flight[0].result()
-        body, self._buf = bytes(self._buf), bytearray()
+        body = self._take()
         number = len(self._parts) + 1
         self._parts.append((number, self.pool.submit(self._upload_part, number, body)))
+
+    def _take(self) -> bytes:
+        body = b"".join(self._chunks)
+        self._chunks, self._buffered = [], 0
+        return body
 
     def _upload_part(self, number: int, body: bytes) -> str:
         resp = self.bucket._call(f"upload part {number} of {self.key}", self.bucket.client.upload_part,
@@ -153,10 +164,10 @@ class _StreamingUpload:
     def finish(self) -> None:
         """Send what is buffered (last part, or the whole object as one PUT); returns at once."""
         if self._upload_id is None:
-            body, self._buf = bytes(self._buf), bytearray()
+            body = self._take()
             self._single = self.pool.submit(self.bucket.put, self.key, body,
                                             content_type="application/vnd.apache.parquet")
-        elif self._buf:
+        elif self._chunks:
             self._submit_part()
 
     def complete(self) -> None:
@@ -183,100 +194,123 @@ class _StreamingUpload:
                 log.warning("could not abort the multipart upload of %s: %s", self.key, exc)
 
 
+class _Lane:
+    """One encoder: a thread writing one part file at a time (Parquet encoding releases the GIL)."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-encode-{index}")
+        self.pending: Future | None = None
+        self.files_opened = 0
+        self.sink: _StreamingUpload | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+        self.runs: set[str] = set()
+        self.finishing: list[_StreamingUpload] = []
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+
 class _PartWriter:
     """Streams tables into part files of bounded rows/bytes, uploading while it encodes.
 
+    `encoders` files are encoded at the same time, each on its own thread: the tables passed
+    to `write` go to them in turn (round robin, so the layout does not depend on timing).
     Each file streams to S3 as it is written (`_StreamingUpload`); a finished file's upload
-    completes while the next file is encoded, so memory stays at a few parts.
+    completes while the lane's next file is encoded, so memory stays at a few parts per lane.
     """
 
     def __init__(self, bucket: Bucket, prefix: str, attempt: str, *, max_rows: int, max_bytes: int,
-                 part_bytes: int | None = None):
+                 part_bytes: int | None = None, encoders: int = 1):
         self.bucket, self.prefix, self.attempt = bucket, prefix, attempt
         self.max_rows, self.max_bytes = max_rows, max_bytes
         self.part_bytes = part_bytes or PART_BYTES
         self.files: list[dict] = []
         self.written: list[str] = []  # keys that may exist (for cleanup on failure)
-        self._pool = ThreadPoolExecutor(max_workers=MAX_PARTS_IN_FLIGHT, thread_name_prefix="store-upload")
-        # Parquet encoding releases the GIL: it runs on its own thread while the caller converts
-        # the next batch of records (one batch queued at most, so memory stays bounded).
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-encode")
-        self._encoding: Future | None = None
-        self._finishing: list[_StreamingUpload] = []
-        self._sink: _StreamingUpload | None = None
-        self._writer: pq.ParquetWriter | None = None
-        self._rows = 0
-        self._runs: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=MAX_PARTS_IN_FLIGHT * encoders,
+                                        thread_name_prefix="store-upload")
+        self._lanes = [_Lane(i) for i in range(max(1, encoders))]
+        self._turn = 0
 
     def write(self, table: pa.Table) -> None:
-        """Queue a table for encoding; raises the error of an earlier batch, if any."""
-        self._wait_encoder()
-        self._encoding = self._encoder.submit(self._write, table)
+        """Queue a table for encoding on the next lane (at most one table queued per lane: memory
+        stays bounded); raises the error of that lane's earlier table, if any."""
+        lane = self._lanes[self._turn % len(self._lanes)]
+        self._turn += 1
+        lane.wait()
+        lane.pending = lane.executor.submit(self._write, lane, table)
 
-    def _wait_encoder(self) -> None:
-        if self._encoding is not None:
-            pending, self._encoding = self._encoding, None
-            pending.result()
-
-    def _write(self, table: pa.Table) -> None:
+    def _write(self, lane: _Lane, table: pa.Table) -> None:
         offset = 0
         while offset < table.num_rows:
-            if self._writer is None:
-                key = f"{self.prefix}part-{self.attempt}-{len(self.files):05d}.parquet"
+            if lane.writer is None:
+                # Lane i names its files i, i + n, i + 2n ...: unique, and independent of timing.
+                number = lane.index + len(self._lanes) * lane.files_opened
+                lane.files_opened += 1
+                key = f"{self.prefix}part-{self.attempt}-{number:05d}.parquet"
                 self.written.append(key)  # before any PUT: a timed-out PUT may still have landed
-                self._sink = _StreamingUpload(self.bucket, key, self._pool, self.part_bytes)
-                self._writer = pq.ParquetWriter(self._sink, ARTICLE_SCHEMA, **PARQUET_OPTIONS)
-            take = min(table.num_rows - offset, self.max_rows - self._rows)
+                lane.sink = _StreamingUpload(self.bucket, key, self._pool, self.part_bytes)
+                lane.writer = pq.ParquetWriter(lane.sink, ARTICLE_SCHEMA, **PARQUET_OPTIONS)
+            take = min(table.num_rows - offset, self.max_rows - lane.rows)
             chunk = table.slice(offset, take)
-            self._writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
-            self._runs.update(chunk.column("run_id").unique().to_pylist())
-            self._rows += take
+            lane.writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
+            lane.runs.update(chunk.column("run_id").unique().to_pylist())
+            lane.rows += take
             offset += take
-            if self._rows >= self.max_rows or self._sink.size >= self.max_bytes:
-                self._finish_file()
+            if lane.rows >= self.max_rows or lane.sink.size >= self.max_bytes:
+                self._finish_file(lane)
 
-    def _finish_file(self) -> None:
-        if self._writer is None:
+    def _finish_file(self, lane: _Lane) -> None:
+        if lane.writer is None:
             return
-        self._writer.close()
-        sink = self._sink
+        lane.writer.close()
+        sink = lane.sink
         sink.finish()
-        self._finishing.append(sink)
-        self.files.append({"key": sink.key, "rows": self._rows, "bytes": sink.size, "sha256": sink.sha256,
-                           "runs": sorted(self._runs)})
-        self._writer, self._sink, self._rows, self._runs = None, None, 0, set()
+        lane.finishing.append(sink)
+        self.files.append({"key": sink.key, "rows": lane.rows, "bytes": sink.size, "sha256": sink.sha256,
+                           "runs": sorted(lane.runs)})
+        lane.writer, lane.sink, lane.rows, lane.runs = None, None, 0, set()
         # Keep at most one finished file uploading behind the one being encoded.
-        while len(self._finishing) > 1:
-            self._complete_oldest()
+        while len(lane.finishing) > 1:
+            self._complete_oldest(lane)
 
-    def _complete_oldest(self) -> None:
-        sink = self._finishing.pop(0)
+    @staticmethod
+    def _complete_oldest(lane: _Lane) -> None:
+        sink = lane.finishing.pop(0)
         try:
             sink.complete()
         except BaseException:
-            self._finishing.insert(0, sink)  # abort() still has to clean it up
+            lane.finishing.insert(0, sink)  # abort() still has to clean it up
             raise
         log.debug("stored %s (%d bytes)", sink.key, sink.size)
 
     def close(self) -> list[dict]:
-        """Flush the last file, wait for uploads; the file entries for the manifest."""
-        self._wait_encoder()
-        self._encoder.shutdown(wait=True)
-        self._finish_file()
-        while self._finishing:
-            self._complete_oldest()
+        """Flush the last files, wait for uploads; the file entries for the manifest (by key)."""
+        for lane in self._lanes:
+            lane.wait()
+        for lane in self._lanes:
+            lane.executor.shutdown(wait=True)
+            self._finish_file(lane)
+        for lane in self._lanes:
+            while lane.finishing:
+                self._complete_oldest(lane)
         self._pool.shutdown(wait=True)
+        self.files.sort(key=lambda f: f["key"])
         return self.files
 
     def abort(self) -> None:
         """After a failure: stop, then best-effort delete what was written (orphans otherwise)."""
-        try:
-            self._wait_encoder()
-        except Exception as exc:  # the failure being handled already (or a consequence of it)
-            log.debug("encoding failed during abort: %s", exc)
-        self._encoder.shutdown(wait=True)
-        for sink in self._finishing + ([self._sink] if self._sink else []):
-            sink.abort()
+        for lane in self._lanes:
+            try:
+                lane.wait()
+            except Exception as exc:  # the failure being handled already (or a consequence of it)
+                log.debug("encoding failed during abort: %s", exc)
+            lane.executor.shutdown(wait=True)
+            for sink in lane.finishing + ([lane.sink] if lane.sink else []):
+                sink.abort()
         self._pool.shutdown(wait=True)
         if self.written:
             try:
@@ -323,7 +357,8 @@ def store_articles(ctx: RunContext, records: Iterable[dict] | pa.Table | pa.Reco
     manifest_key = run_manifest_key(run_id)
 
     previous = bucket.get_with_etag(manifest_key)
-    writer = _PartWriter(bucket, prefix, attempt, max_rows=max_rows_per_file, max_bytes=max_file_bytes)
+    writer = _PartWriter(bucket, prefix, attempt, max_rows=max_rows_per_file, max_bytes=max_file_bytes,
+                         encoders=ENCODERS)
     seen: set[str] = set()
     repeats = 0
     batch_rows = min(ROW_GROUP_ROWS, max_rows_per_file)

@@ -236,3 +236,64 @@ def test_big_files_stream_as_multipart_uploads(s3_settings, bucket, monkeypatch)
     assert _ids(s3_settings) == sorted(r["article_id"] for r in recs)
     uploads = bucket.client.list_multipart_uploads(Bucket=s3_settings.bucket)
     assert not uploads.get("Uploads"), "no multipart upload left open"
+
+
+def test_a_run_is_encoded_into_concurrent_files_with_a_fixed_layout(s3_settings, bucket, monkeypatch):
+    import hashlib
+
+    import pipeline.store as store
+
+    monkeypatch.setattr(store, "ROW_GROUP_ROWS", 50)  # batches (= row groups) of 50 rows
+    assert store.ENCODERS == 2
+    recs = generate_articles(250, words=20)
+    key = store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=1000)
+    m = bucket.get_json(key)
+    # Batches go to the two encoders in turn: 3 + 2 batches; lane i names its files i, i + 2, ...
+    assert [(f["key"].rsplit("-", 1)[1], f["rows"]) for f in m["files"]] == [("00000.parquet", 150),
+                                                                             ("00001.parquet", 100)]
+    first_ids = []
+    for f in m["files"]:
+        body = bucket.get(f["key"])
+        assert len(body) == f["bytes"] and hashlib.sha256(body).hexdigest() == f["sha256"]
+        meta = pq.ParquetFile(io.BytesIO(body)).metadata
+        assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [50] * (f["rows"] // 50)
+        first_ids.append(pq.read_table(io.BytesIO(body), columns=["article_id"]).column(0).to_pylist())
+    assert first_ids[0] == [r["article_id"] for r in recs[0:50] + recs[100:150] + recs[200:250]]
+    assert first_ids[1] == [r["article_id"] for r in recs[50:100] + recs[150:200]]
+    assert _ids(s3_settings) == sorted(r["article_id"] for r in recs)
+
+    monkeypatch.setattr(store, "ENCODERS", 1)
+    key = store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=1000)
+    assert [f["rows"] for f in bucket.get_json(key)["files"]] == [250]
+    assert _ids(s3_settings) == sorted(r["article_id"] for r in recs)
+
+
+def test_a_failing_encoder_lane_leaves_nothing_behind(s3_settings, bucket):
+    from pipeline.s3 import StorageError
+    from tests.test_s3_faults import FaultProxy, _ctx_via
+
+    recs = generate_articles(40, words=10)
+    # Every PUT of the second lane's file fails; the first lane's file uploads fine.
+    with FaultProxy(s3_settings.endpoint_url, pattern=r"^PUT .*part-\w+-00001\.parquet", times=10_000) as proxy:
+        with pytest.raises(StorageError, match="00001.parquet"):
+            store_articles(_ctx_via(proxy, s3_settings), recs, max_rows_per_file=20)
+        assert proxy.count(r"^PUT .*part-\w+-00000\.parquet") == 1
+    assert committed_runs(s3_settings) == []
+    assert bucket.list("articles/") == [], "the other lane's uploaded file is removed too"
+
+
+def test_records_missing_fields_get_nulls(s3_settings, bucket):
+    recs = generate_articles(30, words=10)
+    for i, r in enumerate(recs):
+        if i % 2:
+            del r["image"], r["removed"], r["published"]  # the dedupe stage may omit empty fields
+    store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=7)
+    got = {r["article_id"]: r for r in read_articles(settings=s3_settings, as_="records")}
+    assert sorted(got) == sorted(r["article_id"] for r in recs)
+    for i, r in enumerate(recs):
+        row = got[r["article_id"]]
+        assert row["text"] == r["text"] and row["url"] == r["url"]
+        if i % 2:
+            assert row["image"] is None and row["removed"] is None and row["published"] is None
+        else:
+            assert row["image"] == r["image"] and row["removed"] == r["removed"]

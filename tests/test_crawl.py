@@ -340,3 +340,60 @@ def test_spider_arguments_and_settings_are_validated(sources_file):
     assert s.getbool("AUTOTHROTTLE_ENABLED") and s.getbool("ROBOTSTXT_OBEY")
     assert s.get("USER_AGENT") == spider.crawl_cfg.user_agent
     assert s.get("NEWS_SOURCE") == name and s.get("NEWS_RUN_ID") == RUN
+
+
+# --------------------------------------------------------------------------- local servers of the tests and benchmark
+
+
+def _pending_connections_accepted(port: int, n: int, timeout: float = 0.5) -> int:
+    """Open ``n`` connections to ``port`` and keep them; how many completed their handshake in time."""
+    import socket
+
+    done, socks = 0, []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.settimeout(timeout)
+            try:
+                s.connect(("127.0.0.1", port))
+                done += 1
+            except OSError:
+                pass
+    finally:
+        for s in socks:
+            s.close()
+    return done
+
+
+def test_local_server_queues_a_burst_of_connections():
+    """socketserver's backlog of 5 dropped the 7th pending connection (1 s SYN retransmit for the client)."""
+    from tests.crawl_helpers import LISTEN_BACKLOG, LocalServer
+
+    server = LocalServer({})  # bound and listening, but nothing accepts yet: every connection waits in the queue
+    try:
+        assert _pending_connections_accepted(server.port, 64) == 64 <= LISTEN_BACKLOG
+    finally:
+        server.httpd.server_close()  # (stop() would wait for a serve_forever() that never ran)
+
+
+def test_bench_sample_site_listens_with_a_deep_backlog():
+    import shutil
+
+    from benchmarks.bench_crawl import _start_with_backlog
+    from examples.sample_site import server as site_server
+    from examples.sample_site.server import SampleSite
+    from tests.crawl_helpers import LISTEN_BACKLOG
+
+    if shutil.which("ss") is None:
+        pytest.skip("needs ss(8) to read a listening socket's backlog")
+    before = site_server._Server.request_queue_size
+    site = SampleSite(n_bulk_articles=10)
+    _start_with_backlog(site, LISTEN_BACKLOG)
+    try:
+        port = int(site.base_urls["bulk-news"].rsplit(":", 1)[1])
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+        assert int(out.split()[2]) == LISTEN_BACKLOG  # State Recv-Q Send-Q(= backlog of a listening socket) ...
+    finally:
+        site.stop()
+    assert site_server._Server.request_queue_size == before  # put back for anything else in this process

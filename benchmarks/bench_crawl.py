@@ -40,7 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.crawl_helpers import LISTEN_BACKLOG, LocalServer, guard_settings, page, run_crawl, tcp_listen_counters
+from tests.crawl_helpers import (LISTEN_BACKLOG, LocalServer, free_port, guard_settings, page, run_crawl,
+                                 tcp_listen_counters)
 
 POLITENESS_OFF = {"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING"}
 
@@ -134,11 +135,12 @@ def news_crawl(site: Any, n: int) -> dict[str, Any]:
     from pipeline.s3server import EmbeddedS3
 
     with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedS3(Path(tmp) / "s3")
-        info = server.up("news")
+        # on a free port, not the default 8333 a developer's `python -m pipeline s3 up` may want
+        server = EmbeddedS3(Path(tmp) / "s3", s3_port=free_port())
         saved = dict(os.environ)
-        os.environ["NEWS_INGEST_HOME"] = tmp  # the crawl's logs and state go to the temp folder
         try:
+            info = server.up("news")  # inside the try: a server that started but failed its bucket is stopped too
+            os.environ["NEWS_INGEST_HOME"] = tmp  # the crawl's logs and state go to the temp folder
             s3 = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
                             secret_access_key=info.secret_access_key, bucket="news")
             sources = site.write_sources_yaml(Path(tmp) / "sources.yaml", outlets=["bulk-news"], source_delay=0.0,

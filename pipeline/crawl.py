@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pipeline.context import RunContext, make_run_id
 from pipeline.paths import ROOT, var_dir
+from pipeline.pool import FORK_LOCK
 from pipeline.s3 import safe_segment
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,21 @@ def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] |
     cmd = crawl_command(ctx, source_name, settings=settings)
     log.info("crawl %s (run %s): %s; log in %s", source_name, ctx.run_id, " ".join(cmd), log_path)
     with open(log_path, "wb") as out:
+        # Started under the fork lock: `pipeline run` forks extraction workers from another thread.
+        with FORK_LOCK:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
         try:
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             raise CrawlError(f"crawl of {source_name} timed out after {timeout:.0f}s; log tail:\n"
                              f"{_tail(log_path)}") from None
+        except BaseException:  # e.g. Airflow's task timeout: the child must not outlive its task
+            proc.kill()
+            proc.wait()
+            raise
     if proc.returncode != 0:
         raise CrawlError(f"crawl of {source_name} failed (exit {proc.returncode}); log tail:\n{_tail(log_path)}")
     if not ctx.bucket.exists(key):

@@ -589,56 +589,79 @@ def _warc_stem(warc_key: str) -> str:
     return name
 
 
+def warc_item(rec) -> dict | None:
+    """The extraction item of an archived response (`pipeline.warc.WarcResponse`), without its HTML;
+    None for what is not an article page (feeds, sitemaps, robots, sections, non-2xx outcomes,
+    which are the crawl's to report)."""
+    if rec.kind != "article" or not 200 <= rec.status < 300:
+        return None
+    return {"url": rec.url, "source": rec.source, "warc_key": rec.warc_key,
+            "warc_record_id": rec.record_id, "fetched_at": rec.date,
+            "http_etag": rec.header("ETag"), "http_last_modified": rec.header("Last-Modified")}
+
+
+def cleaning_rules_of(ctx) -> Callable[[dict], CleaningRules | None]:
+    """item -> its source's cleaning rules (looked up once per source; None when it has none)."""
+    cache: dict[str | None, CleaningRules | None] = {}
+
+    def rules_for(item: dict) -> CleaningRules | None:
+        source = item.get("source")
+        if source not in cache:
+            cache[source] = None
+            if source:
+                try:
+                    cache[source] = ctx.sources.source(source).cleaning
+                except ConfigError as exc:
+                    log.warning("extract: no cleaning rules for source %r: %s", source, exc)
+        return cache[source]
+
+    return rules_for
+
+
+def extracted_key(ctx, warc_key: str) -> str:
+    return f"{ctx.prefix('work')}extracted/{_warc_stem(warc_key)}.jsonl.gz"
+
+
+def write_extraction(ctx, warc_key: str, outcomes: Iterable[tuple[dict, dict]]) -> str:
+    """Store the (item, result) pairs of one WARC file: records to `work/.../extracted/<stem>.jsonl.gz`,
+    failures to `rejects/.../extract-<stem>.jsonl` (stage "extract"). Returns the records' key."""
+    from pipeline.rejects import reject, write_rejects
+
+    rows: list[dict] = []
+    rejects: list[dict] = []
+    for item, result in outcomes:
+        if "error" in result:
+            rejects.append(reject(item["url"], "extract", result["error"], source=item["source"],
+                                  detail=result.get("detail", ""), warc_key=warc_key,
+                                  warc_record_id=item["warc_record_id"]))
+        else:
+            rows.append(result)
+    out_key = extracted_key(ctx, warc_key)
+    ctx.bucket.put_jsonl(out_key, rows)
+    write_rejects(ctx, f"extract-{_warc_stem(warc_key)}", rejects)
+    log.info("extract %s: %s articles, %s rejected -> %s", warc_key, len(rows), len(rejects), out_key)
+    return out_key
+
+
 def extract_stage(ctx, warc_key: str, *, workers: int | None = None, timeout: float = 30) -> str:
     """Extract the article responses of one WARC file; returns the key of `work/.../extracted/<stem>.jsonl.gz`.
 
     Pages that are not articles or fail go to `rejects/.../extract-<stem>.jsonl` (stage "extract").
     """
-    from pipeline.rejects import reject, write_rejects
     from pipeline.warc import read_warc
 
-    stem = _warc_stem(warc_key)
-    out_key = f"{ctx.prefix('work')}extracted/{stem}.jsonl.gz"
-    rules_cache: dict[str | None, CleaningRules | None] = {}
     pointers: list[dict] = []  # per item, without the HTML: to file rejects against the WARC record
-
-    def rules_for(item: dict) -> CleaningRules | None:
-        source = item.get("source")
-        if source not in rules_cache:
-            rules_cache[source] = None
-            if source:
-                try:
-                    rules_cache[source] = ctx.sources.source(source).cleaning
-                except ConfigError as exc:
-                    log.warning("extract: no cleaning rules for source %r: %s", source, exc)
-        return rules_cache[source]
 
     def items() -> Iterator[dict]:
         for rec in read_warc(ctx.bucket, warc_key):
-            if rec.kind != "article" or not 200 <= rec.status < 300:
-                continue  # feeds, sitemaps, robots, sections; non-2xx outcomes are the crawl's to report
-            item = {"url": rec.url, "source": rec.source, "warc_key": warc_key,
-                    "warc_record_id": rec.record_id, "fetched_at": rec.date,
-                    "http_etag": rec.header("ETag"), "http_last_modified": rec.header("Last-Modified")}
-            pointers.append(item)
-            yield {**item, "html": rec.text()}
+            item = warc_item(rec)
+            if item is not None:
+                pointers.append(item)
+                yield {**item, "html": rec.text()}
 
-    rows: list[dict] = []
-    rejects: list[dict] = []
     # Text-level cleaning is the clean stage's job (clean_stage): do it once, there.
-    batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=rules_for, clean=False)
-    for index, result in enumerate(batch):
-        if "error" in result:
-            ptr = pointers[index]
-            rejects.append(reject(ptr["url"], "extract", result["error"], source=ptr["source"],
-                                  detail=result.get("detail", ""), warc_key=warc_key,
-                                  warc_record_id=ptr["warc_record_id"]))
-        else:
-            rows.append(result)
-    ctx.bucket.put_jsonl(out_key, rows)
-    write_rejects(ctx, f"extract-{stem}", rejects)
-    log.info("extract %s: %s articles, %s rejected -> %s", warc_key, len(rows), len(rejects), out_key)
-    return out_key
+    batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=cleaning_rules_of(ctx), clean=False)
+    return write_extraction(ctx, warc_key, ((pointers[i], result) for i, result in enumerate(batch)))
 
 
 # ------------------------------------------------------------------ CLI

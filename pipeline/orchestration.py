@@ -144,7 +144,8 @@ def list_run_sources(ctx: RunContext) -> list[str]:
     return list_sources(ctx)
 
 
-def crawl_source(ctx: RunContext, source_name: str, *, try_number: int | None = None) -> dict:
+def crawl_source(ctx: RunContext, source_name: str, *, try_number: int | None = None,
+                 settings: dict[str, str] | None = None) -> dict:
     """One mapped crawl task: `crawl_stage`, recording a failure in the bucket before re-raising.
 
     Returns only what is small and safe for XCom: the source name and its WARC file count.
@@ -153,7 +154,7 @@ def crawl_source(ctx: RunContext, source_name: str, *, try_number: int | None = 
 
     key = failure_key(ctx, source_name)
     try:
-        summary = crawl_stage(ctx, source_name)
+        summary = crawl_stage(ctx, source_name, settings=settings)
     except BaseException as exc:  # incl. AirflowTaskTimeout (a BaseException): record, then re-raise
         reason = f"{type(exc).__name__}: {exc}"
         try:

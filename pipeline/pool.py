@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ class TaskFailure:
 
     reason: str
     detail: str = ""
+
+
+#: Held while a worker is forked and while `pipeline.crawl` starts its Scrapy child. A worker
+#: forked while another thread is inside `subprocess.Popen` inherits the write end of Popen's
+#: exec-status pipe; Popen then waits for that worker to exit before it returns: a deadlock
+#: when the worker is waiting for the pages of that very crawl (`pipeline.crawl_extract`).
+FORK_LOCK = threading.Lock()
 
 
 def default_workers() -> int:
@@ -84,7 +92,8 @@ class _Worker:
     def __init__(self, ctx, fn, warmup, max_memory_mb: int):
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, fn, warmup, max_memory_mb), daemon=True)
-        self.proc.start()
+        with FORK_LOCK:
+            self.proc.start()
         child.close()
         self.task: int | None = None
         self.deadline = 0.0

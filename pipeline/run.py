@@ -66,40 +66,18 @@ def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
     A source whose crawl fails is named in the report; the others go on.
     """
     from pipeline.clean import clean_stage
-    from pipeline.crawl import crawl_log_path
-    from pipeline.orchestration import crawl_outcome, crawl_source
+    from pipeline.crawl_extract import crawl_and_extract
     from pipeline.dedupe import dedupe_stage
-    from pipeline.extract import extract_stage
     from pipeline.progress import reporter_for
     from pipeline.store import store_stage
 
     rep = reporter_for(say)
     ctx.bucket.check()  # wrong credentials or a missing bucket: fail before crawling anything
     sources = list_sources(ctx, only_sources)
-    timings: dict[str, float] = {}
-
-    t0 = time.perf_counter()
-    for name in sources:
-        rep.stage(f"crawl {name}", unit="responses")
-        try:
-            with rep.follow(crawl_log_path(ctx, name)):
-                crawl_source(ctx, name)  # records a failure in the bucket, like the DAG's task
-            rep.note(f"crawl {name}: done")
-        except Exception as exc:  # one outlet failing must not stop the others
-            log.error("crawl of %s failed: %s", name, exc)
-            rep.note(f"crawl {name}: FAILED ({str(exc).splitlines()[0][:200]})")
-    timings["crawl"] = time.perf_counter() - t0
-
+    # Pages are extracted while the crawls run (see pipeline.crawl_extract); the report's
+    # "extract" time is the extraction left after the last crawl ended.
     # The same rule as the DAG: only crawls that finished feed extraction; the rest are named.
-    finished, failed = crawl_outcome(ctx, sources)
-    warc_keys = warc_keys_of(finished)
-    t0 = time.perf_counter()
-    rep.stage("extract", total=len(warc_keys), unit="WARC files")
-    extracted = []
-    for key in warc_keys:
-        extracted.append(extract_stage(ctx, key))
-        rep.advance()
-    timings["extract"] = time.perf_counter() - t0
+    extracted, timings, failed = crawl_and_extract(ctx, sources, rep=rep)
 
     t0 = time.perf_counter()
     rep.stage("clean")

@@ -1,0 +1,176 @@
+"""Crawl and extract at once: how `python -m pipeline run` runs its first two stages.
+
+The Airflow DAG crawls every source (mapped tasks), then extracts each WARC file from the
+bucket (mapped tasks). A single process running the whole pipeline does not have to wait:
+the crawl child keeps its WARC files in a local folder (`NEWS_WARC_LOCAL_DIR`), a
+`WarcTail` reads each record as it lands, and the extraction pool works on it while the
+crawl goes on. Scrapy's reactor is one thread, so the crawl leaves most of the second
+core idle; this puts it to work.
+
+The output is the DAG's: one `work/.../extracted/<stem>.jsonl.gz` and one extract-rejects
+file per WARC file, from the same `warc_item` / `extract_batch` / `write_extraction`.
+They are written only for a crawl that finished and whose local files were read to their
+end under the keys it uploaded; otherwise that source's WARC files are extracted again
+from the bucket, exactly as `extract_stage` does for the DAG. A failed crawl's pages are
+dropped, as in the DAG (the next run fetches them).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.context import RunContext
+from pipeline.crawl import crawl_log_path
+from pipeline.extract import cleaning_rules_of, extract_batch, extract_stage, warc_item, write_extraction
+from pipeline.orchestration import crawl_outcome, crawl_source
+from pipeline.paths import var_dir
+from pipeline.s3 import safe_segment
+from pipeline.warc import WarcTail, raw_prefix
+
+log = logging.getLogger(__name__)
+
+#: How often the tail looks for new records while a crawl runs (seconds).
+POLL_SECONDS = 0.05
+
+
+@dataclass
+class _Crawl:
+    """One source's crawl, running in a thread (the Scrapy child is its own process)."""
+
+    name: str
+    tail: WarcTail
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+
+    def start(self, ctx: RunContext) -> _Crawl:
+        self.thread = threading.Thread(target=self._run, args=(ctx,), name=f"crawl-{self.name}", daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self, ctx: RunContext) -> None:
+        try:  # crawl_source records a failure in the bucket, like the DAG's task
+            crawl_source(ctx, self.name, settings={"NEWS_WARC_LOCAL_DIR": str(self.tail.folder)})
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller, the run goes on
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+def _warm_up_later_stages() -> None:
+    """Import what clean, dedupe and store need while the crawl child starts (a core is idle then)."""
+    try:
+        from pipeline.clean import detect_language
+        from pipeline.dedupe_index import DedupeConfig, lsh_params
+        import pipeline.dedupe  # noqa: F401
+        import pipeline.store  # noqa: F401  (pyarrow)
+
+        cfg = DedupeConfig()
+        lsh_params(cfg.threshold, cfg.num_perm)
+        detect_language("warming up the language identifier model")
+    except Exception as exc:  # only an optimisation: the stages import what they need anyway
+        log.debug("warm-up of later stages failed: %s", exc)
+
+
+def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int | None = None,
+                      timeout: float = 30) -> tuple[list[str], dict[str, float], dict[str, str]]:
+    """Crawl `sources` one after another, extracting their pages as they are archived.
+
+    Returns (the extracted keys, one per WARC file of the crawls that finished;
+    {"crawl": seconds until the last crawl ended, "extract": seconds of extraction after it};
+    {source: why its crawl failed}).
+    """
+    spool = Path(tempfile.mkdtemp(prefix=f"warc-{safe_segment(ctx.run_id)}-", dir=var_dir()))
+    t0 = time.perf_counter()
+    crawl_end = t0
+    crawls: dict[str, _Crawl] = {}
+    pointers: list[dict] = []  # per item, in input order, without the HTML
+    extracted = 0
+
+    def begin(name: str) -> _Crawl:
+        folder = spool / safe_segment(name)
+        folder.mkdir()
+        crawls[name] = _Crawl(name, WarcTail(folder, raw_prefix(ctx.run_id, name))).start(ctx)
+        return crawls[name]
+
+    def items() -> Iterator[dict]:
+        nonlocal crawl_end
+        # Started here, once the pool's workers are forked: a fork while this thread imports
+        # would hand the workers half-imported modules.
+        threading.Thread(target=_warm_up_later_stages, name="warm-up", daemon=True).start()
+        for name in sources:
+            crawl = crawls.get(name) or begin(name)
+            rep.stage(f"crawl {name}", unit="responses")
+            with rep.follow(crawl_log_path(ctx, name)):
+                while True:
+                    finished = crawl.done.wait(POLL_SECONDS)
+                    for rec in crawl.tail.poll():  # after the child exited: the last records too
+                        item = warc_item(rec)
+                        if item is not None:
+                            pointers.append(item)
+                            yield {**item, "html": rec.text()}
+                    if finished:
+                        break
+            assert crawl.thread is not None
+            crawl.thread.join()
+            if crawl.error is not None:
+                log.error("crawl of %s failed: %s", name, crawl.error)
+                rep.note(f"crawl {name}: FAILED ({str(crawl.error).splitlines()[0][:200]})")
+            else:
+                rep.note(f"crawl {name}: done")
+        crawl_end = time.perf_counter()
+        rep.stage("extract (the pages left when the crawls ended)", total=len(pointers) - extracted, unit="pages")
+
+    outcomes: dict[str, list[tuple[dict, dict]]] = defaultdict(list)  # WARC key -> (item, result)
+    try:
+        if sources:
+            # The Scrapy child starts now (its start-up takes a second or more); the pool's
+            # warm-up and forks overlap it. The fork lock keeps the two from crossing.
+            begin(sources[0])
+        batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=cleaning_rules_of(ctx),
+                              clean=False)
+        for index, result in enumerate(batch):
+            item = pointers[index]
+            outcomes[item["warc_key"]].append((item, result))
+            extracted += 1
+            if crawl_end > t0:
+                rep.advance()
+        keys, failed = _write(ctx, sources, crawls, outcomes, workers=workers, timeout=timeout)
+    finally:
+        for crawl in crawls.values():  # an exception above: do not leave a crawl thread behind
+            if crawl.thread is not None:
+                crawl.thread.join()
+        shutil.rmtree(spool, ignore_errors=True)
+    end = time.perf_counter()
+    return keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)}, failed
+
+
+def _write(ctx: RunContext, sources: list[str], crawls: dict[str, _Crawl],
+           outcomes: dict[str, list[tuple[dict, dict]]], *, workers: int | None,
+           timeout: float) -> tuple[list[str], dict[str, str]]:
+    """Store the extraction of each finished crawl's WARC files; re-extract from the bucket when the
+    streamed records cannot be vouched for."""
+    finished, failed = crawl_outcome(ctx, sources)
+    for name, reason in failed.items():
+        log.warning("source %s failed; its pages are left for the next run: %s", name, reason.splitlines()[0])
+    keys: list[str] = []
+    for summary in sorted(finished, key=lambda s: s["source"]):
+        crawl = crawls.get(summary["source"])
+        warc_keys = sorted(summary.get("warc_keys", []))
+        streamed = crawl is not None and crawl.error is None and crawl.tail.fully_read() \
+            and crawl.tail.keys() == warc_keys
+        for key in warc_keys:
+            if streamed:
+                keys.append(write_extraction(ctx, key, outcomes.get(key, [])))
+            else:
+                log.warning("extract %s again from the bucket: its records were not all read while crawling", key)
+                keys.append(extract_stage(ctx, key, workers=workers, timeout=timeout))
+    return keys, failed

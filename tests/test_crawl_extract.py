@@ -1,0 +1,88 @@
+"""Crawl and extract at once (`pipeline run`): the same output as extracting the WARC files
+from the bucket afterwards, a fallback when the local records cannot be vouched for, and a
+crawl that ends early drops its pages."""
+
+from __future__ import annotations
+
+import pytest
+
+import pipeline.crawl as crawl_module
+from pipeline.context import RunContext
+from pipeline.crawl_extract import _Crawl, _write, crawl_and_extract
+from pipeline.extract import extract_stage
+from pipeline.progress import reporter_for
+from pipeline.read import read_articles
+from pipeline.rejects import read_rejects
+from pipeline.run import run_once
+from pipeline.warc import WarcTail
+
+RUN = "20261127T140000Z"
+OUTLETS = ["the-daily-courier", "metro-herald"]
+
+
+@pytest.fixture
+def streamed(s3_settings, sources_file, sample_site):
+    sample_site.set_epoch(0)
+    ctx = RunContext(run_id=RUN, s3=s3_settings, sources_path=sources_file)
+    keys, timings, failed = crawl_and_extract(ctx, OUTLETS, rep=reporter_for(None))
+    return ctx, keys, timings, failed
+
+
+def _snapshot(ctx: RunContext, keys: list[str]) -> dict:
+    """Every extracted row and extract reject of the run, by key."""
+    rows = {k: list(ctx.bucket.iter_jsonl(k)) for k in keys}
+    rejects = [r for r in read_rejects(ctx) if r["stage"] == "extract"]
+    return {"rows": rows, "rejects": sorted(rejects, key=lambda r: r["url"])}
+
+
+def test_streamed_extraction_is_what_extracting_from_the_bucket_gives(streamed):
+    ctx, keys, timings, failed = streamed
+    assert failed == {}
+    warc_keys = sorted(k for k in ctx.bucket.list(ctx.prefix("raw")) if k.endswith(".warc.gz"))
+    assert len(keys) == len(warc_keys) >= len(OUTLETS)  # one extracted file per WARC file
+    before = _snapshot(ctx, keys)
+    urls = [row["url"] for rows in before["rows"].values() for row in rows]
+    assert len(urls) >= 2 * 10 and len(set(urls)) == len(urls)
+    assert set(timings) == {"crawl", "extract"}
+    # The DAG's path: the same WARC files, read back from the bucket, one extract task each.
+    again = [extract_stage(ctx, key) for key in warc_keys]
+    assert sorted(again) == sorted(keys)
+    assert _snapshot(ctx, keys) == before
+
+
+def test_records_that_cannot_be_vouched_for_are_extracted_again_from_the_bucket(streamed, tmp_path):
+    ctx, keys, _, _ = streamed
+    before = _snapshot(ctx, keys)
+    for key in keys:
+        ctx.bucket.delete([key])
+    # A crawl whose local folder holds none of the files it uploaded: nothing streamed counts.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    crawls = {name: _Crawl(name, WarcTail(empty, "raw/")) for name in OUTLETS}
+    rewritten, failed = _write(ctx, OUTLETS, crawls, outcomes={}, workers=1, timeout=30)
+    assert failed == {}
+    assert sorted(rewritten) == sorted(keys)
+    assert _snapshot(ctx, keys) == before
+
+
+def test_a_crawl_that_ends_early_loses_its_streamed_pages_to_the_next_run(s3_settings, sources_file, sample_site,
+                                                                         monkeypatch):
+    victim, healthy = OUTLETS
+    real = crawl_module.crawl_command
+
+    def crawl_command(ctx, source_name, *, settings=None):
+        if source_name == victim:  # Scrapy stops it after 3 items: finish reason closespider_itemcount
+            settings = {**(settings or {}), "CLOSESPIDER_ITEMCOUNT": "3"}
+        return real(ctx, source_name, settings=settings)
+
+    monkeypatch.setattr(crawl_module, "crawl_command", crawl_command)
+    sample_site.set_epoch(0)
+    ctx = RunContext(run_id=RUN, s3=s3_settings, sources_path=sources_file)
+    report = run_once(ctx, only_sources=OUTLETS)
+    assert list(report["failed_sources"]) == [victim]
+    assert "closespider_itemcount" in report["failed_sources"][victim]
+    stored = {row["source"] for row in read_articles(settings=s3_settings, run_id=RUN).to_pylist()}
+    assert stored == {healthy}
+    # Its pages were archived (and streamed) before it stopped, but nothing was extracted from them.
+    assert ctx.bucket.list(ctx.prefix("raw") + victim + "/")
+    assert not [k for k in ctx.bucket.list(ctx.prefix("work") + "extracted/") if victim in k]

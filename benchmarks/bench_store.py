@@ -4,8 +4,12 @@ Starts its own SeaweedFS (EmbeddedS3 in a temp dir) and measures, in one process
 
 * write: `store_articles` (records -> Parquet -> S3 -> manifest) against plain boto3
   `put_object` of the very same Parquet bytes (goal: ratio >= 0.8);
-* read: `read_articles` of the whole day back into Arrow (goal: >= 50,000 articles/s).
+* read: `read_articles` of the whole day back into Arrow (goal: >= 50,000 articles/s);
+* other codecs (`--codecs`), Arrow input, each against put_object of its own files:
+  the storage trade (bytes/article) next to the speed.
 
+CPU seconds of this process and of the SeaweedFS server are printed per row: on a small
+machine they bound the ratio (the server alone keeps the cores busy during put_object).
 Timings on a shared machine are noisy: compare the ratio, measured in the same run.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
 import tempfile
 import time
@@ -71,27 +76,63 @@ def generate_articles(n: int, *, seed: int = 0, words: int = 450, run_tag: str =
     return out
 
 
+class _CpuClock:
+    """Wall time and CPU seconds of this process and of the SeaweedFS server (from /proc)."""
+
+    def __init__(self, server_pid: int):
+        self.stat = Path(f"/proc/{server_pid}/stat")
+
+    def _server(self) -> float:
+        try:
+            fields = self.stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # not Linux: the CPU columns stay at 0
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def time(self, fn) -> tuple[object, float, float, float]:
+        """(fn(), wall seconds, CPU seconds here, CPU seconds in the server)."""
+        c0, s0, t0 = time.process_time(), self._server(), time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - t0, time.process_time() - c0, self._server() - s0
+
+
+def _codec_options(spec: str) -> dict:
+    """`zstd:3`, `snappy`, `lz4`, `none` -> PARQUET_OPTIONS with that codec."""
+    from pipeline.store import PARQUET_OPTIONS
+
+    name, _, level = spec.partition(":")
+    options = {k: v for k, v in PARQUET_OPTIONS.items() if k not in ("compression", "compression_level")}
+    options["compression"] = name
+    if level:
+        options["compression_level"] = int(level)
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa  # imported here: the module import stays cheap for tests
     import pyarrow.parquet as pq
-
-    from pipeline.schema import table_to_articles
-    from pipeline.store import PARQUET_OPTIONS, ROW_GROUP_ROWS
 
     from pipeline.config import S3Settings
     from pipeline.context import RunContext
     from pipeline.read import read_articles
     from pipeline.s3 import Bucket
     from pipeline.s3server import EmbeddedS3
-    from pipeline.store import store_articles
+    from pipeline.schema import table_to_articles
+    from pipeline.store import ENCODERS, PARQUET_OPTIONS, ROW_GROUP_ROWS, store_articles
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--rows-per-file", type=int, default=100_000)
+    parser.add_argument("--codecs", default="zstd:1,snappy,lz4",
+                        help="other codecs to compare (Arrow input), comma-separated; '' for none")
     args = parser.parse_args(argv)
+    codecs = [c for c in args.codecs.split(",") if c]
+    default_codec = f"{PARQUET_OPTIONS['compression']}:{PARQUET_OPTIONS.get('compression_level', '')}".rstrip(":")
 
     print(f"generating {args.articles:,} articles ...", flush=True)
     records = generate_articles(args.articles)
+    # The same articles already in Arrow (what store_stage gets from pyarrow.json).
+    arrow_input = pa.Table.from_pylist(records)
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         server = EmbeddedS3(Path(tmp) / "s3")
         info = server.up("bench")
@@ -99,36 +140,46 @@ def main(argv: list[str] | None = None) -> int:
             settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
                                   secret_access_key=info.secret_access_key, bucket="bench")
             bucket = Bucket(settings)
+            clock = _CpuClock(info.pid)
             # Warm-up (connection pool, volume allocation) so neither side pays it.
             store_articles(RunContext("20261126T000000Z", s3=settings), records[:2000])
 
-            ctx = RunContext("20261127T060000Z", s3=settings)
-            t0 = time.perf_counter()
-            mkey = store_articles(ctx, records, max_rows_per_file=args.rows_per_file)
-            t_store = time.perf_counter() - t0
-            # The same articles already in Arrow (what store_stage gets from pyarrow.json), another day.
-            arrow_input = pa.Table.from_pylist(records)
-            t0 = time.perf_counter()
-            store_articles(RunContext("20261128T060000Z", s3=settings), arrow_input,
-                           max_rows_per_file=args.rows_per_file)
-            t_store_arrow = time.perf_counter() - t0
+            def put_same_bytes(mkey: str, tag: str):
+                """Plain boto3 put_object, one after the other, of exactly the files the store wrote."""
+                bodies = [bucket.get(f["key"]) for f in bucket.get_json(mkey)["files"]]
+
+                def put():
+                    for i, body in enumerate(bodies):
+                        bucket.client.put_object(Bucket="bench", Key=f"baseline/{tag}/part-{i:05d}.parquet",
+                                                 Body=body)
+                return (len(bodies), sum(len(b) for b in bodies)), *clock.time(put)[1:]
+
+            mkey, t_store, c_store, s_store = clock.time(lambda: store_articles(
+                RunContext("20261127T060000Z", s3=settings), records, max_rows_per_file=args.rows_per_file))
+            mkey_arrow, t_arrow, c_arrow, s_arrow = clock.time(lambda: store_articles(
+                RunContext("20261128T060000Z", s3=settings), arrow_input, max_rows_per_file=args.rows_per_file))
             # Context: the naive way from the same Arrow input (encode all in memory, then one PUT).
-            t0 = time.perf_counter()
-            sink = io.BytesIO()
-            pq.write_table(table_to_articles(arrow_input, run_id="20261129T060000Z", ingested_at=datetime.now(timezone.utc)),
-                           sink, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
-            bucket.client.put_object(Bucket="bench", Key="naive/part-00000.parquet", Body=sink.getvalue())
-            t_naive = time.perf_counter() - t0
-            del arrow_input, sink
-            manifest = bucket.get_json(mkey)
-            bodies = [bucket.get(f["key"]) for f in manifest["files"]]
-            nbytes = sum(len(b) for b in bodies)
+            def naive():
+                sink = io.BytesIO()
+                pq.write_table(table_to_articles(arrow_input, run_id="20261129T060000Z",
+                                                 ingested_at=datetime.now(timezone.utc)),
+                               sink, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+                bucket.client.put_object(Bucket="bench", Key="naive/part-00000.parquet", Body=sink.getvalue())
+            _, t_naive, c_naive, s_naive = clock.time(naive)
+            (nfiles, nbytes), t_put, c_put, s_put = put_same_bytes(mkey, "dict")
+            (_, nbytes_arrow), t_put_arrow, c_put_arrow, s_put_arrow = put_same_bytes(mkey_arrow, "arrow")
 
-            t0 = time.perf_counter()
-            for i, body in enumerate(bodies):
-                bucket.client.put_object(Bucket="bench", Key=f"baseline/part-{i:05d}.parquet", Body=body)
-            t_put = time.perf_counter() - t0
+            # The storage trade: other codecs, Arrow input, each against put_object of its own files.
+            sweep = []
+            for day, codec in enumerate(codecs, start=1):
+                run = f"202612{day:02d}T060000Z"
+                mk, t_c, c_c, s_c = clock.time(lambda: store_articles(
+                    RunContext(run, s3=settings), arrow_input, max_rows_per_file=args.rows_per_file,
+                    parquet_options=_codec_options(codec)))
+                (_, nb), t_p, c_p, s_p = put_same_bytes(mk, codec)
+                sweep.append((codec, nb, t_c, c_c, s_c, t_p, c_p, s_p))
 
+            del arrow_input  # the read-back gets the memory back, as a reading process would have it
             t0 = time.perf_counter()
             table = read_articles(since="2026-11-27", until="2026-11-27", settings=settings)
             t_read = time.perf_counter() - t0
@@ -136,24 +187,42 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.down()
 
+    n = args.articles
     mb = nbytes / 1e6
     rows = [
-        ("store_articles (dict records -> S3, committed)", t_store, mb / t_store, args.articles / t_store),
-        ("store_articles (Arrow table -> S3, committed)", t_store_arrow, mb / t_store_arrow,
-         args.articles / t_store_arrow),
-        ("naive: write_table in memory + put_object", t_naive, mb / t_naive, args.articles / t_naive),
-        ("boto3 put_object (same Parquet bytes)", t_put, mb / t_put, args.articles / t_put),
-        ("read_articles (one day -> Arrow)", t_read, mb / t_read, args.articles / t_read),
+        ("store_articles (dict records -> S3, committed)", t_store, c_store, s_store),
+        ("store_articles (Arrow table -> S3, committed)", t_arrow, c_arrow, s_arrow),
+        ("naive: write_table in memory + put_object", t_naive, c_naive, s_naive),
+        ("boto3 put_object (same Parquet bytes)", t_put, c_put, s_put),
     ]
-    print(f"\n{args.articles:,} articles, {len(bodies)} files, {mb:.1f} MB Parquet (zstd)\n")
-    print(f"| {'operation':<46} | {'seconds':>8} | {'MB/s':>8} | {'articles/s':>11} |")
-    print(f"|{'-' * 48}|{'-' * 10}|{'-' * 10}|{'-' * 13}|")
-    for name, secs, mbs, aps in rows:
-        print(f"| {name:<46} | {secs:8.2f} | {mbs:8.1f} | {aps:11,.0f} |")
+    cpus = os.cpu_count() or 1
+    print(f"\n{n:,} articles, {nfiles} files, {mb:.1f} MB Parquet ({default_codec}, {nbytes / n:,.0f} bytes/article), "
+          f"{ENCODERS} encoders, {cpus} CPUs, load average {os.getloadavg()[0]:.2f}\n")
+    print(f"| {'operation':<46} | {'seconds':>7} | {'MB/s':>6} | {'articles/s':>10} | {'CPU-s here':>10} | {'CPU-s S3':>8} |")
+    print(f"|{'-' * 48}|{'-' * 9}|{'-' * 8}|{'-' * 12}|{'-' * 12}|{'-' * 10}|")
+    for name, secs, cpu, cpu_s3 in rows:
+        print(f"| {name:<46} | {secs:7.2f} | {mb / secs:6.1f} | {n / secs:10,.0f} | {cpu:10.2f} | {cpu_s3:8.2f} |")
+    print(f"| {'read_articles (one day -> Arrow)':<46} | {t_read:7.2f} | {mb / t_read:6.1f} | {n / t_read:10,.0f} |"
+          f" {'':>10} | {'':>8} |")
     print(f"\nwrite ratio store/put_object: {t_put / t_store:.2f} from dict records, "
-          f"{t_put / t_store_arrow:.2f} from Arrow (goal >= 0.8); "
-          f"streaming store vs naive encode-then-put (Arrow input): {t_naive / t_store_arrow:.2f}")
-    print(f"read: {args.articles / t_read:,.0f} articles/s (goal >= 50,000)")
+          f"{t_put_arrow / t_arrow:.2f} from Arrow (goal >= 0.8); "
+          f"streaming store vs naive encode-then-put (Arrow input): {t_naive / t_arrow:.2f}")
+    # The CPU floor: every CPU-second, here or in the server, is shared by `cpus` cores.
+    floor = (c_arrow + s_arrow) / cpus
+    print(f"CPU floor (Arrow input): store needs {c_arrow:.2f} + {s_arrow:.2f} CPU-s (encode/upload + server) "
+          f"= at least {floor:.2f} s on {cpus} CPUs; put_object needs {c_put_arrow:.2f} + {s_put_arrow:.2f} CPU-s: "
+          f"best possible ratio here ~{t_put_arrow / max(floor, 1e-9):.2f}")
+    print(f"read: {n / t_read:,.0f} articles/s (goal >= 50,000)")
+    if sweep:
+        print(f"\nCodecs (Arrow input; each against put_object of its own files; a bigger file slows the "
+              f"baseline too, so compare articles/s as well):\n")
+        print(f"| {'codec':<8} | {'MB':>6} | {'bytes/article':>13} | {'store s':>7} | {'articles/s':>10} |"
+              f" {'put s':>6} | {'ratio':>5} | {'CPU-s here + S3':>15} |")
+        print(f"|{'-' * 10}|{'-' * 8}|{'-' * 15}|{'-' * 9}|{'-' * 12}|{'-' * 8}|{'-' * 7}|{'-' * 17}|")
+        for codec, nb, t_c, c_c, s_c, t_p, _, _ in [(default_codec, nbytes_arrow, t_arrow, c_arrow, s_arrow,
+                                                     t_put_arrow, c_put_arrow, s_put_arrow), *sweep]:
+            print(f"| {codec:<8} | {nb / 1e6:6.1f} | {nb / n:13,.0f} | {t_c:7.2f} | {n / t_c:10,.0f} |"
+                  f" {t_p:6.2f} | {t_p / t_c:5.2f} | {c_c:7.2f} + {s_c:5.2f} |")
     return 0
 
 

@@ -297,3 +297,22 @@ def test_records_missing_fields_get_nulls(s3_settings, bucket):
             assert row["image"] is None and row["removed"] is None and row["published"] is None
         else:
             assert row["image"] == r["image"] and row["removed"] == r["removed"]
+
+
+def test_statistics_skip_free_text_and_codec_can_be_overridden(s3_settings, bucket):
+    import pipeline.store as store
+
+    recs = generate_articles(30, words=10)
+    key = store_articles(RunContext(RUN, s3=s3_settings), recs)
+    meta = pq.ParquetFile(io.BytesIO(bucket.get(bucket.get_json(key)["files"][0]["key"]))).metadata
+    cols = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i) for i in range(meta.num_columns)}
+    assert cols["published"].is_stats_set and cols["ingested_at"].is_stats_set and cols["run_id"].is_stats_set
+    assert not cols["text"].is_stats_set and not cols["removed.list.element.text"].is_stats_set
+    assert cols["text"].compression == "ZSTD"
+    snappy = {**store.PARQUET_OPTIONS, "compression": "snappy"}
+    del snappy["compression_level"]
+    key = store_articles(RunContext(RUN, s3=s3_settings), recs, parquet_options=snappy)
+    meta = pq.ParquetFile(io.BytesIO(bucket.get(bucket.get_json(key)["files"][0]["key"]))).metadata
+    assert meta.row_group(0).column(0).compression == "SNAPPY"
+    assert store.PARQUET_OPTIONS["compression"] == "zstd", "the default is untouched"
+    assert _ids(s3_settings) == sorted(r["article_id"] for r in recs)

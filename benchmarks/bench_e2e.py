@@ -4,7 +4,8 @@
 
 What runs, all on 127.0.0.1 and in a temporary folder:
 
-* `BenchmarkOutlet` serves the 181 real pages (index, RSS feed, sitemap, robots.txt);
+* `BenchmarkOutlet` serves the 181 real pages (index, RSS feed, sitemap, robots.txt) from a
+  process of its own, as a real outlet would be (`OutletProcess`);
 * an embedded SeaweedFS (`EmbeddedS3`) is the bucket;
 * `pipeline.run.run_once` with production settings: the `news` spider in its own process
   with every guard on (SSRF guard with the outlet's port allowlisted, strict robots.txt,
@@ -18,7 +19,7 @@ What it prints, as one table:
 * pages per second end to end (benchmark pages / wall time of `run_once`) and per stage
   (benchmark pages / the report's `stage_seconds`);
 * peak memory of the process tree (a sampling thread sums the RSS of this process and all
-  its descendants: the Scrapy child, the extraction workers), the S3 server shown apart;
+  its descendants: the Scrapy child, the extraction workers), the S3 server and the outlet shown apart;
 * F1 / precision / recall of the STORED text (read back with `read_articles`) against the
   ground truth, scored with `benchmarks.scoring.score`, next to `extract_page` alone on the
   same pages (decoded the way Scrapy decodes them), so a loss between stages is visible.
@@ -119,6 +120,52 @@ class TreeMemorySampler:
         self.sample()
 
 
+def _serve_outlet(conn: Any) -> None:
+    """Child process: serve the benchmark outlet until the parent closes the pipe."""
+    from examples.sample_site.benchmark_outlet import BenchmarkOutlet
+
+    outlet = BenchmarkOutlet().start()
+    conn.send(outlet.port)
+    try:
+        conn.recv()
+    except EOFError:
+        pass
+    outlet.stop()
+
+
+class OutletProcess:
+    """The benchmark outlet served from a process of its own.
+
+    A real outlet is another machine; served from threads of this process, its HTTP
+    handlers would take turns with the pipeline's main thread for the GIL (its CPU still
+    counts: it runs on the same two cores). `outlet` is a not-started `BenchmarkOutlet` on
+    the child's port, for URLs, the ground truth and the sources file.
+    """
+
+    def __enter__(self) -> OutletProcess:
+        import multiprocessing as mp
+
+        from examples.sample_site.benchmark_outlet import BenchmarkOutlet
+
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no threads or descriptors of this one
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve_outlet, args=(child,), name="benchmark-outlet", daemon=True)
+        self.proc.start()
+        child.close()
+        self.outlet = BenchmarkOutlet(port=self.conn.recv())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
 def decode_like_scrapy(url: str, body: bytes) -> str:
     """The str Scrapy's `response.text` would give for this body served as text/html."""
     from scrapy.http import HtmlResponse
@@ -162,7 +209,7 @@ def trafilatura_default(outlet: Any) -> tuple[dict[str, str], float]:
 def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dict[str, Any]:
     """Serve, run, read back, score; returns every number the table shows."""
     from benchmarks.scoring import score, tokens
-    from examples.sample_site.benchmark_outlet import NAME, BenchmarkOutlet
+    from examples.sample_site.benchmark_outlet import NAME
     from pipeline.config import S3Settings
     from pipeline.context import RunContext, make_run_id
     from pipeline.progress import progress_reporter
@@ -170,18 +217,17 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
     from pipeline.run import run_once
     from pipeline.s3server import EmbeddedS3
 
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp, OutletProcess() as serving:
         tmp_path = Path(tmp)
         server = EmbeddedS3(tmp_path / "s3")
         saved = dict(os.environ)
-        outlet = BenchmarkOutlet()
+        outlet = serving.outlet
         try:
             info = server.up("news")
             settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
                                   secret_access_key=info.secret_access_key, bucket="news")
             # The crawl child, state and logs use this server and folder, not the developer's var/.
             os.environ.update({"NEWS_INGEST_HOME": str(tmp_path), **settings.as_env()})
-            outlet.start()
             sources = outlet.write_sources_yaml(tmp_path / "sources.yaml", source_delay=0.0,
                                                 source_concurrency=concurrency, autothrottle=False)
             ctx = RunContext(run_id=make_run_id(datetime.now(timezone.utc)), s3=settings, sources_path=sources)
@@ -189,7 +235,7 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
 
             load_before = os.getloadavg()[0]
             reporter = progress_reporter(sys.stderr)
-            with TreeMemorySampler(exclude={info.pid}) as memory:
+            with TreeMemorySampler(exclude={info.pid, serving.proc.pid}) as memory:
                 t0 = time.perf_counter()
                 try:
                     report = run_once(ctx, say=reporter)
@@ -211,7 +257,6 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
                          for line in f.read_text(errors="replace").splitlines()]
             crawl_log_responses = sum(1 for line in log_lines if SCRAPY_RESPONSE.search(line))
         finally:
-            outlet.stop()
             server.down()
             os.environ.clear()
             os.environ.update(saved)
@@ -294,7 +339,7 @@ def table(r: dict[str, Any]) -> str:
         f"< 1024 MiB {'ok' if r['peak_tree_bytes'] < GOAL_PEAK_BYTES else 'MISSED'} "
         f"({r['peak_processes']} processes at most, {r['memory_samples']} samples)")
     row("  of which the main process", f"{r['peak_main_bytes'] / MIB:.0f} MiB")
-    row("  S3 server (SeaweedFS, apart)", f"{r['peak_s3_bytes'] / MIB:.0f} MiB")
+    row("  S3 server and outlet (apart)", f"{r['peak_s3_bytes'] / MIB:.0f} MiB")
     row("pages fetched (incl. feed, sitemap, robots)", f"{r['pages_fetched']}",
         f"{r['crawl_log_responses']} responses in the crawl log")
     row("benchmark pages stored", f"{r['stored_benchmark_pages']}/{n}",

@@ -50,6 +50,7 @@ class _Crawl:
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     thread: threading.Thread | None = None
+    ended: float = 0.0  # perf_counter() when the crawl process was done
 
     def start(self, ctx: RunContext) -> _Crawl:
         self.thread = threading.Thread(target=self._run, args=(ctx,), name=f"crawl-{self.name}", daemon=True)
@@ -62,6 +63,7 @@ class _Crawl:
         except BaseException as exc:  # noqa: BLE001 - reported by the caller, the run goes on
             self.error = exc
         finally:
+            self.ended = time.perf_counter()
             self.done.set()
 
 
@@ -126,7 +128,9 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int 
                 rep.note(f"crawl {name}: FAILED ({str(crawl.error).splitlines()[0][:200]})")
             else:
                 rep.note(f"crawl {name}: done")
-        crawl_end = time.perf_counter()
+        crawl_end = max(c.ended for c in crawls.values()) if crawls else time.perf_counter()
+        log.info("crawls ended after %.2f s; %s of %s pages extracted by %.2f s", crawl_end - t0, extracted,
+                 len(pointers), time.perf_counter() - t0)
         rep.stage("extract (the pages left when the crawls ended)", total=len(pointers) - extracted, unit="pages")
 
     outcomes: dict[str, list[tuple[dict, dict]]] = defaultdict(list)  # WARC key -> (item, result)

@@ -510,7 +510,7 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
         "title": normalise_text(meta.title) if meta.title else None,
         "author": normalise_text(meta.author) if meta.author else None,
         "published": published,
-        "language": None if clean else detect_language(text),  # clean detects it on the final text
+        "language": None,  # detected on the final text by clean_article (here, or in the clean stage)
         "sitename": meta.sitename or None,
         "image": meta.image or None,
         "text": text,
@@ -569,8 +569,10 @@ def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout:
             urls[next(counter)] = item.get("url") or ""
             yield item, (rules_for(item) if rules_for else None), clean
 
+    # The language model is only needed when cleaning here (clean_article detects the language).
+    warmup = _warmup if clean else None
     for index, result in enumerate(bounded_map(_extract_item, payloads(), workers=workers, timeout=timeout,
-                                               max_memory_mb=max_memory_mb, warmup=_warmup)):
+                                               max_memory_mb=max_memory_mb, warmup=warmup)):
         url = urls.pop(index, "")
         if isinstance(result, TaskFailure):
             yield {"url": url, "error": result.reason, "detail": result.detail}
@@ -676,7 +678,8 @@ def configure_extract(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         help='batch: JSON Lines of {"url", "html"} in, one line out per line in, same order')
     parser.add_argument("--workers", type=int, default=None, help="processes for --jsonl (default: all cores)")
     parser.add_argument("--timeout", type=float, default=30, help="seconds per page in --jsonl mode (default 30)")
-    parser.add_argument("--raw", action="store_true", help="skip the cleaning layer (extraction only)")
+    parser.add_argument("--raw", action="store_true",
+                        help="skip the cleaning layer (extraction only; no language detection either)")
     return parser
 
 

@@ -228,7 +228,9 @@ class Bucket:
             n += 1
         data = buf.getvalue()
         if key.endswith(".gz"):
-            data = gzip.compress(data, mtime=0)
+            # Level 1: these are a run's work files and rejects, read once by the next stage.
+            # gzip's default 9 took 0.24 s of a 181-article run's main process for ~10% less size.
+            data = gzip.compress(data, compresslevel=1, mtime=0)
         self.put(key, data, content_type="application/x-ndjson")
         return n
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.clean import clean_article
 from pipeline.config import CleaningRules
 from pipeline.context import RunContext
 from pipeline.extract import (EXTRACTOR_VERSION, NotAnArticle, canonical_url, cmd_extract, configure_extract,
@@ -112,7 +113,9 @@ def test_clean_false_skips_the_cleaning_layer():
     assert "See also" not in extract_page(_page(body), "https://example.org/t")["text"]
     raw = extract_page(_page(body), "https://example.org/t", clean=False)
     assert "See also Ferry fares rise again" in raw["text"]
-    assert raw["language"] == "en"
+    # The language is the cleaning layer's to detect, on the final text: once, not here as well.
+    assert raw["language"] is None
+    assert clean_article(raw)["language"] == "en"
 
 
 def test_not_an_article_has_a_reason():

@@ -397,3 +397,38 @@ def test_bench_sample_site_listens_with_a_deep_backlog():
     finally:
         site.stop()
     assert site_server._Server.request_queue_size == before  # put back for anything else in this process
+
+
+def test_spider_requests_share_one_callable_per_callback(sources_file, monkeypatch):
+    """Scrapy's generator-return check of a callback (getsource + ast.parse) runs once per crawl,
+    not again whenever the bound method it was cached under has died with its request."""
+    import gc
+
+    from scrapy.crawler import Crawler
+    from scrapy.utils import misc
+    from scrapy.utils.request import request_from_dict
+
+    from spiders.spiders.news import NewsSpider
+
+    name = yaml.safe_load(sources_file.read_text())["sources"][0]["name"]
+    spider = NewsSpider.from_crawler(Crawler(NewsSpider, {}), source=name, run_id=RUN, sources=str(sources_file))
+    misc._generator_callbacks_cache.clear()
+    def article(url):  # what spider._article() builds (without its stats, which need a running crawl)
+        return spider._request(url, "article", spider.parse_article)
+
+    first = article("http://127.0.0.1:1/a.html")
+    assert misc.is_generator_with_return_value(first.callback) is False
+    del first
+    gc.collect()
+
+    sources_read = []
+    real_getsource = misc.inspect.getsource
+    monkeypatch.setattr(misc.inspect, "getsource", lambda f: sources_read.append(f) or real_getsource(f))
+    second = article("http://127.0.0.1:1/b.html")
+    assert misc.is_generator_with_return_value(second.callback) is False
+    assert sources_read == []  # answered from the cache
+    other = article("http://127.0.0.1:1/c.html")
+    assert other.callback is second.callback and other.errback is second.errback
+    # a request still serialises by method name (JOBDIR disk queues)
+    back = request_from_dict(second.to_dict(spider=spider), spider=spider)
+    assert back.callback == spider.parse_article and back.errback == spider.on_error

@@ -207,22 +207,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrite ratio store/put_object: {t_put / t_store:.2f} from dict records, "
           f"{t_put_arrow / t_arrow:.2f} from Arrow (goal >= 0.8); "
           f"streaming store vs naive encode-then-put (Arrow input): {t_naive / t_arrow:.2f}")
-    # The CPU floor: every CPU-second, here or in the server, is shared by `cpus` cores.
-    floor = (c_arrow + s_arrow) / cpus
-    print(f"CPU floor (Arrow input): store needs {c_arrow:.2f} + {s_arrow:.2f} CPU-s (encode/upload + server) "
-          f"= at least {floor:.2f} s on {cpus} CPUs; put_object needs {c_put_arrow:.2f} + {s_put_arrow:.2f} CPU-s: "
-          f"best possible ratio here ~{t_put_arrow / max(floor, 1e-9):.2f}")
+    # The CPU floor: on a small machine SeaweedFS alone keeps the cores busy during put_object,
+    # so each CPU-second the store adds (encoding, here) adds wall time; the CPU ratio is then
+    # the ceiling of the wall ratio, and it does not depend on other load.
+    store_cpu, put_cpu = c_arrow + s_arrow, c_put_arrow + s_put_arrow
+    print(f"CPU (Arrow input): store {c_arrow:.2f} here + {s_arrow:.2f} in SeaweedFS = {store_cpu:.2f} CPU-s; "
+          f"put_object {c_put_arrow:.2f} + {s_put_arrow:.2f} = {put_cpu:.2f} CPU-s "
+          f"(SeaweedFS used {s_put_arrow / t_put_arrow:.1f} of {cpus} CPUs during it): "
+          f"CPU ratio {put_cpu / store_cpu:.2f}, the ceiling of the write ratio when the CPUs are the limit")
     print(f"read: {n / t_read:,.0f} articles/s (goal >= 50,000)")
     if sweep:
         print(f"\nCodecs (Arrow input; each against put_object of its own files; a bigger file slows the "
               f"baseline too, so compare articles/s as well):\n")
         print(f"| {'codec':<8} | {'MB':>6} | {'bytes/article':>13} | {'store s':>7} | {'articles/s':>10} |"
-              f" {'put s':>6} | {'ratio':>5} | {'CPU-s here + S3':>15} |")
-        print(f"|{'-' * 10}|{'-' * 8}|{'-' * 15}|{'-' * 9}|{'-' * 12}|{'-' * 8}|{'-' * 7}|{'-' * 17}|")
-        for codec, nb, t_c, c_c, s_c, t_p, _, _ in [(default_codec, nbytes_arrow, t_arrow, c_arrow, s_arrow,
-                                                     t_put_arrow, c_put_arrow, s_put_arrow), *sweep]:
+              f" {'put s':>6} | {'ratio':>5} | {'CPU-s store':>11} | {'CPU-s put':>9} | {'CPU ratio':>9} |")
+        print(f"|{'-' * 10}|{'-' * 8}|{'-' * 15}|{'-' * 9}|{'-' * 12}|{'-' * 8}|{'-' * 7}|{'-' * 13}|{'-' * 11}|{'-' * 11}|")
+        for codec, nb, t_c, c_c, s_c, t_p, c_p, s_p in [(default_codec, nbytes_arrow, t_arrow, c_arrow, s_arrow,
+                                                         t_put_arrow, c_put_arrow, s_put_arrow), *sweep]:
             print(f"| {codec:<8} | {nb / 1e6:6.1f} | {nb / n:13,.0f} | {t_c:7.2f} | {n / t_c:10,.0f} |"
-                  f" {t_p:6.2f} | {t_p / t_c:5.2f} | {c_c:7.2f} + {s_c:5.2f} |")
+                  f" {t_p:6.2f} | {t_p / t_c:5.2f} | {c_c + s_c:11.2f} | {c_p + s_p:9.2f} |"
+                  f" {(c_p + s_p) / (c_c + s_c):9.2f} |")
     return 0
 
 

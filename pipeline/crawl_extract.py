@@ -29,7 +29,6 @@ from pathlib import Path
 
 from pipeline.context import RunContext
 from pipeline.crawl import crawl_log_path
-from pipeline.extract import cleaning_rules_of, extract_batch, extract_stage, warc_item, write_extraction
 from pipeline.orchestration import crawl_outcome, crawl_source
 from pipeline.paths import var_dir
 from pipeline.s3 import safe_segment
@@ -136,9 +135,11 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int 
     outcomes: dict[str, list[tuple[dict, dict]]] = defaultdict(list)  # WARC key -> (item, result)
     try:
         if sources:
-            # The Scrapy child starts now (its start-up takes a second or more); the pool's
-            # warm-up and forks overlap it. The fork lock keeps the two from crossing.
+            # The Scrapy child starts now (its start-up takes a second or more); importing the
+            # extractor and forking the pool overlap it. The fork lock keeps the forks apart.
             begin(sources[0])
+        from pipeline.extract import cleaning_rules_of, extract_batch, warc_item
+
         batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=cleaning_rules_of(ctx),
                               clean=False)
         for index, result in enumerate(batch):
@@ -162,6 +163,8 @@ def _write(ctx: RunContext, sources: list[str], crawls: dict[str, _Crawl],
            timeout: float) -> tuple[list[str], dict[str, str]]:
     """Store the extraction of each finished crawl's WARC files; re-extract from the bucket when the
     streamed records cannot be vouched for."""
+    from pipeline.extract import extract_stage, write_extraction
+
     finished, failed = crawl_outcome(ctx, sources)
     for name, reason in failed.items():
         log.warning("source %s failed; its pages are left for the next run: %s", name, reason.splitlines()[0])

@@ -65,11 +65,8 @@ def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
 
     A source whose crawl fails is named in the report; the others go on.
     """
-    from pipeline.clean import clean_stage
     from pipeline.crawl_extract import crawl_and_extract
-    from pipeline.dedupe import dedupe_stage
     from pipeline.progress import reporter_for
-    from pipeline.store import store_stage
 
     rep = reporter_for(say)
     ctx.bucket.check()  # wrong credentials or a missing bucket: fail before crawling anything
@@ -78,6 +75,10 @@ def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
     # "extract" time is the extraction left after the last crawl ended.
     # The same rule as the DAG: only crawls that finished feed extraction; the rest are named.
     extracted, timings, failed = crawl_and_extract(ctx, sources, rep=rep)
+    # Imported after the crawl: a thread of crawl_and_extract loaded them while Scrapy started.
+    from pipeline.clean import clean_stage
+    from pipeline.dedupe import dedupe_stage
+    from pipeline.store import store_stage
 
     t0 = time.perf_counter()
     rep.stage("clean")

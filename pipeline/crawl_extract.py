@@ -72,8 +72,10 @@ def _warm_up_later_stages() -> None:
         from pipeline.clean import detect_language
         from pipeline.dedupe_index import DedupeConfig, lsh_params
         import pipeline.dedupe  # noqa: F401
-        import pipeline.store  # noqa: F401  (pyarrow)
+        import pipeline.store  # noqa: F401
+        import pyarrow as pa
 
+        pa.array(["x"])  # pyarrow imports pandas (~0.35 s) on its first array from Python objects
         cfg = DedupeConfig()
         lsh_params(cfg.threshold, cfg.num_perm)
         detect_language("warming up the language identifier model")

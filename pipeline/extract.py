@@ -24,6 +24,7 @@ from collections import Counter
 from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
 import trafilatura
@@ -113,14 +114,21 @@ MIN_LINKS = 3
 SECOND_OPINION_WORDS = 100
 
 
+@lru_cache(maxsize=8192)
+def _widget_of(raw: str) -> str | None:
+    """The widget name in a "class id" string, or None (cached: templates repeat their classes)."""
+    if not raw.islower():
+        raw = _CAMEL.sub("-", raw).lower()  # "shareBar" -> "share-bar"
+    match = _WIDGET_RX.search(raw)
+    return "-".join(w for w in _SPLIT.split(match.group(1)) if w) if match else None
+
+
 def _widget_name(el: HtmlElement) -> str | None:
     raw = f"{el.get('class', '')} {el.get('id', '')}"
     if raw != " ":
-        if not raw.islower():
-            raw = _CAMEL.sub("-", raw).lower()  # "shareBar" -> "share-bar"
-        match = _WIDGET_RX.search(raw)
-        if match:
-            return "-".join(w for w in _SPLIT.split(match.group(1)) if w)
+        name = _widget_of(raw)
+        if name:
+            return name
     role = (el.get("role") or "").lower()
     if role in _ROLES:
         return f"role={role}"

@@ -91,6 +91,7 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int 
     {"crawl": seconds until the last crawl ended, "extract": seconds of extraction after it};
     {source: why its crawl failed}).
     """
+    var_dir().mkdir(parents=True, exist_ok=True)
     spool = Path(tempfile.mkdtemp(prefix=f"warc-{safe_segment(ctx.run_id)}-", dir=var_dir()))
     t0 = time.perf_counter()
     crawl_end = t0

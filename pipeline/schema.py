@@ -139,7 +139,22 @@ def records_to_table(records: Sequence[dict], *, run_id: str, ingested_at: datet
 
     Unknown keys (``http_etag`` ...) are dropped; missing ones become null. The store
     stamps `run_id`, `ingested_at` and `schema_version`, overriding whatever a record says.
+
+    Records whose values already have the JSON shapes (strings, ints, timestamps as ISO text)
+    convert in C++ (`Table.from_pylist` with explicit types: ~2x faster than column by column
+    from Python); anything else falls back to per-column conversion with Python coercion.
     """
+    try:
+        table = pa.Table.from_pylist(records, schema=JSON_PARSE_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
+            OverflowError, AttributeError):
+        return _records_to_table_by_column(records, run_id=run_id, ingested_at=ingested_at)
+    return table_to_articles(table, run_id=run_id, ingested_at=ingested_at)
+
+
+def _records_to_table_by_column(records: Sequence[dict], *, run_id: str, ingested_at: datetime) -> pa.Table:
+    """`records_to_table` for values of other shapes (an int where a string belongs, a datetime
+    object, a float word count ...): each column through `_column`'s Python coercion."""
     n = len(records)
     stamped = {"run_id": run_id, "ingested_at": ingested_at, "schema_version": SCHEMA_VERSION}
     # One pass over the records, then transposed: reading all fields of a dict while it is in

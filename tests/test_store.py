@@ -316,3 +316,25 @@ def test_statistics_skip_free_text_and_codec_can_be_overridden(s3_settings, buck
     assert meta.row_group(0).column(0).compression == "SNAPPY"
     assert store.PARQUET_OPTIONS["compression"] == "zstd", "the default is untouched"
     assert _ids(s3_settings) == sorted(r["article_id"] for r in recs)
+
+
+def test_records_of_other_shapes_take_the_coercing_path(s3_settings, bucket):
+    recs = generate_articles(20, words=10)
+    recs[2].update(word_count="17", version=2.0, title=123, published=datetime(2026, 11, 27, 8, 30))  # naive: UTC
+    recs[5].update(fetched_at="2026-11-27T10:00:00", published="not a date",
+                   removed=[{"rule": "ads", "text": "Buy now", "extra": 1}, "junk"])
+    recs[7]["author"] = None
+    store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=10)
+    got = {r["article_id"]: r for r in read_articles(settings=s3_settings, as_="records")}
+    assert sorted(got) == sorted(r["article_id"] for r in recs)
+    row = got[recs[2]["article_id"]]
+    assert (row["word_count"], row["version"], row["title"]) == (17, 2, "123")
+    assert row["published"] == datetime(2026, 11, 27, 8, 30, tzinfo=timezone.utc)
+    row = got[recs[5]["article_id"]]
+    assert row["fetched_at"] == datetime(2026, 11, 27, 10, tzinfo=timezone.utc) and row["published"] is None
+    assert row["removed"] == [{"rule": "ads", "text": "Buy now"}]
+    assert got[recs[7]["article_id"]]["author"] is None
+    # The rows of the other shapes' batch-mates are converted exactly like the fast path's.
+    assert got[recs[0]["article_id"]]["published"] == datetime(2026, 11, 27, 6, tzinfo=timezone.utc)
+    assert got[recs[0]["article_id"]]["removed"] == recs[0]["removed"]
+    assert got[recs[12]["article_id"]]["text"] == recs[12]["text"]

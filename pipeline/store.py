@@ -67,13 +67,13 @@ MAX_FILE_BYTES = 128 * 1024 * 1024
 #: Rows per row group: ~20k articles (~20-60 MB uncompressed) keeps per-group
 #: statistics useful for filter pushdown while bounding the writer's memory.
 ROW_GROUP_ROWS = 20_000
-#: zstd level 3. Measured per 50,000 articles (`make bench-store`, 2-core box; CPU-s of
-#: encoding alone, then of SeaweedFS receiving the bytes, ~0.011 CPU-s per MB):
-#:   zstd-3 0.59 + 0.38 (716 B/article) | zstd-1 0.54 + 0.40 (746) | snappy 0.34 + 0.58 (1092)
-#:   | lz4 0.39 + 0.70 (1319) | none 0.17 + 1.8 (3396).
-#: The faster codecs save encoding CPU but the server spends it back on the extra bytes, so
-#: the store's articles/s barely moves, while files (and every later read) grow 50-85%.
-#: zstd's faster levels gain < 10% here: level 3 stays.
+#: zstd level 3. Measured per 100,000 articles (`make bench-store`, 2 CPUs, Arrow input),
+#: CPU-s of the whole store, SeaweedFS receiving the bytes included (~0.011 CPU-s per MB):
+#:   zstd-3 1.5 + 0.8 (710 bytes/article) | zstd-1 1.4 + 0.8 (739) | snappy 1.0 + 1.2 (1,085)
+#:   | lz4 1.1 + 1.4 (1,313).
+#: The faster codecs save encoding CPU but the server spends it back on the extra bytes: the
+#: store's total CPU per article stays within ~10%, while files (and every later read) grow
+#: 50-85%. zstd-1 saves ~5%, within the noise of this box: level 3 stays.
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": 3,

@@ -19,7 +19,7 @@ Scrapy's default (16 total, 8 per domain) for every row.  Pages/s is responses r
 by the crawl's own ``elapsed_time_seconds`` (spider open to close; interpreter start-up excluded).
 Goal: guarded / bare >= 0.7.
 
-The local site listens with a backlog of ``LISTEN_BACKLOG`` (128, as a real web server would;
+The local site listens with a backlog of 128 (``_Server.request_queue_size``, as a real web server would;
 Python's ``socketserver`` default is 5).  With 5, every crawl that opened 8 connections at once
 overflowed the accept queue: Linux drops the handshake and the client retries its SYN after 1 s,
 so a 6 s crawl lost 1-3 s waiting.  The guarded and ``news`` crawls always hit that (their first
@@ -55,7 +55,7 @@ def start_site(n: int, generated: bool = False) -> tuple[Any, str, list[str], st
         from examples.sample_site.server import SampleSite
 
         site = SampleSite(n_bulk_articles=n)
-        _start_with_backlog(site, LISTEN_BACKLOG)
+        site.start()  # its server listens with a backlog of 128, as LISTEN_BACKLOG
         base = site.base_urls["bulk-news"]
         urls = [base + bulk_path(i)[0] for i in range(n)]
         return site, base, urls, f"sample site bulk outlet ({n} articles, listen backlog {LISTEN_BACKLOG})"
@@ -65,30 +65,6 @@ def start_site(n: int, generated: bool = False) -> tuple[Any, str, list[str], st
     routes = {f"/news/{i:05d}.html": page(body) for i in range(n)}
     server = LocalServer(routes).start()
     return server, server.base, [server.base + p for p in routes], f"generated pages ({n}, listen backlog {LISTEN_BACKLOG})"
-
-
-def _start_with_backlog(site: Any, backlog: int) -> None:
-    """``site.start()`` with its HTTP servers listening with at least ``backlog`` pending connections.
-
-    The sample site's server class keeps ``socketserver``'s default of 5 (see the module doc); the
-    class attribute is raised only while ``start()`` binds and listens, then put back.
-    """
-    from examples.sample_site import server as site_server
-
-    cls = getattr(site_server, "_Server", None)
-    if cls is None or cls.request_queue_size >= backlog:
-        site.start()
-        return
-    own = "request_queue_size" in vars(cls)
-    saved = cls.request_queue_size
-    cls.request_queue_size = backlog
-    try:
-        site.start()
-    finally:
-        if own:
-            cls.request_queue_size = saved
-        else:
-            del cls.request_queue_size
 
 
 def _drops(before: dict[str, int] | None) -> int | None:

@@ -49,6 +49,10 @@ SOURCES_HEADER = """\
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a slow page must never hold up stop()
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5; pages go over HTTP/1.0 (a connection each), and a
+    # crawler opening 8-16 at once overflowed it: the kernel dropped connections and each cost the
+    # client a 1 s retransmit wait. Real web servers listen with 128 or more.
+    request_queue_size = 128
 
 
 class HttpSite:

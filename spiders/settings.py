@@ -18,6 +18,11 @@ import os
 
 log = logging.getLogger(__name__)
 
+# Scrapy logs at DEBUG (its per-response lines feed `pipeline run`'s progress); botocore would
+# then log every hook of every S3 call, about 450 of a crawl's 1,350 log lines.
+for _name in ("botocore", "boto3", "s3transfer", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.INFO)
+
 BOT_NAME = "news_ingest"
 SPIDER_MODULES = ["spiders.spiders"]
 NEWSPIDER_MODULE = "spiders.spiders"

@@ -133,6 +133,15 @@ def test_crawl_archives_expected_articles_and_discovery_documents(ctx, sample_si
 
     # canonicalisation: no tracking parameters, no fragments in what was requested
     assert not [u for u in fetched if "utm_" in u or "fbclid" in u or "gclid" in u or "#" in u]
+
+    # The crawl log has a line per response (progress counts them), but neither page bodies
+    # (items' reprs) nor botocore's per-call DEBUG chatter.
+    from pipeline.crawl import crawl_log_path
+    from pipeline.progress import SCRAPY_RESPONSE
+
+    log_text = crawl_log_path(ctx, outlet).read_text(errors="replace")
+    assert sum(1 for line in log_text.splitlines() if SCRAPY_RESPONSE.search(line)) >= len(recs)
+    assert "[botocore" not in log_text and "<html" not in log_text.lower()
     # rel=canonical recorded on the article records of stored pages (the sample templates declare it)
     stored_urls = {canonicalize(e["url"]) for e in expected(sample_site, outlet, "stored")}
     for r in recs:

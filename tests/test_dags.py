@@ -441,7 +441,7 @@ def test_crawl_source_records_a_failure_and_a_successful_retry_clears_it(s3_sett
 
     ctx = RunContext(run_id="20261127T130000Z", s3=s3_settings, sources_path=tmp_path / "unused.yaml")
 
-    def dies(ctx, name):
+    def dies(ctx, name, settings=None):
         raise pipeline.crawl.CrawlError(f"crawl of {name} failed (exit -9); log tail:\n...")
 
     monkeypatch.setattr(pipeline.crawl, "crawl_stage", dies)
@@ -450,7 +450,7 @@ def test_crawl_source_records_a_failure_and_a_successful_retry_clears_it(s3_sett
     record = ctx.bucket.get_json(failure_key(ctx, "alpha"))
     assert record["try_number"] == 1 and "exit -9" in record["error"]
 
-    def works(ctx, name):
+    def works(ctx, name, settings=None):
         ctx.bucket.put_json(f"{ctx.prefix('work')}crawl/{name}.json",
                             {"source": name, "finish_reason": "finished", "warc_keys": ["a", "b"]})
         return {"source": name, "warc_keys": ["a", "b"], "stats": {"secret-ish": "not returned"}}

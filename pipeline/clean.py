@@ -18,7 +18,7 @@ import gzip
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pipeline.config import CleaningRules, ConfigError
@@ -318,31 +318,68 @@ def _read_jsonl_gz(data: bytes) -> Iterator[dict]:
             yield json.loads(line)
 
 
-def clean_stage(ctx, extracted_keys: list[str]) -> str:
-    """Clean every extracted record of the run; writes `work/.../cleaned.jsonl.gz`, returns its key."""
+def clean_one(record: dict, rules: CleaningRules | None = None, *, language: str | None = None) -> dict:
+    """`clean_article` plus the record's content hash and article id: one row of the cleaned file.
+
+    Raises NotAnArticle as `clean_article` does. Called by `clean_stage`, and by the extraction
+    workers of `python -m pipeline run`, which clean each page as soon as it is extracted.
+    """
+    cleaned = clean_article(record, rules, language=language)
+    cleaned["content_hash"] = content_hash(cleaned["text"])
+    cleaned["article_id"] = article_id(cleaned.get("canonical_url") or cleaned["url"], cleaned["content_hash"])
+    return cleaned
+
+
+#: What cleaning made of one extracted record: the cleaned row, or why it was rejected.
+Outcome = tuple[dict, "dict | NotAnArticle"]
+
+
+def clean_settings_of(ctx) -> Callable[[str | None], tuple[CleaningRules | None, str | None]]:
+    """source name -> (its cleaning rules, its configured language); each source looked up once."""
+    cache: dict[str | None, tuple[CleaningRules | None, str | None]] = {}
+
+    def settings(source: str | None) -> tuple[CleaningRules | None, str | None]:
+        if source not in cache:
+            cache[source] = _source_settings(ctx, source)
+        return cache[source]
+
+    return settings
+
+
+def clean_outcomes(ctx, extracted_key: str, settings: Callable[[str | None], tuple] | None = None
+                   ) -> Iterator[Outcome]:
+    """(record, cleaned row or NotAnArticle) for every record of one extracted file in the bucket."""
+    settings = settings or clean_settings_of(ctx)
+    for record in _read_jsonl_gz(ctx.bucket.get(extracted_key)):
+        rules, language = settings(record.get("source"))
+        try:
+            yield record, clean_one(record, rules, language=language)
+        except NotAnArticle as exc:
+            yield record, exc
+
+
+def clean_stage(ctx, extracted_keys: list[str], *, cleaned: Mapping[str, list[Outcome]] | None = None) -> str:
+    """Clean every extracted record of the run; writes `work/.../cleaned.jsonl.gz`, returns its key.
+
+    `cleaned`, when given, holds the outcomes of extracted files already cleaned elsewhere (by
+    extracted key); the other files are read from the bucket and cleaned here. Rows keep the
+    order of `extracted_keys` either way.
+    """
     from pipeline.rejects import reject, write_rejects
 
     out_key = f"{ctx.prefix('work')}cleaned.jsonl.gz"
-    rules_cache: dict[str | None, tuple[CleaningRules | None, str | None]] = {}
+    settings = clean_settings_of(ctx)
     rows: list[dict] = []
     rejects: list[dict] = []
     for key in extracted_keys:
-        for record in _read_jsonl_gz(ctx.bucket.get(key)):
-            source = record.get("source")
-            if source not in rules_cache:
-                rules_cache[source] = _source_settings(ctx, source)
-            rules, language = rules_cache[source]
-            try:
-                cleaned = clean_article(record, rules, language=language)
-            except NotAnArticle as exc:
-                rejects.append(reject(record.get("url", ""), "clean", exc.reason, source=source,
-                                      detail=exc.detail, warc_key=record.get("warc_key"),
+        outcomes = (cleaned or {}).get(key)
+        for record, result in (clean_outcomes(ctx, key, settings) if outcomes is None else outcomes):
+            if isinstance(result, NotAnArticle):
+                rejects.append(reject(record.get("url", ""), "clean", result.reason, source=record.get("source"),
+                                      detail=result.detail, warc_key=record.get("warc_key"),
                                       warc_record_id=record.get("warc_record_id")))
-                continue
-            cleaned["content_hash"] = content_hash(cleaned["text"])
-            cleaned["article_id"] = article_id(cleaned.get("canonical_url") or cleaned["url"],
-                                               cleaned["content_hash"])
-            rows.append(cleaned)
+            else:
+                rows.append(result)
     ctx.bucket.put_jsonl(out_key, rows)
     write_rejects(ctx, "clean", rejects)
     log.info("clean: %s kept, %s rejected -> %s", len(rows), len(rejects), out_key)

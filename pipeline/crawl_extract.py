@@ -69,7 +69,6 @@ class _Crawl:
 def _warm_up_later_stages() -> None:
     """Import what clean, dedupe and store need while the crawl child starts (a core is idle then)."""
     try:
-        from pipeline.clean import detect_language
         from pipeline.dedupe_index import DedupeConfig, lsh_params
         import pipeline.dedupe  # noqa: F401
         import pipeline.store  # noqa: F401
@@ -77,19 +76,19 @@ def _warm_up_later_stages() -> None:
 
         pa.array(["x"])  # pyarrow imports pandas (~0.35 s) on its first array from Python objects
         cfg = DedupeConfig()
-        lsh_params(cfg.threshold, cfg.num_perm)
-        detect_language("warming up the language identifier model")
+        lsh_params(cfg.threshold, cfg.num_perm)  # (the language model is the workers': they clean)
     except Exception as exc:  # only an optimisation: the stages import what they need anyway
         log.debug("warm-up of later stages failed: %s", exc)
 
 
 def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int | None = None,
-                      timeout: float = 30) -> tuple[list[str], dict[str, float], dict[str, str]]:
-    """Crawl `sources` one after another, extracting their pages as they are archived.
+                      timeout: float = 30) -> tuple[list[str], dict[str, float], dict[str, str], dict[str, list]]:
+    """Crawl `sources` one after another, extracting (and cleaning) their pages as they are archived.
 
     Returns (the extracted keys, one per WARC file of the crawls that finished;
     {"crawl": seconds until the last crawl ended, "extract": seconds of extraction after it};
-    {source: why its crawl failed}).
+    {source: why its crawl failed}; the cleaning outcomes of the extracted keys whose pages were
+    cleaned in the workers, for `clean_stage(cleaned=...)`).
     """
     var_dir().mkdir(parents=True, exist_ok=True)
     spool = Path(tempfile.mkdtemp(prefix=f"warc-{safe_segment(ctx.run_id)}-", dir=var_dir()))
@@ -135,43 +134,50 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int 
                  len(pointers), time.perf_counter() - t0)
         rep.stage("extract (the pages left when the crawls ended)", total=len(pointers) - extracted, unit="pages")
 
-    outcomes: dict[str, list[tuple[dict, dict]]] = defaultdict(list)  # WARC key -> (item, result)
+    outcomes: dict[str, list[tuple[dict, dict, dict | None]]] = defaultdict(list)  # WARC key -> (item, result, cleaned)
     try:
         if sources:
             # The Scrapy child starts now (its start-up takes a second or more); importing the
             # extractor and forking the pool overlap it. The fork lock keeps the forks apart.
             begin(sources[0])
-        from pipeline.extract import cleaning_rules_of, extract_batch, warc_item
+        from pipeline.clean import clean_settings_of
+        from pipeline.extract import CLEANED, cleaning_rules_of, extract_batch, warc_item
 
+        # Each page is cleaned by the worker that extracted it (clean_stage's `clean_one`), during
+        # the crawl, rather than all of them in this process after it.
+        settings = clean_settings_of(ctx)
         batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=cleaning_rules_of(ctx),
-                              clean=False)
+                              clean=False, also_clean=lambda item: settings(item.get("source")))
         for index, result in enumerate(batch):
             item = pointers[index]
-            outcomes[item["warc_key"]].append((item, result))
+            outcomes[item["warc_key"]].append((item, result, result.pop(CLEANED, None)))
             extracted += 1
             if crawl_end > t0:
                 rep.advance()
-        keys, failed = _write(ctx, sources, crawls, outcomes, workers=workers, timeout=timeout)
+        keys, failed, cleaned = _write(ctx, sources, crawls, outcomes, workers=workers, timeout=timeout)
     finally:
         for crawl in crawls.values():  # an exception above: do not leave a crawl thread behind
             if crawl.thread is not None:
                 crawl.thread.join()
         shutil.rmtree(spool, ignore_errors=True)
     end = time.perf_counter()
-    return keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)}, failed
+    return keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)}, failed, cleaned
 
 
 def _write(ctx: RunContext, sources: list[str], crawls: dict[str, _Crawl],
-           outcomes: dict[str, list[tuple[dict, dict]]], *, workers: int | None,
-           timeout: float) -> tuple[list[str], dict[str, str]]:
+           outcomes: dict[str, list[tuple[dict, dict, dict | None]]], *, workers: int | None,
+           timeout: float) -> tuple[list[str], dict[str, str], dict[str, list]]:
     """Store the extraction of each finished crawl's WARC files; re-extract from the bucket when the
-    streamed records cannot be vouched for."""
+    streamed records cannot be vouched for. Returns (extracted keys, failed sources, the cleaning
+    outcomes of the streamed keys)."""
+    from pipeline.clean import NotAnArticle
     from pipeline.extract import extract_stage, write_extraction
 
     finished, failed = crawl_outcome(ctx, sources)
     for name, reason in failed.items():
         log.warning("source %s failed; its pages are left for the next run: %s", name, reason.splitlines()[0])
     keys: list[str] = []
+    cleaned: dict[str, list] = {}
     for summary in sorted(finished, key=lambda s: s["source"]):
         crawl = crawls.get(summary["source"])
         warc_keys = sorted(summary.get("warc_keys", []))
@@ -179,8 +185,11 @@ def _write(ctx: RunContext, sources: list[str], crawls: dict[str, _Crawl],
             and crawl.tail.keys() == warc_keys
         for key in warc_keys:
             if streamed:
-                keys.append(write_extraction(ctx, key, outcomes.get(key, [])))
+                done = outcomes.get(key, [])
+                keys.append(write_extraction(ctx, key, ((item, result) for item, result, _ in done)))
+                cleaned[keys[-1]] = [(result, row if "error" not in row else NotAnArticle(row["error"], row["detail"]))
+                                     for _, result, row in done if row is not None]
             else:
                 log.warning("extract %s again from the bucket: its records were not all read while crawling", key)
                 keys.append(extract_stage(ctx, key, workers=workers, timeout=timeout))
-    return keys, failed
+    return keys, failed, cleaned

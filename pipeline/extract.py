@@ -34,7 +34,7 @@ from lxml.html import HtmlElement
 from trafilatura.settings import Document
 from trafilatura.utils import load_html
 
-from pipeline.clean import MIN_WORDS, NotAnArticle, clean_article, detect_language
+from pipeline.clean import MIN_WORDS, NotAnArticle, clean_article, clean_one, detect_language
 from pipeline.config import CleaningRules, ConfigError
 from pipeline.textnorm import normalise_text, word_count
 
@@ -540,8 +540,12 @@ def _warmup() -> None:
     detect_language("warming up the language identifier model before work starts")
 
 
-def _extract_item(payload: tuple[dict, CleaningRules | None, bool]) -> dict:
-    item, rules, clean = payload
+#: The key under which `extract_batch(also_clean=...)` returns a record's cleaning outcome.
+CLEANED = "_cleaned"
+
+
+def _extract_item(payload: tuple[dict, CleaningRules | None, bool, tuple | None]) -> dict:
+    item, rules, clean, also_clean = payload
     url = item.get("url") or ""
     try:
         record = extract_page(item.get("html") or "", url, rules=rules, clean=clean)
@@ -555,30 +559,45 @@ def _extract_item(payload: tuple[dict, CleaningRules | None, bool]) -> dict:
     for key, value in item.items():
         if key != "html" and key not in record:
             record[key] = value
+    if also_clean is not None:
+        clean_rules, language = also_clean
+        try:
+            record[CLEANED] = clean_one(record, clean_rules, language=language)
+        except NotAnArticle as exc:  # the clean stage's reject, not an extraction failure
+            record[CLEANED] = {"error": exc.reason, "detail": exc.detail}
     return record
 
 
 def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout: float = 30,
                   max_memory_mb: int = 1024,
                   rules_for: Callable[[dict], CleaningRules | None] | None = None,
-                  clean: bool = True) -> Iterator[dict]:
+                  clean: bool = True,
+                  also_clean: Callable[[dict], tuple[CleaningRules | None, str | None]] | None = None
+                  ) -> Iterator[dict]:
     """Extract {"url", "html", ...} items on all cores; yields records or {"url", "error"} in input order.
 
     Each page gets `timeout` seconds and `max_memory_mb` of memory; past either its worker
     is killed and the page yields {"url", "error": "timeout" | "memory"}; the batch goes on.
+
+    `also_clean` (item -> (cleaning rules, configured language)), with `clean=False`: the worker
+    also runs the clean stage's `clean_one` on the record and returns its outcome under
+    `CLEANED` (the cleaned row, or {"error", "detail"}), so the record is cleaned on the
+    core that extracted it instead of after the whole batch.
     """
     from pipeline.pool import TaskFailure, bounded_map
 
+    if clean and also_clean is not None:
+        raise ValueError("also_clean is for unclean records (clean=False)")
     urls: dict[int, str] = {}
     counter = iter(range(10**18))
 
-    def payloads() -> Iterator[tuple[dict, CleaningRules | None, bool]]:
+    def payloads() -> Iterator[tuple[dict, CleaningRules | None, bool, tuple | None]]:
         for item in items:
             urls[next(counter)] = item.get("url") or ""
-            yield item, (rules_for(item) if rules_for else None), clean
+            yield item, (rules_for(item) if rules_for else None), clean, (also_clean(item) if also_clean else None)
 
     # The language model is only needed when cleaning here (clean_article detects the language).
-    warmup = _warmup if clean else None
+    warmup = _warmup if clean or also_clean else None
     for index, result in enumerate(bounded_map(_extract_item, payloads(), workers=workers, timeout=timeout,
                                                max_memory_mb=max_memory_mb, warmup=warmup)):
         url = urls.pop(index, "")

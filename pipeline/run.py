@@ -71,10 +71,11 @@ def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
     rep = reporter_for(say)
     ctx.bucket.check()  # wrong credentials or a missing bucket: fail before crawling anything
     sources = list_sources(ctx, only_sources)
-    # Pages are extracted while the crawls run (see pipeline.crawl_extract); the report's
-    # "extract" time is the extraction left after the last crawl ended.
+    # Pages are extracted and cleaned while the crawls run (see pipeline.crawl_extract); the
+    # report's "extract" time is the extraction left after the last crawl ended, its "clean"
+    # time writing the cleaned file (and cleaning what had to be extracted again from the bucket).
     # The same rule as the DAG: only crawls that finished feed extraction; the rest are named.
-    extracted, timings, failed = crawl_and_extract(ctx, sources, rep=rep)
+    extracted, timings, failed, precleaned = crawl_and_extract(ctx, sources, rep=rep)
     # Imported after the crawl: a thread of crawl_and_extract loaded them while Scrapy started.
     from pipeline.clean import clean_stage
     from pipeline.dedupe import dedupe_stage
@@ -82,7 +83,7 @@ def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
 
     t0 = time.perf_counter()
     rep.stage("clean")
-    cleaned = clean_stage(ctx, extracted)
+    cleaned = clean_stage(ctx, extracted, cleaned=precleaned)  # most pages were cleaned by the workers
     timings["clean"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rep.stage("dedupe")

@@ -167,3 +167,22 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     assert [(r["url"], r["stage"], r["reason"], r["warc_record_id"]) for r in rejects] == [
         (short["url"], "clean", "too_short", "<urn:uuid:3>"),
         (french["url"], "clean", "wrong_language", "<urn:uuid:4>")]
+    # The same rows and rejects when the outcomes of one file come ready-made (cleaned in the
+    # extraction workers by `clean_one`, as `pipeline run` does) and another is read from the bucket.
+    from pipeline.clean import NotAnArticle, clean_one, clean_settings_of
+
+    settings = clean_settings_of(ctx)
+    ready = []
+    for record in (good, short):
+        rules, language = settings(record["source"])
+        try:
+            ready.append((record, clean_one(record, rules, language=language)))
+        except NotAnArticle as exc:
+            ready.append((record, exc))
+    other = f"{ctx.prefix('work')}extracted/courier-00002.jsonl.gz"
+    bucket.put_jsonl(other, [unknown_source, french])
+    assert clean_stage(ctx, [key, other], cleaned={key: ready}) == out_key
+    again = [json.loads(line) for line in gzip.decompress(bucket.get(out_key)).splitlines()]
+    assert again == [first, second]
+    assert [(r["url"], r["reason"]) for r in bucket.iter_jsonl(f"{ctx.prefix('rejects')}clean.jsonl")] == [
+        (short["url"], "too_short"), (french["url"], "wrong_language")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import pipeline.crawl as crawl_module
+from pipeline.clean import clean_stage
 from pipeline.context import RunContext
 from pipeline.crawl_extract import _Crawl, _write, crawl_and_extract
 from pipeline.extract import extract_stage
@@ -24,8 +25,8 @@ OUTLETS = ["the-daily-courier", "metro-herald"]
 def streamed(s3_settings, sources_file, sample_site):
     sample_site.set_epoch(0)
     ctx = RunContext(run_id=RUN, s3=s3_settings, sources_path=sources_file)
-    keys, timings, failed = crawl_and_extract(ctx, OUTLETS, rep=reporter_for(None))
-    return ctx, keys, timings, failed
+    keys, timings, failed, cleaned = crawl_and_extract(ctx, OUTLETS, rep=reporter_for(None))
+    return ctx, keys, timings, failed, cleaned
 
 
 def _snapshot(ctx: RunContext, keys: list[str]) -> dict:
@@ -36,7 +37,7 @@ def _snapshot(ctx: RunContext, keys: list[str]) -> dict:
 
 
 def test_streamed_extraction_is_what_extracting_from_the_bucket_gives(streamed):
-    ctx, keys, timings, failed = streamed
+    ctx, keys, timings, failed, _ = streamed
     assert failed == {}
     warc_keys = sorted(k for k in ctx.bucket.list(ctx.prefix("raw")) if k.endswith(".warc.gz"))
     assert len(keys) == len(warc_keys) >= len(OUTLETS)  # one extracted file per WARC file
@@ -50,8 +51,27 @@ def test_streamed_extraction_is_what_extracting_from_the_bucket_gives(streamed):
     assert _snapshot(ctx, keys) == before
 
 
+def test_pages_cleaned_in_the_workers_are_what_the_clean_stage_makes_of_the_bucket(streamed):
+    ctx, keys, _, _, cleaned = streamed
+    assert sorted(cleaned) == sorted(keys)
+    assert sum(len(outcomes) for outcomes in cleaned.values()) >= 2 * 10
+    key = f"{ctx.prefix('work')}cleaned.jsonl.gz"
+
+    def snapshot() -> tuple[list, list]:
+        rejects = sorted((r for r in read_rejects(ctx) if r["stage"] == "clean"), key=lambda r: r["url"])
+        return list(ctx.bucket.iter_jsonl(key)), rejects
+
+    assert clean_stage(ctx, keys, cleaned=cleaned) == key
+    from_workers = snapshot()
+    assert clean_stage(ctx, keys) == key  # the DAG's path: every extracted file read back and cleaned here
+    assert snapshot() == from_workers
+    rows, rejects = from_workers
+    assert len(rows) + len(rejects) == sum(len(outcomes) for outcomes in cleaned.values())
+    assert all(row["content_hash"] and row["article_id"] and row["language"] for row in rows)
+
+
 def test_records_that_cannot_be_vouched_for_are_extracted_again_from_the_bucket(streamed, tmp_path):
-    ctx, keys, _, _ = streamed
+    ctx, keys, _, _, _ = streamed
     before = _snapshot(ctx, keys)
     for key in keys:
         ctx.bucket.delete([key])
@@ -59,8 +79,9 @@ def test_records_that_cannot_be_vouched_for_are_extracted_again_from_the_bucket(
     empty = tmp_path / "empty"
     empty.mkdir()
     crawls = {name: _Crawl(name, WarcTail(empty, "raw/")) for name in OUTLETS}
-    rewritten, failed = _write(ctx, OUTLETS, crawls, outcomes={}, workers=1, timeout=30)
+    rewritten, failed, cleaned = _write(ctx, OUTLETS, crawls, outcomes={}, workers=1, timeout=30)
     assert failed == {}
+    assert cleaned == {}  # nothing was cleaned in the workers: the clean stage reads these from the bucket
     assert sorted(rewritten) == sorted(keys)
     assert _snapshot(ctx, keys) == before
 

@@ -154,6 +154,27 @@ def test_extract_batch_applies_rules_per_item():
     assert "Photo:" not in out[0]["text"] and "Photo:" in out[1]["text"]
 
 
+def test_extract_batch_can_clean_in_the_worker_as_the_clean_stage_would():
+    from pipeline.clean import clean_one
+    from pipeline.extract import CLEANED
+
+    body = f"<article>{PARAS}<p>Photo: a tram at the depot</p>{PARA}</article>"
+    items = [{"url": "https://example.org/en", "html": _page(body), "source": "en"},
+             {"url": "https://example.org/de", "html": _page(body), "source": "de"},
+             {"url": "https://example.org/empty", "html": "", "source": "en"}]
+    settings = {"en": (CleaningRules(drop_lines=["^Photo:"]), "en"), "de": (None, "de")}
+    out = list(extract_batch(items, workers=2, clean=False, also_clean=lambda item: settings[item["source"]]))
+    record = {k: v for k, v in out[0].items() if k != CLEANED}
+    assert "Photo:" in record["text"]  # the extracted record itself is not cleaned
+    assert out[0][CLEANED] == clean_one(record, *settings["en"][:1], language="en")
+    assert "Photo:" not in out[0][CLEANED]["text"] and out[0][CLEANED]["content_hash"]
+    assert out[1][CLEANED] == {"error": "wrong_language",
+                               "detail": "text is 'en', the source is configured as 'de'"}
+    assert out[2] == {"url": "https://example.org/empty", "error": "empty", "detail": ""}  # nothing to clean
+    with pytest.raises(ValueError):
+        list(extract_batch(items, clean=True, also_clean=lambda item: (None, None)))
+
+
 def test_extract_batch_kills_a_page_that_hangs_and_goes_on():
     # A per-source rule with catastrophic backtracking: (a+)+ on 40 a's and a "!" never ends.
     # It hangs its worker for real, which is what the timeout is for.

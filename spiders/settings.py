@@ -67,6 +67,37 @@ DOWNLOADER_MIDDLEWARES: dict[str, int | None] = {
     "spiders.extensions.IncrementalMiddleware": 50,
 }
 
+# Components the settings above switch off for good. Scrapy 2.19 imports every key of a
+# component dict and of its _BASE default, even one set to None, before the component can
+# say NotConfigured; so they are left out of the _BASE dicts (Scrapy's own defaults minus
+# these, so a Scrapy upgrade's new components still come in):
+# - RemoteControl (REMOTE_CONTROL_ENABLED = False): its module imports aiohttp and builds
+#   an SSL context, ~120 ms of every crawl's start-up;
+# - TelnetConsole (TELNETCONSOLE_ENABLED = False): twisted.conch;
+# - CookiesMiddleware (COOKIES_ENABLED = False): tldextract -> requests, chardet, filelock,
+#   ~170 modules and ~50 ms.
+# Turning one of them back on now takes its key in EXTENSIONS / DOWNLOADER_MIDDLEWARES too.
+_SWITCHED_OFF = {
+    "scrapy.extensions.remote_control.RemoteControl",
+    "scrapy.extensions.telnet.TelnetConsole",
+    "scrapy.downloadermiddlewares.cookies.CookiesMiddleware",
+}
+
+
+def _base_without(name: str) -> dict:
+    from scrapy.settings import default_settings
+
+    return {k: v for k, v in getattr(default_settings, name).items() if k not in _SWITCHED_OFF}
+
+
+EXTENSIONS_BASE = _base_without("EXTENSIONS_BASE")
+DOWNLOADER_MIDDLEWARES_BASE = _base_without("DOWNLOADER_MIDDLEWARES_BASE")
+
+# Only http(s) and data: URLs pass the SSRF guard (NEWS_ALLOWED_SCHEMES); without handlers
+# for the others their modules are not imported at start-up (twisted's FTP client alone is
+# ~7 ms), and a file://, ftp:// or s3:// request could not be fetched even if a guard let it by.
+DOWNLOAD_HANDLERS = {"file": None, "ftp": None, "s3": None}
+
 
 def _available(path: str) -> bool:
     """True when `module.Class` imports: the SSRF/robots/Retry-After middlewares are optional

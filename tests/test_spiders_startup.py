@@ -1,0 +1,119 @@
+"""Start-up cost of the crawl child: a real crawl of the sample site, with a probe extension
+that writes the child's `sys.modules` when its engine stops.
+
+Scrapy imports every component named in its settings (even one set to None or switched off)
+before the component can decline; the project leaves the ones it switches off for good out,
+and these tests check that a real crawl neither imports them nor loses an enabled component.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from scrapy import signals
+
+RUN = "20261127T120000Z"
+
+#: Modules only the switched-off components import (aiohttp: RemoteControl; tldextract and
+#: requests: CookiesMiddleware; twisted.conch: TelnetConsole; the ftp/file/s3 handlers).
+NOT_IMPORTED = (
+    "aiohttp", "tldextract", "requests", "twisted.conch",
+    "scrapy.extensions.remote_control", "scrapy.extensions.telnet", "scrapy.downloadermiddlewares.cookies",
+    "scrapy.core.downloader.handlers.ftp", "scrapy.core.downloader.handlers.file",
+    "scrapy.core.downloader.handlers.s3",
+)
+
+#: What a crawl of the sample site (AutoThrottle on) enabled before the change, as its log
+#: lists it: unchanged by it.
+ENABLED = {
+    "addons": [],
+    "extensions": [
+        "scrapy.extensions.corestats.CoreStats", "scrapy.extensions.logcount.LogCount",
+        "scrapy.extensions.memusage.MemoryUsage", "scrapy.extensions.logstats.LogStats",
+        "scrapy.extensions.throttle.AutoThrottle",
+        "spiders.extensions.CrawlReport", "tests.test_spiders_startup.ModuleProbe"],
+    "downloader middlewares": [
+        "spiders.middlewares.SsrfGuardMiddleware", "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware",
+        "spiders.extensions.IncrementalMiddleware", "spiders.middlewares.StrictRobotsTxtMiddleware",
+        "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware",
+        "scrapy.downloadermiddlewares.downloadtimeout.DownloadTimeoutMiddleware",
+        "scrapy.downloadermiddlewares.defaultheaders.DefaultHeadersMiddleware",
+        "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware", "spiders.middlewares.RetryAfterMiddleware",
+        "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware",
+        "scrapy.downloadermiddlewares.redirect.RedirectMiddleware",
+        "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware",
+        "scrapy.downloadermiddlewares.stats.DownloaderStats"],
+    "spider middlewares": [
+        "scrapy.spidermiddlewares.start.StartSpiderMiddleware",
+        "scrapy.spidermiddlewares.httperror.HttpErrorMiddleware",
+        "scrapy.spidermiddlewares.referer.RefererMiddleware", "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware",
+        "scrapy.spidermiddlewares.depth.DepthMiddleware", "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware"],
+    "item pipelines": ["spiders.pipelines.WarcArchivePipeline"],
+}
+
+
+class ModuleProbe:
+    """Extension run inside the crawl child: `sys.modules` to NEWS_TEST_MODULES_FILE at engine stop."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        probe = cls(crawler.settings["NEWS_TEST_MODULES_FILE"])
+        crawler.signals.connect(probe.engine_stopped, signal=signals.engine_stopped)
+        return probe
+
+    def engine_stopped(self):
+        Path(self.path).write_text(json.dumps(sorted(sys.modules)))
+
+
+def enabled_components(log_text: str) -> dict[str, list[str]]:
+    found = {}
+    for kind, body in re.findall(r"INFO: Enabled ([a-z ]+):\n(\[.*?\])\n", log_text, re.S):
+        found[kind] = json.loads(body.replace("'", '"'))
+    return found
+
+
+def test_crawl_child_skips_switched_off_components(s3_settings, sources_file, sample_site, tmp_path):
+    from pipeline.context import RunContext
+    from pipeline.crawl import crawl_log_path, crawl_stage
+    from tests.test_crawl import outlets
+
+    ctx = RunContext(run_id=RUN, s3=s3_settings, sources_path=sources_file)
+    outlet = outlets(sample_site)["plain"]
+    modules_file = tmp_path / "modules.json"
+    extensions = {"spiders.extensions.CrawlReport": 500, f"{__name__}.ModuleProbe": 900}
+    result = crawl_stage(ctx, outlet, settings={"EXTENSIONS": json.dumps(extensions),
+                                                "NEWS_TEST_MODULES_FILE": str(modules_file)})
+    assert result["stats"]["finish_reason"] == "finished" and result["stats"]["news/fetched/article"] > 0
+
+    modules = set(json.loads(modules_file.read_text()))
+    assert "scrapy.core.downloader.handlers.http11" in modules and "spiders.middlewares" in modules
+    imported = sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in NOT_IMPORTED))
+    assert imported == []
+
+    # every guard and every default component that was enabled still is, in the same order
+    assert enabled_components(crawl_log_path(ctx, outlet).read_text(errors="replace")) == ENABLED
+
+
+def test_switched_off_components_stay_off():
+    """The _BASE dicts are Scrapy's own minus the three switched-off components, whose
+    enabling settings stay off too (a hand-run crawl gets the same components)."""
+    from scrapy.settings import default_settings
+
+    import spiders.settings as project
+
+    assert project.REMOTE_CONTROL_ENABLED is False and project.TELNETCONSOLE_ENABLED is False
+    assert project.COOKIES_ENABLED is False
+    for name in ("EXTENSIONS_BASE", "DOWNLOADER_MIDDLEWARES_BASE"):
+        default = getattr(default_settings, name)
+        ours = getattr(project, name)
+        assert set(default) - set(ours) <= project._SWITCHED_OFF
+        assert ours == {k: v for k, v in default.items() if k in ours}
+    assert "scrapy.extensions.throttle.AutoThrottle" in project.EXTENSIONS_BASE
+    assert "scrapy.extensions.closespider.CloseSpider" in project.EXTENSIONS_BASE
+    assert {"http", "https", "data"}.isdisjoint(k for k, v in project.DOWNLOAD_HANDLERS.items() if v is None)

@@ -393,6 +393,6 @@ def _source_settings(ctx, source: str | None) -> tuple[CleaningRules | None, str
     try:
         src = ctx.sources.source(source)
     except ConfigError:
-        log.warning("clean: no source named %r in %s; built-in rules only", source, ctx.sources_path)
+        log.warning("no source named %r in %s: built-in cleaning rules only", source, ctx.sources_path)
         return None, None
     return src.cleaning, src.language

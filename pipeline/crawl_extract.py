@@ -141,13 +141,14 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int 
             # extractor and forking the pool overlap it. The fork lock keeps the forks apart.
             begin(sources[0])
         from pipeline.clean import clean_settings_of
-        from pipeline.extract import CLEANED, cleaning_rules_of, extract_batch, warc_item
+        from pipeline.extract import CLEANED, extract_batch, warc_item
 
         # Each page is cleaned by the worker that extracted it (clean_stage's `clean_one`), during
         # the crawl, rather than all of them in this process after it.
         settings = clean_settings_of(ctx)
-        batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=cleaning_rules_of(ctx),
-                              clean=False, also_clean=lambda item: settings(item.get("source")))
+        batch = extract_batch(items(), workers=workers, timeout=timeout,
+                              rules_for=lambda item: settings(item.get("source"))[0],
+                              clean=False, also_clean=lambda item: settings(item.get("source"))[1])
         for index, result in enumerate(batch):
             item = pointers[index]
             outcomes[item["warc_key"]].append((item, result, result.pop(CLEANED, None)))

@@ -544,8 +544,8 @@ def _warmup() -> None:
 CLEANED = "_cleaned"
 
 
-def _extract_item(payload: tuple[dict, CleaningRules | None, bool, tuple | None]) -> dict:
-    item, rules, clean, also_clean = payload
+def _extract_item(payload: tuple[dict, CleaningRules | None, bool, tuple[str | None] | None]) -> dict:
+    item, rules, clean, alongside = payload  # alongside: (the source's language,) when cleaning alongside
     url = item.get("url") or ""
     try:
         record = extract_page(item.get("html") or "", url, rules=rules, clean=clean)
@@ -559,10 +559,9 @@ def _extract_item(payload: tuple[dict, CleaningRules | None, bool, tuple | None]
     for key, value in item.items():
         if key != "html" and key not in record:
             record[key] = value
-    if also_clean is not None:
-        clean_rules, language = also_clean
-        try:
-            record[CLEANED] = clean_one(record, clean_rules, language=language)
+    if alongside is not None:
+        try:  # with the rules the page was extracted with, as extract_page(clean=True) does
+            record[CLEANED] = clean_one(record, rules, language=alongside[0])
         except NotAnArticle as exc:  # the clean stage's reject, not an extraction failure
             record[CLEANED] = {"error": exc.reason, "detail": exc.detail}
     return record
@@ -572,17 +571,16 @@ def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout:
                   max_memory_mb: int = 1024,
                   rules_for: Callable[[dict], CleaningRules | None] | None = None,
                   clean: bool = True,
-                  also_clean: Callable[[dict], tuple[CleaningRules | None, str | None]] | None = None
-                  ) -> Iterator[dict]:
+                  also_clean: Callable[[dict], str | None] | None = None) -> Iterator[dict]:
     """Extract {"url", "html", ...} items on all cores; yields records or {"url", "error"} in input order.
 
     Each page gets `timeout` seconds and `max_memory_mb` of memory; past either its worker
     is killed and the page yields {"url", "error": "timeout" | "memory"}; the batch goes on.
 
-    `also_clean` (item -> (cleaning rules, configured language)), with `clean=False`: the worker
-    also runs the clean stage's `clean_one` on the record and returns its outcome under
-    `CLEANED` (the cleaned row, or {"error", "detail"}), so the record is cleaned on the
-    core that extracted it instead of after the whole batch.
+    `also_clean` (item -> its source's configured language, or None), with `clean=False`: the
+    worker also runs the clean stage's `clean_one` on the record, with the item's rules, and
+    returns its outcome under `CLEANED` (the cleaned row, or {"error", "detail"}), so the
+    record is cleaned on the core that extracted it instead of after the whole batch.
     """
     from pipeline.pool import TaskFailure, bounded_map
 
@@ -591,10 +589,10 @@ def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout:
     urls: dict[int, str] = {}
     counter = iter(range(10**18))
 
-    def payloads() -> Iterator[tuple[dict, CleaningRules | None, bool, tuple | None]]:
+    def payloads() -> Iterator[tuple[dict, CleaningRules | None, bool, tuple[str | None] | None]]:
         for item in items:
             urls[next(counter)] = item.get("url") or ""
-            yield item, (rules_for(item) if rules_for else None), clean, (also_clean(item) if also_clean else None)
+            yield item, (rules_for(item) if rules_for else None), clean, ((also_clean(item),) if also_clean else None)
 
     # The language model is only needed when cleaning here (clean_article detects the language).
     warmup = _warmup if clean or also_clean else None
@@ -631,20 +629,10 @@ def warc_item(rec) -> dict | None:
 
 def cleaning_rules_of(ctx) -> Callable[[dict], CleaningRules | None]:
     """item -> its source's cleaning rules (looked up once per source; None when it has none)."""
-    cache: dict[str | None, CleaningRules | None] = {}
+    from pipeline.clean import clean_settings_of
 
-    def rules_for(item: dict) -> CleaningRules | None:
-        source = item.get("source")
-        if source not in cache:
-            cache[source] = None
-            if source:
-                try:
-                    cache[source] = ctx.sources.source(source).cleaning
-                except ConfigError as exc:
-                    log.warning("extract: no cleaning rules for source %r: %s", source, exc)
-        return cache[source]
-
-    return rules_for
+    settings = clean_settings_of(ctx)
+    return lambda item: settings(item.get("source"))[0]
 
 
 def extracted_key(ctx, warc_key: str) -> str:

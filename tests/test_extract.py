@@ -162,17 +162,18 @@ def test_extract_batch_can_clean_in_the_worker_as_the_clean_stage_would():
     items = [{"url": "https://example.org/en", "html": _page(body), "source": "en"},
              {"url": "https://example.org/de", "html": _page(body), "source": "de"},
              {"url": "https://example.org/empty", "html": "", "source": "en"}]
-    settings = {"en": (CleaningRules(drop_lines=["^Photo:"]), "en"), "de": (None, "de")}
-    out = list(extract_batch(items, workers=2, clean=False, also_clean=lambda item: settings[item["source"]]))
+    rules = {"en": CleaningRules(drop_lines=["^Photo:"]), "de": None}
+    out = list(extract_batch(items, workers=2, clean=False, rules_for=lambda item: rules[item["source"]],
+                             also_clean=lambda item: item["source"]))
     record = {k: v for k, v in out[0].items() if k != CLEANED}
     assert "Photo:" in record["text"]  # the extracted record itself is not cleaned
-    assert out[0][CLEANED] == clean_one(record, *settings["en"][:1], language="en")
+    assert out[0][CLEANED] == clean_one(record, rules["en"], language="en")
     assert "Photo:" not in out[0][CLEANED]["text"] and out[0][CLEANED]["content_hash"]
     assert out[1][CLEANED] == {"error": "wrong_language",
                                "detail": "text is 'en', the source is configured as 'de'"}
     assert out[2] == {"url": "https://example.org/empty", "error": "empty", "detail": ""}  # nothing to clean
     with pytest.raises(ValueError):
-        list(extract_batch(items, clean=True, also_clean=lambda item: (None, None)))
+        list(extract_batch(items, clean=True, also_clean=lambda item: None))
 
 
 def test_extract_batch_kills_a_page_that_hangs_and_goes_on():

@@ -67,7 +67,9 @@ class _Crawl:
 
 
 def _warm_up_later_stages() -> None:
-    """Import what clean, dedupe and store need while the crawl child starts (a core is idle then)."""
+    """Import what dedupe and store need while the crawl child starts (a core is idle then).
+
+    (The cleaning is the workers': `extract_batch` loads its language model before they fork.)"""
     try:
         from pipeline.dedupe_index import DedupeConfig, lsh_params
         import pipeline.dedupe  # noqa: F401
@@ -76,7 +78,7 @@ def _warm_up_later_stages() -> None:
 
         pa.array(["x"])  # pyarrow imports pandas (~0.35 s) on its first array from Python objects
         cfg = DedupeConfig()
-        lsh_params(cfg.threshold, cfg.num_perm)  # (the language model is the workers': they clean)
+        lsh_params(cfg.threshold, cfg.num_perm)
     except Exception as exc:  # only an optimisation: the stages import what they need anyway
         log.debug("warm-up of later stages failed: %s", exc)
 

@@ -86,14 +86,12 @@ def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] |
                                     stdin=subprocess.DEVNULL)
         try:
             proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException as exc:  # our timeout, or e.g. Airflow's: the child must not outlive its task
             proc.kill()
             proc.wait()
-            raise CrawlError(f"crawl of {source_name} timed out after {timeout:.0f}s; log tail:\n"
-                             f"{_tail(log_path)}") from None
-        except BaseException:  # e.g. Airflow's task timeout: the child must not outlive its task
-            proc.kill()
-            proc.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise CrawlError(f"crawl of {source_name} timed out after {timeout:.0f}s; log tail:\n"
+                                 f"{_tail(log_path)}") from None
             raise
     if proc.returncode != 0:
         raise CrawlError(f"crawl of {source_name} failed (exit {proc.returncode}); log tail:\n{_tail(log_path)}")

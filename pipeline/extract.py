@@ -357,7 +357,6 @@ def _check_input(html: str) -> None:
 _STANDFIRST_RX = re.compile(r"(?:^|[\s_\-])(standfirst|dek|subheadline|sub-headline|subhead|subtitle|"
                             r"strapline|summary|excerpt|teaser-text|article-summary|field-summary)(?=$|[\s_\-])")
 _FOLD_SPACE = re.compile(r"\s+")
-_FOLD_SPACE = re.compile(r"\s+")
 
 
 def _fold_space(text: str) -> str:

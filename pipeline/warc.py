@@ -254,10 +254,11 @@ def _complete_members(data: bytes) -> tuple[int, bytes]:
     """(bytes of `data` made of complete gzip members, their decompressed content)."""
     used = 0
     parts: list[bytes] = []
+    view = memoryview(data)  # no copy of the rest of the file per member
     while used < len(data):
         d = zlib.decompressobj(zlib.MAX_WBITS | 16)
         try:
-            part = d.decompress(data[used:])
+            part = d.decompress(view[used:])
         except zlib.error:
             break  # not a complete gzip header yet
         if not d.eof:

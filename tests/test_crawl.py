@@ -317,6 +317,19 @@ def test_crawl_stage_unknown_source_and_failure(ctx):
     assert "log tail" in str(err.value)
 
 
+def test_crawl_stage_timeout_kills_the_crawl_process(ctx, roles):
+    import psutil
+
+    def crawl_children() -> list:
+        return [p for p in psutil.Process().children(recursive=True)
+                if "scrapy" in " ".join(p.cmdline()) and f"run_id={RUN}" in p.cmdline()]
+
+    with pytest.raises(CrawlError) as err:
+        crawl_stage(ctx, roles["plain"], timeout=0.5)  # the child's Python start-up alone takes longer
+    assert "timed out after" in str(err.value)
+    assert crawl_children() == []  # killed and reaped, not left running behind the task
+
+
 def test_cli_crawl(ctx, s3_settings, roles):
     env = {**os.environ, **s3_settings.as_env()}
     out = subprocess.run([sys.executable, "-m", "pipeline", "crawl", "--source", roles["plain"], "--run-id", RUN,

@@ -105,10 +105,10 @@ def news_crawl(site: Any, n: int) -> dict[str, Any]:
     import os
     from datetime import datetime, timezone
 
-    from pipeline.config import S3Settings
-    from pipeline.context import RunContext, make_run_id
-    from pipeline.crawl import crawl_stage
-    from pipeline.s3server import EmbeddedS3
+    from pipeline.core.config import S3Settings
+    from pipeline.core.context import RunContext, make_run_id
+    from pipeline.stages.crawl import crawl_stage
+    from pipeline.runtime.s3server import EmbeddedS3
 
     with tempfile.TemporaryDirectory() as tmp:
         # on a free port, not the default 8333 a developer's `python -m pipeline s3 up` may want

@@ -25,9 +25,9 @@ import tracemalloc
 from collections import Counter
 
 from benchmarks.dedupe_data import labelled_set, speed_corpus
-from pipeline.dedupe import DedupeConfig, DedupeIndex, dedupe_records
-from pipeline.hashing import normalised_bytes
-from pipeline.hashing import article_id, normalise_for_hash
+from pipeline.stages.dedupe import DedupeConfig, DedupeIndex, dedupe_records
+from pipeline.text.hashing import normalised_bytes
+from pipeline.text.hashing import article_id, normalise_for_hash
 
 SETTINGS: list[tuple[float, int, int]] = [
     (0.5, 3, 128), (0.4, 3, 128), (0.35, 3, 128), (0.3, 3, 128), (0.6, 3, 128), (0.7, 3, 128),
@@ -146,7 +146,7 @@ def speed(n: int, baseline_n: int) -> None:
     t = time.perf_counter()
     raw = list(speed_corpus(n))
     # As the clean stage hands them over: canonical_url, content_hash and article_id already set.
-    # (content_hash via the tested-equal fast normaliser: pipeline.hashing's regex would dominate set-up time)
+    # (content_hash via the tested-equal fast normaliser: pipeline.text.hashing's regex would dominate set-up time)
     docs = [dict(d, canonical_url=d["url"], content_hash=hashlib.sha256(normalised_bytes(d["text"])).hexdigest())
             for d in raw]
     for d in docs:

@@ -7,7 +7,7 @@ What runs, all on 127.0.0.1 and in a temporary folder:
 * `BenchmarkOutlet` serves the 181 real pages (index, RSS feed, sitemap, robots.txt) from a
   process of its own, as a real outlet would be (`OutletProcess`);
 * an embedded SeaweedFS (`EmbeddedS3`) is the bucket;
-* `pipeline.run.run_once` with production settings: the `news` spider in its own process
+* `pipeline.flows.ingest.run_once` with production settings: the `news` spider in its own process
   with every guard on (SSRF guard with the outlet's port allowlisted, strict robots.txt,
   size/time/redirect limits, Retry-After) and the WARC archive, extraction and cleaning
   over the bounded process pool on all cores, dedupe, the atomic manifest commit, the report.
@@ -178,8 +178,8 @@ def decode_like_scrapy(url: str, body: bytes) -> str:
 
 def extractor_alone(outlet: Any, rules: Any) -> tuple[dict[str, str], float, dict[str, int]]:
     """`extract_page` over the raw benchmark pages in this process: ({url: text}, seconds, reasons)."""
-    from pipeline.clean import NotAnArticle
-    from pipeline.extract import extract_page
+    from pipeline.stages.clean import NotAnArticle
+    from pipeline.stages.extract import extract_page
 
     out: dict[str, str] = {}
     reasons: dict[str, int] = {}
@@ -222,12 +222,12 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
     """Serve, run, read back, score; returns every number the table shows."""
     from benchmarks.scoring import score, tokens
     from examples.sample_site.benchmark_outlet import NAME
-    from pipeline.config import S3Settings
-    from pipeline.context import RunContext, make_run_id
-    from pipeline.progress import progress_reporter
-    from pipeline.read import read_articles
-    from pipeline.run import run_once
-    from pipeline.s3server import EmbeddedS3
+    from pipeline.core.config import S3Settings
+    from pipeline.core.context import RunContext, make_run_id
+    from pipeline.runtime.progress import progress_reporter
+    from pipeline.dataset.read import read_articles
+    from pipeline.flows.ingest import run_once
+    from pipeline.runtime.s3server import EmbeddedS3
 
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp, OutletProcess() as serving:
         tmp_path = Path(tmp)
@@ -269,7 +269,7 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
                 html_out.write_bytes(ctx.bucket.get(report["html"]))
             rules = ctx.sources.source(NAME).cleaning
             # What `Reporter.follow()` would count live during the crawl: one line per response.
-            from pipeline.progress import SCRAPY_RESPONSE
+            from pipeline.runtime.progress import SCRAPY_RESPONSE
             log_lines = [line for f in (tmp_path / "logs").glob("crawl-*.log")
                          for line in f.read_text(errors="replace").splitlines()]
             crawl_log_responses = sum(1 for line in log_lines if SCRAPY_RESPONSE.search(line))

@@ -24,7 +24,7 @@ from pathlib import Path
 from w3lib.encoding import html_to_unicode
 
 from benchmarks.scoring import score
-from pipeline.paths import ROOT
+from pipeline.core.paths import ROOT
 
 BENCHMARK_DIR = ROOT.parent / "shared" / "benchmarks" / "article-extraction-benchmark"
 BASELINE = Path(__file__).with_name("extract_baseline.json")
@@ -43,7 +43,7 @@ def load_benchmark(folder: Path = BENCHMARK_DIR) -> tuple[dict[str, str], dict[s
 
 
 def ours(html: str, url: str) -> str:
-    from pipeline.extract import NotAnArticle, extract_page
+    from pipeline.stages.extract import NotAnArticle, extract_page
 
     try:
         return extract_page(html, url)["text"]
@@ -90,7 +90,7 @@ def run_interleaved(fns: dict[str, Callable[[str, str], str]], html: dict[str, s
 
 def run_pool(html: dict[str, str], urls: dict[str, str], workers: int) -> tuple[dict, float]:
     """Predictions of extract_batch with `workers` processes, and pages/second (pool start-up included)."""
-    from pipeline.extract import extract_batch
+    from pipeline.stages.extract import extract_batch
 
     keys = list(html)
     start = time.perf_counter()
@@ -122,7 +122,7 @@ def sample_site_leftovers() -> dict | None:
         return None
     from urllib.request import urlopen
 
-    from pipeline.extract import NotAnArticle, extract_page
+    from pipeline.stages.extract import NotAnArticle, extract_page
 
     site = SampleSite()
     site.start()
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1), encoding="utf-8")
     if args.update_baseline:
-        from pipeline.extract import EXTRACTOR_VERSION
+        from pipeline.stages.extract import EXTRACTOR_VERSION
 
         r = rows["news-ingest extract_page"]
         BASELINE.write_text(json.dumps({"f1": round(r["f1"], 4), "precision": round(r["precision"], 4),

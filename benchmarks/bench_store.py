@@ -98,7 +98,7 @@ class _CpuClock:
 
 def _codec_options(spec: str) -> dict:
     """`zstd:3`, `snappy`, `lz4`, `none` -> PARQUET_OPTIONS with that codec."""
-    from pipeline.store import PARQUET_OPTIONS
+    from pipeline.stages.store import PARQUET_OPTIONS
 
     name, _, level = spec.partition(":")
     options = {k: v for k, v in PARQUET_OPTIONS.items() if k not in ("compression", "compression_level")}
@@ -112,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa  # imported here: the module import stays cheap for tests
     import pyarrow.parquet as pq
 
-    from pipeline.config import S3Settings
-    from pipeline.context import RunContext
-    from pipeline.read import read_articles
-    from pipeline.s3 import Bucket
-    from pipeline.s3server import EmbeddedS3
-    from pipeline.schema import table_to_articles
-    from pipeline.store import ENCODERS, PARQUET_OPTIONS, ROW_GROUP_ROWS, store_articles
+    from pipeline.core.config import S3Settings
+    from pipeline.core.context import RunContext
+    from pipeline.dataset.read import read_articles
+    from pipeline.core.bucket import Bucket
+    from pipeline.runtime.s3server import EmbeddedS3
+    from pipeline.dataset.schema import table_to_articles
+    from pipeline.stages.store import ENCODERS, PARQUET_OPTIONS, ROW_GROUP_ROWS, store_articles
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=100_000)

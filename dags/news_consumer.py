@@ -4,7 +4,7 @@
 An example downstream consumer, scheduled on data: it runs whenever `news_ingest`
 (or a re-extraction in `news_maintenance`) commits articles, i.e. on each event of the
 `news_articles` Asset, and reads **only the run(s) whose events triggered it**
-(`triggering_asset_events` -> event extra `run_id` -> `pipeline.read.read_articles(run_id=...)`).
+(`triggering_asset_events` -> event extra `run_id` -> `pipeline.dataset.read.read_articles(run_id=...)`).
 
 It writes a small summary per run to `reports/consumer/run=<run_id>.json`
 (articles per source, canonical vs duplicates, titles) and logs it. Copy it as the
@@ -39,7 +39,7 @@ def news_consumer():
     @task
     def summarise(**context) -> list[dict]:
         """Per-source counts of each run that triggered this one."""
-        from pipeline.orchestration import summarise_triggering_runs
+        from pipeline.airflow_tasks import summarise_triggering_runs
 
         return summarise_triggering_runs(context)
 

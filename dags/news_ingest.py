@@ -59,7 +59,7 @@ def news_ingest():
     @task(retries=3)
     def sources(**context) -> list[str]:
         """Check the bucket and the sources file; the names of the sources to crawl."""
-        from pipeline.orchestration import context_from_airflow, list_run_sources
+        from pipeline.airflow_tasks import context_from_airflow, list_run_sources
 
         return list_run_sources(context_from_airflow(context))
 
@@ -67,42 +67,42 @@ def news_ingest():
     # sources crawl at once, spread over the workers (4 per run at most).
     @task(max_active_tis_per_dagrun=4, execution_timeout=timedelta(hours=1), retries=1)
     def crawl(source: str, **context) -> dict:
-        from pipeline.orchestration import context_from_airflow, crawl_source
+        from pipeline.airflow_tasks import context_from_airflow, crawl_source
 
         return crawl_source(context_from_airflow(context), source, try_number=context["ti"].try_number)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def warc_files(source_names: list[str], **context) -> list[str]:
         """Runs even when some crawls failed: the WARC files of the finished ones go on."""
-        from pipeline.orchestration import collect_warc_keys, context_from_airflow
+        from pipeline.airflow_tasks import collect_warc_keys, context_from_airflow
 
         return collect_warc_keys(context_from_airflow(context), source_names)
 
     @task(max_active_tis_per_dagrun=8)
     def extract(warc_key: str, **context) -> str:
-        from pipeline.extract import extract_stage
-        from pipeline.orchestration import context_from_airflow
+        from pipeline.stages.extract import extract_stage
+        from pipeline.airflow_tasks import context_from_airflow
 
         return extract_stage(context_from_airflow(context), warc_key)
 
     @task
     def clean(extracted_keys: list[str], **context) -> str:
-        from pipeline.clean import clean_stage
-        from pipeline.orchestration import context_from_airflow
+        from pipeline.stages.clean import clean_stage
+        from pipeline.airflow_tasks import context_from_airflow
 
         return clean_stage(context_from_airflow(context), list(extracted_keys))
 
     @task
     def dedupe(cleaned_key: str, **context) -> str:
-        from pipeline.dedupe import dedupe_stage
-        from pipeline.orchestration import context_from_airflow
+        from pipeline.stages.dedupe import dedupe_stage
+        from pipeline.airflow_tasks import context_from_airflow
 
         return dedupe_stage(context_from_airflow(context), cleaned_key)
 
     @task(outlets=[ARTICLES])
     def store(deduped_key: str, **context) -> str:
         """Commit the run (manifest), mark its URLs seen, and emit the `news_articles` event."""
-        from pipeline.orchestration import commit_run, context_from_airflow
+        from pipeline.airflow_tasks import commit_run, context_from_airflow
 
         ctx = context_from_airflow(context)
         manifest_key = commit_run(ctx, deduped_key)
@@ -113,14 +113,14 @@ def news_ingest():
     def report(source_names: list[str] | None, deduped_key: str | None, manifest_key: str | None,
                **context) -> dict:
         """Always runs: the run report, naming every failed source."""
-        from pipeline.orchestration import context_from_airflow, report_run
+        from pipeline.airflow_tasks import context_from_airflow, report_run
 
         return report_run(context_from_airflow(context), source_names, deduped_key, manifest_key)
 
     @task(retries=0)
     def check(headline: dict) -> None:
         """Fails the run when a source failed or nothing was committed (after the report is written)."""
-        from pipeline.orchestration import check_run
+        from pipeline.airflow_tasks import check_run
 
         check_run(headline)
 

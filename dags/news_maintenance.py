@@ -10,7 +10,7 @@ Daily upkeep of the bucket, and on-demand re-extraction from the WARC archive.
   `news_articles` Asset event, so consumers re-read the runs that changed.
   `airflow dags trigger news_maintenance -c '{"reextract_from": "2026-11-01", "reextract_to": "2026-11-07"}'`
 * **Compact** the Parquet files of the last `compact_days` days (default 2: yesterday and
-  the day before) into few large files (`pipeline.store.compact`; readers are unaffected).
+  the day before) into few large files (`pipeline.stages.store.compact`; readers are unaffected).
 * **Prune**: dedupe index shards older than the dedupe window, seen-URL entries older than
   `seen_retention_days`, and article files no manifest lists.
 
@@ -57,14 +57,14 @@ ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
 def news_maintenance():
     @task
     def runs_to_reextract(**context) -> list[str]:
-        from pipeline.orchestration import reextract_plan
+        from pipeline.airflow_tasks import reextract_plan
 
         return reextract_plan(context)
 
     @task(outlets=[ARTICLES], max_active_tis_per_dagrun=2)
     def reextract(archived_run: str, **context) -> dict:
         """Rebuild one archived run (`archived_run`: its pipeline run id) from its WARC files."""
-        from pipeline.orchestration import reextract_one
+        from pipeline.airflow_tasks import reextract_one
 
         headline = reextract_one(context, archived_run)
         context["outlet_events"][ARTICLES].extra = {"run_id": archived_run, "manifest": headline["manifest"],
@@ -73,19 +73,19 @@ def news_maintenance():
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def days_to_compact(**context) -> list[str]:
-        from pipeline.orchestration import compaction_days
+        from pipeline.airflow_tasks import compaction_days
 
         return compaction_days(context)
 
     @task
     def compact(dt: str, **context) -> str | None:
-        from pipeline.orchestration import compact_one
+        from pipeline.airflow_tasks import compact_one
 
         return compact_one(context, dt)
 
     @task
     def prune(**context) -> dict:
-        from pipeline.orchestration import prune_state
+        from pipeline.airflow_tasks import prune_state
 
         return prune_state(context)
 

@@ -15,9 +15,9 @@ import sys
 import textwrap
 from datetime import datetime, timezone
 
-from pipeline.config import S3Settings
-from pipeline.paths import ROOT, default_sources_path, var_dir
-from pipeline.s3server import EmbeddedS3
+from pipeline.core.config import S3Settings
+from pipeline.core.paths import ROOT, default_sources_path, var_dir
+from pipeline.runtime.s3server import EmbeddedS3
 
 
 def airflow_env(s3: S3Settings, sources_path: str) -> dict[str, str]:
@@ -39,9 +39,9 @@ def airflow_env(s3: S3Settings, sources_path: str) -> dict[str, str]:
 
 def main() -> int:
     from examples.sample_site import SampleSite
-    from pipeline.read import read_articles
-    from pipeline.run import print_summary
-    from pipeline.s3 import Bucket
+    from pipeline.dataset.read import read_articles
+    from pipeline.flows.ingest import print_summary
+    from pipeline.core.bucket import Bucket
 
     bucket_name = os.environ.get("NEWS_INGEST_BUCKET", "news")
     info = EmbeddedS3().up(bucket_name)

@@ -5,7 +5,7 @@
 The endpoint and credentials are the standard ones (`S3Settings.from_env()`: the AWS
 environment variables, or the embedded SeaweedFS that `python -m pipeline s3 up` runs).
 The `articles` view covers exactly the files the committed manifests list
-(`pipeline.manifest.plan_files`), so DuckDB never sees a half-written or replaced run.
+(`pipeline.dataset.manifest.plan_files`), so DuckDB never sees a half-written or replaced run.
 DuckDB is offline here: the httpfs extension comes from the `duckdb-ext-httpfs` wheel.
 """
 
@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import duckdb
 import pyarrow as pa
 
-from pipeline.config import S3Settings
-from pipeline.manifest import plan_files
-from pipeline.schema import ARTICLE_SCHEMA
+from pipeline.core.config import S3Settings
+from pipeline.dataset.manifest import plan_files
+from pipeline.dataset.schema import ARTICLE_SCHEMA
 
 
 def httpfs_extension_path() -> Path:

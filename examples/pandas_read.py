@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.config import S3Settings
-from pipeline.manifest import plan_files
-from pipeline.schema import ARTICLE_SCHEMA, conform
+from pipeline.core.config import S3Settings
+from pipeline.dataset.manifest import plan_files
+from pipeline.dataset.schema import ARTICLE_SCHEMA, conform
 
 
 def s3_filesystem(settings: S3Settings) -> pafs.S3FileSystem:

@@ -1,4 +1,4 @@
-"""``python -m pipeline``: the command line (see ``pipeline.cli``)."""
+"""``python -m pipeline``: the command line (see ``pipeline.cli.main``)."""
 
 import sys
 

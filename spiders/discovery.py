@@ -20,7 +20,7 @@ import lxml.html
 from scrapy.utils.gz import gunzip
 from scrapy.utils.sitemap import sitemap_urls_from_robots
 
-from pipeline.urls import absolute, canonicalize, same_site
+from pipeline.text.urls import absolute, canonicalize, same_site
 
 log = logging.getLogger(__name__)
 

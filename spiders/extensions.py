@@ -7,7 +7,7 @@
   robots.txt, and hands the links a 304'd document announced last time back to the spider.
 - `CrawlReport` (extension): when the spider closes, writes the crawl summary
   `work/dt=/run=/crawl/<source>.json` (source, warc_keys, rejects_key, stats, bytes) that
-  `pipeline.crawl.crawl_stage` returns.
+  `pipeline.stages.crawl.crawl_stage` returns.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from datetime import datetime, timedelta, timezone
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
-from pipeline.config import S3Settings
-from pipeline.s3 import Bucket, run_prefix, safe_segment
-from pipeline.state import load_http, load_seen, seen_lookup
+from pipeline.core.config import S3Settings
+from pipeline.core.bucket import Bucket, run_prefix, safe_segment
+from pipeline.dataset.state import load_http, load_seen, seen_lookup
 from spiders.spiders.news import CACHED_LINKS, DISCOVERED, KIND, OWN, SkippedSeen
 
 log = logging.getLogger(__name__)

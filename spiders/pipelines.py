@@ -1,7 +1,7 @@
 """Item pipeline: the raw WARC archive, the crawl rejects and the HTTP validators of the crawl.
 
 `WarcArchivePipeline` writes every `FetchedPage` as a WARC 1.1 request/response pair via
-`pipeline.warc.RotatingWarcWriter` into `raw/dt=/run=/<source>/<source>-NNNNN.warc.gz`
+`pipeline.dataset.warc.RotatingWarcWriter` into `raw/dt=/run=/<source>/<source>-NNNNN.warc.gz`
 (response records carry WARC-X-Source / WARC-X-Kind), collects `CrawlReject` items into
 `rejects/dt=/run=/crawl-<source>.jsonl`, and merges the ETag / Last-Modified of fetched
 feeds, sitemaps and robots.txt (plus the links they announced) into `state/http/<source>.json`.
@@ -17,13 +17,13 @@ from datetime import datetime
 
 from scrapy.exceptions import NotConfigured
 
-from pipeline.config import S3Settings
-from pipeline.context import RunContext
-from pipeline.paths import default_sources_path
-from pipeline.rejects import reject, write_rejects
-from pipeline.s3 import Bucket, safe_segment
-from pipeline.state import http_key, save_http
-from pipeline.warc import DEFAULT_MAX_BYTES, KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter, raw_prefix
+from pipeline.core.config import S3Settings
+from pipeline.core.context import RunContext
+from pipeline.core.paths import default_sources_path
+from pipeline.dataset.rejects import reject, write_rejects
+from pipeline.core.bucket import Bucket, safe_segment
+from pipeline.dataset.state import http_key, save_http
+from pipeline.dataset.warc import DEFAULT_MAX_BYTES, KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter, raw_prefix
 from spiders.extensions import archive_closed, summary_key
 from spiders.items import CrawlReject, FetchedPage, NotModified
 

@@ -5,7 +5,7 @@ timeouts, size and redirect limits, NEWS_ALLOW_PRIVATE) come from the sources fi
 are applied by the `news` spider in `from_crawler`; these are the project defaults.
 
 The SSRF guard's DNS resolver is built from the *process* settings, before any spider
-exists, so `NEWS_ALLOW_PRIVATE` must reach it from here: `pipeline.crawl` passes it with
+exists, so `NEWS_ALLOW_PRIVATE` must reach it from here: `pipeline.stages.crawl` passes it with
 `-s NEWS_ALLOW_PRIVATE=a,b`; a hand-run `scrapy crawl` can also set the environment
 variable of the same name (comma-separated host:port or CIDR entries).
 """

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.paths import ROOT
-from pipeline.s3server import free_port
+from pipeline.core.paths import ROOT
+from pipeline.runtime.s3server import free_port
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 DAGS_FOLDER = ROOT / "dags"

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.config import S3Settings
-from pipeline.context import make_run_id
-from pipeline.read import read_articles
-from pipeline.s3 import Bucket
+from pipeline.core.config import S3Settings
+from pipeline.core.context import make_run_id
+from pipeline.dataset.read import read_articles
+from pipeline.core.bucket import Bucket
 from tests.airflow_helpers import AirflowStandalone, connection_json, wait_until
 
 AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",

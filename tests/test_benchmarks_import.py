@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline.paths import ROOT
+from pipeline.core.paths import ROOT
 
 BENCHMARKS = ["bench_extract", "bench_dedupe", "bench_store", "bench_crawl", "bench_e2e"]
 

@@ -1,4 +1,4 @@
-"""Cleaning rules, normalisation and quality gates (pipeline.clean, pipeline.textnorm)."""
+"""Cleaning rules, normalisation and quality gates (pipeline.stages.clean, pipeline.text.normalise)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.clean import MIN_WORDS, NotAnArticle, clean_article, clean_text
-from pipeline.config import CleaningRules
-from pipeline.textnorm import normalise_text, word_count
+from pipeline.stages.clean import MIN_WORDS, NotAnArticle, clean_article, clean_text
+from pipeline.core.config import CleaningRules
+from pipeline.text.normalise import normalise_text, word_count
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed-article.txt"
 BODY = ("The council voted on Tuesday to extend the harbour tram line by four stops, a plan that has been "
@@ -133,9 +133,9 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     import gzip
     import json
 
-    from pipeline.clean import clean_stage
-    from pipeline.context import RunContext
-    from pipeline.hashing import article_id, content_hash
+    from pipeline.stages.clean import clean_stage
+    from pipeline.core.context import RunContext
+    from pipeline.text.hashing import article_id, content_hash
 
     sources = tmp_path / "sources.yaml"
     sources.write_text("sources:\n  - name: courier\n    feeds: ['https://courier.example.org/feed']\n"
@@ -169,7 +169,7 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
         (french["url"], "clean", "wrong_language", "<urn:uuid:4>")]
     # The same rows and rejects when the outcomes of one file come ready-made (cleaned in the
     # extraction workers by `clean_one`, as `pipeline run` does) and another is read from the bucket.
-    from pipeline.clean import NotAnArticle, clean_one, clean_settings_of
+    from pipeline.stages.clean import NotAnArticle, clean_one, clean_settings_of
 
     settings = clean_settings_of(ctx)
     ready = []

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from examples.sample_site import BOILERPLATE_PHRASES
-from pipeline.paths import ROOT
+from pipeline.core.paths import ROOT
 
 
 def pipeline(*args: str, stdin: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -53,7 +53,7 @@ def test_extract_one_page(pages):
     assert doc["published"] and doc["published"][:4].isdigit()
     low = doc["text"].lower()
     assert not [p for p in BOILERPLATE_PHRASES if p.lower() in low]
-    from pipeline.textnorm import word_count
+    from pipeline.text.normalise import word_count
 
     assert doc["word_count"] == word_count(doc["text"]) > 100
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import ConfigError, S3Settings, load_sources
-from pipeline.context import RunContext, check_run_id, make_run_id
-from pipeline.s3 import run_date, safe_segment
+from pipeline.core.config import ConfigError, S3Settings, load_sources
+from pipeline.core.context import RunContext, check_run_id, make_run_id
+from pipeline.core.bucket import run_date, safe_segment
 
 GOOD = """
 crawl:
@@ -97,7 +97,7 @@ def test_run_ids_and_key_segments():
 
 @pytest.mark.parametrize("name", ["sources.yaml", "sources.example.yaml"])
 def test_committed_sources_files_are_valid(name):
-    from pipeline.paths import ROOT
+    from pipeline.core.paths import ROOT
 
     cfg = load_sources(ROOT / "config" / name)
     assert cfg.sources and all(s.feeds or s.sitemaps or s.sections for s in cfg.sources)

@@ -16,13 +16,13 @@ import pytest
 import yaml
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.context import RunContext
-from pipeline.crawl import CrawlError, crawl_command, crawl_stage, summary_key
-from pipeline.paths import ROOT
-from pipeline.s3 import Bucket
-from pipeline.state import load_http, record_stored
-from pipeline.urls import canonicalize
-from pipeline.warc import read_warc
+from pipeline.core.context import RunContext
+from pipeline.stages.crawl import CrawlError, crawl_command, crawl_stage, summary_key
+from pipeline.core.paths import ROOT
+from pipeline.core.bucket import Bucket
+from pipeline.dataset.state import load_http, record_stored
+from pipeline.text.urls import canonicalize
+from pipeline.dataset.warc import read_warc
 from spiders.pipelines import CANONICAL_FIELD, raw_prefix
 
 RUN = "20261127T120000Z"
@@ -136,8 +136,8 @@ def test_crawl_archives_expected_articles_and_discovery_documents(ctx, sample_si
 
     # The crawl log has a line per response (progress counts them), but neither page bodies
     # (items' reprs) nor botocore's per-call DEBUG chatter.
-    from pipeline.crawl import crawl_log_path
-    from pipeline.progress import SCRAPY_RESPONSE
+    from pipeline.stages.crawl import crawl_log_path
+    from pipeline.runtime.progress import SCRAPY_RESPONSE
 
     log_text = crawl_log_path(ctx, outlet).read_text(errors="replace")
     assert sum(1 for line in log_text.splitlines() if SCRAPY_RESPONSE.search(line)) >= len(recs)
@@ -308,7 +308,7 @@ def test_scrapy_crawl_from_repo_root(ctx, s3_settings, roles):
 
 
 def test_crawl_stage_unknown_source_and_failure(ctx):
-    from pipeline.config import ConfigError
+    from pipeline.core.config import ConfigError
 
     with pytest.raises(ConfigError):
         crawl_stage(ctx, "no-such-outlet")

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-import pipeline.crawl as crawl_module
-from pipeline.clean import clean_stage
-from pipeline.context import RunContext
-from pipeline.crawl_extract import _Crawl, _write, crawl_and_extract
-from pipeline.extract import extract_stage
-from pipeline.progress import reporter_for
-from pipeline.read import read_articles
-from pipeline.rejects import read_rejects
-from pipeline.run import run_once
-from pipeline.warc import WarcTail
+import pipeline.stages.crawl as crawl_module
+from pipeline.stages.clean import clean_stage
+from pipeline.core.context import RunContext
+from pipeline.flows.streaming import _Crawl, _write, crawl_and_extract
+from pipeline.stages.extract import extract_stage
+from pipeline.runtime.progress import reporter_for
+from pipeline.dataset.read import read_articles
+from pipeline.dataset.rejects import read_rejects
+from pipeline.flows.ingest import run_once
+from pipeline.dataset.warc import WarcTail
 
 RUN = "20261127T140000Z"
 OUTLETS = ["the-daily-courier", "metro-herald"]

@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 
-from pipeline.config import S3Settings
-from pipeline.read import read_articles
-from pipeline.s3 import Bucket
+from pipeline.core.config import S3Settings
+from pipeline.dataset.read import read_articles
+from pipeline.core.bucket import Bucket
 from tests.airflow_helpers import DAGS_FOLDER, airflow_env, connection_json, migrate
 
 DAG_IDS = {"news_ingest", "news_consumer", "news_maintenance"}
@@ -174,7 +174,7 @@ DAG_TEST = textwrap.dedent(r'''
     if broken:
         # The crawler process of these sources dies as the kernel's OOM killer would kill it
         # (SIGKILL, exit -9): crawl_stage itself runs for real and sees the dead child.
-        import pipeline.crawl as crawl
+        import pipeline.stages.crawl as crawl
         real = crawl.crawl_command
         def crawl_command(ctx, source_name, **kwargs):
             if source_name in broken:
@@ -331,7 +331,7 @@ def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(tmp_path, 
 
 
 def test_runs_between_finds_archived_runs_by_day(bucket):
-    from pipeline.maintenance import runs_between
+    from pipeline.flows.maintenance import runs_between
 
     for key in ("raw/dt=2026-11-25/run=20261125T230000Z/a/a-00000.warc.gz",
                 "raw/dt=2026-11-26/run=20261126T100000Z/a/a-00000.warc.gz",
@@ -349,8 +349,8 @@ def test_runs_between_finds_archived_runs_by_day(bucket):
 
 
 def test_prune_seen_state_forgets_only_old_entries(bucket):
-    from pipeline.maintenance import prune_seen_state
-    from pipeline.state import load_seen, seen_key
+    from pipeline.flows.maintenance import prune_seen_state
+    from pipeline.dataset.state import load_seen, seen_key
 
     bucket.put_json(seen_key("alpha"), {
         "https://a.example/old": {"url": "https://a.example/old", "stored_at": "2026-07-01T10:00:00+00:00"},
@@ -365,8 +365,8 @@ def test_prune_seen_state_forgets_only_old_entries(bucket):
 
 
 def test_prune_dedupe_index_deletes_only_expired_shards(bucket):
-    from pipeline.dedupe_index import INDEX_PREFIX
-    from pipeline.maintenance import prune_dedupe_index
+    from pipeline.stages.dedupe_index import INDEX_PREFIX
+    from pipeline.flows.maintenance import prune_dedupe_index
 
     for day in ("2026-09-30", "2026-10-27", "2026-10-28", "2026-11-27"):
         bucket.put(f"{INDEX_PREFIX}day={day}.npz", b"shard")
@@ -379,8 +379,8 @@ def test_prune_dedupe_index_deletes_only_expired_shards(bucket):
 
 
 def test_crawl_outcome_counts_missing_early_and_recorded_failures(s3_settings, tmp_path):
-    from pipeline.context import RunContext
-    from pipeline.orchestration import crawl_outcome, failure_key
+    from pipeline.core.context import RunContext
+    from pipeline.airflow_tasks import crawl_outcome, failure_key
 
     ctx = RunContext(run_id="20261127T120000Z", s3=s3_settings, sources_path=tmp_path / "unused.yaml")
     work = ctx.prefix("work")
@@ -402,7 +402,7 @@ def test_triggering_runs_reads_run_ids_from_the_asset_events():
     from collections import namedtuple
     from types import SimpleNamespace
 
-    from pipeline.orchestration import triggering_runs
+    from pipeline.airflow_tasks import triggering_runs
 
     asset = namedtuple("Asset", "name uri")  # the accessor is keyed by assets, events carry `extra`
     articles, other = asset("news_articles", "s3://news/articles/"), asset("something_else", "s3://x/")
@@ -422,7 +422,7 @@ def test_run_ids_and_days_come_from_the_data_interval_not_the_clock():
     from datetime import datetime, timezone
     from types import SimpleNamespace
 
-    from pipeline.orchestration import compaction_days, run_id_from_context
+    from pipeline.airflow_tasks import compaction_days, run_id_from_context
 
     end = datetime(2026, 11, 28, 0, 0, tzinfo=timezone.utc)
     assert run_id_from_context({"data_interval_end": end, "logical_date": end}) == "20261128T000000Z"
@@ -435,17 +435,17 @@ def test_run_ids_and_days_come_from_the_data_interval_not_the_clock():
 
 
 def test_crawl_source_records_a_failure_and_a_successful_retry_clears_it(s3_settings, tmp_path, monkeypatch):
-    import pipeline.crawl
-    from pipeline.context import RunContext
-    from pipeline.orchestration import crawl_outcome, crawl_source, failure_key
+    import pipeline.stages.crawl
+    from pipeline.core.context import RunContext
+    from pipeline.airflow_tasks import crawl_outcome, crawl_source, failure_key
 
     ctx = RunContext(run_id="20261127T130000Z", s3=s3_settings, sources_path=tmp_path / "unused.yaml")
 
     def dies(ctx, name, settings=None):
-        raise pipeline.crawl.CrawlError(f"crawl of {name} failed (exit -9); log tail:\n...")
+        raise pipeline.stages.crawl.CrawlError(f"crawl of {name} failed (exit -9); log tail:\n...")
 
-    monkeypatch.setattr(pipeline.crawl, "crawl_stage", dies)
-    with pytest.raises(pipeline.crawl.CrawlError):
+    monkeypatch.setattr(pipeline.stages.crawl, "crawl_stage", dies)
+    with pytest.raises(pipeline.stages.crawl.CrawlError):
         crawl_source(ctx, "alpha", try_number=1)
     record = ctx.bucket.get_json(failure_key(ctx, "alpha"))
     assert record["try_number"] == 1 and "exit -9" in record["error"]
@@ -455,7 +455,7 @@ def test_crawl_source_records_a_failure_and_a_successful_retry_clears_it(s3_sett
                             {"source": name, "finish_reason": "finished", "warc_keys": ["a", "b"]})
         return {"source": name, "warc_keys": ["a", "b"], "stats": {"secret-ish": "not returned"}}
 
-    monkeypatch.setattr(pipeline.crawl, "crawl_stage", works)
+    monkeypatch.setattr(pipeline.stages.crawl, "crawl_stage", works)
     assert crawl_source(ctx, "alpha", try_number=2) == {"source": "alpha", "warc_files": 2}
     assert not ctx.bucket.exists(failure_key(ctx, "alpha"))
     assert crawl_outcome(ctx, ["alpha"])[1] == {}

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from pipeline.dedupe import dedupe_records
-from pipeline.hashing import normalised_bytes
-from pipeline.dedupe_index import (
+from pipeline.stages.dedupe import dedupe_records
+from pipeline.text.hashing import normalised_bytes
+from pipeline.stages.dedupe_index import (
     DedupeConfig,
     DedupeIndex,
     KeyRows,
@@ -22,8 +22,8 @@ from pipeline.dedupe_index import (
     shingles_of,
     signatures,
 )
-from pipeline.hashing import normalise_for_hash
-from pipeline.s3 import PreconditionFailed
+from pipeline.text.hashing import normalise_for_hash
+from pipeline.core.bucket import PreconditionFailed
 
 from benchmarks.dedupe_data import Topic, render, story
 
@@ -101,7 +101,7 @@ def test_lsh_params_are_the_ones_datasketch_picks(num_perm):
 
 def test_the_dedupe_stage_does_not_import_datasketch_or_scipy():
     """datasketch imports scipy, about a second of every run's start-up: the stage must not need it."""
-    code = ("import sys; from pipeline.dedupe import dedupe_records; "
+    code = ("import sys; from pipeline.stages.dedupe import dedupe_records; "
             "dedupe_records([{'url': 'https://a.example/1', 'text': 'one two three four five six'}]); "
             "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

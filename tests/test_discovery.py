@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.urls import canonicalize
+from pipeline.text.urls import canonicalize
 from spiders import discovery
 
 BASE = "http://news.example/"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.clean import clean_article
-from pipeline.config import CleaningRules
-from pipeline.context import RunContext
-from pipeline.extract import (EXTRACTOR_VERSION, NotAnArticle, canonical_url, cmd_extract, configure_extract,
+from pipeline.stages.clean import clean_article
+from pipeline.core.config import CleaningRules
+from pipeline.core.context import RunContext
+from pipeline.stages.extract import (EXTRACTOR_VERSION, NotAnArticle, canonical_url, cmd_extract, configure_extract,
                               extract_batch, extract_page, extract_stage)
-from pipeline.textnorm import word_count
-from pipeline.warc import KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter
+from pipeline.text.normalise import word_count
+from pipeline.dataset.warc import KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter
 
 DATA = Path(__file__).parent / "data" / "extract"
 FIXTURES = sorted(p.stem for p in DATA.glob("*.html") if (DATA / f"{p.stem}.expected.txt").exists())
@@ -155,8 +155,8 @@ def test_extract_batch_applies_rules_per_item():
 
 
 def test_extract_batch_can_clean_in_the_worker_as_the_clean_stage_would():
-    from pipeline.clean import clean_one
-    from pipeline.extract import CLEANED
+    from pipeline.stages.clean import clean_one
+    from pipeline.stages.extract import CLEANED
 
     body = f"<article>{PARAS}<p>Photo: a tram at the depot</p>{PARA}</article>"
     items = [{"url": "https://example.org/en", "html": _page(body), "source": "en"},
@@ -235,7 +235,7 @@ def test_extract_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     assert bridge["fetched_at"].endswith("Z")
 
     # Text-level cleaning is the clean stage's: run it over the stage's output.
-    from pipeline.clean import clean_stage
+    from pipeline.stages.clean import clean_stage
 
     cleaned = list(bucket.iter_jsonl(clean_stage(ctx, [out_key])))
     assert [r["url"] for r in cleaned] == [r["url"] for r in rows]

@@ -10,8 +10,8 @@ import unicodedata
 import pytest
 from w3lib.encoding import html_to_unicode
 
-from pipeline.extract import MAX_ELEMENTS, MAX_HTML_CHARS, NotAnArticle, extract_batch, extract_page
-from pipeline.pool import TaskFailure, bounded_map
+from pipeline.stages.extract import MAX_ELEMENTS, MAX_HTML_CHARS, NotAnArticle, extract_batch, extract_page
+from pipeline.runtime.pool import TaskFailure, bounded_map
 
 URL = "https://example.org/page"
 PARAS = [f"Paragraph {n}: the harbour tram line will get four new stops by the end of next year, the council "

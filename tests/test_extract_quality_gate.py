@@ -12,7 +12,7 @@ import json
 
 from benchmarks.bench_extract import BASELINE, load_benchmark
 from benchmarks.scoring import score
-from pipeline.extract import extract_batch
+from pipeline.stages.extract import extract_batch
 
 TOLERANCE = 0.005
 

@@ -12,12 +12,12 @@ import sys
 import pytest
 
 from examples.sample_site import BOILERPLATE_PHRASES
-from pipeline.config import S3Settings
-from pipeline.context import RunContext
-from pipeline.paths import ROOT
-from pipeline.read import read_articles
-from pipeline.rejects import read_rejects
-from pipeline.run import run_once
+from pipeline.core.config import S3Settings
+from pipeline.core.context import RunContext
+from pipeline.core.paths import ROOT
+from pipeline.dataset.read import read_articles
+from pipeline.dataset.rejects import read_rejects
+from pipeline.flows.ingest import run_once
 
 RUN_1 = "20261127T100000Z"
 RUN_2 = "20261127T110000Z"
@@ -28,7 +28,7 @@ def settings(s3_server) -> S3Settings:
     info = s3_server.info()
     settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
                           secret_access_key=info.secret_access_key, bucket="e2e-pipeline")
-    from pipeline.s3 import Bucket
+    from pipeline.core.bucket import Bucket
 
     Bucket(settings).ensure()
     return settings

@@ -11,12 +11,12 @@ import sys
 import textwrap
 import threading
 
-from pipeline.paths import ROOT
-from pipeline.progress import PlainReporter, RichReporter, progress_reporter, reporter_for
+from pipeline.core.paths import ROOT
+from pipeline.runtime.progress import PlainReporter, RichReporter, progress_reporter, reporter_for
 
 SCRIPT = textwrap.dedent("""
     import sys
-    from pipeline.progress import progress_reporter
+    from pipeline.runtime.progress import progress_reporter
     rep = progress_reporter(sys.stderr, interval=3600)
     print(type(rep).__name__, file=sys.stdout, flush=True)
     rep.stage("crawl alpha", unit="responses")
@@ -180,7 +180,7 @@ def test_reporter_for_a_say_callback():
 def test_reporter_for_logs_when_no_callback(caplog):
     import logging
 
-    with caplog.at_level(logging.INFO, logger="pipeline.run"):
+    with caplog.at_level(logging.INFO, logger="pipeline.flows.ingest"):
         rep = reporter_for(None)
         rep.note("crawl alpha ...")
         rep.close()

@@ -14,11 +14,11 @@ import pytest
 
 from benchmarks.bench_store import generate_articles
 from examples import duckdb_query, pandas_read
-from pipeline.context import RunContext
-from pipeline.manifest import committed_runs
-from pipeline.read import cmd_read, configure_read, read_articles
-from pipeline.schema import ARTICLE_SCHEMA
-from pipeline.store import compact, store_articles
+from pipeline.core.context import RunContext
+from pipeline.dataset.manifest import committed_runs
+from pipeline.dataset.read import cmd_read, configure_read, read_articles
+from pipeline.dataset.schema import ARTICLE_SCHEMA
+from pipeline.stages.store import compact, store_articles
 
 RUN_A = "20261126T230000Z"  # day 1
 RUN_B = "20261127T060000Z"  # day 2
@@ -154,7 +154,7 @@ def test_pandas_examples(s3_settings, dataset):
 
 
 def test_cli_read_and_compact_through_python_m_pipeline(s3_settings, dataset, monkeypatch, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     monkeypatch.setenv("NEWS_INGEST_BUCKET", s3_settings.bucket)  # the env names the session server already
     assert main(["read", "--run", RUN_C, "--columns", "article_id,source"]) == 0

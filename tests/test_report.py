@@ -7,11 +7,11 @@ import json
 import lxml.html
 import pytest
 
-from pipeline.cli import main as cli_main
-from pipeline.context import RunContext
-from pipeline.rejects import reject, write_rejects
-from pipeline.report import build_report, print_summary, quality_flags, write_report
-from pipeline.report_html import render_html
+from pipeline.cli.main import main as cli_main
+from pipeline.core.context import RunContext
+from pipeline.dataset.rejects import reject, write_rejects
+from pipeline.report.run_report import build_report, print_summary, quality_flags, write_report
+from pipeline.report.html import render_html
 
 RUN = "20261127T210000Z"
 HOSTILE = '<img src=x onerror="alert(1)">'
@@ -40,7 +40,7 @@ def make_synthetic_run(settings, run_id: str = RUN) -> tuple[RunContext, dict]:
     work = ctx.prefix("work")
     pages = {"alpha": 14, "beta": 12, "gamma": 13, HOSTILE: 3}
     for name, n in pages.items():
-        from pipeline.s3 import safe_segment
+        from pipeline.core.bucket import safe_segment
         bucket.put_json(f"{work}crawl/{safe_segment(name)}.json", {
             "source": name, "warc_keys": [f"{ctx.prefix('raw')}{safe_segment(name)}/x-00000.warc.gz"],
             "stats": {"news/fetched": n, "news/archived/article": n - 2}, "rejects_key": None})

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from pipeline.report import write_report
+from pipeline.report.run_report import write_report
 from tests.test_report import make_synthetic_run
 
 CHROMIUM = os.environ.get("NEWS_INGEST_CHROMIUM", "/usr/bin/chromium")

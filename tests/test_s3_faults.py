@@ -14,14 +14,14 @@ import pytest
 from botocore.config import Config
 
 from benchmarks.bench_store import generate_articles
-from pipeline.config import S3Settings
-from pipeline.context import RunContext
-from pipeline.manifest import committed_runs, run_articles_prefix
-from pipeline.read import read_articles
-from pipeline.rejects import write_rejects
-from pipeline.s3 import RETRY_CONFIG, Bucket, StorageError, client
-from pipeline.s3server import EmbeddedS3
-from pipeline.store import store_articles
+from pipeline.core.config import S3Settings
+from pipeline.core.context import RunContext
+from pipeline.dataset.manifest import committed_runs, run_articles_prefix
+from pipeline.dataset.read import read_articles
+from pipeline.dataset.rejects import write_rejects
+from pipeline.core.bucket import RETRY_CONFIG, Bucket, StorageError, client
+from pipeline.runtime.s3server import EmbeddedS3
+from pipeline.stages.store import store_articles
 
 RUN = "20261127T060000Z"
 
@@ -228,7 +228,7 @@ def test_persistent_503_is_a_clear_storage_error(s3_settings, bucket):
 def test_lost_response_on_part_and_commit_is_idempotent(s3_settings, bucket, caplog):
     """Requests that land but time out: the retried part PUT overwrites the same bytes; the retried
     conditional commit gets 412 and recognises its own attempt instead of failing."""
-    caplog.set_level("INFO", logger="pipeline.store")
+    caplog.set_level("INFO", logger="pipeline.stages.store")
     recs = generate_articles(20, words=10)
     with FaultProxy(s3_settings.endpoint_url, pattern=r"^PUT .*(part-|_manifests/)", times=1, mode="lose",
                     stall=2.5, per_path=True) as proxy:

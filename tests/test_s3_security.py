@@ -14,11 +14,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from benchmarks.bench_store import generate_articles
-from pipeline.context import RunContext
-from pipeline.read import read_articles
-from pipeline.rejects import write_rejects
-from pipeline.s3 import Bucket, StorageError
-from pipeline.store import compact, store_articles
+from pipeline.core.context import RunContext
+from pipeline.dataset.read import read_articles
+from pipeline.dataset.rejects import write_rejects
+from pipeline.core.bucket import Bucket, StorageError
+from pipeline.stages.store import compact, store_articles
 
 
 def _http(method: str, url: str, body: bytes | None = None) -> int:

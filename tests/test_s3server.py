@@ -14,8 +14,8 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from pipeline.paths import ROOT
-from pipeline.s3server import EmbeddedS3
+from pipeline.core.paths import ROOT
+from pipeline.runtime.s3server import EmbeddedS3
 
 
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -92,6 +92,6 @@ def test_down_stops_only_its_own_process(own_home, s3_server):
 
 
 def _free() -> int:
-    from pipeline.s3server import free_port
+    from pipeline.runtime.s3server import free_port
 
     return free_port()

@@ -18,7 +18,7 @@ from lxml import etree, html
 
 from examples.sample_site import BOILERPLATE_PHRASES, SampleSite
 from examples.sample_site.build import OLD_DAYS
-from pipeline.config import load_sources
+from pipeline.core.config import load_sources
 
 SM = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -476,7 +476,7 @@ def test_load_sources_accepts_written_file(sample_site, sources_file):
 
 
 def test_committed_demo_sources_file_matches_the_generator(tmp_path):
-    from pipeline.paths import ROOT
+    from pipeline.core.paths import ROOT
 
     written = SampleSite(ports=[8701, 8702, 8703]).write_sources_yaml(tmp_path / "s.yaml", source_delay=0.25,
                                                                       source_concurrency=2)

@@ -79,8 +79,8 @@ def enabled_components(log_text: str) -> dict[str, list[str]]:
 
 
 def test_crawl_child_skips_switched_off_components(s3_settings, sources_file, sample_site, tmp_path):
-    from pipeline.context import RunContext
-    from pipeline.crawl import crawl_log_path, crawl_stage
+    from pipeline.core.context import RunContext
+    from pipeline.stages.crawl import crawl_log_path, crawl_stage
     from tests.test_crawl import outlets
 
     ctx = RunContext(run_id=RUN, s3=s3_settings, sources_path=sources_file)

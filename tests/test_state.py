@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from pipeline.state import (http_key, load_http, load_seen, record_stored, save_http, seen_key, seen_lookup,
+from pipeline.dataset.state import (http_key, load_http, load_seen, record_stored, save_http, seen_key, seen_lookup,
                             update_json)
 
 

@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.bench_store import generate_articles
-from pipeline.context import RunContext
-from pipeline.manifest import committed_runs, compaction_manifest_key, plan_files
-from pipeline.read import read_articles
-from pipeline.s3 import PreconditionFailed
-from pipeline.schema import ARTICLE_SCHEMA, SCHEMA_VERSION
-from pipeline.store import cleanup_orphans, compact, store_articles, store_stage
+from pipeline.core.context import RunContext
+from pipeline.dataset.manifest import committed_runs, compaction_manifest_key, plan_files
+from pipeline.dataset.read import read_articles
+from pipeline.core.bucket import PreconditionFailed
+from pipeline.dataset.schema import ARTICLE_SCHEMA, SCHEMA_VERSION
+from pipeline.stages.store import cleanup_orphans, compact, store_articles, store_stage
 
 RUN = "20261127T060000Z"
 
@@ -218,7 +218,7 @@ def test_big_files_stream_as_multipart_uploads(s3_settings, bucket, monkeypatch)
     import hashlib
     import os
 
-    import pipeline.store as store
+    import pipeline.stages.store as store
 
     part = 5 * 1024 * 1024  # the smallest part S3 (and SeaweedFS) accept
     monkeypatch.setattr(store, "PART_BYTES", part)
@@ -241,7 +241,7 @@ def test_big_files_stream_as_multipart_uploads(s3_settings, bucket, monkeypatch)
 def test_a_run_is_encoded_into_concurrent_files_with_a_fixed_layout(s3_settings, bucket, monkeypatch):
     import hashlib
 
-    import pipeline.store as store
+    import pipeline.stages.store as store
 
     monkeypatch.setattr(store, "ROW_GROUP_ROWS", 50)  # batches (= row groups) of 50 rows
     assert store.ENCODERS == 2
@@ -269,7 +269,7 @@ def test_a_run_is_encoded_into_concurrent_files_with_a_fixed_layout(s3_settings,
 
 
 def test_a_failing_encoder_lane_leaves_nothing_behind(s3_settings, bucket):
-    from pipeline.s3 import StorageError
+    from pipeline.core.bucket import StorageError
     from tests.test_s3_faults import FaultProxy, _ctx_via
 
     recs = generate_articles(40, words=10)
@@ -300,7 +300,7 @@ def test_records_missing_fields_get_nulls(s3_settings, bucket):
 
 
 def test_statistics_skip_free_text_and_codec_can_be_overridden(s3_settings, bucket):
-    import pipeline.store as store
+    import pipeline.stages.store as store
 
     recs = generate_articles(30, words=10)
     key = store_articles(RunContext(RUN, s3=s3_settings), recs)

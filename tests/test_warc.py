@@ -9,7 +9,7 @@ from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.warc import GZIP_LEVEL, RotatingWarcWriter, iter_responses
+from pipeline.dataset.warc import GZIP_LEVEL, RotatingWarcWriter, iter_responses
 
 HTML = ("<html><head><title>Story</title></head><body>"
         + "<p>Ministers met on Tuesday to agree the new rules for energy markets.</p>" * 200
@@ -72,7 +72,7 @@ def test_warcio_reads_the_records_with_valid_digests(tmp_path):
 
 
 def test_tail_reads_records_as_they_are_written_across_rotations(tmp_path):
-    from pipeline.warc import WarcTail
+    from pipeline.dataset.warc import WarcTail
 
     stored: dict[str, bytes] = {}
     folder = tmp_path / "spool"
@@ -97,7 +97,7 @@ def test_tail_reads_records_as_they_are_written_across_rotations(tmp_path):
 
 
 def test_tail_waits_for_a_record_whose_end_is_not_written_yet(tmp_path):
-    from pipeline.warc import WarcTail
+    from pipeline.dataset.warc import WarcTail
 
     data = _write(tmp_path / "w", 2)
     members = _members(data)

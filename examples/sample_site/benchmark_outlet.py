@@ -20,7 +20,7 @@ from examples.sample_site import feeds
 from examples.sample_site.reply import XML, Reply, Request, Route, page
 from examples.sample_site.server import HttpSite
 from examples.sample_site.templates import Outlet, render_listing
-from pipeline.paths import ROOT
+from pipeline.core.paths import ROOT
 
 DEFAULT_BENCH_DIR = ROOT.parent / "shared" / "benchmarks" / "article-extraction-benchmark"
 NAME = "extraction-benchmark"

@@ -27,14 +27,14 @@ DEFAULT_PORTS = (8701, 8702, 8703, 8704)
 N_EPOCHS = 3
 SOURCES_HEADER = """\
 # Sources file for the offline sample news site (examples/sample_site), validated by
-# pipeline.config.load_sources. Written by `python -m examples.sample_site sources`.
+# pipeline.core.config.load_sources. Written by `python -m examples.sample_site sources`.
 #
-# crawl:                 crawl-wide settings (pipeline.config.CrawlSettings)
+# crawl:                 crawl-wide settings (pipeline.core.config.CrawlSettings)
 #   allow_private        host:port entries the SSRF guard lets through: the site's own 127.0.0.1 ports.
 #                        Nothing else private is allowed (the hostile outlet redirects to 169.254.169.254
 #                        and 10.0.0.1, and its feed links to 192.168.1.10: all must stay blocked).
 #   download_timeout, max_page_bytes, ...  may be added here (tests use 3 s and 8 MiB).
-# sources:               one per outlet (pipeline.config.Source)
+# sources:               one per outlet (pipeline.core.config.Source)
 #   feeds                RSS 2.0 (courier), Atom (herald), RSS 0.91 (gazette), RSS 2.0 (hostile)
 #   sitemaps             a sitemap index (courier), news sitemaps (herald), a gzip sitemap (gazette)
 #   sections             front and section pages, followed `depth` links deep
@@ -296,7 +296,7 @@ class SampleSite(HttpSite):
     def write_sources_yaml(self, path: str | Path, *, source_delay: float = 0.0, source_concurrency: int = 4,
                            max_age_days: float = 3.0, outlets: list[str] | None = None,
                            **crawl_overrides: Any) -> Path:
-        """A sources file for `pipeline.config.load_sources`: one source per outlet (or those named)."""
+        """A sources file for `pipeline.core.config.load_sources`: one source per outlet (or those named)."""
         sites = self._built()
         names = outlets or list(sites)
         unknown = set(names) - set(sites)

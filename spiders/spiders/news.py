@@ -27,10 +27,10 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet import error as twisted_error
 from twisted.internet.defer import CancelledError
 
-from pipeline.config import ConfigError, CrawlSettings, Source, load_sources
-from pipeline.context import check_run_id
-from pipeline.paths import default_sources_path
-from pipeline.urls import canonicalize, robots_url
+from pipeline.core.config import ConfigError, CrawlSettings, Source, load_sources
+from pipeline.core.context import check_run_id
+from pipeline.core.paths import default_sources_path
+from pipeline.text.urls import canonicalize, robots_url
 from spiders import discovery
 from spiders.items import CrawlReject, FetchedPage, NotModified
 

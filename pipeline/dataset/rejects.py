@@ -1,0 +1,42 @@
+"""Rejects: every page a stage gives up on is recorded with its stage, reason and WARC pointer."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from pipeline.core.bucket import safe_segment
+
+REJECT_FIELDS = ("url", "source", "stage", "reason", "detail", "warc_key", "warc_record_id")
+
+
+def reject(url: str, stage: str, reason: str, *, source: str | None = None, detail: str = "",
+           warc_key: str | None = None, warc_record_id: str | None = None) -> dict:
+    """One rejects row. `reason` is a short stable name (a counter name); `detail` is free text."""
+    return {"url": url, "source": source, "stage": stage, "reason": reason, "detail": detail[:500],
+            "warc_key": warc_key, "warc_record_id": warc_record_id}
+
+
+def write_rejects(ctx, name: str, rows: Iterable[dict]) -> str | None:
+    """Write `rejects/dt=/run=/<name>.jsonl` (deterministic key: a re-run overwrites). None when empty."""
+    rows = list(rows)
+    key = f"{ctx.prefix('rejects')}{safe_segment(name)}.jsonl"
+    if not rows:
+        # Remove a stale file from an earlier attempt of this run, so re-runs converge.
+        ctx.bucket.delete([key]) if ctx.bucket.exists(key) else None
+        return None
+    ctx.bucket.put_jsonl(key, rows)
+    return key
+
+
+def read_rejects(ctx) -> list[dict]:
+    """All rejects of the run."""
+    out: list[dict] = []
+    for key in ctx.bucket.list(ctx.prefix("rejects")):
+        out.extend(ctx.bucket.iter_jsonl(key))
+    return out
+
+
+def count_by_reason(rows: Iterable[dict]) -> dict[str, int]:
+    """`{"<stage>/<reason>": n}`, for run reports."""
+    return dict(Counter(f"{r['stage']}/{r['reason']}" for r in rows))

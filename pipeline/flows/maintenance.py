@@ -1,0 +1,158 @@
+"""Maintenance of the bucket over months: re-extraction from the WARC archive, compaction, pruning.
+
+Each function is what one task of the `news_maintenance` DAG calls; each is also usable
+from a shell. They are idempotent: running one twice for the same day leaves the same state.
+
+* `runs_between()` + `reextract()`: rebuild committed runs from their WARC files with the
+  current extractor and cleaner (no crawling), e.g. after an extractor upgrade.
+* `compact_day()`: `pipeline.stages.store.compact` for one `dt=` partition.
+* `prune_dedupe_index()`: delete near-duplicate index shards older than the dedupe window.
+* `prune_seen_state()`: drop seen-URL entries stored longer ago than a retention period.
+  (`pipeline.dataset.state` has no prune of its own; this uses its conditional `update_json`, so a
+  crawl recording URLs at the same time loses nothing.)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from pipeline.core.config import S3Settings
+from pipeline.core.context import RunContext, check_run_id
+from pipeline.core.bucket import Bucket
+
+log = logging.getLogger(__name__)
+
+#: Seen-URL entries older than this are forgotten (a feed rarely re-lists an article after
+#: a few days, `max_age_days` cuts sitemaps at 3 by default; 90 leaves a wide margin).
+SEEN_RETENTION_DAYS = 90
+#: The most days one re-extraction request may cover (a typo in a date should not queue a year).
+MAX_REEXTRACT_DAYS = 62
+
+_RUN_SEGMENT = re.compile(r"^raw/dt=(\d{4}-\d{2}-\d{2})/run=([^/]+)/")
+
+
+def _day(value: date | str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError as exc:
+        raise ValueError(f"bad date {value!r}: expected YYYY-MM-DD") from exc
+
+
+def days_between(start: date | str, end: date | str) -> list[str]:
+    """Every day from start to end inclusive, as YYYY-MM-DD (ValueError when reversed or too long)."""
+    first, last = _day(start), _day(end)
+    if last < first:
+        raise ValueError(f"date range {first}..{last} is reversed")
+    n = (last - first).days + 1
+    if n > MAX_REEXTRACT_DAYS:
+        raise ValueError(f"date range {first}..{last} covers {n} days; at most {MAX_REEXTRACT_DAYS} at once")
+    return [(first + timedelta(days=i)).isoformat() for i in range(n)]
+
+
+def runs_between(bucket: Bucket, start: date | str, end: date | str) -> list[str]:
+    """Run ids with WARC files under `raw/dt=<day>/run=<id>/` for each day in the range, sorted."""
+    runs: set[str] = set()
+    for day in days_between(start, end):
+        for key in bucket.list(f"raw/dt={day}/run="):
+            m = _RUN_SEGMENT.match(key)
+            if m and key.endswith(".warc.gz"):
+                runs.add(m.group(2))
+    return sorted(check_run_id(r) for r in runs)
+
+
+def reextract(settings: S3Settings, run_id: str, sources_path: Path | str) -> dict:
+    """Re-extract one run from its WARC archive and commit it again (replacing its articles).
+
+    Returns the small headline of its report (run id, manifest key, articles stored).
+    """
+    from pipeline.flows.ingest import reextract_run
+
+    ctx = RunContext(run_id=check_run_id(run_id), s3=settings, sources_path=Path(sources_path))
+    report = reextract_run(ctx)
+    return {"run_id": run_id, "manifest": report.get("manifest"), "articles_stored": report.get("articles_stored")}
+
+
+def compact_day(settings: S3Settings, dt: date | str) -> str | None:
+    """Compact one day's committed Parquet files; the compaction manifest key, or None if nothing to do."""
+    from pipeline.stages.store import compact
+
+    return compact(settings, _day(dt).isoformat())
+
+
+def prune_dedupe_index(bucket: Bucket, as_of: date | str, *, window_days: int | None = None) -> list[str]:
+    """Delete dedupe index shards older than the window before `as_of`; the deleted keys.
+
+    Only shard names are listed: nothing is loaded, so this is cheap on a large index.
+    """
+    from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
+
+    config = DedupeConfig() if window_days is None else DedupeConfig(window_days=window_days)
+    index = DedupeIndex(config)
+    index.run_date = _day(as_of).isoformat()
+    return index.delete_expired(bucket)
+
+
+def prune_seen_state(bucket: Bucket, as_of: datetime | date | str, *,
+                     retention_days: float = SEEN_RETENTION_DAYS) -> dict[str, int]:
+    """Forget seen-URL entries stored more than `retention_days` before `as_of`; {source: removed}.
+
+    Entries without a parseable `stored_at` are kept (never lose state on a format surprise).
+    """
+    from pipeline.dataset.state import SEEN_PREFIX, load_seen, update_json
+
+    if not isinstance(as_of, datetime):
+        d = _day(as_of)
+        as_of = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+    cutoff = as_of - timedelta(days=retention_days)
+    removed: dict[str, int] = {}
+    for key in bucket.list(SEEN_PREFIX):
+        if not key.endswith(".json"):
+            continue
+        source = key[len(SEEN_PREFIX):-len(".json")]
+        if not any(_expired(e, cutoff) for e in load_seen(bucket, source).values()):
+            removed[source] = 0  # nothing to do: no write, no race with a crawl recording URLs
+            continue
+        count = {"n": 0}
+
+        def merge(current: dict, count=count) -> dict:
+            keep = {}
+            count["n"] = 0
+            for url, entry in current.items():
+                if _expired(entry, cutoff):
+                    count["n"] += 1
+                else:
+                    keep[url] = entry
+            return keep
+
+        update_json(bucket, key, merge)
+        removed[source] = count["n"]
+        if count["n"]:
+            log.info("seen state of %s: forgot %d entries stored before %s", source, count["n"], cutoff.date())
+    return removed
+
+
+def _expired(entry, cutoff: datetime) -> bool:
+    stored = _parse_ts(entry.get("stored_at") if isinstance(entry, dict) else None)
+    return stored is not None and stored < cutoff
+
+
+def _parse_ts(value) -> datetime | None:
+    if not value:
+        return None
+    try:
+        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def cleanup_orphans(settings: S3Settings, as_of: datetime) -> int:
+    """Delete article files no manifest lists, older than an hour before `as_of`; how many."""
+    from pipeline.stages.store import cleanup_orphans as _cleanup
+
+    return len(_cleanup(settings, now=as_of))

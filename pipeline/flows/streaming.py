@@ -1,0 +1,198 @@
+"""Crawl and extract at once: how `python -m pipeline run` runs its first two stages.
+
+The Airflow DAG crawls every source (mapped tasks), then extracts each WARC file from the
+bucket (mapped tasks). A single process running the whole pipeline does not have to wait:
+the crawl child keeps its WARC files in a local folder (`NEWS_WARC_LOCAL_DIR`), a
+`WarcTail` reads each record as it lands, and the extraction pool works on it while the
+crawl goes on. Scrapy's reactor is one thread, so the crawl leaves most of the second
+core idle; this puts it to work.
+
+The output is the DAG's: one `work/.../extracted/<stem>.jsonl.gz` and one extract-rejects
+file per WARC file, from the same `warc_item` / `extract_batch` / `write_extraction`.
+They are written only for a crawl that finished and whose local files were read to their
+end under the keys it uploaded; otherwise that source's WARC files are extracted again
+from the bucket, exactly as `extract_stage` does for the DAG. A failed crawl's pages are
+dropped, as in the DAG (the next run fetches them).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.core.context import RunContext
+from pipeline.stages.crawl import crawl_log_path
+from pipeline.airflow_tasks import crawl_outcome, crawl_source
+from pipeline.core.paths import var_dir
+from pipeline.core.bucket import safe_segment
+from pipeline.dataset.warc import WarcTail, raw_prefix
+
+log = logging.getLogger(__name__)
+
+#: How often the tail looks for new records while a crawl runs (seconds).
+POLL_SECONDS = 0.05
+
+
+@dataclass
+class _Crawl:
+    """One source's crawl, running in a thread (the Scrapy child is its own process)."""
+
+    name: str
+    tail: WarcTail
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+    ended: float = 0.0  # perf_counter() when the crawl process was done
+
+    def start(self, ctx: RunContext) -> _Crawl:
+        self.thread = threading.Thread(target=self._run, args=(ctx,), name=f"crawl-{self.name}", daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self, ctx: RunContext) -> None:
+        try:  # crawl_source records a failure in the bucket, like the DAG's task
+            crawl_source(ctx, self.name, settings={"NEWS_WARC_LOCAL_DIR": str(self.tail.folder)})
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller, the run goes on
+            self.error = exc
+        finally:
+            self.ended = time.perf_counter()
+            self.done.set()
+
+
+def _warm_up_later_stages() -> None:
+    """Import what dedupe and store need while the crawl child starts (a core is idle then).
+
+    (The cleaning is the workers': `extract_batch` loads its language model before they fork.)"""
+    try:
+        from pipeline.stages.dedupe_index import DedupeConfig, lsh_params
+        import pipeline.stages.dedupe  # noqa: F401
+        import pipeline.stages.store  # noqa: F401
+        import pyarrow as pa
+
+        pa.array(["x"])  # pyarrow imports pandas (~0.35 s) on its first array from Python objects
+        cfg = DedupeConfig()
+        lsh_params(cfg.threshold, cfg.num_perm)
+    except Exception as exc:  # only an optimisation: the stages import what they need anyway
+        log.debug("warm-up of later stages failed: %s", exc)
+
+
+def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int | None = None,
+                      timeout: float = 30) -> tuple[list[str], dict[str, float], dict[str, str], dict[str, list]]:
+    """Crawl `sources` one after another, extracting (and cleaning) their pages as they are archived.
+
+    Returns (the extracted keys, one per WARC file of the crawls that finished;
+    {"crawl": seconds until the last crawl ended, "extract": seconds of extraction after it};
+    {source: why its crawl failed}; the cleaning outcomes of the extracted keys whose pages were
+    cleaned in the workers, for `clean_stage(cleaned=...)`).
+    """
+    var_dir().mkdir(parents=True, exist_ok=True)
+    spool = Path(tempfile.mkdtemp(prefix=f"warc-{safe_segment(ctx.run_id)}-", dir=var_dir()))
+    t0 = time.perf_counter()
+    crawl_end = t0
+    crawls: dict[str, _Crawl] = {}
+    pointers: list[dict] = []  # per item, in input order, without the HTML
+    extracted = 0
+
+    def begin(name: str) -> _Crawl:
+        folder = spool / safe_segment(name)
+        folder.mkdir()
+        crawls[name] = _Crawl(name, WarcTail(folder, raw_prefix(ctx.run_id, name))).start(ctx)
+        return crawls[name]
+
+    def items() -> Iterator[dict]:
+        nonlocal crawl_end
+        # Started here, once the pool's workers are forked: a fork while this thread imports
+        # would hand the workers half-imported modules.
+        threading.Thread(target=_warm_up_later_stages, name="warm-up", daemon=True).start()
+        for name in sources:
+            crawl = crawls.get(name) or begin(name)
+            rep.stage(f"crawl {name}", unit="responses")
+            with rep.follow(crawl_log_path(ctx, name)):
+                while True:
+                    finished = crawl.done.wait(POLL_SECONDS)
+                    for rec in crawl.tail.poll():  # after the child exited: the last records too
+                        item = warc_item(rec)
+                        if item is not None:
+                            pointers.append(item)
+                            yield {**item, "html": rec.text()}
+                    if finished:
+                        break
+            assert crawl.thread is not None
+            crawl.thread.join()
+            if crawl.error is not None:
+                log.error("crawl of %s failed: %s", name, crawl.error)
+                rep.note(f"crawl {name}: FAILED ({str(crawl.error).splitlines()[0][:200]})")
+            else:
+                rep.note(f"crawl {name}: done")
+        crawl_end = max(c.ended for c in crawls.values()) if crawls else time.perf_counter()
+        log.info("crawls ended after %.2f s; %s of %s pages extracted by %.2f s", crawl_end - t0, extracted,
+                 len(pointers), time.perf_counter() - t0)
+        rep.stage("extract (the pages left when the crawls ended)", total=len(pointers) - extracted, unit="pages")
+
+    outcomes: dict[str, list[tuple[dict, dict, dict | None]]] = defaultdict(list)  # WARC key -> (item, result, cleaned)
+    try:
+        if sources:
+            # The Scrapy child starts now (its start-up takes a second or more); importing the
+            # extractor and forking the pool overlap it. The fork lock keeps the forks apart.
+            begin(sources[0])
+        from pipeline.stages.clean import clean_settings_of
+        from pipeline.stages.extract import CLEANED, extract_batch, warc_item
+
+        # Each page is cleaned by the worker that extracted it (clean_stage's `clean_one`), during
+        # the crawl, rather than all of them in this process after it.
+        settings = clean_settings_of(ctx)
+        batch = extract_batch(items(), workers=workers, timeout=timeout,
+                              rules_for=lambda item: settings(item.get("source"))[0],
+                              clean=False, also_clean=lambda item: settings(item.get("source"))[1])
+        for index, result in enumerate(batch):
+            item = pointers[index]
+            outcomes[item["warc_key"]].append((item, result, result.pop(CLEANED, None)))
+            extracted += 1
+            if crawl_end > t0:
+                rep.advance()
+        keys, failed, cleaned = _write(ctx, sources, crawls, outcomes, workers=workers, timeout=timeout)
+    finally:
+        for crawl in crawls.values():  # an exception above: do not leave a crawl thread behind
+            if crawl.thread is not None:
+                crawl.thread.join()
+        shutil.rmtree(spool, ignore_errors=True)
+    end = time.perf_counter()
+    return keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)}, failed, cleaned
+
+
+def _write(ctx: RunContext, sources: list[str], crawls: dict[str, _Crawl],
+           outcomes: dict[str, list[tuple[dict, dict, dict | None]]], *, workers: int | None,
+           timeout: float) -> tuple[list[str], dict[str, str], dict[str, list]]:
+    """Store the extraction of each finished crawl's WARC files; re-extract from the bucket when the
+    streamed records cannot be vouched for. Returns (extracted keys, failed sources, the cleaning
+    outcomes of the streamed keys)."""
+    from pipeline.stages.clean import NotAnArticle
+    from pipeline.stages.extract import extract_stage, write_extraction
+
+    finished, failed = crawl_outcome(ctx, sources)
+    for name, reason in failed.items():
+        log.warning("source %s failed; its pages are left for the next run: %s", name, reason.splitlines()[0])
+    keys: list[str] = []
+    cleaned: dict[str, list] = {}
+    for summary in sorted(finished, key=lambda s: s["source"]):
+        crawl = crawls.get(summary["source"])
+        warc_keys = sorted(summary.get("warc_keys", []))
+        streamed = crawl is not None and crawl.error is None and crawl.tail.fully_read() \
+            and crawl.tail.keys() == warc_keys
+        for key in warc_keys:
+            if streamed:
+                done = outcomes.get(key, [])
+                keys.append(write_extraction(ctx, key, ((item, result) for item, result, _ in done)))
+                cleaned[keys[-1]] = [(result, row if "error" not in row else NotAnArticle(row["error"], row["detail"]))
+                                     for _, result, row in done if row is not None]
+            else:
+                log.warning("extract %s again from the bucket: its records were not all read while crawling", key)
+                keys.append(extract_stage(ctx, key, workers=workers, timeout=timeout))
+    return keys, failed, cleaned

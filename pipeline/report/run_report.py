@@ -1,0 +1,390 @@
+"""Run reports: what happened in a run, per source and per stage, as JSON and HTML in `reports/`.
+
+`write_report()` assembles the report from what the stages wrote to the bucket
+(crawl summaries, rejects, the deduped articles), so the CLI run, the DAG's
+report task and re-extraction all report the same way. Besides the counts it
+computes quality signals per source (share of articles with title / author /
+date, body length distribution, boilerplate removals by rule) and flags a
+source that falls well below the others, so one outlet's broken extraction
+stands out. `pipeline.report.html.render_html()` turns the report into a
+self-contained HTML page stored beside the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from pipeline.core.context import RunContext
+
+log = logging.getLogger(__name__)
+
+#: Body length histogram bin edges (words). News briefs run to ~50 words, typical articles
+#: 300-1,500; the open-ended last bin catches long reads and pages that swallowed a whole site.
+LENGTH_BINS = (0, 100, 250, 500, 1000, 2000)
+
+#: A source is flagged when a quality signal falls below this share of the median of the
+#: other sources (e.g. 40% of its articles have a title while the others have ~100%).
+#: A judgement call, not a calibrated number: real outlets differ (wire copies often lack
+#: bylines) by much less than a broken template does; tune it on real runs.
+FLAG_RATIO = 0.6
+#: Fewer articles than this and a share says nothing about a source: no flag.
+FLAG_MIN_ARTICLES = 3
+#: The signals compared across sources (key in the per-source quality dict, label).
+FLAG_SIGNALS = {
+    "title_share": "articles with a title",
+    "author_share": "articles with an author",
+    "published_share": "articles with a date",
+    "yield": "articles per article page fetched",
+    "median_words": "median body length (words)",
+}
+
+
+def report_key(run_id: str, ext: str = "json") -> str:
+    """`reports/run=<run_id>.<ext>`."""
+    from pipeline.core.bucket import safe_segment
+
+    return f"reports/run={safe_segment(run_id)}.{ext}"
+
+
+def write_report(ctx: RunContext, *, sources: list[str], timings: dict[str, float],
+                 failed_sources: dict[str, str], deduped_key: str | None,
+                 manifest_key: str | None) -> dict:
+    """Assemble the run report from what the stages wrote, store it (JSON + HTML) under reports/, return it."""
+    from pipeline.dataset.rejects import read_rejects
+    from pipeline.flows.ingest import crawl_summaries
+
+    summaries = {s["source"]: s for s in crawl_summaries(ctx)}
+    rejects = read_rejects(ctx)
+    articles = ctx.bucket.iter_jsonl(deduped_key) if deduped_key else iter(())
+    report = build_report(ctx.run_id, sources=sources, timings=timings, failed_sources=failed_sources,
+                          summaries=summaries, rejects=rejects, articles=articles, manifest_key=manifest_key,
+                          previous=previous_report(ctx.bucket, ctx.run_id))
+    store_report(ctx.bucket, report)
+    return report
+
+
+def store_report(bucket, report: dict) -> None:
+    """Write the report's JSON and its HTML page to the bucket (deterministic keys: a re-run overwrites)."""
+    from pipeline.report.html import render_html
+
+    report["html"] = report_key(report["run_id"], "html")
+    bucket.put(report["html"], render_html(report).encode("utf-8"), content_type="text/html; charset=utf-8")
+    bucket.put_json(report_key(report["run_id"]), report)
+
+
+def build_report(run_id: str, *, sources: list[str], timings: dict[str, float], failed_sources: dict[str, str],
+                 summaries: dict[str, dict], rejects: list[dict], articles: Iterable[dict],
+                 manifest_key: str | None, previous: dict | None = None) -> dict:
+    """The report dict from the stage outputs (pure: no bucket access). Articles are streamed once.
+
+    `previous` is the report of the run before (if any): each source's quality is also compared
+    with its own previous values, which catches a drop even when there is only one source.
+    """
+    acc = _Accumulator()
+    for article in articles:
+        acc.add(article)
+    names = list(sources) + sorted({a for a in acc.sources} - set(sources))
+    rejects_by_source = Counter(r.get("source") for r in rejects)
+
+    per_source: dict[str, dict] = {}
+    for name in names:
+        stats = summaries.get(name, {}).get("stats", {})
+        per_source[name] = {
+            "pages_fetched": int(stats.get("news/fetched", 0)),
+            # article pages only (feeds, sitemaps, robots.txt and section pages left out)
+            "article_pages": int(stats.get("news/fetched/article", stats.get("news/archived/article",
+                                                                              stats.get("news/fetched", 0)))),
+            "articles": acc.count[name],
+            "canonical": acc.canonical[name],
+            "duplicates": acc.count[name] - acc.canonical[name],
+            "rejects": rejects_by_source.get(name, 0),
+            "crawl_stats": stats,
+            "failed": failed_sources.get(name),
+        }
+    quality = {name: acc.quality(name, per_source[name]) for name in names}
+    by_stage: dict[str, Counter] = defaultdict(Counter)
+    for r in rejects:
+        by_stage[r.get("stage") or "?"][r.get("reason") or "?"] += 1
+
+    report = {
+        "run_id": run_id,
+        "sources": per_source,
+        "failed_sources": failed_sources,
+        "pages_fetched": sum(p["pages_fetched"] for p in per_source.values()),
+        "articles_stored": acc.total,
+        "canonical_articles": sum(acc.canonical.values()),
+        "duplicates": {kind: acc.dup_kinds.get(kind, 0) for kind in ("url", "exact", "near")},
+        "clusters_with_copies": acc.clusters_with_copies(),
+        "clusters": acc.cluster_summary(),
+        "rejects": len(rejects),
+        "rejects_by_reason": {f"{s}/{r}": n for s, c in by_stage.items() for r, n in c.items()},
+        "rejects_by_stage": {s: dict(c.most_common()) for s, c in sorted(by_stage.items())},
+        "quality": quality,
+        "removed_by_rule": dict(acc.removed_total.most_common()),
+        "length_bins": list(LENGTH_BINS),
+        "flags": quality_flags(quality, per_source) + trend_flags(quality, previous),
+        "previous_run": previous.get("run_id") if previous else None,
+        "previous_quality": {n: {k: q.get(k) for k in FLAG_SIGNALS}
+                             for n, q in (previous or {}).get("quality", {}).items() if n in quality},
+        "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "manifest": manifest_key,
+    }
+    return report
+
+
+class _Accumulator:
+    """Per-source counters over the article stream; keeps no article text."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.sources: list[str] = []
+        self.count: Counter = Counter()
+        self.canonical: Counter = Counter()
+        self.with_field: dict[str, Counter] = {f: Counter() for f in ("title", "author", "published")}
+        self.words: dict[str, list[int]] = defaultdict(list)
+        self.removed: dict[str, Counter] = defaultdict(Counter)
+        self.removed_total: Counter = Counter()
+        self.dup_kinds: Counter = Counter()
+        self.cluster_sources: dict[str, set] = defaultdict(set)
+        self.cluster_size: Counter = Counter()
+        self.cluster_title: dict[str, str] = {}
+
+    def add(self, a: dict) -> None:
+        name = a.get("source") or "?"
+        if name not in self.count:
+            self.sources.append(name)
+        self.total += 1
+        self.count[name] += 1
+        if not a.get("duplicate_of"):
+            self.canonical[name] += 1
+        for f, c in self.with_field.items():
+            if a.get(f):
+                c[name] += 1
+        self.words[name].append(int(a.get("word_count") or 0))
+        for r in a.get("removed") or []:
+            rule = str(r.get("rule") if isinstance(r, dict) else r)
+            self.removed[name][rule] += 1
+            self.removed_total[rule] += 1
+        if a.get("dup_kind"):
+            self.dup_kinds[a["dup_kind"]] += 1
+        cid = a.get("cluster_id")
+        if cid:
+            self.cluster_sources[cid].add(name)
+            self.cluster_size[cid] += 1
+            if not a.get("duplicate_of") or cid not in self.cluster_title:
+                self.cluster_title[cid] = (a.get("title") or a.get("url") or "")[:200]
+
+    def quality(self, name: str, per_source: dict) -> dict:
+        n = self.count[name]
+        words = sorted(self.words.get(name, []))
+        article_pages = per_source["article_pages"]
+        hist = [0] * len(LENGTH_BINS)
+        for w in words:
+            hist[sum(1 for edge in LENGTH_BINS[1:] if w >= edge)] += 1
+        removed = self.removed.get(name, Counter())
+        return {
+            "articles": n,
+            "title_share": _share(self.with_field["title"][name], n),
+            "author_share": _share(self.with_field["author"][name], n),
+            "published_share": _share(self.with_field["published"][name], n),
+            "yield": _share(n, article_pages) if article_pages else None,
+            "median_words": _quantile(words, 0.5),
+            "words": {"min": words[0] if words else None, "p25": _quantile(words, 0.25),
+                      "median": _quantile(words, 0.5), "p75": _quantile(words, 0.75),
+                      "max": words[-1] if words else None},
+            "length_histogram": hist,
+            "removed_by_rule": dict(removed.most_common()),
+            "removals_per_article": round(sum(removed.values()) / n, 2) if n else None,
+        }
+
+    def clusters_with_copies(self) -> dict[str, int]:
+        """cluster_id -> articles, for clusters with more than one article (largest first)."""
+        return {k: v for k, v in self.cluster_size.most_common() if v > 1}
+
+    def cluster_summary(self, top: int = 10) -> dict:
+        """How many outlets ran each story: a histogram and the most widely run stories."""
+        outlets = {cid: len(s) for cid, s in self.cluster_sources.items()}
+        hist = Counter(outlets.values())
+        ranked = sorted(outlets, key=lambda c: (-outlets[c], -self.cluster_size[c], c))[:top]
+        return {
+            "total": len(outlets),
+            "with_copies": sum(1 for c in self.cluster_size.values() if c > 1),
+            "outlets_histogram": {str(k): hist[k] for k in sorted(hist)},
+            "top": [{"cluster_id": c, "outlets": sorted(self.cluster_sources[c]), "articles": self.cluster_size[c],
+                     "title": self.cluster_title.get(c, "")} for c in ranked if outlets[c] > 1],
+        }
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _quantile(sorted_values: list[int], q: float) -> float | None:
+    """Linear-interpolated quantile of an already sorted list (None when empty)."""
+    if not sorted_values:
+        return None
+    pos = q * (len(sorted_values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return round(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo), 1)
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def quality_flags(quality: dict[str, dict], per_source: dict[str, dict]) -> list[dict]:
+    """Sources whose quality signal falls well below the other sources' median, and sources
+    that fetched pages but kept no article: the "look here" list at the top of the report."""
+    flags: list[dict] = []
+    for name, q in quality.items():
+        # An incremental run that found nothing new fetches feeds but no article page: no flag.
+        pages = per_source[name].get("article_pages", per_source[name]["pages_fetched"])
+        if q["articles"] == 0 and pages > 0 and not per_source[name]["failed"]:
+            flags.append({"source": name, "signal": "articles", "value": 0, "others_median": None,
+                          "message": f"{name}: {pages} article pages fetched, no article kept"})
+    eligible = {n: q for n, q in quality.items() if q["articles"] >= FLAG_MIN_ARTICLES}
+    for signal, label in FLAG_SIGNALS.items():
+        for name, q in eligible.items():
+            value = q.get(signal)
+            others = [o[signal] for n, o in eligible.items() if n != name and o.get(signal) is not None]
+            if value is None or not others:
+                continue
+            ref = _median(others)
+            if ref > 0 and value < FLAG_RATIO * ref:
+                shown = (f"{value:.0%} vs {ref:.0%}" if signal.endswith(("share", "yield"))
+                         else f"{value:g} vs {ref:g}")
+                flags.append({"source": name, "signal": signal, "value": value, "others_median": round(ref, 4),
+                              "message": f"{name}: {label} {shown} for the other sources"})
+    return flags
+
+
+def trend_flags(quality: dict[str, dict], previous: dict | None) -> list[dict]:
+    """Sources whose quality signal fell well below their own value in the previous run."""
+    if not previous:
+        return []
+    flags: list[dict] = []
+    before_all = previous.get("quality", {})
+    for name, q in quality.items():
+        before = before_all.get(name)
+        if not before or q["articles"] < FLAG_MIN_ARTICLES or before.get("articles", 0) < FLAG_MIN_ARTICLES:
+            continue
+        for signal, label in FLAG_SIGNALS.items():
+            value, ref = q.get(signal), before.get(signal)
+            if value is None or not ref or value >= FLAG_RATIO * ref:
+                continue
+            shown = (f"{value:.0%}, was {ref:.0%}" if signal.endswith(("share", "yield"))
+                     else f"{value:g}, was {ref:g}")
+            flags.append({"source": name, "signal": signal, "value": value, "previous": ref,
+                          "previous_run": previous.get("run_id"),
+                          "message": f"{name}: {label} {shown} in run {previous.get('run_id')}"})
+    return flags
+
+
+def previous_report(bucket, run_id: str) -> dict | None:
+    """The report of the latest run before `run_id` (run ids sort by time), or None."""
+    from pipeline.core.bucket import StorageError
+
+    before = [k for k in bucket.list("reports/run=") if k.endswith(".json") and k < report_key(run_id)]
+    for key in reversed(before):
+        try:
+            report = bucket.get_json(key)
+        except (StorageError, ValueError) as exc:  # unreadable old report: compare with the one before
+            log.warning("previous report %s unreadable: %s", key, exc)
+            continue
+        if isinstance(report, dict) and report.get("quality"):
+            return report
+    return None
+
+
+# --------------------------------------------------------------------------- text summary
+
+
+def print_summary(report: dict, out: TextIO | None = None) -> None:
+    """The human summary printed at the end of a run (to stdout unless `out` is given)."""
+    out = out or sys.stdout
+    print(f"run {report['run_id']}: {report['pages_fetched']} pages fetched, "
+          f"{report['articles_stored']} articles stored ({report['canonical_articles']} canonical, "
+          f"duplicates: {', '.join(f'{k} {v}' for k, v in report['duplicates'].items())}), "
+          f"{report['rejects']} rejects", file=out)
+    for reason, n in sorted(report["rejects_by_reason"].items()):
+        print(f"  rejected {reason}: {n}", file=out)
+    for name, err in report.get("failed_sources", {}).items():
+        print(f"  FAILED source {name}: {err.splitlines()[-1] if err else ''}", file=out)
+    for flag in report.get("flags", []):
+        print(f"  CHECK {flag['message']}", file=out)
+    if report.get("html"):
+        print(f"  report: {report['html']} (python -m pipeline report {report['run_id']} --html FILE)", file=out)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def configure_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", nargs="?", default=None, help="run id (default: the latest run with a report)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--html", type=Path, default=None, metavar="PATH",
+                        help="write the report as a self-contained HTML page to PATH")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="recompute the report from the run's stage outputs in the bucket and store it again")
+
+
+def latest_run(bucket) -> str | None:
+    """The run id of the newest report in the bucket (run ids sort by time)."""
+    runs = [k[len("reports/run="):-len(".json")] for k in bucket.list("reports/run=") if k.endswith(".json")]
+    return max(runs) if runs else None
+
+
+def rebuild_report(ctx: RunContext, previous: dict | None = None) -> dict:
+    """Recompute a run's report from its stage outputs; timings and failures come from `previous`."""
+    from pipeline.flows.ingest import crawl_summaries
+
+    previous = previous or {}
+    work = ctx.prefix("work")
+    deduped = [k for k in ctx.bucket.list(work) if k.rsplit("/", 1)[-1].startswith("deduped")]
+    manifest = f"_manifests/run={ctx.run_id}.json"
+    sources = list(previous.get("sources") or sorted(s["source"] for s in crawl_summaries(ctx)))
+    return write_report(ctx, sources=sources, timings=previous.get("stage_seconds", {}),
+                        failed_sources=previous.get("failed_sources", {}),
+                        deduped_key=deduped[-1] if deduped else None,
+                        manifest_key=manifest if ctx.bucket.exists(manifest) else previous.get("manifest"))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.core.config import S3Settings
+    from pipeline.report.html import render_html
+    from pipeline.core.bucket import Bucket
+
+    settings = S3Settings.from_env()
+    bucket = Bucket(settings)
+    run = args.run or latest_run(bucket)
+    if run is None:
+        print("no run reports in the bucket yet (give a run id with --rebuild to build one)", file=sys.stderr)
+        return 3
+    key = report_key(run)
+    previous = bucket.get_json(key) if bucket.exists(key) else None
+    if args.rebuild:
+        ctx = RunContext(run_id=run, s3=settings)
+        report = rebuild_report(ctx, previous)
+    elif previous is None:
+        print(f"no report for run {run} (use --rebuild to build it from the run's outputs)", file=sys.stderr)
+        return 3
+    else:
+        report = previous
+    if args.html:
+        args.html.write_text(render_html(report), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report, indent=1, ensure_ascii=False))
+    elif not args.html:
+        print_summary(report)
+    return 0

@@ -1,0 +1,300 @@
+"""Progress of a run: live bars on a terminal, sparse plain lines in logs.
+
+`progress_reporter(stream)` picks the mode: when the stream is a terminal, a
+`rich.progress` display (count, rate, ETA when the total is known, elapsed);
+otherwise plain lines, one when a stage starts, one when it ends, and at most
+one every `interval` seconds in between, so an Airflow or CI log stays readable.
+
+    rep = progress_reporter()
+    rep.stage("crawl alpha", unit="responses")
+    with rep.follow(log_path):      # counts Scrapy's "Crawled (200)" lines of a child process
+        crawl_stage(ctx, "alpha")
+    rep.stage("extract", total=len(warc_keys), unit="WARC files")
+    rep.advance()
+    rep.note("stored 123 articles")  # a message above the bars / a plain line
+    rep.close()
+
+A reporter is also a `say(msg)` callable (it calls `note`), so it can be passed
+wherever a progress callback is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+#: Scrapy logs one line per response at DEBUG ("Crawled (200) <GET https://...>"); the
+#: project keeps Scrapy's default DEBUG level for crawl logs, so each line is one response.
+SCRAPY_RESPONSE = re.compile(r"\bCrawled \(\d{3}\)")
+#: Plain mode: seconds between two progress lines of the same stage (start/end lines always show).
+DEFAULT_INTERVAL = 30.0
+
+
+class Reporter:
+    """Progress of one run, stage by stage. Thread-safe: `advance` may be called from a watcher thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.current: str | None = None
+        self.completed = 0
+        self.total: int | None = None
+        self.unit = "items"
+
+    # -- the API run.py calls
+    def stage(self, name: str, total: int | None = None, *, unit: str = "items") -> None:
+        """Start a stage (ending the previous one). `total` None: count without ETA."""
+        with self._lock:
+            self._end_stage()
+            self.current, self.completed, self.total, self.unit = name, 0, total, unit
+            self._start_stage()
+
+    def advance(self, n: int = 1) -> None:
+        """`n` more items of the current stage are done."""
+        with self._lock:
+            if self.current is None:
+                return
+            self.completed += n
+            self._advanced()
+
+    def set_total(self, total: int | None) -> None:
+        """The total became known (or changed) while the stage runs."""
+        with self._lock:
+            self.total = total
+            self._advanced()
+
+    def note(self, msg: str) -> None:
+        """A one-off message (a source finished, a warning)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """End the current stage and the display. Idempotent."""
+        with self._lock:
+            self._end_stage()
+            self.current = None
+            self._close()
+
+    def __call__(self, msg: str) -> None:
+        self.note(msg)
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def follow(self, path: str | Path, pattern: re.Pattern = SCRAPY_RESPONSE, *,
+               poll: float = 0.25) -> Iterator[None]:
+        """While the block runs, advance once per new line of `path` matching `pattern`.
+
+        For work done in a child process that logs to a file (the Scrapy crawl). The file
+        may not exist yet; lines already in it when the block starts are not counted.
+        """
+        path = Path(path)
+        start = path.stat().st_size if path.exists() else 0
+        stop = threading.Event()
+        follower = _Follower(path, start, pattern, self.advance)
+
+        def loop() -> None:
+            while not stop.wait(poll):
+                follower.read()
+
+        thread = threading.Thread(target=loop, name="progress-follow", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            follower.read()  # what the child wrote last
+
+    # -- hooks for the two modes (called with the lock held)
+    def _start_stage(self) -> None:
+        raise NotImplementedError
+
+    def _advanced(self) -> None:
+        raise NotImplementedError
+
+    def _end_stage(self) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+
+class _Follower:
+    """Reads the new complete lines of a growing file and reports the matches."""
+
+    def __init__(self, path: Path, offset: int, pattern: re.Pattern, advance: Callable[[int], None]):
+        self.path, self.offset, self.pattern, self.advance = path, offset, pattern, advance
+        self.partial = b""
+
+    def read(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_size < self.offset:  # truncated / replaced: start over
+                    self.offset, self.partial = 0, b""
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        hits = sum(1 for line in lines if self.pattern.search(line.decode("utf-8", "replace")))
+        if hits:
+            self.advance(hits)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class PlainReporter(Reporter):
+    """Sparse plain lines for logs: stage start, stage end, and at most one line per `interval`."""
+
+    def __init__(self, stream: TextIO | None = None, *, interval: float = DEFAULT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic, emit: Callable[[str], None] | None = None):
+        super().__init__()
+        self.stream, self.interval, self.clock, self.emit = stream or sys.stderr, interval, clock, emit
+        self.started = self.last_line = 0.0
+
+    def _line(self, text: str) -> None:
+        if self.emit is not None:
+            self.emit(text)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def _count(self) -> str:
+        of = f"/{self.total}" if self.total is not None else ""
+        return f"{self.completed}{of} {self.unit}"
+
+    def _start_stage(self) -> None:
+        self.started = self.last_line = self.clock()
+        self._line(f"{self.current}: started" + (f" ({self.total} {self.unit})" if self.total is not None else ""))
+
+    def _advanced(self) -> None:
+        now = self.clock()
+        if now - self.last_line < self.interval:
+            return
+        self.last_line = now
+        elapsed = now - self.started
+        rate = self.completed / elapsed if elapsed > 0 else 0.0
+        text = f"{self.current}: {self._count()}, {rate:.1f} {self.unit}/s"
+        if self.total is not None and rate > 0 and self.completed < self.total:
+            text += f", ETA {_duration((self.total - self.completed) / rate)}"
+        self._line(text)
+
+    def _end_stage(self) -> None:
+        if self.current is None:
+            return
+        elapsed = self.clock() - self.started
+        if self.total is None and not self.completed:  # a stage that counts nothing: just its time
+            self._line(f"{self.current}: done in {elapsed:.1f} s")
+            return
+        rate = f" ({self.completed / elapsed:.1f} {self.unit}/s)" if elapsed > 0 else ""
+        self._line(f"{self.current}: done, {self._count()} in {elapsed:.1f} s{rate}")
+
+    def _close(self) -> None:
+        if self.emit is None:
+            self.stream.flush()
+
+    def note(self, msg: str) -> None:
+        with self._lock:
+            self._line(msg)
+
+
+class RichReporter(Reporter):
+    """Live bars on a terminal (rich.progress): spinner, stage, bar, count, rate, ETA, elapsed."""
+
+    def __init__(self, stream: TextIO):
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import (BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.console = Console(file=stream)
+        self.progress = Progress(
+            SpinnerColumn(finished_text="[green]✓"),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"), TimeRemainingColumn(),
+            TimeElapsedColumn(),
+            console=self.console, transient=False, refresh_per_second=8,
+            # stdout is the run report's channel (`run --json`): never route it through the display
+            redirect_stdout=False,
+        )
+        self.progress.start()
+        self.task = None
+
+    def _fields(self) -> dict:
+        of = f"/{self.total}" if self.total is not None else ""
+        speed = self.progress.tasks[self.task].speed if self.task is not None else None
+        counted = self.total is not None or self.completed
+        return {"count": f"{self.completed}{of} {self.unit}" if counted else "",
+                "rate": f"{speed:.1f} {self.unit}/s" if speed else ""}
+
+    def _start_stage(self) -> None:
+        self.task = self.progress.add_task(self.current, total=self.total, count="", rate="")
+        self.progress.update(self.task, **self._fields())
+
+    def _advanced(self) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.completed, total=self.total)
+            self.progress.update(self.task, **self._fields())
+
+    def _end_stage(self) -> None:
+        if self.task is None:
+            return
+        # An open-ended stage is complete at whatever it counted: the bar fills and stops.
+        self.progress.update(self.task, total=self.total if self.total is not None else max(self.completed, 1),
+                             completed=self.total if self.total is not None else max(self.completed, 1))
+        self.progress.update(self.task, **self._fields())
+        self.progress.stop_task(self.task)
+        self.task = None
+
+    def _close(self) -> None:
+        self.progress.stop()
+
+    def note(self, msg: str) -> None:
+        with self._lock:
+            self.progress.console.print(msg, markup=False, highlight=False)
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """A live display only on a real terminal (not a pipe, a file, or TERM=dumb)."""
+    try:
+        return stream.isatty() and os.environ.get("TERM", "") != "dumb"
+    except (AttributeError, ValueError):  # closed or file-like objects without a descriptor
+        return False
+
+
+def progress_reporter(stream: TextIO | None = None, *, tty: bool | None = None,
+                      interval: float = DEFAULT_INTERVAL) -> Reporter:
+    """A live reporter on a terminal, a plain sparse one otherwise (`tty` forces the choice)."""
+    stream = stream or sys.stderr
+    if tty if tty is not None else is_terminal(stream):
+        return RichReporter(stream)
+    return PlainReporter(stream, interval=interval)
+
+
+def reporter_for(say: Callable[[str], None] | None = None, *, interval: float = DEFAULT_INTERVAL) -> Reporter:
+    """A plain reporter whose lines go to an existing `say(msg)` callback (or INFO log lines):
+    for callers that have no terminal of their own (the DAG tasks, the demo, tests)."""
+    if isinstance(say, Reporter):
+        return say
+    if say is None:
+        import logging
+
+        logger = logging.getLogger("pipeline.flows.ingest")
+        say = lambda msg: logger.info("%s", msg)  # noqa: E731 - a one-line adapter
+    return PlainReporter(interval=interval, emit=say)

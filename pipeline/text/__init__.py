@@ -1,0 +1,1 @@
+"""Layer 1: text helpers every stage shares: normalisation, content hashes, URL canonicalisation."""

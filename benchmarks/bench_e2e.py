@@ -178,8 +178,8 @@ def decode_like_scrapy(url: str, body: bytes) -> str:
 
 def extractor_alone(outlet: Any, rules: Any) -> tuple[dict[str, str], float, dict[str, int]]:
     """`extract_page` over the raw benchmark pages in this process: ({url: text}, seconds, reasons)."""
-    from pipeline.stages.clean import NotAnArticle
-    from pipeline.stages.extract import extract_page
+    from pipeline.core.errors import NotAnArticle
+    from pipeline.flows.pages import article_from_html
 
     out: dict[str, str] = {}
     reasons: dict[str, int] = {}
@@ -188,7 +188,7 @@ def extractor_alone(outlet: Any, rules: Any) -> tuple[dict[str, str], float, dic
         url = outlet.url_of(page_id)
         html = decode_like_scrapy(url, gzip.decompress((outlet.bench_dir / "html" / f"{page_id}.html.gz").read_bytes()))
         try:
-            out[url] = extract_page(html, url, rules=rules)["text"]
+            out[url] = article_from_html(html, url, rules=rules)["text"]
         except NotAnArticle as exc:
             reasons[exc.reason] = reasons.get(exc.reason, 0) + 1
             out[url] = ""

@@ -43,10 +43,11 @@ def load_benchmark(folder: Path = BENCHMARK_DIR) -> tuple[dict[str, str], dict[s
 
 
 def ours(html: str, url: str) -> str:
-    from pipeline.stages.extract import NotAnArticle, extract_page
+    from pipeline.core.errors import NotAnArticle
+    from pipeline.flows.pages import article_from_html
 
     try:
-        return extract_page(html, url)["text"]
+        return article_from_html(html, url)["text"]
     except NotAnArticle:
         return ""
 
@@ -90,11 +91,11 @@ def run_interleaved(fns: dict[str, Callable[[str, str], str]], html: dict[str, s
 
 def run_pool(html: dict[str, str], urls: dict[str, str], workers: int) -> tuple[dict, float]:
     """Predictions of extract_batch with `workers` processes, and pages/second (pool start-up included)."""
-    from pipeline.stages.extract import extract_batch
+    from pipeline.flows.pages import articles_from_items
 
     keys = list(html)
     start = time.perf_counter()
-    out = list(extract_batch(({"url": urls[k], "html": html[k]} for k in keys), workers=workers))
+    out = list(articles_from_items(({"url": urls[k], "html": html[k]} for k in keys), workers=workers))
     elapsed = time.perf_counter() - start
     return {k: o.get("text", "") for k, o in zip(keys, out)}, len(keys) / elapsed
 
@@ -122,7 +123,8 @@ def sample_site_leftovers() -> dict | None:
         return None
     from urllib.request import urlopen
 
-    from pipeline.stages.extract import NotAnArticle, extract_page
+    from pipeline.core.errors import NotAnArticle
+    from pipeline.flows.pages import article_from_html
 
     site = SampleSite()
     site.start()
@@ -134,7 +136,7 @@ def sample_site_leftovers() -> dict | None:
             with urlopen(e["url"], timeout=10) as resp:  # 127.0.0.1 only: the project's own site
                 _, text = html_to_unicode(resp.headers.get("Content-Type"), resp.read())
             try:
-                got = extract_page(text, e["url"])["text"]
+                got = article_from_html(text, e["url"])["text"]
             except NotAnArticle as exc:
                 failures.append(f"{e['url']}: {exc.reason}")
                 got = ""

@@ -33,8 +33,11 @@ SOURCES = ("daily-planet", "gazette", "wire-service", "tribune", "chronicle")
 
 def generate_articles(n: int, *, seed: int = 0, words: int = 450, run_tag: str = "") -> list[dict]:
     """`n` dedupe-stage records with realistic field sizes (~450 words of text each)."""
+    from pipeline.core.layout import make_run_id, raw_prefix, warc_file_name
+
     rng = random.Random(seed)
     base = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
+    warc_keys = {src: f"{raw_prefix(make_run_id(base), src)}{warc_file_name(src, 0)}" for src in SOURCES}
     out = []
     for i in range(n):
         src = SOURCES[i % len(SOURCES)]
@@ -66,7 +69,7 @@ def generate_articles(n: int, *, seed: int = 0, words: int = 450, run_tag: str =
             "dup_kind": "near" if dup else None,
             "version": 1,
             "supersedes": None,
-            "warc_key": f"raw/dt=2026-11-27/run=x/{src}/{src}-00000.warc.gz",
+            "warc_key": warc_keys[src],
             "warc_record_id": f"<urn:uuid:{rng.getrandbits(128):032x}>",
             "extractor_version": "trafilatura-2.3.1+rules-1",
             "removed": [{"rule": "see-also", "text": "See also: another headline"}] if i % 3 == 0 else [],

@@ -39,9 +39,10 @@ def news_consumer():
     @task
     def summarise(**context) -> list[dict]:
         """Per-source counts of each run that triggered this one."""
-        from pipeline.airflow_tasks import summarise_triggering_runs
+        from pipeline.airflow_tasks import fail_fast, summarise_triggering_runs
 
-        return summarise_triggering_runs(context)
+        with fail_fast():
+            return summarise_triggering_runs(context)
 
     summarise()
 

@@ -56,56 +56,69 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
 )
 def news_ingest():
+    # Each task calls the step of `pipeline.flows.ingest` for its stage, with the task's RunContext,
+    # inside `fail_fast()`: wrong credentials or bad configuration fail the task without retries.
     @task(retries=3)
     def sources(**context) -> list[str]:
         """Check the bucket and the sources file; the names of the sources to crawl."""
-        from pipeline.airflow_tasks import context_from_airflow, list_run_sources
+        from pipeline.airflow_tasks import context_from_airflow, fail_fast
+        from pipeline.flows import ingest
 
-        return list_run_sources(context_from_airflow(context))
+        with fail_fast():
+            return ingest.sources_step(context_from_airflow(context))
 
     # A crawl is polite (delays, AutoThrottle) and so slow: it gets an hour. Several
     # sources crawl at once, spread over the workers (4 per run at most).
     @task(max_active_tis_per_dagrun=4, execution_timeout=timedelta(hours=1), retries=1)
     def crawl(source: str, **context) -> dict:
-        from pipeline.airflow_tasks import context_from_airflow, crawl_source
+        from pipeline.airflow_tasks import context_from_airflow, fail_fast
+        from pipeline.flows import ingest
 
-        return crawl_source(context_from_airflow(context), source, try_number=context["ti"].try_number)
+        with fail_fast():
+            return ingest.crawl_step(context_from_airflow(context), source, try_number=context["ti"].try_number)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def warc_files(source_names: list[str], **context) -> list[str]:
         """Runs even when some crawls failed: the WARC files of the finished ones go on."""
-        from pipeline.airflow_tasks import collect_warc_keys, context_from_airflow
+        from pipeline.airflow_tasks import context_from_airflow, fail_fast
+        from pipeline.flows import ingest
 
-        return collect_warc_keys(context_from_airflow(context), source_names)
+        with fail_fast():
+            return ingest.warc_files_step(context_from_airflow(context), source_names)
 
     @task(max_active_tis_per_dagrun=8)
     def extract(warc_key: str, **context) -> str:
-        from pipeline.stages.extract import extract_stage
-        from pipeline.airflow_tasks import context_from_airflow
+        from pipeline.airflow_tasks import context_from_airflow, fail_fast
+        from pipeline.flows import ingest
 
-        return extract_stage(context_from_airflow(context), warc_key)
+        with fail_fast():
+            return ingest.extract_step(context_from_airflow(context), warc_key)
 
     @task
     def clean(extracted_keys: list[str], **context) -> str:
-        from pipeline.stages.clean import clean_stage
-        from pipeline.airflow_tasks import context_from_airflow
+        from pipeline.airflow_tasks import context_from_airflow, fail_fast
+        from pipeline.flows import ingest
 
-        return clean_stage(context_from_airflow(context), list(extracted_keys))
+        with fail_fast():
+            return ingest.clean_step(context_from_airflow(context), list(extracted_keys))
 
     @task
     def dedupe(cleaned_key: str, **context) -> str:
-        from pipeline.stages.dedupe import dedupe_stage
-        from pipeline.airflow_tasks import context_from_airflow
+        from pipeline.airflow_tasks import context_from_airflow, fail_fast
+        from pipeline.flows import ingest
 
-        return dedupe_stage(context_from_airflow(context), cleaned_key)
+        with fail_fast():
+            return ingest.dedupe_step(context_from_airflow(context), cleaned_key)
 
     @task(outlets=[ARTICLES])
     def store(deduped_key: str, **context) -> str:
         """Commit the run (manifest), mark its URLs seen, and emit the `news_articles` event."""
-        from pipeline.airflow_tasks import commit_run, context_from_airflow
+        from pipeline.airflow_tasks import context_from_airflow, fail_fast
+        from pipeline.flows import ingest
 
-        ctx = context_from_airflow(context)
-        manifest_key = commit_run(ctx, deduped_key)
+        with fail_fast():
+            ctx = context_from_airflow(context)
+            manifest_key = ingest.commit_step(ctx, deduped_key)
         context["outlet_events"][ARTICLES].extra = {"run_id": ctx.run_id, "manifest": manifest_key}
         return manifest_key
 
@@ -113,16 +126,21 @@ def news_ingest():
     def report(source_names: list[str] | None, deduped_key: str | None, manifest_key: str | None,
                **context) -> dict:
         """Always runs: the run report, naming every failed source."""
-        from pipeline.airflow_tasks import context_from_airflow, report_run
+        from pipeline.airflow_tasks import context_from_airflow, fail_fast
+        from pipeline.flows import ingest
 
-        return report_run(context_from_airflow(context), source_names, deduped_key, manifest_key)
+        with fail_fast():
+            return ingest.report_and_summarise(context_from_airflow(context), source_names, deduped_key,
+                                               manifest_key)
 
     @task(retries=0)
     def check(headline: dict) -> None:
         """Fails the run when a source failed or nothing was committed (after the report is written)."""
-        from pipeline.airflow_tasks import check_run
+        from pipeline.airflow_tasks import fail_fast
+        from pipeline.flows import ingest
 
-        check_run(headline)
+        with fail_fast():
+            ingest.check_step(headline)
 
     names = sources()
     crawled = crawl.expand(source=names)

@@ -57,37 +57,42 @@ ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
 def news_maintenance():
     @task
     def runs_to_reextract(**context) -> list[str]:
-        from pipeline.airflow_tasks import reextract_plan
+        from pipeline.airflow_tasks import fail_fast, reextract_plan
 
-        return reextract_plan(context)
+        with fail_fast():
+            return reextract_plan(context)
 
     @task(outlets=[ARTICLES], max_active_tis_per_dagrun=2)
     def reextract(archived_run: str, **context) -> dict:
         """Rebuild one archived run (`archived_run`: its pipeline run id) from its WARC files."""
-        from pipeline.airflow_tasks import reextract_one
+        from pipeline.airflow_tasks import fail_fast, reextract_one
 
-        headline = reextract_one(context, archived_run)
+        with fail_fast():
+            headline = reextract_one(context, archived_run)
         context["outlet_events"][ARTICLES].extra = {"run_id": archived_run, "manifest": headline["manifest"],
                                                     "reextracted": True}
         return headline
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def days_to_compact(**context) -> list[str]:
-        from pipeline.airflow_tasks import compaction_days
+        from pipeline.airflow_tasks import compaction_days, fail_fast
 
-        return compaction_days(context)
+        with fail_fast():
+            return compaction_days(context)
 
     @task
     def compact(dt: str, **context) -> str | None:
-        from pipeline.airflow_tasks import compact_one
+        from pipeline.airflow_tasks import compact_one, fail_fast
 
-        return compact_one(context, dt)
+        with fail_fast():
+            return compact_one(context, dt)
 
     @task
     def prune(**context) -> dict:
-        from pipeline.airflow_tasks import prune_state
+        from pipeline.airflow_tasks import fail_fast, prune_state
 
-        return prune_state(context)
+        with fail_fast():
+            return prune_state(context)
 
     rebuilt = reextract.expand(archived_run=runs_to_reextract())
     days = days_to_compact()

@@ -42,6 +42,8 @@ def main() -> int:
     from pipeline.dataset.read import read_articles
     from pipeline.flows.ingest import print_summary
     from pipeline.core.bucket import Bucket
+    from pipeline.core.layout import report_key
+    from pipeline.report.run_report import latest_run
 
     bucket_name = os.environ.get("NEWS_INGEST_BUCKET", "news")
     info = EmbeddedS3().up(bucket_name)
@@ -67,8 +69,7 @@ def main() -> int:
         print(f"[demo] DAG run succeeded (log: {log_path})")
 
     bucket = Bucket(s3)
-    reports = bucket.list("reports/run=")
-    report = bucket.get_json([k for k in reports if k.endswith(".json")][-1])
+    report = bucket.get_json(report_key(latest_run(bucket)))
     print_summary(report)
     table = read_articles(settings=s3, run_id=report["run_id"], canonical_only=True)
     print(f"[demo] {table.num_rows} canonical articles read back; the first three:")

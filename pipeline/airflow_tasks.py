@@ -1,38 +1,73 @@
-"""Glue between Airflow's task context and the pipeline: run ids, S3 settings, sources path,
-and the one function each DAG task calls.
+"""Glue between Airflow's task context and the pipeline: run ids, S3 settings, the sources path,
+and the functions the consumer and maintenance DAGs call. The ingest DAG's tasks each call one
+step of `pipeline.flows.ingest` with the `RunContext` built here.
+
+Every task body runs inside `fail_fast()`: errors a retry cannot fix (wrong credentials, a
+missing bucket, bad configuration) fail the task at once instead of using up its retries.
 
 Imported inside tasks only (never at DAG-parse time). Airflow itself is imported
 lazily here too, so this module stays importable (and testable) without Airflow.
-
-Per-source crawl outcome, readable by any worker (the bucket is the shared store):
-
-* `work/.../crawl/<source>.json`: the crawl summary the spider writes when it closes;
-* `work/.../crawl-failed/<source>.json`: written by `crawl_source()` when a crawl raises
-  (deleted again when a retry succeeds). A crawl task killed outright (OOM, evicted pod)
-  writes neither; it counts as failed too.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.config import S3Settings
+from pipeline.core.errors import is_terminal
 from pipeline.core.context import RunContext, make_run_id
 from pipeline.core.paths import default_sources_path
-from pipeline.core.bucket import safe_segment
+from pipeline.core.layout import consumer_report_key
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "news_ingest_s3"
 SOURCES_VARIABLE = "news_ingest_sources_path"
 ASSET_NAME = "news_articles"
-#: The longest failure reason kept for the run report (the tail of the crawl log is longer).
-MAX_REASON_CHARS = 1500
+
+
+# --------------------------------------------------------------------------- terminal errors
+
+
+def _bad_run_id(exc: BaseException) -> bool:
+    # check_run_id raises a plain ValueError; its message is the only mark it has.
+    return isinstance(exc, ValueError) and str(exc).startswith("bad run id ")
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """Around a task's body: an error a retry cannot fix fails the task at once.
+
+    Terminal errors (a StorageError with `terminal` set: wrong credentials, a missing bucket;
+    a ConfigError; a bad run id) are re-raised as Airflow's `AirflowFailException` with the
+    same message, which fails the task without its retries. Everything else (an S3 outage, a
+    lost connection, a crawl that failed) propagates unchanged, and Airflow retries it.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if not (is_terminal(exc) or _bad_run_id(exc)):
+            raise
+        fail = _fail_exception()
+        if fail is None:
+            raise
+        log.error("terminal error, not retrying: %s: %s", type(exc).__name__, exc)
+        raise fail(str(exc)) from exc
+
+
+def _fail_exception() -> type[Exception] | None:
+    """Airflow's "fail without retrying" exception; None when not under Airflow (nothing to translate to)."""
+    try:
+        from airflow.sdk.exceptions import AirflowFailException
+    except ImportError:
+        return None
+    return AirflowFailException
 
 
 # --------------------------------------------------------------------------- configuration
@@ -105,11 +140,15 @@ def sources_path_from(params: Mapping[str, Any]) -> Path:
         return Path(params["sources_path"])
     try:
         from airflow.sdk import Variable
-
-        value = Variable.get(SOURCES_VARIABLE, default=None)
-    except Exception as exc:  # no Variable backend reachable: fall back to the default file
-        log.info("Variable %s not readable (%s)", SOURCES_VARIABLE, type(exc).__name__)
-        value = None
+    except ImportError:  # not under Airflow at all
+        return default_sources_path()
+    try:
+        value = Variable.get(SOURCES_VARIABLE, default=None)  # not set: None, the default file
+    except Exception as exc:
+        # Not a silent fallback to another sources file: a Variable backend outage fails the
+        # task (transient, so Airflow retries it).
+        raise RuntimeError(f"cannot read the Airflow Variable {SOURCES_VARIABLE!r} (the sources file): "
+                           f"{type(exc).__name__}: {exc}") from exc
     return Path(value) if value else default_sources_path()
 
 
@@ -127,119 +166,6 @@ def context_from_airflow(context: Mapping[str, Any], run_id: str | None = None) 
         s3=settings_from_airflow(context),
         sources_path=sources_path_from(params),
     )
-
-
-# --------------------------------------------------------------------------- news_ingest tasks
-
-
-def failure_key(ctx: RunContext, source_name: str) -> str:
-    return f"{ctx.prefix('work')}crawl-failed/{safe_segment(source_name)}.json"
-
-
-def list_run_sources(ctx: RunContext) -> list[str]:
-    """First task of a run: the bucket is reachable with these credentials, and the sources file is valid."""
-    from pipeline.flows.ingest import list_sources
-
-    ctx.bucket.check()
-    return list_sources(ctx)
-
-
-def crawl_source(ctx: RunContext, source_name: str, *, try_number: int | None = None,
-                 settings: dict[str, str] | None = None) -> dict:
-    """One mapped crawl task: `crawl_stage`, recording a failure in the bucket before re-raising.
-
-    Returns only what is small and safe for XCom: the source name and its WARC file count.
-    """
-    from pipeline.stages.crawl import crawl_stage
-
-    key = failure_key(ctx, source_name)
-    try:
-        summary = crawl_stage(ctx, source_name, settings=settings)
-    except BaseException as exc:  # incl. AirflowTaskTimeout (a BaseException): record, then re-raise
-        reason = f"{type(exc).__name__}: {exc}"
-        try:
-            ctx.bucket.put_json(key, {"source": source_name, "run_id": ctx.run_id, "try_number": try_number,
-                                      "error": reason[-MAX_REASON_CHARS:],
-                                      "traceback": traceback.format_exc()[-MAX_REASON_CHARS:]})
-        except Exception as record_exc:  # the crawl's own error is the one to surface
-            log.error("could not record the failure of %s: %s", source_name, record_exc)
-        raise
-    ctx.bucket.delete([key])  # a retry that succeeded: the earlier attempt's failure no longer holds
-    return {"source": summary["source"], "warc_files": len(summary["warc_keys"])}
-
-
-def crawl_outcome(ctx: RunContext, source_names: Iterable[str]) -> tuple[list[dict], dict[str, str]]:
-    """(summaries of the crawls that finished, {source: why it failed}) for this run.
-
-    A source counts as failed when its crawl recorded a failure, ended early (finish
-    reason other than `finished`), or left no summary at all (task killed, or never ran).
-    """
-    from pipeline.flows.ingest import crawl_summaries
-
-    names = list(source_names or [])
-    summaries = {s["source"]: s for s in crawl_summaries(ctx)}
-    failed: dict[str, str] = {}
-    for name in names:
-        key = failure_key(ctx, name)
-        if ctx.bucket.exists(key):
-            failed[name] = ctx.bucket.get_json(key).get("error") or "crawl failed"
-        elif name not in summaries:
-            failed[name] = "crawl did not finish (task killed, timed out or never started; see its task log)"
-        elif summaries[name].get("finish_reason") not in ("finished", None):
-            failed[name] = f"crawl ended early: {summaries[name].get('finish_reason')}"
-    finished = [s for name, s in summaries.items() if name in names and name not in failed]
-    return finished, failed
-
-
-def collect_warc_keys(ctx: RunContext, source_names: Iterable[str]) -> list[str]:
-    """After all crawls (whatever their state): the WARC files of the crawls that finished."""
-    from pipeline.flows.ingest import warc_keys_of
-
-    finished, failed = crawl_outcome(ctx, source_names)
-    for name, reason in failed.items():
-        log.warning("source %s failed; its pages are left for the next run: %s", name, reason.splitlines()[0])
-    keys = warc_keys_of(finished)
-    log.info("%d WARC file(s) from %d finished crawl(s)", len(keys), len(finished))
-    return keys
-
-
-def commit_run(ctx: RunContext, deduped_key: str) -> str:
-    """Store the run's articles (atomic manifest commit), then mark their URLs seen; the manifest key."""
-    from pipeline.flows.ingest import remember_stored
-    from pipeline.stages.store import store_stage
-
-    manifest_key = store_stage(ctx, deduped_key)
-    remember_stored(ctx, deduped_key)
-    return manifest_key
-
-
-def report_run(ctx: RunContext, source_names: Iterable[str] | None, deduped_key: str | None,
-               manifest_key: str | None) -> dict:
-    """Write the run report (failed sources named) and print its summary; return its small headline."""
-    from pipeline.report.run_report import print_summary, write_report
-
-    names = list(source_names or [])
-    _, failed = crawl_outcome(ctx, names)
-    rep = write_report(ctx, sources=names, timings={}, failed_sources=failed,
-                       deduped_key=deduped_key, manifest_key=manifest_key)
-    print_summary(rep)
-    return {"run_id": rep["run_id"], "articles_stored": rep["articles_stored"], "rejects": rep["rejects"],
-            "failed_sources": sorted(failed), "committed": manifest_key is not None,
-            "report": f"reports/run={rep['run_id']}.json"}
-
-
-def check_run(headline: Mapping[str, Any] | None) -> None:
-    """Fail (so alerting sees it) when a source failed or nothing was committed; the report is written by then."""
-    if not headline:
-        raise RuntimeError("the run report task produced nothing")
-    problems = []
-    if headline.get("failed_sources"):
-        problems.append(f"source(s) failed: {', '.join(headline['failed_sources'])}")
-    if not headline.get("committed"):
-        problems.append("no articles were committed")
-    if problems:
-        raise RuntimeError(f"run {headline.get('run_id')}: {'; '.join(problems)} "
-                           f"(the other sources' articles are committed; see {headline.get('report')})")
 
 
 # --------------------------------------------------------------------------- news_consumer
@@ -273,7 +199,7 @@ def summarise_run(settings: S3Settings, run_id: str) -> dict:
         entry["canonical"] += row["duplicate_of"] is None
     summary = {"run_id": run_id, "articles": len(rows), "sources": dict(sorted(per_source.items())),
                "titles": sorted({row["title"] for row in rows if row["title"]})}
-    key = f"reports/consumer/run={run_id}.json"
+    key = consumer_report_key(run_id)
     Bucket(settings).put_json(key, summary)
     log.info("consumer: run %s has %d articles: %s", run_id, len(rows),
              ", ".join(f"{s} {c['articles']}" for s, c in summary["sources"].items()))

@@ -19,7 +19,8 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
 from pipeline.core.config import S3Settings
-from pipeline.core.bucket import Bucket, run_prefix, safe_segment
+from pipeline.core.bucket import Bucket
+from pipeline.core.layout import crawl_summary_key
 from pipeline.dataset.state import load_http, load_seen, seen_lookup
 from spiders.spiders.news import CACHED_LINKS, DISCOVERED, KIND, OWN, SkippedSeen
 
@@ -29,10 +30,6 @@ log = logging.getLogger(__name__)
 archive_closed = object()
 
 _VALIDATED_KINDS = ("feed", "sitemap", "robots")
-
-
-def summary_key(run_id: str, source: str) -> str:
-    return f"{run_prefix('work', run_id)}crawl/{safe_segment(source)}.json"
 
 
 class IncrementalMiddleware:
@@ -139,7 +136,7 @@ class CrawlReport:
             "bytes": int(self.crawler.stats.get_value("news/bytes", 0)),
             "stats": stats,
         }
-        key = summary_key(self.run_id, self.source)
+        key = crawl_summary_key(self.run_id, self.source)
         Bucket(S3Settings.from_env()).put_json(key, summary)
         log.info("crawl summary of %s written to %s (%s WARC file(s), finish reason %s)",
                  self.source, key, len(summary["warc_keys"]), reason)

@@ -21,10 +21,11 @@ from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
 from pipeline.core.paths import default_sources_path
 from pipeline.dataset.rejects import reject, write_rejects
-from pipeline.core.bucket import Bucket, safe_segment
-from pipeline.dataset.state import http_key, save_http
-from pipeline.dataset.warc import DEFAULT_MAX_BYTES, KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter, raw_prefix
-from spiders.extensions import archive_closed, summary_key
+from pipeline.core.bucket import Bucket
+from pipeline.core.layout import crawl_rejects_name, crawl_summary_key, http_key, raw_prefix, warc_basename
+from pipeline.dataset.state import save_http
+from pipeline.dataset.warc import DEFAULT_MAX_BYTES, KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter
+from spiders.extensions import archive_closed
 from spiders.items import CrawlReject, FetchedPage, NotModified
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class WarcArchivePipeline:
         self.bucket = Bucket(S3Settings.from_env())
         self.bucket.check()
         prefix = raw_prefix(self.run_id, self.source)
-        stale = self.bucket.list(prefix) + [k for k in [summary_key(self.run_id, self.source)]
+        stale = self.bucket.list(prefix) + [k for k in [crawl_summary_key(self.run_id, self.source)]
                                             if self.bucket.exists(k)]
         if stale:
             log.info("re-run of %s for run %s: deleting %s earlier file(s)", self.source, self.run_id, len(stale))
@@ -74,7 +75,7 @@ class WarcArchivePipeline:
             self.local_dir = tempfile.mkdtemp(prefix=f"warc-{self.source}-")
         bucket = self.bucket
         self.writer = RotatingWarcWriter(
-            prefix, safe_segment(self.source),
+            prefix, warc_basename(self.source),
             upload=lambda path, key: bucket.put_file(key, path, content_type="application/warc"),
             max_bytes=self.max_bytes, local_dir=self.local_dir, keep_local=self.keep_local)
 
@@ -118,7 +119,7 @@ class WarcArchivePipeline:
         ctx = RunContext(run_id=self.run_id, s3=self.bucket.settings,
                          sources_path=self.sources_path or default_sources_path())
         ctx.__dict__["bucket"] = self.bucket  # reuse this client (cached_property slot)
-        rejects_key = write_rejects(ctx, f"crawl-{self.source}", self.rejects)
+        rejects_key = write_rejects(ctx, crawl_rejects_name(self.source), self.rejects)
         state_key = None
         if self.http:
             save_http(self.bucket, self.source, self.http)

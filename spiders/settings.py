@@ -99,26 +99,45 @@ DOWNLOADER_MIDDLEWARES_BASE = _base_without("DOWNLOADER_MIDDLEWARES_BASE")
 DOWNLOAD_HANDLERS = {"file": None, "ftp": None, "s3": None}
 
 
-def _available(path: str) -> bool:
-    """True when `module.Class` imports: the SSRF/robots/Retry-After middlewares are optional
-    until their module lands, and the spider must run either way."""
-    module, _, name = path.rpartition(".")
-    try:
-        return hasattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        log.debug("optional component %s not available: %s", path, exc)
-        return False
+#: The crawl's security controls. The settings below always name them, and a crawl whose
+#: installation cannot import one refuses to start (fail closed): crawling without the SSRF
+#: guard, RFC 9309 robots.txt or the guarded resolver must never be the quiet fallback.
+SECURITY_COMPONENTS = (
+    "spiders.middlewares.SsrfGuardMiddleware",
+    "spiders.middlewares.StrictRobotsTxtMiddleware",
+    "spiders.resolver.GuardedResolver",
+)
+#: Starts the message of a refusal; `pipeline.stages.crawl` finds the reason in the child's log by it.
+REFUSAL = "refusing to crawl:"
 
 
-if _available("spiders.middlewares.SsrfGuardMiddleware"):
-    # First of all: a request to a forbidden address never reaches robots or the network.
-    DOWNLOADER_MIDDLEWARES["spiders.middlewares.SsrfGuardMiddleware"] = 40
-if _available("spiders.middlewares.StrictRobotsTxtMiddleware"):
-    # RFC 9309: 5xx / network error on robots.txt means disallow (Scrapy's own allows all).
-    DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware"] = None
-    DOWNLOADER_MIDDLEWARES["spiders.middlewares.StrictRobotsTxtMiddleware"] = 100
-if _available("spiders.middlewares.RetryAfterMiddleware"):
-    DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.retry.RetryMiddleware"] = None
-    DOWNLOADER_MIDDLEWARES["spiders.middlewares.RetryAfterMiddleware"] = 550
-if _available("spiders.resolver.GuardedResolver"):
-    TWISTED_DNS_RESOLVER = "spiders.resolver.GuardedResolver"
+class SecurityComponentMissing(RuntimeError):
+    """A security component of the crawl cannot be imported: the crawl must not start without it."""
+
+
+def require_components(paths: tuple[str, ...] = SECURITY_COMPONENTS) -> None:
+    """Import each `module.Class`; raise SecurityComponentMissing naming every one that fails, and why."""
+    missing = []
+    for path in paths:
+        module, _, name = path.rpartition(".")
+        try:
+            if not hasattr(importlib.import_module(module), name):
+                missing.append(f"{path} ({module} has no {name})")
+        except Exception as exc:  # ImportError, or whatever the module raised while importing
+            missing.append(f"{path} ({type(exc).__name__}: {exc})")
+    if missing:
+        raise SecurityComponentMissing(f"{REFUSAL} security component(s) cannot be imported: {'; '.join(missing)}")
+
+
+# Checked when Scrapy loads these settings, before it builds a crawler or sends a request: the
+# traceback ends with the refusal and `scrapy crawl` exits 1.
+require_components()
+
+# First of all: a request to a forbidden address never reaches robots or the network.
+DOWNLOADER_MIDDLEWARES["spiders.middlewares.SsrfGuardMiddleware"] = 40
+# RFC 9309: 5xx / network error on robots.txt means disallow (Scrapy's own allows all).
+DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware"] = None
+DOWNLOADER_MIDDLEWARES["spiders.middlewares.StrictRobotsTxtMiddleware"] = 100
+DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.retry.RetryMiddleware"] = None
+DOWNLOADER_MIDDLEWARES["spiders.middlewares.RetryAfterMiddleware"] = 550
+TWISTED_DNS_RESOLVER = "spiders.resolver.GuardedResolver"

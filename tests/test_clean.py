@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stages.clean import MIN_WORDS, NotAnArticle, clean_article, clean_text
+from pipeline.core.errors import NotAnArticle
+from pipeline.stages.clean import clean_article, clean_text
+from pipeline.text.gates import MIN_WORDS
 from pipeline.core.config import CleaningRules
 from pipeline.text.normalise import normalise_text, word_count
 
@@ -169,16 +171,15 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
         (french["url"], "clean", "wrong_language", "<urn:uuid:4>")]
     # The same rows and rejects when the outcomes of one file come ready-made (cleaned in the
     # extraction workers by `clean_one`, as `pipeline run` does) and another is read from the bucket.
-    from pipeline.stages.clean import NotAnArticle, clean_one, clean_settings_of
+    from pipeline.stages.clean import CleanStep
 
-    settings = clean_settings_of(ctx)
+    step = CleanStep.of(ctx)
     ready = []
     for record in (good, short):
-        rules, language = settings(record["source"])
         try:
-            ready.append((record, clean_one(record, rules, language=language)))
+            ready.append((record, step(record)))
         except NotAnArticle as exc:
-            ready.append((record, exc))
+            ready.append((record, {"error": exc.reason, "detail": exc.detail}))
     other = f"{ctx.prefix('work')}extracted/courier-00002.jsonl.gz"
     bucket.put_jsonl(other, [unknown_source, french])
     assert clean_stage(ctx, [key, other], cleaned={key: ready}) == out_key

@@ -380,7 +380,7 @@ def test_prune_dedupe_index_deletes_only_expired_shards(bucket):
 
 def test_crawl_outcome_counts_missing_early_and_recorded_failures(s3_settings, tmp_path):
     from pipeline.core.context import RunContext
-    from pipeline.airflow_tasks import crawl_outcome, failure_key
+    from pipeline.stages.crawl import crawl_outcome, failure_key
 
     ctx = RunContext(run_id="20261127T120000Z", s3=s3_settings, sources_path=tmp_path / "unused.yaml")
     work = ctx.prefix("work")
@@ -437,7 +437,7 @@ def test_run_ids_and_days_come_from_the_data_interval_not_the_clock():
 def test_crawl_source_records_a_failure_and_a_successful_retry_clears_it(s3_settings, tmp_path, monkeypatch):
     import pipeline.stages.crawl
     from pipeline.core.context import RunContext
-    from pipeline.airflow_tasks import crawl_outcome, crawl_source, failure_key
+    from pipeline.stages.crawl import crawl_outcome, crawl_source, failure_key
 
     ctx = RunContext(run_id="20261127T130000Z", s3=s3_settings, sources_path=tmp_path / "unused.yaml")
 

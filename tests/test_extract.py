@@ -1,4 +1,5 @@
-"""extract_page, extract_batch, extract_stage and the extract CLI handler."""
+"""extract_page, extract_batch / extract_outcomes, extract_stage, the page flow (extract then clean)
+and the extract CLI handler."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import pytest
 from pipeline.stages.clean import clean_article
 from pipeline.core.config import CleaningRules
 from pipeline.core.context import RunContext
-from pipeline.stages.extract import (EXTRACTOR_VERSION, NotAnArticle, canonical_url, cmd_extract, configure_extract,
-                              extract_batch, extract_page, extract_stage)
+from pipeline.cli.extract import cmd_extract, configure_extract
+from pipeline.core.errors import NotAnArticle
+from pipeline.flows.pages import article_from_html, articles_from_items
+from pipeline.stages.clean import CleanStep
+from pipeline.stages.extract import (EXTRACTOR_VERSION, PageOutcome, canonical_url, extract_batch, extract_outcomes,
+                                     extract_page, extract_stage)
 from pipeline.text.normalise import word_count
 from pipeline.dataset.warc import KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter
 
@@ -36,13 +41,13 @@ def test_fixture_list_is_not_empty():
 @pytest.mark.parametrize("name", FIXTURES)
 def test_fixture_text_matches_expected(name):
     html = (DATA / f"{name}.html").read_text(encoding="utf-8")
-    record = extract_page(html, f"https://example.org/{name}")
+    record = article_from_html(html, f"https://example.org/{name}")
     assert record["text"] + "\n" == (DATA / f"{name}.expected.txt").read_text(encoding="utf-8")
 
 
 def test_boilerplate_is_removed_and_explained():
     html = (DATA / "wordpress_boilerplate.html").read_text(encoding="utf-8")
-    rec = extract_page(html, "https://courier.example.org/news/harbour-bridge-reopens?utm_source=x&fbclid=1#c")
+    rec = article_from_html(html, "https://courier.example.org/news/harbour-bridge-reopens?utm_source=x&fbclid=1#c")
     for phrase in ("See also", "Read also", "Leave a Reply", "will not be published", "newsletter", "cookies",
                    "Share", "transport reporter", "bus lanes", "All rights reserved"):
         assert phrase not in rec["text"], phrase
@@ -58,7 +63,7 @@ def test_boilerplate_is_removed_and_explained():
 
 def test_metadata_fields():
     html = (DATA / "wordpress_boilerplate.html").read_text(encoding="utf-8")
-    rec = extract_page(html, "https://courier.example.org/news/harbour-bridge-reopens?utm_source=x")
+    rec = article_from_html(html, "https://courier.example.org/news/harbour-bridge-reopens?utm_source=x")
     assert rec["title"] == "Harbour bridge reopens after two-year repair"
     assert rec["author"] == "Maria Lindqvist"
     assert rec["published"] == "2024-03-05T08:30:00+00:00"
@@ -88,13 +93,13 @@ def test_canonical_url(url, declared, expected):
 @pytest.mark.parametrize("stamp", ["2099-01-01T10:00:00Z", "1990-06-01T10:00:00Z"])
 def test_dates_in_the_future_or_before_1995_are_dropped(stamp):
     head = f'<meta property="article:published_time" content="{stamp}"><title>Tram line</title>'
-    rec = extract_page(_page(f"<article>{PARAS}</article>", head), "https://example.org/tram")
+    rec = article_from_html(_page(f"<article>{PARAS}</article>", head), "https://example.org/tram")
     assert rec["published"] is None
 
 
 def test_plausible_date_kept():
     head = '<meta property="article:published_time" content="2021-02-03T04:05:06+01:00"><title>Tram</title>'
-    rec = extract_page(_page(f"<article>{PARAS}</article>", head), "https://example.org/tram")
+    rec = article_from_html(_page(f"<article>{PARAS}</article>", head), "https://example.org/tram")
     assert rec["published"] == "2021-02-03T04:05:06+01:00"
 
 
@@ -102,16 +107,16 @@ def test_source_drop_selectors_remove_html_blocks():
     body = f'<article>{PARAS}<div class="partner-box"><p>Our partner Acme Insurance brings you this story every ' \
            f'week with the support of readers like you and many others.</p></div>{PARA}</article>'
     rules = CleaningRules(drop_selectors=[".partner-box"])
-    assert "Acme" in extract_page(_page(body), "https://example.org/t")["text"]
-    rec = extract_page(_page(body), "https://example.org/t", rules=rules)
+    assert "Acme" in article_from_html(_page(body), "https://example.org/t")["text"]
+    rec = article_from_html(_page(body), "https://example.org/t", rules=rules)
     assert "Acme" not in rec["text"]
     assert rec["removed"][0]["rule"] == "source:drop_selectors:.partner-box"
 
 
-def test_clean_false_skips_the_cleaning_layer():
+def test_extract_page_leaves_cleaning_to_the_clean_stage():
     body = f"<article>{PARAS}<p>See also <a href='/x'>Ferry fares rise again</a></p>{PARA}</article>"
-    assert "See also" not in extract_page(_page(body), "https://example.org/t")["text"]
-    raw = extract_page(_page(body), "https://example.org/t", clean=False)
+    assert "See also" not in article_from_html(_page(body), "https://example.org/t")["text"]
+    raw = extract_page(_page(body), "https://example.org/t")
     assert "See also Ferry fares rise again" in raw["text"]
     # The language is the cleaning layer's to detect, on the final text: once, not here as well.
     assert raw["language"] is None
@@ -120,7 +125,7 @@ def test_clean_false_skips_the_cleaning_layer():
 
 def test_not_an_article_has_a_reason():
     with pytest.raises(NotAnArticle) as err:
-        extract_page(_page("<p>Hello.</p>"), "https://example.org/t")
+        article_from_html(_page("<p>Hello.</p>"), "https://example.org/t")
     assert err.value.reason in {"too_short", "no_article_text"}
     assert isinstance(err.value.reason, str)
 
@@ -146,45 +151,53 @@ def test_extract_batch_keeps_order_and_copies_extra_keys():
 
 
 def test_extract_batch_applies_rules_per_item():
-    body = f"<article>{PARAS}<p>Photo: a tram at the depot</p>{PARA}</article>"
+    body = f'<article>{PARAS}<div class="partner-box"><p>Photo: a tram at the depot</p></div>{PARA}</article>'
     items = [{"url": "https://example.org/a", "html": _page(body), "source": "a"},
              {"url": "https://example.org/b", "html": _page(body), "source": "b"}]
-    rules = {"a": CleaningRules(drop_lines=["^Photo:"]), "b": None}
+    rules = {"a": CleaningRules(drop_selectors=[".partner-box"]), "b": None}
     out = list(extract_batch(items, workers=2, rules_for=lambda item: rules[item["source"]]))
     assert "Photo:" not in out[0]["text"] and "Photo:" in out[1]["text"]
 
 
-def test_extract_batch_can_clean_in_the_worker_as_the_clean_stage_would():
+def test_articles_from_items_cleans_with_each_items_source_rules():
+    body = f"<article>{PARAS}<p>Photo: a tram at the depot</p>{PARA}</article>"
+    items = [{"url": "https://example.org/a", "html": _page(body), "source": "a"},
+             {"url": "https://example.org/b", "html": _page(body), "source": "b"}]
+    step = CleanStep(rules={"a": CleaningRules(drop_lines=["^Photo:"])})
+    out = list(articles_from_items(items, workers=2, step=step))
+    assert "Photo:" not in out[0]["text"] and "Photo:" in out[1]["text"]
+    assert out[0]["removed"][-1] == {"rule": "source:drop_lines:^Photo:", "text": "Photo: a tram at the depot"}
+
+
+def test_extract_outcomes_runs_the_step_it_is_handed_in_the_worker():
     from pipeline.stages.clean import clean_one
-    from pipeline.stages.extract import CLEANED
 
     body = f"<article>{PARAS}<p>Photo: a tram at the depot</p>{PARA}</article>"
     items = [{"url": "https://example.org/en", "html": _page(body), "source": "en"},
              {"url": "https://example.org/de", "html": _page(body), "source": "de"},
              {"url": "https://example.org/empty", "html": "", "source": "en"}]
     rules = {"en": CleaningRules(drop_lines=["^Photo:"]), "de": None}
-    out = list(extract_batch(items, workers=2, clean=False, rules_for=lambda item: rules[item["source"]],
-                             also_clean=lambda item: item["source"]))
-    record = {k: v for k, v in out[0].items() if k != CLEANED}
-    assert "Photo:" in record["text"]  # the extracted record itself is not cleaned
-    assert out[0][CLEANED] == clean_one(record, rules["en"], language="en")
-    assert "Photo:" not in out[0][CLEANED]["text"] and out[0][CLEANED]["content_hash"]
-    assert out[1][CLEANED] == {"error": "wrong_language",
-                               "detail": "text is 'en', the source is configured as 'de'"}
-    assert out[2] == {"url": "https://example.org/empty", "error": "empty", "detail": ""}  # nothing to clean
-    with pytest.raises(ValueError):
-        list(extract_batch(items, clean=True, also_clean=lambda item: None))
+    step = CleanStep(rules=rules, languages={"en": "en", "de": "de"})
+    out = list(extract_outcomes(items, workers=2, rules_for=lambda item: rules[item["source"]], then=step))
+    assert all(isinstance(o, PageOutcome) for o in out)
+    record = out[0].record
+    assert out[0].ok and "Photo:" in record["text"]  # the extracted record itself is not cleaned
+    assert out[0].then == clean_one(record, rules["en"], language="en")
+    assert "Photo:" not in out[0].then["text"] and out[0].then["content_hash"]
+    assert out[1].then == {"error": "wrong_language", "detail": "text is 'en', the source is configured as 'de'"}
+    assert not out[2].ok and out[2].then is None  # nothing to clean
+    assert out[2].record == {"url": "https://example.org/empty", "error": "empty", "detail": ""}
 
 
 def test_extract_batch_kills_a_page_that_hangs_and_goes_on():
     # A per-source rule with catastrophic backtracking: (a+)+ on 40 a's and a "!" never ends.
     # It hangs its worker for real, which is what the timeout is for.
     html = _page(f"<article>{PARAS}<p>{'a' * 40}!</p></article>")
-    evil = CleaningRules(drop_lines=[r"^(a+)+$"])
-    items = [{"url": "https://example.org/hangs", "html": html, "evil": True},
-             {"url": "https://example.org/ok", "html": html, "evil": False},
-             {"url": "https://example.org/ok2", "html": html, "evil": False}]
-    out = list(extract_batch(items, workers=2, timeout=1, rules_for=lambda item: evil if item["evil"] else None))
+    evil = CleanStep(rules={"evil": CleaningRules(drop_lines=[r"^(a+)+$"])})
+    items = [{"url": "https://example.org/hangs", "html": html, "source": "evil"},
+             {"url": "https://example.org/ok", "html": html, "source": "ok"},
+             {"url": "https://example.org/ok2", "html": html, "source": "ok"}]
+    out = list(articles_from_items(items, workers=2, timeout=1, step=evil))
     assert out[0] == {"url": "https://example.org/hangs", "error": "timeout", "detail": "no result after 1s"}
     assert "a" * 40 + "!" in out[1]["text"] and out[2]["url"] == "https://example.org/ok2" and "text" in out[2]
 
@@ -303,12 +316,12 @@ def test_standfirst_repeating_the_description_is_removed_but_a_plain_first_parag
     dek = "Four new stops will open by the end of next year after a narrow vote at the council."
     head = f'<title>Tram line grows</title><meta name="description" content="{dek}">'
     as_heading = _page(f"<article><h1>Tram line grows</h1><h2 class='c-subheadline'>{dek}</h2>{PARAS}</article>", head)
-    rec = extract_page(as_heading, "https://example.org/tram")
+    rec = article_from_html(as_heading, "https://example.org/tram")
     assert dek not in rec["text"]
     assert {"rule": "html:standfirst", "text": dek} in rec["removed"]
     # a CMS that derives the description from the first paragraph: that paragraph is the article's own
     as_paragraph = _page(f"<article><h1>Tram line grows</h1><p>{dek}</p>{PARAS}</article>", head)
-    assert extract_page(as_paragraph, "https://example.org/tram")["text"].startswith(dek)
+    assert article_from_html(as_paragraph, "https://example.org/tram")["text"].startswith(dek)
 
 
 def test_related_headlines_spliced_into_the_body_are_removed():
@@ -318,7 +331,7 @@ def test_related_headlines_spliced_into_the_body_are_removed():
     body = (f"<article>{PARAS}<p><strong>DON'T MISS</strong></p><p>{links}</p>{PARA}{run}"
             f"<p>The closing paragraph of the story has <a href='/x'>one link</a> in running text, which stays.</p>"
             f"</article>")
-    rec = extract_page(_page(body), "https://example.org/t")
+    rec = article_from_html(_page(body), "https://example.org/t")
     assert "Headline number" not in rec["text"] and "Another story" not in rec["text"]
     assert "DON'T MISS" not in rec["text"]
     assert "one link in running text" in rec["text"]

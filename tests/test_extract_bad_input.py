@@ -10,7 +10,9 @@ import unicodedata
 import pytest
 from w3lib.encoding import html_to_unicode
 
-from pipeline.stages.extract import MAX_ELEMENTS, MAX_HTML_CHARS, NotAnArticle, extract_batch, extract_page
+from pipeline.core.errors import NotAnArticle
+from pipeline.flows.pages import article_from_html
+from pipeline.stages.extract import MAX_ELEMENTS, MAX_HTML_CHARS, extract_batch
 from pipeline.runtime.pool import TaskFailure, bounded_map
 
 URL = "https://example.org/page"
@@ -30,7 +32,7 @@ def _decode(body: bytes, content_type: str = "text/html; charset=utf-8") -> str:
 
 def _reason(html: str) -> str:
     with pytest.raises(NotAnArticle) as err:
-        extract_page(html, URL)
+        article_from_html(html, URL)
     return err.value.reason
 
 
@@ -49,7 +51,7 @@ def test_gzip_payload_inside_an_html_response():
     body = gzip.compress(_page(ARTICLE).encode("utf-8"))
     for content_type in ("text/html; charset=utf-8", "text/html; charset=windows-1252", "text/html"):
         with pytest.raises(NotAnArticle) as err:
-            extract_page(_decode(body, content_type), URL)
+            article_from_html(_decode(body, content_type), URL)
         assert err.value.reason == "binary" and "gzip" in err.value.detail
 
 
@@ -66,7 +68,7 @@ def test_page_that_is_only_navigation():
 def test_fifty_thousand_paragraphs_rejected_quickly():
     html = _page("<article>" + "<p>Short line of text here.</p>" * 50_000 + "</article>")
     with pytest.raises(NotAnArticle) as err:
-        extract_page(html, URL)
+        article_from_html(html, URL)
     assert err.value.reason == "too_large" and str(MAX_ELEMENTS) in err.value.detail
 
 
@@ -77,14 +79,14 @@ def test_nesting_five_thousand_deep():
 
 def test_article_before_deep_nesting_is_still_extracted():
     html = _page(ARTICLE + "<div>" * 5000 + "x" + "</div>" * 5000)
-    assert extract_page(html, URL)["text"].split("\n") == PARAS
+    assert article_from_html(html, URL)["text"].split("\n") == PARAS
 
 
 def test_text_node_of_twenty_megabytes():
     html = _page("<p>" + "word " * 4_000_000 + "</p>")
     assert len(html) > MAX_HTML_CHARS
     with pytest.raises(NotAnArticle) as err:
-        extract_page(html, URL)
+        article_from_html(html, URL)
     assert err.value.reason == "too_large"
 
 
@@ -94,7 +96,7 @@ def test_mixed_encodings_in_one_page():
                                  "</article>")).encode("utf-8")
     body = body.replace(b"</article>", "<p>Le caf\u00e9 du port ferme.</p>".encode("cp1252") + b"</article>")
     body = body.replace(b"Paragraph 0", "Caf\u00e9 Paragraph 0".encode("utf-8").decode("latin-1").encode("utf-8"))
-    rec = extract_page(_decode(body), URL)
+    rec = article_from_html(_decode(body), URL)
     assert "Caf\u00e9 owners said the na\u00efve plan would cost \u20ac4m." in rec["text"]
     assert "Caf\u00e9 Paragraph 0" in rec["text"]  # mojibake repaired by ftfy
     assert "\u00c3" not in rec["text"]
@@ -117,7 +119,7 @@ def test_right_to_left_and_cjk_text_kept_intact(lang, paragraphs):
     direction = " dir='rtl'" if lang in ("he", "ar") else ""
     html = (f"<!DOCTYPE html><html lang='{lang}'{direction}><head><meta charset='utf-8'><title>x</title></head>"
             "<body><article>" + "".join(f"<p>{p}</p>" for p in paragraphs) + "</article></body></html>")
-    rec = extract_page(_decode(html.encode("utf-8")), URL)
+    rec = article_from_html(_decode(html.encode("utf-8")), URL)
     assert rec["text"].split("\n") == [unicodedata.normalize("NFC", p) for p in paragraphs]
     assert rec["language"] == lang
 
@@ -164,6 +166,6 @@ def test_extract_batch_tiny_timeout_yields_timeout_errors_in_order():
 
 @pytest.mark.parametrize("url", ["", "not a url", "https://[broken-ipv6/x", "ftp://files.example.org/a"])
 def test_odd_urls_do_not_break_extraction(url):
-    rec = extract_page(_page(ARTICLE), url)
+    rec = article_from_html(_page(ARTICLE), url)
     assert rec["url"] == url and rec["canonical_url"] == url
     assert rec["text"].split("\n") == PARAS

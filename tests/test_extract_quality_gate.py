@@ -1,6 +1,6 @@
 """Evaluation gate: extraction quality on the 181-page article-extraction-benchmark must not drop.
 
-Runs extract_page over every page (through extract_batch, so it uses all cores), scores it with
+Runs extraction and cleaning over every page (through articles_from_items, so it uses all cores), scores it with
 the benchmark's own method and fails when F1 falls more than 0.005 below the figure committed in
 benchmarks/extract_baseline.json (update it with `python -m benchmarks.bench_extract --update-baseline`
 when a change is meant to move it).
@@ -12,7 +12,7 @@ import json
 
 from benchmarks.bench_extract import BASELINE, load_benchmark
 from benchmarks.scoring import score
-from pipeline.stages.extract import extract_batch
+from pipeline.flows.pages import articles_from_items
 
 TOLERANCE = 0.005
 
@@ -35,7 +35,7 @@ def test_extraction_quality_does_not_drop():
     html, urls, truth = load_benchmark()
     assert len(truth) == baseline["pages"] == 181
     keys = list(html)
-    out = extract_batch(({"url": urls[k], "html": html[k]} for k in keys), workers=None)
+    out = articles_from_items(({"url": urls[k], "html": html[k]} for k in keys), workers=None)
     preds = {k: o.get("text", "") for k, o in zip(keys, out)}
     result = score(preds, truth)
     assert result["f1"] >= baseline["f1"] - TOLERANCE, (

@@ -14,11 +14,11 @@ import sys
 
 #: command -> (module, help). Exit codes: 0 ok, 2 bad usage or config, 3 no article / nothing to do, 1 failure.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "extract": ("pipeline.stages.extract", "extract one page (or JSON Lines of pages) to article JSON"),
+    "extract": ("pipeline.cli.extract", "extract one page (or JSON Lines of pages) to article JSON"),
     "dedupe": ("pipeline.stages.dedupe", "mark url / exact / near duplicates in JSON Lines of articles"),
-    "run": ("pipeline.flows.ingest", "crawl, extract, clean, dedupe and store once for the configured sources"),
+    "run": ("pipeline.cli.run", "crawl, extract, clean, dedupe and store once for the configured sources"),
     "crawl": ("pipeline.stages.crawl", "crawl one source into the raw WARC archive (ad hoc)"),
-    "reextract": ("pipeline.flows.ingest", "rebuild a run's articles from its WARC files alone, no network"),
+    "reextract": ("pipeline.cli.run", "rebuild a run's articles from its WARC files alone, no network"),
     "read": ("pipeline.dataset.read", "stream committed articles from the bucket"),
     "compact": ("pipeline.stages.store", "compact a day's small Parquet files (atomic)"),
     "report": ("pipeline.report.run_report", "write or print the report of the latest or a given run"),

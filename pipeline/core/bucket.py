@@ -1,4 +1,4 @@
-"""The bucket: a boto3 client with botocore's retries, key building, small JSON helpers.
+"""The bucket: a boto3 client with botocore's retries and small JSON helpers (keys: `pipeline.core.layout`).
 
 Every stage reads and writes the bucket through these functions, so errors
 look the same everywhere: a `StorageError` whose message names the endpoint
@@ -8,12 +8,10 @@ and the bucket, never a botocore traceback, and never a credential.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -22,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from pipeline.core.config import S3Settings
+from pipeline.core.errors import PreconditionFailed, StorageError
 
 # Standard retry mode: exponential backoff with jitter on throttling, 5xx and
 # connection errors (botocore's own), a bounded number of attempts.
@@ -43,19 +42,6 @@ TERMINAL_CODES = {
     "NoSuchBucket": "the bucket does not exist",
     "AuthorizationHeaderMalformed": "malformed credentials",
 }
-
-
-class StorageError(RuntimeError):
-    """The bucket could not be read or written. The message is safe to log."""
-
-    def __init__(self, message: str, *, terminal: bool = False, code: str | None = None):
-        super().__init__(message)
-        self.terminal = terminal
-        self.code = code
-
-
-class PreconditionFailed(StorageError):
-    """A conditional write lost a race (HTTP 412): re-read and try again."""
 
 
 # botocore's DEBUG logging prints the signed request headers, whose Authorization header
@@ -195,8 +181,20 @@ class Bucket:
         return sorted(out)
 
     def check(self) -> None:
-        """Fail fast with a clear StorageError if the bucket cannot be reached."""
-        self._call("check access", self.client.head_bucket)
+        """Fail fast with a clear StorageError if the bucket cannot be reached.
+
+        A HEAD answer has no body, so a refused one says only 403 or 404; the same question is
+        then asked with a one-key listing, whose error code names the cause (wrong secret,
+        unknown access key, no such bucket) and makes the StorageError terminal.
+        """
+        try:
+            self.client.head_bucket(Bucket=self.name)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (403, 404):
+                self._call("check access", self.client.list_objects_v2, MaxKeys=1)
+            raise describe_error(exc, self.settings, "check access") from None
+        except BotoCoreError as exc:
+            raise describe_error(exc, self.settings, "check access") from None
 
     def ensure(self) -> None:
         """Create the bucket if missing (idempotent)."""
@@ -242,34 +240,3 @@ class Bucket:
             if line.strip():
                 yield json.loads(line)
 
-
-# --------------------------------------------------------------------------- keys
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
-
-
-def safe_segment(value: str, *, max_len: int = 80) -> str:
-    """One key segment from untrusted input: no '/', no '..', ASCII, bounded length.
-
-    Hostile values (path traversal, very long, non-ASCII) map to a stable safe
-    name; a hash suffix keeps distinct inputs distinct after squashing.
-    """
-    norm = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
-    seg = _UNSAFE.sub("_", norm).strip("._") or "x"
-    if seg != value or len(seg) > max_len:
-        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-        seg = f"{seg[: max_len - 11]}-{digest}"
-    return seg
-
-
-def run_date(run_id: str) -> str:
-    """YYYY-MM-DD of a run id (run ids start with an ISO-ish date: 20261127T210000Z)."""
-    digits = re.sub(r"\D", "", run_id)[:8]
-    if len(digits) < 8:
-        raise ValueError(f"run id {run_id!r} does not start with a date")
-    return f"{digits[:4]}-{digits[4:6]}-{digits[6:8]}"
-
-
-def run_prefix(area: str, run_id: str) -> str:
-    """`<area>/dt=YYYY-MM-DD/run=<run_id>/` for raw/, work/, rejects/."""
-    return f"{area}/dt={run_date(run_id)}/run={safe_segment(run_id)}/"

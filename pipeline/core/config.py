@@ -16,14 +16,15 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline.core.errors import ConfigError
 from pipeline.core.paths import default_sources_path, var_dir
 
+__all__ = ["ConfigError", "S3Settings", "SourcesConfig", "Source", "CrawlSettings", "CleaningRules", "load_sources"]
+
 DEFAULT_BUCKET = "news"
+#: The embedded SeaweedFS's S3 port when it is free (`pipeline.runtime.s3server` falls back to a free one).
+DEFAULT_S3_PORT = 8333
 BUCKET_ENV = "NEWS_INGEST_BUCKET"
-
-
-class ConfigError(ValueError):
-    """Bad configuration: terminal, the run does not start."""
 
 
 class S3Settings(BaseModel):
@@ -56,8 +57,6 @@ class S3Settings(BaseModel):
             else:
                 # Not started yet: point at where `s3 up` will put it, so the
                 # error a user sees names the endpoint we tried.
-                from pipeline.runtime.s3server import DEFAULT_S3_PORT
-
                 endpoint = f"http://127.0.0.1:{DEFAULT_S3_PORT}"
         return cls(
             endpoint_url=endpoint,
@@ -79,9 +78,14 @@ class S3Settings(BaseModel):
         return out
 
 
+def embedded_server_info_path() -> Path:
+    """Where `s3 up` records the embedded server's ports and identity (git-ignored, mode 600)."""
+    return var_dir() / "s3" / "server.json"
+
+
 def embedded_server_info() -> dict[str, Any] | None:
     """Endpoint and identity of the embedded SeaweedFS, if `s3 up` has run here."""
-    path = var_dir() / "s3" / "server.json"
+    path = embedded_server_info_path()
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -188,6 +192,14 @@ class SourcesConfig(BaseModel):
             if src.name == name:
                 return src
         raise ConfigError(f"no source named {name!r} (have: {', '.join(s.name for s in self.sources)})")
+
+    def cleaning_rules(self) -> dict[str, CleaningRules | None]:
+        """source name -> its cleaning rules (None: the built-in rules only)."""
+        return {s.name: s.cleaning for s in self.sources}
+
+    def languages(self) -> dict[str, str | None]:
+        """source name -> its configured language (ISO 639-1), or None."""
+        return {s.name: s.language for s in self.sources}
 
 
 def load_sources(path: str | Path | None = None) -> SourcesConfig:

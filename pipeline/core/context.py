@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
 from pipeline.core.config import S3Settings, SourcesConfig, load_sources
 from pipeline.core.paths import default_sources_path
-from pipeline.core.bucket import Bucket, run_prefix
+from pipeline.core.bucket import Bucket
+# Run ids are defined with the keys they go into; importable from here too (`RunContext` checks them).
+from pipeline.core.layout import check_run_id, make_run_id, run_prefix
 
-_RUN_ID = re.compile(r"^\d{8}T\d{6}Z(?:[A-Za-z0-9._-]{0,40})$")
-
-
-def make_run_id(when: datetime) -> str:
-    """Deterministic run id from a timestamp (an Airflow data interval end, or now for ad-hoc runs)."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def check_run_id(run_id: str) -> str:
-    """Run ids go into keys: accept only the documented shape (YYYYMMDDTHHMMSSZ, optional suffix)."""
-    if not _RUN_ID.match(run_id):
-        raise ValueError(f"bad run id {run_id!r}: expected YYYYMMDDTHHMMSSZ, optionally followed by [A-Za-z0-9._-]")
-    return run_id
+__all__ = ["RunContext", "check_run_id", "make_run_id"]
 
 
 @dataclass
@@ -50,7 +36,7 @@ class RunContext:
         return Bucket(self.s3)
 
     def prefix(self, area: str) -> str:
-        """`<area>/dt=YYYY-MM-DD/run=<run_id>/`: this run's folder in raw/, work/ or rejects/."""
+        """`<area>/dt=YYYY-MM-DD/run=<run_id>/`: this run's folder in raw/, work/ or rejects/ (see `layout`)."""
         return run_prefix(area, self.run_id)
 
     def __getstate__(self) -> dict:

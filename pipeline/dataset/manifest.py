@@ -18,7 +18,6 @@ object, so readers see a run's old rows or its new rows, never both or neither.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,45 +25,10 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from pipeline.core.config import S3Settings
-from pipeline.core.bucket import Bucket, StorageError, run_date, safe_segment
+from pipeline.core.bucket import Bucket, StorageError
+from pipeline.core.layout import RUN_MANIFEST_PREFIX, compaction_manifest_key
 
 MANIFEST_VERSION = 1
-RUN_MANIFEST_PREFIX = "_manifests/run="
-COMPACTION_PREFIX = "_manifests/compaction/"
-ARTICLES_PREFIX = "articles/"
-_DT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def run_manifest_key(run_id: str) -> str:
-    """`_manifests/run=<run_id>.json`."""
-    return f"{RUN_MANIFEST_PREFIX}{safe_segment(run_id)}.json"
-
-
-def compaction_manifest_key(dt: str) -> str:
-    """`_manifests/compaction/dt=YYYY-MM-DD.json`."""
-    return f"{COMPACTION_PREFIX}dt={check_dt(dt)}.json"
-
-
-def run_articles_prefix(run_id: str) -> str:
-    """`articles/dt=YYYY-MM-DD/run=<run_id>/`: where a run's part files go."""
-    return f"{ARTICLES_PREFIX}dt={run_date(run_id)}/run={safe_segment(run_id)}/"
-
-
-def compacted_prefix(dt: str) -> str:
-    """`articles/dt=YYYY-MM-DD/run=compacted/`: where compaction writes a day's merged files."""
-    return f"{ARTICLES_PREFIX}dt={check_dt(dt)}/run=compacted/"
-
-
-def check_dt(value: str | date) -> str:
-    """A partition date as `YYYY-MM-DD`; anything else (e.g. `../../etc`) is refused."""
-    if isinstance(value, datetime):
-        value = value.date()
-    if isinstance(value, date):
-        return value.isoformat()
-    if not isinstance(value, str) or not _DT.match(value):
-        raise ValueError(f"bad partition date {value!r}: expected YYYY-MM-DD")
-    date.fromisoformat(value)  # rejects 2026-13-40
-    return value
 
 
 def iso_utc(value: datetime) -> str:

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.core.config import S3Settings
-from pipeline.dataset.manifest import FileSpec, check_dt, normalise_ts, plan_files
+from pipeline.core.layout import check_dt
+from pipeline.dataset.manifest import FileSpec, normalise_ts, plan_files
 from pipeline.core.bucket import Bucket, StorageError
 from pipeline.dataset.schema import ARTICLE_SCHEMA, conform, project
 

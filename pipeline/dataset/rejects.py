@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from pipeline.core.bucket import safe_segment
+from pipeline.core.layout import rejects_key, rejects_prefix
 
 REJECT_FIELDS = ("url", "source", "stage", "reason", "detail", "warc_key", "warc_record_id")
 
@@ -20,7 +20,7 @@ def reject(url: str, stage: str, reason: str, *, source: str | None = None, deta
 def write_rejects(ctx, name: str, rows: Iterable[dict]) -> str | None:
     """Write `rejects/dt=/run=/<name>.jsonl` (deterministic key: a re-run overwrites). None when empty."""
     rows = list(rows)
-    key = f"{ctx.prefix('rejects')}{safe_segment(name)}.jsonl"
+    key = rejects_key(ctx.run_id, name)
     if not rows:
         # Remove a stale file from an earlier attempt of this run, so re-runs converge.
         ctx.bucket.delete([key]) if ctx.bucket.exists(key) else None
@@ -32,7 +32,7 @@ def write_rejects(ctx, name: str, rows: Iterable[dict]) -> str | None:
 def read_rejects(ctx) -> list[dict]:
     """All rejects of the run."""
     out: list[dict] = []
-    for key in ctx.bucket.list(ctx.prefix("rejects")):
+    for key in ctx.bucket.list(rejects_prefix(ctx.run_id)):
         out.extend(ctx.bucket.iter_jsonl(key))
     return out
 

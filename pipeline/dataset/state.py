@@ -21,22 +21,13 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from pipeline.core.bucket import Bucket, PreconditionFailed, safe_segment
+from pipeline.core.bucket import Bucket, PreconditionFailed
+from pipeline.core.layout import http_key, seen_key
 from pipeline.text.urls import canonicalize
 
 log = logging.getLogger(__name__)
 
-SEEN_PREFIX = "state/seen/"
-HTTP_PREFIX = "state/http/"
 MAX_ATTEMPTS = 10
-
-
-def seen_key(source: str) -> str:
-    return f"{SEEN_PREFIX}{safe_segment(source)}.json"
-
-
-def http_key(source: str) -> str:
-    return f"{HTTP_PREFIX}{safe_segment(source)}.json"
 
 
 def _load(bucket: Bucket, key: str) -> tuple[dict, str | None]:

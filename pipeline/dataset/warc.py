@@ -28,6 +28,8 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import GzippingWrapper, WARCWriter
 
+from pipeline.core.layout import WARC_SUFFIX, raw_prefix, warc_file_name
+
 log = logging.getLogger(__name__)
 
 #: Extra WARC header fields on response records (WARC 1.1 allows extension fields).
@@ -121,7 +123,7 @@ class RotatingWarcWriter:
 
     def _open(self) -> None:
         self.seq += 1
-        name = f"{self.basename}-{self.seq:05d}.warc.gz"
+        name = warc_file_name(self.basename, self.seq)
         self._path = self.local_dir / name
         self._fh = open(self._path, "wb")
         self._writer = _WarcWriter(self._fh, warc_version="1.1")
@@ -206,11 +208,9 @@ def read_warc(bucket, warc_key: str) -> Iterator[WarcResponse]:
     return iter_responses(io.BytesIO(bucket.get(warc_key)), warc_key)
 
 
-def raw_prefix(run_id: str, source: str) -> str:
-    """`raw/dt=/run=/<source>/`: where a crawl of `source` puts its WARC files."""
-    from pipeline.core.bucket import run_prefix, safe_segment
-
-    return f"{run_prefix('raw', run_id)}{safe_segment(source)}/"
+def run_warc_keys(bucket, run_id: str) -> list[str]:
+    """Every WARC file archived for a run, all sources, in key order."""
+    return sorted(k for k in bucket.list(raw_prefix(run_id)) if k.endswith(WARC_SUFFIX))
 
 
 class WarcTail:

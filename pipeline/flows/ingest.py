@@ -1,185 +1,229 @@
-"""One whole run: crawl, extract, clean, dedupe, store, remember, report.
+"""THE stage order: crawl, extract, clean, dedupe, store (commit), report, check.
 
-`run_once()` is what `python -m pipeline run` does; the Airflow DAG calls the
-same stage functions one task at a time. `reextract_run()` rebuilds a run's
-articles from its WARC files alone.
+Each stage has one step function here, taking the run's `RunContext` and bucket keys and
+returning keys (small enough for XCom). Every entry point calls these steps:
+
+* the Airflow DAG `news_ingest`, one task per step (`dags/news_ingest.py`);
+* `run_once()`, what `python -m pipeline run` does in one process: with `streaming=True` (the
+  default) the first two steps run at once (`pipeline.flows.streaming`), the rest in order;
+* `reextract_run()`, which rebuilds a run's articles from its WARC files alone;
+* maintenance (`pipeline.flows.maintenance`), which calls `reextract_run`.
+
+Adding a stage means a module in `pipeline/stages/`, a step here called from `_finish` (or
+before it), and a task in the DAG that calls the step.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 import time
-from collections.abc import Callable
-from datetime import datetime, timezone
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from pipeline.core.context import RunContext, check_run_id, make_run_id
-from pipeline.core.paths import default_sources_path
-from pipeline.report.run_report import print_summary, write_report
+from pipeline.core.context import RunContext
+from pipeline.runtime.progress import Reporter, reporter_for
+from pipeline.stages.crawl import crawl_outcome, crawl_source, crawl_summaries, finished_warc_keys
+
+if TYPE_CHECKING:
+    from pipeline.stages.clean import Outcome
+
+# The other stages (extract, clean, dedupe, store: ~1 s of imports with trafilatura, pyarrow and
+# numpy) are imported inside their steps, not for a cycle: so that `python -m pipeline run` starts
+# its first Scrapy child (~1.5 s to its first request) before loading them, and the two overlap.
 
 log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------- stage glue
+class RunFailed(RuntimeError):
+    """The run finished, but a source failed or nothing was committed (the report names why)."""
 
 
-def list_sources(ctx: RunContext, only: list[str] | None = None) -> list[str]:
-    """Names of the sources to crawl (validates the sources file; unknown names fail fast)."""
+# --------------------------------------------------------------------------- the steps, in order
+
+
+def sources_step(ctx: RunContext, only: Iterable[str] | None = None) -> list[str]:
+    """First step: the bucket is reachable with these credentials and the sources file is valid;
+    the names of the sources to crawl (unknown names in `only` raise ConfigError)."""
+    ctx.bucket.check()  # wrong credentials or a missing bucket: fail before crawling anything
     names = [s.name for s in ctx.sources.sources]
     if only:
-        for name in only:
+        wanted = list(only)
+        for name in wanted:
             ctx.sources.source(name)  # raises ConfigError naming the bad source
-        names = [n for n in names if n in only]
+        names = [n for n in names if n in wanted]
     return names
 
 
-def crawl_summaries(ctx: RunContext) -> list[dict]:
-    """The crawl summaries this run wrote to the bucket (one per source that finished)."""
-    prefix = f"{ctx.prefix('work')}crawl/"
-    return [ctx.bucket.get_json(key) for key in ctx.bucket.list(prefix) if key.endswith(".json")]
+def crawl_step(ctx: RunContext, source: str, *, try_number: int | None = None,
+               settings: dict[str, str] | None = None) -> dict:
+    """Crawl one source into the run's WARC archive; a failure is recorded for the report, then raised."""
+    return crawl_source(ctx, source, try_number=try_number, settings=settings)
 
 
-def warc_keys_of(summaries: list[dict]) -> list[str]:
-    """Every WARC file written by the crawls, in a stable order."""
-    return sorted({key for s in summaries for key in s.get("warc_keys", [])})
+def warc_files_step(ctx: RunContext, sources: Iterable[str]) -> list[str]:
+    """After every crawl, whatever its state: the WARC files of the crawls that finished."""
+    keys, _ = finished_warc_keys(ctx, sources)
+    return keys
 
 
-def remember_stored(ctx: RunContext, deduped_key: str) -> int:
-    """After the commit: record the stored URLs in the crawl state, so later runs skip them."""
+def extract_step(ctx: RunContext, warc_key: str) -> str:
+    """Extract one WARC file's articles; the key of the extracted file."""
+    from pipeline.stages.extract import extract_stage
+
+    return extract_stage(ctx, warc_key)
+
+
+def clean_step(ctx: RunContext, extracted_keys: list[str], *,
+               cleaned: Mapping[str, list[Outcome]] | None = None) -> str:
+    """Clean every extracted record; the key of the cleaned file (`cleaned`: outcomes already computed)."""
+    from pipeline.stages.clean import clean_stage
+
+    return clean_stage(ctx, list(extracted_keys), cleaned=cleaned)
+
+
+def dedupe_step(ctx: RunContext, cleaned_key: str) -> str:
+    """Mark url / exact / near duplicates against the run and the index; the key of the deduped file."""
+    from pipeline.stages.dedupe import dedupe_stage
+
+    return dedupe_stage(ctx, cleaned_key)
+
+
+def commit_step(ctx: RunContext, deduped_key: str) -> str:
+    """Store the run's articles (one atomic commit), then mark their URLs seen; the manifest key."""
     from pipeline.dataset.state import record_stored
+    from pipeline.stages.store import store_stage
 
+    manifest_key = store_stage(ctx, deduped_key)
+    # After the commit only: a URL marked seen is never fetched again, so it must be stored first.
     rows = [{**row, "run_id": ctx.run_id} for row in ctx.bucket.iter_jsonl(deduped_key)]
     record_stored(ctx.bucket, rows)
-    return len(rows)
+    return manifest_key
 
 
-# --------------------------------------------------------------------------- the whole run
+def report_step(ctx: RunContext, sources: Iterable[str] | None, deduped_key: str | None,
+                manifest_key: str | None, *, timings: Mapping[str, float] | None = None,
+                failed: Mapping[str, str] | None = None) -> dict:
+    """Write the run report (JSON + HTML) naming every failed source; returns the report.
+
+    `failed` defaults to what the crawls recorded in the bucket (the DAG's case).
+    """
+    from pipeline.report.run_report import write_report
+
+    names = list(sources or [])
+    if failed is None:
+        _, failed = crawl_outcome(ctx, names)
+    return write_report(ctx, sources=names, timings=dict(timings or {}), failed_sources=dict(failed),
+                        deduped_key=deduped_key, manifest_key=manifest_key)
+
+
+def headline(report: Mapping[str, Any]) -> dict:
+    """The small part of a report that goes through XCom to the check step."""
+    from pipeline.report.run_report import report_key
+
+    return {"run_id": report["run_id"], "articles_stored": report["articles_stored"], "rejects": report["rejects"],
+            "failed_sources": sorted(report["failed_sources"]), "committed": report.get("manifest") is not None,
+            "report": report_key(report["run_id"])}
+
+
+def check_step(head: Mapping[str, Any] | None) -> None:
+    """Raise RunFailed when a source failed or nothing was committed (after the report is written)."""
+    if not head:
+        raise RunFailed("the run report step produced nothing")
+    problems = []
+    if head.get("failed_sources"):
+        problems.append(f"source(s) failed: {', '.join(head['failed_sources'])}")
+    if not head.get("committed"):
+        problems.append("no articles were committed")
+    if problems:
+        raise RunFailed(f"run {head.get('run_id')}: {'; '.join(problems)} "
+                        f"(the other sources' articles are committed; see {head.get('report')})")
+
+
+# --------------------------------------------------------------------------- whole runs
 
 
 def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
-             say: Callable[[str], None] | None = None) -> dict:
-    """Crawl every source, then extract, clean, dedupe, store and report. Returns the report.
+             say: Callable[[str], None] | None = None, streaming: bool = True) -> dict:
+    """Every step in order for the configured sources, in this process; returns the report.
 
-    A source whose crawl fails is named in the report; the others go on.
+    A source whose crawl fails is named in the report; the others go on. With `streaming`, pages
+    are extracted (and cleaned) while the crawls run; without it, crawl then extract, as the DAG does.
     """
-    from pipeline.flows.streaming import crawl_and_extract
-    from pipeline.runtime.progress import reporter_for
-
     rep = reporter_for(say)
-    ctx.bucket.check()  # wrong credentials or a missing bucket: fail before crawling anything
-    sources = list_sources(ctx, only_sources)
-    # Pages are extracted and cleaned while the crawls run (see pipeline.flows.streaming); the
-    # report's "extract" time is the extraction left after the last crawl ended, its "clean"
-    # time writing the cleaned file (and cleaning what had to be extracted again from the bucket).
-    # The same rule as the DAG: only crawls that finished feed extraction; the rest are named.
-    extracted, timings, failed, precleaned = crawl_and_extract(ctx, sources, rep=rep)
-    # Imported after the crawl: a thread of crawl_and_extract loaded them while Scrapy started.
-    from pipeline.stages.clean import clean_stage
-    from pipeline.stages.dedupe import dedupe_stage
-    from pipeline.stages.store import store_stage
+    sources = sources_step(ctx, only_sources)
+    if streaming:
+        from pipeline.flows.streaming import crawl_and_extract
 
-    t0 = time.perf_counter()
-    rep.stage("clean")
-    cleaned = clean_stage(ctx, extracted, cleaned=precleaned)  # most pages were cleaned by the workers
-    timings["clean"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rep.stage("dedupe")
-    deduped = dedupe_stage(ctx, cleaned)
-    timings["dedupe"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rep.stage("store")
-    manifest = store_stage(ctx, deduped)
-    remember_stored(ctx, deduped)
-    timings["store"] = time.perf_counter() - t0
-    rep.close()
-    return write_report(ctx, sources=sources, timings=timings, failed_sources=failed,
-                        deduped_key=deduped, manifest_key=manifest)
+        streamed = crawl_and_extract(ctx, sources, rep=rep)
+        extracted, timings = streamed.extracted_keys, dict(streamed.timings)
+        failed, cleaned = streamed.failed_sources, streamed.cleaned
+    else:
+        t0 = time.perf_counter()
+        for name in sources:
+            rep.stage(f"crawl {name}")
+            try:
+                crawl_step(ctx, name)
+            except Exception as exc:  # recorded in the bucket by crawl_source; the other sources go on
+                log.error("crawl of %s failed: %s", name, exc)
+        warc_keys, failed = finished_warc_keys(ctx, sources)
+        timings = {"crawl": round(time.perf_counter() - t0, 3)}
+        t0 = time.perf_counter()
+        rep.stage("extract", total=len(warc_keys), unit="files")
+        extracted = []
+        for key in warc_keys:
+            extracted.append(extract_step(ctx, key))
+            rep.advance()
+        timings["extract"] = round(time.perf_counter() - t0, 3)
+        cleaned = None
+    return _finish(ctx, sources, extracted, timings=timings, failed=failed, cleaned=cleaned, rep=rep)
 
 
 def reextract_run(ctx: RunContext, *, say: Callable[[str], None] | None = None) -> dict:
-    """Rebuild a run's articles from its WARC files alone (no network), and commit them again."""
-    from pipeline.stages.clean import clean_stage
-    from pipeline.stages.dedupe import dedupe_stage
-    from pipeline.stages.extract import extract_stage
-    from pipeline.stages.store import store_stage
+    """Rebuild a run's articles from its WARC files alone (no network), and commit them again.
 
-    say = say or (lambda msg: log.info("%s", msg))
-    warc_keys = [k for k in ctx.bucket.list(ctx.prefix("raw")) if k.endswith(".warc.gz")]
+    Raises FileNotFoundError when the run has no WARC files.
+    """
+    from pipeline.dataset.warc import run_warc_keys
+
+    rep = reporter_for(say)
+    warc_keys = run_warc_keys(ctx.bucket, ctx.run_id)
     if not warc_keys:
-        raise FileNotFoundError(f"no WARC files under {ctx.prefix('raw')}")
-    timings: dict[str, float] = {}
+        raise FileNotFoundError(f"no WARC files for run {ctx.run_id}")
     t0 = time.perf_counter()
-    extracted = [extract_stage(ctx, key) for key in warc_keys]
-    timings["extract"] = time.perf_counter() - t0
-    cleaned = clean_stage(ctx, extracted)
-    deduped = dedupe_stage(ctx, cleaned)
-    manifest = store_stage(ctx, deduped)
-    timings["total"] = time.perf_counter() - t0
-    say(f"re-extracted {len(warc_keys)} WARC files")
+    rep.stage("extract", total=len(warc_keys), unit="files")
+    extracted = []
+    for key in warc_keys:
+        extracted.append(extract_step(ctx, key))
+        rep.advance()
+    timings = {"extract": round(time.perf_counter() - t0, 3)}
     sources = sorted({s["source"] for s in crawl_summaries(ctx)})
-    return write_report(ctx, sources=sources, timings=timings, failed_sources={},
-                        deduped_key=deduped, manifest_key=manifest)
+    return _finish(ctx, sources, extracted, timings=timings, failed={}, cleaned=None, rep=rep)
 
 
-# --------------------------------------------------------------------------- CLI
+def _finish(ctx: RunContext, sources: list[str], extracted: list[str], *, timings: dict[str, float],
+            failed: Mapping[str, str], cleaned: Mapping[str, list[Outcome]] | None, rep: Reporter) -> dict:
+    """The steps after extraction, shared by every whole run: clean, dedupe, commit, report."""
+    t0 = time.perf_counter()
+    rep.stage("clean")
+    cleaned_key = clean_step(ctx, extracted, cleaned=cleaned)
+    timings["clean"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    rep.stage("dedupe")
+    deduped_key = dedupe_step(ctx, cleaned_key)
+    timings["dedupe"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    rep.stage("store")
+    manifest_key = commit_step(ctx, deduped_key)
+    timings["store"] = round(time.perf_counter() - t0, 3)
+    rep.close()
+    return report_step(ctx, sources, deduped_key, manifest_key, timings=timings, failed=failed)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sources", type=Path, default=None,
-                        help=f"sources file (default: $NEWS_INGEST_SOURCES or {default_sources_path()})")
-    parser.add_argument("--json", action="store_true", help="print the run report as JSON")
+def report_and_summarise(ctx: RunContext, sources: Iterable[str] | None, deduped_key: str | None,
+                         manifest_key: str | None) -> dict:
+    """The DAG's report step: write the report, print its summary to the task log, return the headline."""
+    from pipeline.report.run_report import print_summary
 
-
-def configure_run(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
-    parser.add_argument("--run-id", default=None, help="YYYYMMDDTHHMMSSZ (default: now, UTC)")
-    parser.add_argument("--source", action="append", default=None, help="only this source (repeatable)")
-
-
-def configure_reextract(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
-    parser.add_argument("--run-id", required=True, help="the run whose WARC files to re-extract")
-
-
-def _ctx(args: argparse.Namespace, run_id: str) -> RunContext:
-    ctx = RunContext(run_id=check_run_id(run_id), sources_path=args.sources or default_sources_path())
-    ctx.sources  # validate now: a bad file stops the run before anything starts
-    return ctx
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    ctx = _ctx(args, args.run_id or make_run_id(datetime.now(timezone.utc)))
-    from pipeline.runtime.progress import progress_reporter
-
-    # Live bars on a terminal; a few plain lines when stderr is a log or a pipe.
-    with progress_reporter(sys.stderr) as progress:
-        report = run_once(ctx, only_sources=args.source, say=progress)
-    _print_report(report, as_json=args.json)
-    # Like the DAG's `check` task: the good sources are committed, but a failed one is an error.
-    return 1 if report["failed_sources"] else 0
-
-
-def cmd_reextract(args: argparse.Namespace) -> int:
-    ctx = _ctx(args, args.run_id)
-    try:
-        report = reextract_run(ctx, say=_say)
-    except FileNotFoundError as exc:
-        print(f"error: run {args.run_id}: {exc}", file=sys.stderr)
-        return 3
-    _print_report(report, as_json=args.json)
-    return 0
-
-
-def _print_report(report: dict, *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(report, indent=1))
-    else:
-        print_summary(report)
-
-
-def _say(msg: str) -> None:
-    # Progress goes to stderr; stdout stays the report.
-    print(msg, file=sys.stderr, flush=True)
+    report = report_step(ctx, sources, deduped_key, manifest_key)
+    print_summary(report)
+    return headline(report)

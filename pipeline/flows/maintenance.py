@@ -15,13 +15,13 @@ from a shell. They are idempotent: running one twice for the same day leaves the
 from __future__ import annotations
 
 import logging
-import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext, check_run_id
 from pipeline.core.bucket import Bucket
+from pipeline.core.layout import SEEN_PREFIX, WARC_SUFFIX, raw_day_prefix, raw_run_id, seen_source
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 SEEN_RETENTION_DAYS = 90
 #: The most days one re-extraction request may cover (a typo in a date should not queue a year).
 MAX_REEXTRACT_DAYS = 62
-
-_RUN_SEGMENT = re.compile(r"^raw/dt=(\d{4}-\d{2}-\d{2})/run=([^/]+)/")
-
 
 def _day(value: date | str) -> date:
     if isinstance(value, date):
@@ -58,11 +55,11 @@ def runs_between(bucket: Bucket, start: date | str, end: date | str) -> list[str
     """Run ids with WARC files under `raw/dt=<day>/run=<id>/` for each day in the range, sorted."""
     runs: set[str] = set()
     for day in days_between(start, end):
-        for key in bucket.list(f"raw/dt={day}/run="):
-            m = _RUN_SEGMENT.match(key)
-            if m and key.endswith(".warc.gz"):
-                runs.add(m.group(2))
-    return sorted(check_run_id(r) for r in runs)
+        for key in bucket.list(raw_day_prefix(day)):
+            run_id = raw_run_id(key) if key.endswith(WARC_SUFFIX) else None  # ValueError: a folder named no run id
+            if run_id:
+                runs.add(run_id)
+    return sorted(runs)
 
 
 def reextract(settings: S3Settings, run_id: str, sources_path: Path | str) -> dict:
@@ -103,7 +100,7 @@ def prune_seen_state(bucket: Bucket, as_of: datetime | date | str, *,
 
     Entries without a parseable `stored_at` are kept (never lose state on a format surprise).
     """
-    from pipeline.dataset.state import SEEN_PREFIX, load_seen, update_json
+    from pipeline.dataset.state import load_seen, update_json
 
     if not isinstance(as_of, datetime):
         d = _day(as_of)
@@ -111,9 +108,9 @@ def prune_seen_state(bucket: Bucket, as_of: datetime | date | str, *,
     cutoff = as_of - timedelta(days=retention_days)
     removed: dict[str, int] = {}
     for key in bucket.list(SEEN_PREFIX):
-        if not key.endswith(".json"):
+        source = seen_source(key)
+        if source is None:
             continue
-        source = key[len(SEEN_PREFIX):-len(".json")]
         if not any(_expired(e, cutoff) for e in load_seen(bucket, source).values()):
             removed[source] = 0  # nothing to do: no write, no race with a crawl recording URLs
             continue

@@ -26,18 +26,39 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core.context import RunContext
-from pipeline.stages.crawl import crawl_log_path
-from pipeline.airflow_tasks import crawl_outcome, crawl_source
+from pipeline.core.layout import raw_prefix, safe_segment
 from pipeline.core.paths import var_dir
-from pipeline.core.bucket import safe_segment
-from pipeline.dataset.warc import WarcTail, raw_prefix
+from pipeline.dataset.warc import WarcTail
+from pipeline.runtime.progress import Reporter
+from pipeline.stages.crawl import crawl_log_path, crawl_outcome, crawl_source
+
+if TYPE_CHECKING:
+    from pipeline.stages.clean import Outcome
+    from pipeline.stages.extract import PageOutcome
+
+# The extract and clean stages are imported once the first crawl has started (see crawl_and_extract).
 
 log = logging.getLogger(__name__)
 
 #: How often the tail looks for new records while a crawl runs (seconds).
 POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class StreamedCrawl:
+    """What `crawl_and_extract` hands to the clean step."""
+
+    #: The extracted keys, one per WARC file of the crawls that finished.
+    extracted_keys: list[str]
+    #: {"crawl": seconds until the last crawl ended, "extract": seconds of extraction after it}.
+    timings: dict[str, float]
+    #: {source: why its crawl failed}.
+    failed_sources: dict[str, str]
+    #: The cleaning outcomes of the extracted keys whose pages the workers cleaned, for `clean_stage(cleaned=...)`.
+    cleaned: dict[str, list[Outcome]]
 
 
 @dataclass
@@ -83,15 +104,9 @@ def _warm_up_later_stages() -> None:
         log.debug("warm-up of later stages failed: %s", exc)
 
 
-def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int | None = None,
-                      timeout: float = 30) -> tuple[list[str], dict[str, float], dict[str, str], dict[str, list]]:
-    """Crawl `sources` one after another, extracting (and cleaning) their pages as they are archived.
-
-    Returns (the extracted keys, one per WARC file of the crawls that finished;
-    {"crawl": seconds until the last crawl ended, "extract": seconds of extraction after it};
-    {source: why its crawl failed}; the cleaning outcomes of the extracted keys whose pages were
-    cleaned in the workers, for `clean_stage(cleaned=...)`).
-    """
+def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep: Reporter, workers: int | None = None,
+                      timeout: float = 30) -> StreamedCrawl:
+    """Crawl `sources` one after another, extracting (and cleaning) their pages as they are archived."""
     var_dir().mkdir(parents=True, exist_ok=True)
     spool = Path(tempfile.mkdtemp(prefix=f"warc-{safe_segment(ctx.run_id)}-", dir=var_dir()))
     t0 = time.perf_counter()
@@ -136,24 +151,23 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int 
                  len(pointers), time.perf_counter() - t0)
         rep.stage("extract (the pages left when the crawls ended)", total=len(pointers) - extracted, unit="pages")
 
-    outcomes: dict[str, list[tuple[dict, dict, dict | None]]] = defaultdict(list)  # WARC key -> (item, result, cleaned)
+    outcomes: dict[str, list[tuple[dict, PageOutcome]]] = defaultdict(list)  # WARC key -> (item, outcome)
     try:
         if sources:
-            # The Scrapy child starts now (its start-up takes a second or more); importing the
-            # extractor and forking the pool overlap it. The fork lock keeps the forks apart.
+            # The Scrapy child starts now (its start-up takes a second or more); building the clean
+            # step and forking the pool overlap it. The fork lock keeps the forks apart.
             begin(sources[0])
-        from pipeline.stages.clean import clean_settings_of
-        from pipeline.stages.extract import CLEANED, extract_batch, warc_item
+        from pipeline.stages.clean import CleanStep
+        from pipeline.stages.extract import extract_outcomes, warc_item
 
-        # Each page is cleaned by the worker that extracted it (clean_stage's `clean_one`), during
-        # the crawl, rather than all of them in this process after it.
-        settings = clean_settings_of(ctx)
-        batch = extract_batch(items(), workers=workers, timeout=timeout,
-                              rules_for=lambda item: settings(item.get("source"))[0],
-                              clean=False, also_clean=lambda item: settings(item.get("source"))[1])
-        for index, result in enumerate(batch):
+        # Each page is cleaned by the worker that extracted it (the clean stage's step), during the
+        # crawl, rather than all of them in this process after it.
+        step = CleanStep.of(ctx)
+        batch = extract_outcomes(items(), workers=workers, timeout=timeout,
+                                 rules_for=lambda item: step.rules.get(item.get("source") or ""), then=step)
+        for index, outcome in enumerate(batch):
             item = pointers[index]
-            outcomes[item["warc_key"]].append((item, result, result.pop(CLEANED, None)))
+            outcomes[item["warc_key"]].append((item, outcome))
             extracted += 1
             if crawl_end > t0:
                 rep.advance()
@@ -164,23 +178,23 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep, workers: int 
                 crawl.thread.join()
         shutil.rmtree(spool, ignore_errors=True)
     end = time.perf_counter()
-    return keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)}, failed, cleaned
+    return StreamedCrawl(keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)},
+                         failed, cleaned)
 
 
 def _write(ctx: RunContext, sources: list[str], crawls: dict[str, _Crawl],
-           outcomes: dict[str, list[tuple[dict, dict, dict | None]]], *, workers: int | None,
-           timeout: float) -> tuple[list[str], dict[str, str], dict[str, list]]:
+           outcomes: dict[str, list[tuple[dict, PageOutcome]]], *, workers: int | None,
+           timeout: float) -> tuple[list[str], dict[str, str], dict[str, list[Outcome]]]:
     """Store the extraction of each finished crawl's WARC files; re-extract from the bucket when the
     streamed records cannot be vouched for. Returns (extracted keys, failed sources, the cleaning
     outcomes of the streamed keys)."""
-    from pipeline.stages.clean import NotAnArticle
-    from pipeline.stages.extract import extract_stage, write_extraction
-
     finished, failed = crawl_outcome(ctx, sources)
     for name, reason in failed.items():
         log.warning("source %s failed; its pages are left for the next run: %s", name, reason.splitlines()[0])
     keys: list[str] = []
-    cleaned: dict[str, list] = {}
+    from pipeline.stages.extract import extract_stage, write_extraction
+
+    cleaned: dict[str, list[Outcome]] = {}
     for summary in sorted(finished, key=lambda s: s["source"]):
         crawl = crawls.get(summary["source"])
         warc_keys = sorted(summary.get("warc_keys", []))
@@ -189,9 +203,8 @@ def _write(ctx: RunContext, sources: list[str], crawls: dict[str, _Crawl],
         for key in warc_keys:
             if streamed:
                 done = outcomes.get(key, [])
-                keys.append(write_extraction(ctx, key, ((item, result) for item, result, _ in done)))
-                cleaned[keys[-1]] = [(result, row if "error" not in row else NotAnArticle(row["error"], row["detail"]))
-                                     for _, result, row in done if row is not None]
+                keys.append(write_extraction(ctx, key, ((item, outcome.record) for item, outcome in done)))
+                cleaned[keys[-1]] = [(outcome.record, outcome.then) for _, outcome in done if outcome.then is not None]
             else:
                 log.warning("extract %s again from the bucket: its records were not all read while crawling", key)
                 keys.append(extract_stage(ctx, key, workers=workers, timeout=timeout))

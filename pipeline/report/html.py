@@ -15,6 +15,8 @@ import math
 from collections.abc import Callable
 from html import escape
 
+from pipeline.core.layout import report_key
+
 # Colour-blind-safe palette (Okabe-Ito), then a red kept for "look here".
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 ALERT = "#C62828"
@@ -58,6 +60,14 @@ footer{color:#5b6475;font-size:12px}
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
+def _source_key(report: dict) -> str:
+    """The bucket key of the report's JSON (a report without a valid run id was not read from one)."""
+    try:
+        return report_key(str(report.get("run_id", "")))
+    except ValueError:
+        return "a run report"
+
+
 def render_html(report: dict) -> str:
     """The whole page for one report dict (as written by `pipeline.report.run_report.write_report`)."""
     run = escape(str(report.get("run_id", "")))
@@ -85,7 +95,7 @@ def render_html(report: dict) -> str:
         "</div><br>",
         _section("Removals per source and rule", _removal_table(report, flagged)),
         _section("Sources", _source_table(report, flagged)),
-        f'<footer>generated from reports/run={run}.json</footer>',
+        f"<footer>generated from {escape(_source_key(report))}</footer>",
         "</main></body></html>",
     ]
     return "\n".join(parts)

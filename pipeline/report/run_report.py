@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pipeline.core.context import RunContext
+from pipeline.core.layout import REPORTS_PREFIX, deduped_key, report_key, report_run_id, run_manifest_key
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +47,12 @@ FLAG_SIGNALS = {
 }
 
 
-def report_key(run_id: str, ext: str = "json") -> str:
-    """`reports/run=<run_id>.<ext>`."""
-    from pipeline.core.bucket import safe_segment
-
-    return f"reports/run={safe_segment(run_id)}.{ext}"
-
-
 def write_report(ctx: RunContext, *, sources: list[str], timings: dict[str, float],
                  failed_sources: dict[str, str], deduped_key: str | None,
                  manifest_key: str | None) -> dict:
     """Assemble the run report from what the stages wrote, store it (JSON + HTML) under reports/, return it."""
     from pipeline.dataset.rejects import read_rejects
-    from pipeline.flows.ingest import crawl_summaries
+    from pipeline.stages.crawl import crawl_summaries
 
     summaries = {s["source"]: s for s in crawl_summaries(ctx)}
     rejects = read_rejects(ctx)
@@ -294,8 +288,9 @@ def previous_report(bucket, run_id: str) -> dict | None:
     """The report of the latest run before `run_id` (run ids sort by time), or None."""
     from pipeline.core.bucket import StorageError
 
-    before = [k for k in bucket.list("reports/run=") if k.endswith(".json") and k < report_key(run_id)]
-    for key in reversed(before):
+    # Compare run ids, not keys: `<id>.json` sorts a suffixed id (`<id>-a`) before its base id.
+    before = sorted((rid, k) for k in bucket.list(REPORTS_PREFIX) if (rid := report_run_id(k)) and rid < run_id)
+    for _, key in reversed(before):
         try:
             report = bucket.get_json(key)
         except (StorageError, ValueError) as exc:  # unreadable old report: compare with the one before
@@ -340,22 +335,21 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
 
 def latest_run(bucket) -> str | None:
     """The run id of the newest report in the bucket (run ids sort by time)."""
-    runs = [k[len("reports/run="):-len(".json")] for k in bucket.list("reports/run=") if k.endswith(".json")]
+    runs = [rid for k in bucket.list(REPORTS_PREFIX) if (rid := report_run_id(k))]
     return max(runs) if runs else None
 
 
 def rebuild_report(ctx: RunContext, previous: dict | None = None) -> dict:
     """Recompute a run's report from its stage outputs; timings and failures come from `previous`."""
-    from pipeline.flows.ingest import crawl_summaries
+    from pipeline.stages.crawl import crawl_summaries
 
     previous = previous or {}
-    work = ctx.prefix("work")
-    deduped = [k for k in ctx.bucket.list(work) if k.rsplit("/", 1)[-1].startswith("deduped")]
-    manifest = f"_manifests/run={ctx.run_id}.json"
+    deduped = deduped_key(ctx.run_id)
+    manifest = run_manifest_key(ctx.run_id)
     sources = list(previous.get("sources") or sorted(s["source"] for s in crawl_summaries(ctx)))
     return write_report(ctx, sources=sources, timings=previous.get("stage_seconds", {}),
                         failed_sources=previous.get("failed_sources", {}),
-                        deduped_key=deduped[-1] if deduped else None,
+                        deduped_key=deduped if ctx.bucket.exists(deduped) else None,
                         manifest_key=manifest if ctx.bucket.exists(manifest) else previous.get("manifest"))
 
 

@@ -22,9 +22,11 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipeline.core.bucket import Bucket
+from pipeline.core.config import DEFAULT_S3_PORT, S3Settings
+from pipeline.core.errors import StorageError
 from pipeline.core.paths import var_dir
 
-DEFAULT_S3_PORT = 8333
 # Every port is given explicitly so two instances (a demo and a test run) never collide.
 PORT_NAMES = ("s3", "s3_grpc", "master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc")
 
@@ -187,8 +189,6 @@ class EmbeddedS3:
         raise RuntimeError(f"SeaweedFS S3 at {info.endpoint_url} did not answer in {timeout:.0f}s")
 
     def _ensure_bucket(self, info: ServerInfo, bucket: str, timeout: float) -> None:
-        from pipeline.core.config import S3Settings
-        from pipeline.core.bucket import Bucket, StorageError
 
         settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
                               secret_access_key=info.secret_access_key, bucket=bucket)

@@ -19,32 +19,24 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pipeline.core.config import CleaningRules, ConfigError
+from pipeline.core.config import CleaningRules
+from pipeline.core.context import RunContext
+from pipeline.core.errors import ConfigError, NotAnArticle
+from pipeline.core.layout import cleaned_key
+from pipeline.text.gates import MIN_WORDS, detect_language
 from pipeline.text.hashing import article_id, content_hash
 from pipeline.text.normalise import normalise_text, word_count
 
 log = logging.getLogger(__name__)
 
-#: Fewer words than this after cleaning: rejected as "too_short". News briefs run to
-#: ~50 words; the shortest real article body in the extraction benchmark has 66 tokens.
-MIN_WORDS = 40
 #: A rule (or a source's truncation) that would take more than this share of the words
 #: is not applied and is reported in `warnings` instead.
 MAX_RULE_SHARE = 0.5
 #: Tail truncation (a comment section heading) is only trusted past this share of the text:
 #: comment forms sit after the article, a heading near the top is more likely a real sentence.
 TAIL_START = 0.5
-
-
-class NotAnArticle(Exception):
-    """The page holds no article: an expected outcome with a short stable reason name."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 class _Alternatives:
@@ -277,17 +269,6 @@ def clean_text(text: str, rules: CleaningRules | None = None, *, title: str | No
     return "\n".join(run.lines), run.removed, run.warnings
 
 
-def detect_language(text: str) -> str | None:
-    """ISO 639-1 code of the text (py3langid), None for too little text to tell."""
-    import py3langid
-
-    sample = text[:1_000]  # a few paragraphs give a stable guess; classify() is linear in length
-    if len(sample.strip()) < 20:
-        return None
-    lang, _ = py3langid.classify(sample)
-    return lang
-
-
 def clean_article(record: dict, rules: CleaningRules | None = None, *, language: str | None = None) -> dict:
     """A new record with cleaned text, `removed` extended, `warnings`, language and word count.
 
@@ -321,8 +302,7 @@ def _read_jsonl_gz(data: bytes) -> Iterator[dict]:
 def clean_one(record: dict, rules: CleaningRules | None = None, *, language: str | None = None) -> dict:
     """`clean_article` plus the record's content hash and article id: one row of the cleaned file.
 
-    Raises NotAnArticle as `clean_article` does. Called by `clean_stage`, and by the extraction
-    workers of `python -m pipeline run`, which clean each page as soon as it is extracted.
+    Raises NotAnArticle as `clean_article` does.
     """
     cleaned = clean_article(record, rules, language=language)
     cleaned["content_hash"] = content_hash(cleaned["text"])
@@ -330,35 +310,48 @@ def clean_one(record: dict, rules: CleaningRules | None = None, *, language: str
     return cleaned
 
 
-#: What cleaning made of one extracted record: the cleaned row, or why it was rejected.
-Outcome = tuple[dict, "dict | NotAnArticle"]
+@dataclass(frozen=True)
+class CleanStep:
+    """The clean stage's per-record work, `clean_one` with each source's rules and language.
+
+    `clean_stage` runs it over the extracted files in the bucket; `pipeline.flows` also hands it to
+    the extraction workers (a `PageStep` of `extract_outcomes(then=...)`), so that in a one-process
+    run each page is cleaned on the core that extracted it, during the crawl.
+    """
+
+    rules: Mapping[str, CleaningRules | None] = field(default_factory=dict)
+    languages: Mapping[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, ctx: RunContext) -> CleanStep:
+        """The step for the run's sources file."""
+        return cls(ctx.sources.cleaning_rules(), ctx.sources.languages())
+
+    def __call__(self, record: dict, item: Mapping | None = None) -> dict:
+        """The cleaned row of `record` (its source read from `item`, else from the record itself)."""
+        source = (item if item is not None else record).get("source") or ""
+        return clean_one(record, self.rules.get(source), language=self.languages.get(source))
+
+    def warmup(self) -> None:
+        """Load the language model once, before the extraction workers fork."""
+        detect_language("warming up the language identifier model before work starts")
 
 
-def clean_settings_of(ctx) -> Callable[[str | None], tuple[CleaningRules | None, str | None]]:
-    """source name -> (its cleaning rules, its configured language); each source looked up once."""
-    cache: dict[str | None, tuple[CleaningRules | None, str | None]] = {}
-
-    def settings(source: str | None) -> tuple[CleaningRules | None, str | None]:
-        if source not in cache:
-            cache[source] = _source_settings(ctx, source)
-        return cache[source]
-
-    return settings
+#: What cleaning made of one extracted record: (the record, its cleaned row or {"error", "detail"}).
+Outcome = tuple[dict, dict]
 
 
-def clean_outcomes(ctx, extracted_key: str, settings: Callable[[str | None], tuple] | None = None
-                   ) -> Iterator[Outcome]:
-    """(record, cleaned row or NotAnArticle) for every record of one extracted file in the bucket."""
-    settings = settings or clean_settings_of(ctx)
+def clean_outcomes(ctx: RunContext, extracted_key: str, step: CleanStep | None = None) -> Iterator[Outcome]:
+    """(record, cleaned row or {"error", "detail"}) for every record of one extracted file in the bucket."""
+    step = step or CleanStep.of(ctx)
     for record in _read_jsonl_gz(ctx.bucket.get(extracted_key)):
-        rules, language = settings(record.get("source"))
         try:
-            yield record, clean_one(record, rules, language=language)
+            yield record, step(record)
         except NotAnArticle as exc:
-            yield record, exc
+            yield record, {"error": exc.reason, "detail": exc.detail}
 
 
-def clean_stage(ctx, extracted_keys: list[str], *, cleaned: Mapping[str, list[Outcome]] | None = None) -> str:
+def clean_stage(ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[str, list[Outcome]] | None = None) -> str:
     """Clean every extracted record of the run; writes `work/.../cleaned.jsonl.gz`, returns its key.
 
     `cleaned`, when given, holds the outcomes of extracted files already cleaned elsewhere (by
@@ -367,16 +360,16 @@ def clean_stage(ctx, extracted_keys: list[str], *, cleaned: Mapping[str, list[Ou
     """
     from pipeline.dataset.rejects import reject, write_rejects
 
-    out_key = f"{ctx.prefix('work')}cleaned.jsonl.gz"
-    settings = clean_settings_of(ctx)
+    out_key = cleaned_key(ctx.run_id)
+    step = CleanStep.of(ctx)
     rows: list[dict] = []
     rejects: list[dict] = []
     for key in extracted_keys:
         outcomes = (cleaned or {}).get(key)
-        for record, result in (clean_outcomes(ctx, key, settings) if outcomes is None else outcomes):
-            if isinstance(result, NotAnArticle):
-                rejects.append(reject(record.get("url", ""), "clean", result.reason, source=record.get("source"),
-                                      detail=result.detail, warc_key=record.get("warc_key"),
+        for record, result in (clean_outcomes(ctx, key, step) if outcomes is None else outcomes):
+            if "error" in result:
+                rejects.append(reject(record.get("url", ""), "clean", result["error"], source=record.get("source"),
+                                      detail=result.get("detail", ""), warc_key=record.get("warc_key"),
                                       warc_record_id=record.get("warc_record_id")))
             else:
                 rows.append(result)
@@ -384,15 +377,3 @@ def clean_stage(ctx, extracted_keys: list[str], *, cleaned: Mapping[str, list[Ou
     write_rejects(ctx, "clean", rejects)
     log.info("clean: %s kept, %s rejected -> %s", len(rows), len(rejects), out_key)
     return out_key
-
-
-def _source_settings(ctx, source: str | None) -> tuple[CleaningRules | None, str | None]:
-    """The source's cleaning rules and configured language; (None, None) for no or an unknown source."""
-    if not source:
-        return None, None
-    try:
-        src = ctx.sources.source(source)
-    except ConfigError:
-        log.warning("no source named %r in %s: built-in cleaning rules only", source, ctx.sources_path)
-        return None, None
-    return src.cleaning, src.language

@@ -16,18 +16,23 @@ import logging
 import os
 import subprocess
 import sys
+import traceback
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.core.context import RunContext, make_run_id
 from pipeline.core.paths import ROOT, var_dir
 from pipeline.runtime.pool import FORK_LOCK
-from pipeline.core.bucket import safe_segment
+from pipeline.core.layout import crawl_failure_key, crawl_summaries_prefix, crawl_summary_key, safe_segment
 
 log = logging.getLogger(__name__)
 
 #: A crawl that runs longer than this is killed (seconds); generous: politeness delays add up.
 DEFAULT_TIMEOUT = 6 * 3600
+#: How a crawl child that refuses to start says why (`spiders.settings.REFUSAL`: a security
+#: component cannot be imported); not imported from there, the child's settings are its own.
+REFUSAL = "refusing to crawl:"
 
 
 class CrawlError(RuntimeError):
@@ -35,7 +40,8 @@ class CrawlError(RuntimeError):
 
 
 def summary_key(ctx: RunContext, source_name: str) -> str:
-    return f"{ctx.prefix('work')}crawl/{safe_segment(source_name)}.json"
+    """`work/.../crawl/<source>.json` of this run (written by the spider when it closes)."""
+    return crawl_summary_key(ctx.run_id, source_name)
 
 
 def crawl_log_path(ctx: RunContext, source_name: str) -> Path:
@@ -64,12 +70,21 @@ def _tail(path: Path, lines: int = 40) -> str:
         return f"(no log: {exc})"
 
 
+def _refusal(tail: str) -> str | None:
+    """The reason a crawl child refused to start, from the tail of its log (None: it did not refuse)."""
+    for line in reversed(tail.splitlines()):
+        if REFUSAL in line:
+            return line.split(REFUSAL, 1)[1].strip()
+    return None
+
+
 def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] | None = None,
                 timeout: float = DEFAULT_TIMEOUT) -> dict:
     """Crawl one source; returns `{"source", "warc_keys", "stats", "rejects_key"}`.
 
     Raises ConfigError for an unknown source (before starting anything) and CrawlError when
-    the crawl process fails or leaves no summary.
+    the crawl process fails or leaves no summary, or refuses to start because a security
+    component (SSRF guard, robots.txt, guarded resolver) cannot be imported.
     """
     ctx.sources.source(source_name)  # unknown source: ConfigError now, not a child traceback
     key = summary_key(ctx, source_name)
@@ -94,7 +109,11 @@ def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] |
                                  f"{_tail(log_path)}") from None
             raise
     if proc.returncode != 0:
-        raise CrawlError(f"crawl of {source_name} failed (exit {proc.returncode}); log tail:\n{_tail(log_path)}")
+        tail = _tail(log_path)
+        refusal = _refusal(tail)
+        if refusal is not None:  # fail closed: no security component, no crawl; say so first
+            raise CrawlError(f"crawl of {source_name} refused to start: {refusal}; log tail:\n{tail}")
+        raise CrawlError(f"crawl of {source_name} failed (exit {proc.returncode}); log tail:\n{tail}")
     if not ctx.bucket.exists(key):
         raise CrawlError(f"crawl of {source_name} wrote no summary at {key}; log tail:\n{_tail(log_path)}")
     summary = ctx.bucket.get_json(key)
@@ -104,6 +123,82 @@ def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] |
     return {"source": summary["source"], "warc_keys": summary.get("warc_keys", []),
             "stats": summary.get("stats", {}), "rejects_key": summary.get("rejects_key"),
             "bytes": summary.get("bytes", 0), "summary_key": key}
+
+
+# --------------------------------------------------------------------------- outcome of a run's crawls
+#
+# Per-source crawl outcome, readable by any worker (the bucket is the shared store):
+# `work/.../crawl/<source>.json`, the summary the spider writes when it closes, and
+# `work/.../crawl-failed/<source>.json`, written by `crawl_source()` when a crawl raises (deleted
+# again when a retry succeeds). A crawl killed outright (OOM, evicted pod) writes neither; it
+# counts as failed too.
+
+#: The longest failure reason kept for the run report (the tail of the crawl log is longer).
+MAX_REASON_CHARS = 1500
+
+
+def failure_key(ctx: RunContext, source_name: str) -> str:
+    """`work/.../crawl-failed/<source>.json` of this run."""
+    return crawl_failure_key(ctx.run_id, source_name)
+
+
+def crawl_source(ctx: RunContext, source_name: str, *, try_number: int | None = None,
+                 settings: dict[str, str] | None = None) -> dict:
+    """`crawl_stage`, recording a failure in the bucket before re-raising (so the report can name it).
+
+    Returns only what is small and safe for XCom: the source name and its WARC file count.
+    """
+    key = failure_key(ctx, source_name)
+    try:
+        summary = crawl_stage(ctx, source_name, settings=settings)
+    except BaseException as exc:  # incl. AirflowTaskTimeout (a BaseException): record, then re-raise
+        reason = f"{type(exc).__name__}: {exc}"
+        try:
+            ctx.bucket.put_json(key, {"source": source_name, "run_id": ctx.run_id, "try_number": try_number,
+                                      "error": reason[-MAX_REASON_CHARS:],
+                                      "traceback": traceback.format_exc()[-MAX_REASON_CHARS:]})
+        except Exception as record_exc:  # the crawl's own error is the one to surface
+            log.error("could not record the failure of %s: %s", source_name, record_exc)
+        raise
+    ctx.bucket.delete([key])  # a retry that succeeded: the earlier attempt's failure no longer holds
+    return {"source": summary["source"], "warc_files": len(summary["warc_keys"])}
+
+
+def crawl_summaries(ctx: RunContext) -> list[dict]:
+    """The crawl summaries this run wrote to the bucket (one per source that finished)."""
+    prefix = crawl_summaries_prefix(ctx.run_id)
+    return [ctx.bucket.get_json(key) for key in ctx.bucket.list(prefix) if key.endswith(".json")]
+
+
+def crawl_outcome(ctx: RunContext, source_names: Iterable[str]) -> tuple[list[dict], dict[str, str]]:
+    """(summaries of the crawls that finished, {source: why it failed}) for this run.
+
+    A source counts as failed when its crawl recorded a failure, ended early (finish
+    reason other than `finished`), or left no summary at all (task killed, or never ran).
+    """
+    names = list(source_names or [])
+    summaries = {s["source"]: s for s in crawl_summaries(ctx)}
+    failed: dict[str, str] = {}
+    for name in names:
+        key = failure_key(ctx, name)
+        if ctx.bucket.exists(key):
+            failed[name] = ctx.bucket.get_json(key).get("error") or "crawl failed"
+        elif name not in summaries:
+            failed[name] = "crawl did not finish (task killed, timed out or never started; see its task log)"
+        elif summaries[name].get("finish_reason") not in ("finished", None):
+            failed[name] = f"crawl ended early: {summaries[name].get('finish_reason')}"
+    finished = [s for name, s in summaries.items() if name in names and name not in failed]
+    return finished, failed
+
+
+def finished_warc_keys(ctx: RunContext, source_names: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """(every WARC file of the crawls that finished, in a stable order; {source: why it failed})."""
+    finished, failed = crawl_outcome(ctx, source_names)
+    for name, reason in failed.items():
+        log.warning("source %s failed; its pages are left for the next run: %s", name, reason.splitlines()[0])
+    keys = sorted({key for s in finished for key in s.get("warc_keys", [])})
+    log.info("%d WARC file(s) from %d finished crawl(s)", len(keys), len(finished))
+    return keys, failed
 
 
 # --------------------------------------------------------------------------- CLI

@@ -47,7 +47,8 @@ from pipeline.stages.dedupe_index import (
 )
 from pipeline.text.hashing import article_id as make_article_id
 from pipeline.text.hashing import normalised_bytes
-from pipeline.core.bucket import PreconditionFailed, StorageError, run_date as run_date_of
+from pipeline.core.bucket import PreconditionFailed, StorageError
+from pipeline.core.layout import deduped_key, run_date as run_date_of
 
 if TYPE_CHECKING:
     from pipeline.core.context import RunContext
@@ -262,7 +263,7 @@ def dedupe_stage(ctx: "RunContext", cleaned_key: str, *, config: DedupeConfig | 
             time.sleep(random.uniform(0.05, 0.2) * attempt)
     else:
         raise StorageError(f"dedupe index: gave up after {SAVE_ATTEMPTS} conflicting concurrent writes")
-    key = f"{ctx.prefix('work')}deduped.jsonl.gz"
+    key = deduped_key(ctx.run_id)
     bucket.put_jsonl(key, out)
     index.delete_expired(bucket)
     kinds = {k: sum(1 for r in out if r["dup_kind"] == k) for k in ("url", "exact", "near")}

@@ -32,10 +32,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.core.bucket import Bucket, PreconditionFailed
+from pipeline.core.layout import DEDUPE_INDEX_PREFIX, dedupe_shard_day, dedupe_shard_key
 
 log = logging.getLogger(__name__)
 
-INDEX_PREFIX = "state/dedupe/v1/"
 FORMAT_VERSION = 1
 _EPOCH = date(1970, 1, 1)
 
@@ -388,7 +388,7 @@ class DedupeIndex:
         self._run_ix: dict[str, int] = {}
         self._lookups: tuple[KeyRows, KeyRows, KeyRows] | None = None
         # Where this index came from, for conditional saves: shard key -> ETag ("" = did not exist).
-        self.prefix = INDEX_PREFIX
+        self.prefix = DEDUPE_INDEX_PREFIX
         self.run_date: str | None = None
         self.etags: dict[str, str] = {}
 
@@ -553,10 +553,11 @@ class DedupeIndex:
 
     @staticmethod
     def shard_key(prefix: str, day: str) -> str:
-        return f"{prefix}day={day}.npz"
+        """`<prefix>day=YYYY-MM-DD.npz`: the shard of one run date."""
+        return dedupe_shard_key(day, prefix)
 
     @classmethod
-    def load(cls, bucket: Bucket, *, key: str = INDEX_PREFIX, run_date: str,
+    def load(cls, bucket: Bucket, *, key: str = DEDUPE_INDEX_PREFIX, run_date: str,
              config: DedupeConfig | None = None) -> "DedupeIndex":
         """The index as of `run_date`: the day shards within the window, oldest first, with their ETags."""
         index = cls(config)
@@ -565,10 +566,10 @@ class DedupeIndex:
         today = day_number(run_date)
         oldest = today - index.config.window_days
         for shard in bucket.list(key):
-            name = shard[len(key):]
-            if not (name.startswith("day=") and name.endswith(".npz")):
+            day = dedupe_shard_day(shard, key)
+            if day is None:
                 continue
-            shard_day = day_number(name[4:14])
+            shard_day = day_number(day)
             if oldest <= shard_day <= today:
                 got = bucket.get_with_etag(shard)
                 if got is not None:
@@ -602,12 +603,12 @@ class DedupeIndex:
             return []
         oldest = day_number(self.run_date) - self.config.window_days
         old = [k for k in bucket.list(self.prefix)
-               if k[len(self.prefix):].startswith("day=") and day_number(k[len(self.prefix) + 4:][:10]) < oldest]
+               if (day := dedupe_shard_day(k, self.prefix)) is not None and day_number(day) < oldest]
         if old:
             bucket.delete(old)
             log.info("dedupe index: deleted %s expired shards", len(old))
         return old
 
 
-__all__ = ["DedupeConfig", "DedupeIndex", "INDEX_PREFIX", "KeyRows", "PreconditionFailed", "band_keys",
+__all__ = ["DedupeConfig", "DedupeIndex", "KeyRows", "PreconditionFailed", "band_keys",
            "day_number", "earlier_equal", "lsh_params", "shingle_hashes", "signatures"]

@@ -6,7 +6,8 @@ pruning pass that removes what trafilatura is known to let through on news pages
 vocabulary, ARIA roles and link density, never by site), with metadata (title,
 author, date in ISO 8601 checked for sanity, language, site name, canonical URL,
 top image) and readability-lxml as a second opinion when trafilatura finds nothing.
-Cleaning (`pipeline.stages.clean`) then runs on the text unless `clean=False`.
+Cleaning (`pipeline.stages.clean`) comes next; this module never imports it: a worker runs
+whatever per-page step it is handed (`extract_outcomes(then=...)`).
 
 `extract_batch` spreads pages over a bounded process pool (`pipeline.runtime.pool`): each
 page is limited in time and memory, a page that hangs or blows up is killed and
@@ -24,7 +25,8 @@ from collections import Counter
 from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from urllib.parse import urljoin, urlsplit
 
 import trafilatura
@@ -34,8 +36,11 @@ from lxml.html import HtmlElement
 from trafilatura.settings import Document
 from trafilatura.utils import load_html
 
-from pipeline.stages.clean import MIN_WORDS, NotAnArticle, clean_article, clean_one, detect_language
 from pipeline.core.config import CleaningRules, ConfigError
+from pipeline.core.context import RunContext
+from pipeline.core.errors import NotAnArticle
+from pipeline.core.layout import extract_rejects_name, extracted_key
+from pipeline.text.gates import MIN_WORDS
 from pipeline.text.normalise import normalise_text, word_count
 
 log = logging.getLogger(__name__)
@@ -44,8 +49,8 @@ log = logging.getLogger(__name__)
 #: so records can be re-extracted selectively when the extractor improves).
 EXTRACTOR_VERSION = f"1.0+trafilatura-{trafilatura.__version__}"
 
-__all__ = ["EXTRACTOR_VERSION", "NotAnArticle", "extract_page", "extract_batch", "extract_stage",
-           "canonical_url", "configure_extract", "cmd_extract"]
+__all__ = ["EXTRACTOR_VERSION", "NotAnArticle", "PageOutcome", "PageStep", "extract_page", "extract_outcomes",
+           "extract_batch", "extract_stage", "canonical_url"]
 
 #: Larger inputs are rejected ("too_large"): trafilatura's own MAX_FILE_SIZE (settings.cfg).
 MAX_HTML_CHARS = 20_000_000
@@ -455,8 +460,10 @@ def _why_no_article(html: str, text: str) -> NotAnArticle:
     return NotAnArticle("no_article_text")
 
 
-def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, clean: bool = True) -> dict:
-    """The article record of one page; raises NotAnArticle(reason) when the page holds no article."""
+def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> dict:
+    """The article record of one page, its text normalised but not yet cleaned (the clean stage's
+    line rules come next: `pipeline.flows.pages.article_from_html` does both); raises
+    NotAnArticle(reason) when the page holds no article."""
     _check_input(html)
     try:
         tree = load_html(html)
@@ -508,16 +515,15 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
         # A link-heavy page whose "article" is its own link texts: a section front or a site map.
         raise NotAnArticle("navigation_only", "the extracted text is the page's link texts")
 
-    if not clean:
-        text = normalise_text(text)  # otherwise cleaning normalises: do it once
-        words = word_count(text)
+    text = normalise_text(text)
+    words = word_count(text)
     record = {
         "url": url,
         "canonical_url": canonical_url(url, declared[0] if declared else None),
         "title": normalise_text(meta.title) if meta.title else None,
         "author": normalise_text(meta.author) if meta.author else None,
         "published": published,
-        "language": None,  # detected on the final text by clean_article (here, or in the clean stage)
+        "language": None,  # detected on the final text by the clean stage
         "sitename": meta.sitename or None,
         "image": meta.image or None,
         "text": text,
@@ -526,93 +532,104 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None, cle
         "warnings": warnings,
         "extractor_version": EXTRACTOR_VERSION,
     }
-    if clean:
-        record = clean_article(record, rules)
     return record
 
 
 # ------------------------------------------------------------------ batch
 
 
-def _warmup() -> None:
-    """Load what every page needs once per worker (the language model), before the memory cap."""
-    detect_language("warming up the language identifier model before work starts")
+#: A per-page step run in the extraction worker right after `extract_page`: (the extracted record,
+#: its item without the HTML) -> a new record; raises NotAnArticle to reject the page. It must be
+#: picklable (a module-level function or a dataclass instance); an optional `warmup()` method loads
+#: what it needs once, before the workers fork. `pipeline.flows` hands the clean stage's step here, so
+#: a page is cleaned on the core that extracted it, and extraction never imports cleaning.
+PageStep = Callable[[dict, dict], dict]
 
 
-#: The key under which `extract_batch(also_clean=...)` returns a record's cleaning outcome.
-CLEANED = "_cleaned"
+@dataclass(frozen=True)
+class PageOutcome:
+    """What the workers made of one page."""
+
+    #: The extracted record (the item's fields added), or {"url", "error", "detail"}.
+    record: dict
+    #: What the `then` step made of it: its record, or {"error", "detail"} when it rejected the page;
+    #: None without a step or when extraction failed.
+    then: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return "error" not in self.record
 
 
-def _extract_item(payload: tuple[dict, CleaningRules | None, bool, tuple[str | None] | None]) -> dict:
-    item, rules, clean, alongside = payload  # alongside: (the source's language,) when cleaning alongside
+def _failure(url: str, reason: str, detail: str) -> dict:
+    return {"url": url, "error": reason, "detail": detail}
+
+
+def _extract_item(payload: tuple[dict, CleaningRules | None], then: PageStep | None = None) -> PageOutcome:
+    item, rules = payload
     url = item.get("url") or ""
     try:
-        record = extract_page(item.get("html") or "", url, rules=rules, clean=clean)
+        record = extract_page(item.get("html") or "", url, rules=rules)
     except NotAnArticle as exc:
-        return {"url": url, "error": exc.reason, "detail": exc.detail}
+        return PageOutcome(_failure(url, exc.reason, exc.detail))
     except RecursionError:
-        return {"url": url, "error": "too_deep", "detail": "markup nested too deeply"}
+        return PageOutcome(_failure(url, "too_deep", "markup nested too deeply"))
     except Exception as exc:  # one bad page must not stop a batch; the reason is kept for rejects
         log.exception("extraction failed for %s", url)
-        return {"url": url, "error": "extract_error", "detail": f"{type(exc).__name__}: {exc}"}
+        return PageOutcome(_failure(url, "extract_error", f"{type(exc).__name__}: {exc}"))
     for key, value in item.items():
         if key != "html" and key not in record:
             record[key] = value
-    if alongside is not None:
-        try:  # with the rules the page was extracted with, as extract_page(clean=True) does
-            record[CLEANED] = clean_one(record, rules, language=alongside[0])
-        except NotAnArticle as exc:  # the clean stage's reject, not an extraction failure
-            record[CLEANED] = {"error": exc.reason, "detail": exc.detail}
-    return record
+    if then is None:
+        return PageOutcome(record)
+    pointer = {key: value for key, value in item.items() if key != "html"}
+    try:
+        return PageOutcome(record, then(record, pointer))
+    except NotAnArticle as exc:  # the step's reject (e.g. the clean stage's), not an extraction failure
+        return PageOutcome(record, {"error": exc.reason, "detail": exc.detail})
 
 
-def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout: float = 30,
-                  max_memory_mb: int = 1024,
-                  rules_for: Callable[[dict], CleaningRules | None] | None = None,
-                  clean: bool = True,
-                  also_clean: Callable[[dict], str | None] | None = None) -> Iterator[dict]:
-    """Extract {"url", "html", ...} items on all cores; yields records or {"url", "error"} in input order.
+def extract_outcomes(items: Iterable[dict], *, workers: int | None = None, timeout: float = 30,
+                     max_memory_mb: int = 1024, rules_for: Callable[[dict], CleaningRules | None] | None = None,
+                     then: PageStep | None = None) -> Iterator[PageOutcome]:
+    """Extract {"url", "html", ...} items on all cores, then run `then` on each record in the same
+    worker; yields a `PageOutcome` per item, in input order.
 
-    Each page gets `timeout` seconds and `max_memory_mb` of memory; past either its worker
-    is killed and the page yields {"url", "error": "timeout" | "memory"}; the batch goes on.
-
-    `also_clean` (item -> its source's configured language, or None), with `clean=False`: the
-    worker also runs the clean stage's `clean_one` on the record, with the item's rules, and
-    returns its outcome under `CLEANED` (the cleaned row, or {"error", "detail"}), so the
-    record is cleaned on the core that extracted it instead of after the whole batch.
+    Each page gets `timeout` seconds and `max_memory_mb` of memory (extraction and `then` together);
+    past either its worker is killed and the page's record is {"url", "error": "timeout" | "memory"};
+    the batch goes on. `rules_for(item)` gives the item's source's rules (its `drop_selectors`).
     """
     from pipeline.runtime.pool import TaskFailure, bounded_map
 
-    if clean and also_clean is not None:
-        raise ValueError("also_clean is for unclean records (clean=False)")
     urls: dict[int, str] = {}
     counter = iter(range(10**18))
 
-    def payloads() -> Iterator[tuple[dict, CleaningRules | None, bool, tuple[str | None] | None]]:
+    def payloads() -> Iterator[tuple[dict, CleaningRules | None]]:
         for item in items:
             urls[next(counter)] = item.get("url") or ""
-            yield item, (rules_for(item) if rules_for else None), clean, ((also_clean(item),) if also_clean else None)
+            yield item, (rules_for(item) if rules_for else None)
 
-    # The language model is only needed when cleaning here (clean_article detects the language).
-    warmup = _warmup if clean or also_clean else None
-    for index, result in enumerate(bounded_map(_extract_item, payloads(), workers=workers, timeout=timeout,
+    fn = _extract_item if then is None else partial(_extract_item, then=then)  # forked, never pickled per page
+    warmup = getattr(then, "warmup", None)
+    for index, result in enumerate(bounded_map(fn, payloads(), workers=workers, timeout=timeout,
                                                max_memory_mb=max_memory_mb, warmup=warmup)):
         url = urls.pop(index, "")
         if isinstance(result, TaskFailure):
-            yield {"url": url, "error": result.reason, "detail": result.detail}
+            yield PageOutcome(_failure(url, result.reason, result.detail))
         else:
             yield result
 
 
+def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout: float = 30,
+                  max_memory_mb: int = 1024,
+                  rules_for: Callable[[dict], CleaningRules | None] | None = None) -> Iterator[dict]:
+    """`extract_outcomes` without a step: the extracted records (or {"url", "error", "detail"}) in input order."""
+    for outcome in extract_outcomes(items, workers=workers, timeout=timeout, max_memory_mb=max_memory_mb,
+                                    rules_for=rules_for):
+        yield outcome.record
+
+
 # ------------------------------------------------------------------ stage
-
-
-def _warc_stem(warc_key: str) -> str:
-    name = warc_key.rsplit("/", 1)[-1]
-    for suffix in (".warc.gz", ".warc"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def warc_item(rec) -> dict | None:
@@ -626,16 +643,10 @@ def warc_item(rec) -> dict | None:
             "http_etag": rec.header("ETag"), "http_last_modified": rec.header("Last-Modified")}
 
 
-def cleaning_rules_of(ctx) -> Callable[[dict], CleaningRules | None]:
-    """item -> its source's cleaning rules (looked up once per source; None when it has none)."""
-    from pipeline.stages.clean import clean_settings_of
-
-    settings = clean_settings_of(ctx)
-    return lambda item: settings(item.get("source"))[0]
-
-
-def extracted_key(ctx, warc_key: str) -> str:
-    return f"{ctx.prefix('work')}extracted/{_warc_stem(warc_key)}.jsonl.gz"
+def cleaning_rules_of(ctx: RunContext) -> Callable[[dict], CleaningRules | None]:
+    """item -> its source's cleaning rules (None for a source without rules or not in the sources file)."""
+    rules = ctx.sources.cleaning_rules()
+    return lambda item: rules.get(item.get("source") or "")
 
 
 def write_extraction(ctx, warc_key: str, outcomes: Iterable[tuple[dict, dict]]) -> str:
@@ -652,9 +663,9 @@ def write_extraction(ctx, warc_key: str, outcomes: Iterable[tuple[dict, dict]]) 
                                   warc_record_id=item["warc_record_id"]))
         else:
             rows.append(result)
-    out_key = extracted_key(ctx, warc_key)
+    out_key = extracted_key(ctx.run_id, warc_key)
     ctx.bucket.put_jsonl(out_key, rows)
-    write_rejects(ctx, f"extract-{_warc_stem(warc_key)}", rejects)
+    write_rejects(ctx, extract_rejects_name(warc_key), rejects)
     log.info("extract %s: %s articles, %s rejected -> %s", warc_key, len(rows), len(rejects), out_key)
     return out_key
 
@@ -675,89 +686,6 @@ def extract_stage(ctx, warc_key: str, *, workers: int | None = None, timeout: fl
                 pointers.append(item)
                 yield {**item, "html": rec.text()}
 
-    # Text-level cleaning is the clean stage's job (clean_stage): do it once, there.
-    batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=cleaning_rules_of(ctx), clean=False)
+    # Text-level cleaning is the clean stage's job (clean_stage): done once, there.
+    batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=cleaning_rules_of(ctx))
     return write_extraction(ctx, warc_key, ((pointers[i], result) for i, result in enumerate(batch)))
-
-
-# ------------------------------------------------------------------ CLI
-
-
-def configure_extract(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of `python -m pipeline extract`."""
-    parser.add_argument("file", nargs="?", default="-",
-                        help="HTML file (or, with --jsonl, a JSON Lines file); '-' or nothing reads stdin")
-    parser.add_argument("--url", help="the page's URL (required for a single page)")
-    parser.add_argument("--jsonl", action="store_true",
-                        help='batch: JSON Lines of {"url", "html"} in, one line out per line in, same order')
-    parser.add_argument("--workers", type=int, default=None, help="processes for --jsonl (default: all cores)")
-    parser.add_argument("--timeout", type=float, default=30, help="seconds per page in --jsonl mode (default 30)")
-    parser.add_argument("--raw", action="store_true",
-                        help="skip the cleaning layer (extraction only; no language detection either)")
-    return parser
-
-
-def _open_input(path: str, binary: bool):
-    if path in ("-", ""):
-        return sys.stdin.buffer if binary else sys.stdin
-    return open(path, "rb") if binary else open(path, encoding="utf-8")
-
-
-def _jsonl_items(stream, bad: list[str | None]) -> Iterator[dict]:
-    """Items of a JSON Lines stream; `bad` gets, per item, why its line was unusable (or None)."""
-    for line_no, line in enumerate(stream, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            problem = None if isinstance(item, dict) else f"line {line_no}: not a JSON object"
-        except ValueError as exc:
-            problem = f"line {line_no}: not JSON ({exc})"
-        if problem:
-            item = {"url": None, "html": ""}
-        elif not isinstance(item.get("html"), str):
-            problem = f'line {line_no}: "html" must be a string'
-            item = {"url": item.get("url"), "html": ""}
-        bad.append(problem)
-        yield item
-
-
-def cmd_extract(args: argparse.Namespace) -> int:
-    """Handler of `extract`: exit 0 article, 3 not an article (reason on stderr), 2 bad usage."""
-    if args.jsonl:
-        try:
-            stream = _open_input(args.file, binary=False)
-        except OSError as exc:
-            print(f"extract: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-            return 2
-        bad: list[str | None] = []
-        with stream if stream is not sys.stdin else nullcontext(stream):
-            for index, result in enumerate(extract_batch(_jsonl_items(stream, bad), workers=args.workers,
-                                                         timeout=args.timeout)):
-                if bad[index]:
-                    result = {"url": result.get("url"), "error": "bad_input", "detail": bad[index]}
-                sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-                sys.stdout.flush()
-        return 0
-    if not args.url:
-        print("extract: --url URL is required for a single page (or use --jsonl)", file=sys.stderr)
-        return 2
-    try:
-        stream = _open_input(args.file, binary=True)
-        data = stream.read()
-        if stream is not sys.stdin.buffer:
-            stream.close()
-    except OSError as exc:
-        print(f"extract: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    from w3lib.encoding import html_to_unicode
-
-    _, html = html_to_unicode(None, data)  # the same detection Scrapy uses, without HTTP headers
-    try:
-        record = extract_page(html, args.url, clean=not getattr(args, "raw", False))
-    except NotAnArticle as exc:
-        print(f"not an article: {exc.reason}" + (f" ({exc.detail})" if exc.detail else ""), file=sys.stderr)
-        return 3
-    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return 0
-

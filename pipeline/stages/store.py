@@ -37,20 +37,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 import pipeline
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
-from pipeline.dataset.manifest import (
+from pipeline.core.layout import (
     ARTICLES_PREFIX,
-    MANIFEST_VERSION,
     check_dt,
     compacted_prefix,
     compaction_manifest_key,
-    iso_utc,
-    load_compaction,
-    load_run_manifests,
-    referenced_keys,
+    part_key,
     run_articles_prefix,
+    run_date,
     run_manifest_key,
 )
-from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError, describe_error, run_date
+from pipeline.dataset.manifest import MANIFEST_VERSION, iso_utc, load_compaction, load_run_manifests, referenced_keys
+from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError, describe_error
 from pipeline.dataset.schema import (
     ARTICLE_SCHEMA,
     JSON_PARSE_SCHEMA,
@@ -260,7 +258,7 @@ class _PartWriter:
                 # Lane i names its files i, i + n, i + 2n ...: unique, and independent of timing.
                 number = lane.index + len(self._lanes) * lane.files_opened
                 lane.files_opened += 1
-                key = f"{self.prefix}part-{self.attempt}-{number:05d}.parquet"
+                key = part_key(self.prefix, self.attempt, number)
                 self.written.append(key)  # before any PUT: a timed-out PUT may still have landed
                 lane.sink = _StreamingUpload(self.bucket, key, self._pool, self.part_bytes)
                 lane.writer = pq.ParquetWriter(lane.sink, ARTICLE_SCHEMA, **self.options)

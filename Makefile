@@ -5,11 +5,11 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install demo test test-fast lock s3-up s3-down s3-status site bench bench-extract bench-dedupe bench-store bench-crawl bench-e2e clean
+.PHONY: help install demo test lint format test-fast lock s3-up s3-down s3-status site bench bench-extract bench-dedupe bench-store bench-crawl bench-e2e clean
 
 help:
 	@echo "make demo         start embedded S3 + sample site, run the news_ingest DAG once, read articles back"
-	@echo "make test         run the test suite (what CI runs)"
+	@echo "make test         lint (ruff, mypy), then the test suite (what CI runs)"
 	@echo "make bench-*      benchmarks: extract, dedupe, store, crawl, e2e"
 	@echo "make s3-up|s3-down|s3-status   the embedded SeaweedFS"
 	@echo "make site         serve the offline sample news site on 127.0.0.1:8701-8703"
@@ -27,8 +27,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
+
+# Lint, format and type checks (configured in pyproject.toml); `make test` runs them first.
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline spiders dags tests benchmarks examples
+	$(BIN)/ruff format --check pipeline spiders dags tests benchmarks examples
+	$(BIN)/mypy
+
+# Apply the formatter and the safe lint fixes.
+format: $(STAMP)
+	$(BIN)/ruff check --fix pipeline spiders dags tests benchmarks examples
+	$(BIN)/ruff format pipeline spiders dags tests benchmarks examples
 
 # Regenerate the lock from the current environment (after changing requirements.txt).
 lock: $(STAMP)

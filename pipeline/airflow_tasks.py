@@ -35,24 +35,19 @@ ASSET_NAME = "news_articles"
 # --------------------------------------------------------------------------- terminal errors
 
 
-def _bad_run_id(exc: BaseException) -> bool:
-    # check_run_id raises a plain ValueError; its message is the only mark it has.
-    return isinstance(exc, ValueError) and str(exc).startswith("bad run id ")
-
-
 @contextmanager
 def fail_fast() -> Iterator[None]:
     """Around a task's body: an error a retry cannot fix fails the task at once.
 
     Terminal errors (a StorageError with `terminal` set: wrong credentials, a missing bucket;
-    a ConfigError; a bad run id) are re-raised as Airflow's `AirflowFailException` with the
+    a ConfigError, a bad run id among them) are re-raised as Airflow's `AirflowFailException` with the
     same message, which fails the task without its retries. Everything else (an S3 outage, a
     lost connection, a crawl that failed) propagates unchanged, and Airflow retries it.
     """
     try:
         yield
     except Exception as exc:
-        if not (is_terminal(exc) or _bad_run_id(exc)):
+        if not is_terminal(exc):
             raise
         fail = _fail_exception()
         if fail is None:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Values of WARC-X-Kind.
-KINDS = ("article", "feed", "sitemap", "robots", "section")
-
-
 @dataclass
 class FetchedPage:
     """One response to archive raw (WARC request + response records)."""

@@ -18,6 +18,7 @@ import pytest
 
 from pipeline.core.config import S3Settings
 from pipeline.core.context import make_run_id
+from pipeline.core.layout import consumer_report_key
 from pipeline.dataset.read import read_articles
 from pipeline.core.bucket import Bucket
 from tests.airflow_helpers import AirflowStandalone, connection_json, wait_until
@@ -86,7 +87,7 @@ def test_scheduled_run_commits_articles_and_the_consumer_reads_that_run(tmp_path
         # The Asset event scheduled the consumer, and it read exactly that run.
         consumer = airflow.wait_for_run("news_consumer", timeout=180)
         assert consumer["run_type"] == "asset_triggered"
-        summary = Bucket(conn_settings).get_json(f"reports/consumer/run={run_id}.json")
+        summary = Bucket(conn_settings).get_json(consumer_report_key(run_id))
         assert summary["run_id"] == run_id and summary["articles"] == len(rows)
         per_source: dict[str, int] = {}
         for r in rows:

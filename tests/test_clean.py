@@ -137,6 +137,7 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
 
     from pipeline.stages.clean import clean_stage
     from pipeline.core.context import RunContext
+    from pipeline.core.layout import cleaned_key, extracted_key, raw_prefix, rejects_key, warc_file_name
     from pipeline.text.hashing import article_id, content_hash
 
     sources = tmp_path / "sources.yaml"
@@ -151,12 +152,12 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
                           source="nobody")
     short = dict(good, url="https://courier.example.org/c", text="Just a caption.", warc_record_id="<urn:uuid:3>")
     french = dict(good, url="https://courier.example.org/d", warc_record_id="<urn:uuid:4>", text=FRENCH)
-    key = f"{ctx.prefix('work')}extracted/courier-00001.jsonl.gz"
+    key = extracted_key(ctx.run_id, f"{raw_prefix(ctx.run_id, 'courier')}{warc_file_name('courier', 1)}")
     bucket.put_jsonl(key, [good, unknown_source, short, french])
 
     out_key = clean_stage(ctx, [key])
 
-    assert out_key == f"{ctx.prefix('work')}cleaned.jsonl.gz"
+    assert out_key == cleaned_key(ctx.run_id)
     rows = [json.loads(line) for line in gzip.decompress(bucket.get(out_key)).splitlines()]
     assert [r["url"] for r in rows] == [good["url"], unknown_source["url"]]
     first, second = rows
@@ -165,7 +166,7 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     assert "Brought to you by Acme Trams" in second["text"]  # unknown source: built-in rules only
     assert first["content_hash"] == content_hash(first["text"])
     assert first["article_id"] == article_id(first["canonical_url"], first["content_hash"])
-    rejects = list(bucket.iter_jsonl(f"{ctx.prefix('rejects')}clean.jsonl"))
+    rejects = list(bucket.iter_jsonl(rejects_key(ctx.run_id, "clean")))
     assert [(r["url"], r["stage"], r["reason"], r["warc_record_id"]) for r in rejects] == [
         (short["url"], "clean", "too_short", "<urn:uuid:3>"),
         (french["url"], "clean", "wrong_language", "<urn:uuid:4>")]
@@ -180,10 +181,10 @@ def test_clean_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
             ready.append((record, step(record)))
         except NotAnArticle as exc:
             ready.append((record, {"error": exc.reason, "detail": exc.detail}))
-    other = f"{ctx.prefix('work')}extracted/courier-00002.jsonl.gz"
+    other = extracted_key(ctx.run_id, f"{raw_prefix(ctx.run_id, 'courier')}{warc_file_name('courier', 2)}")
     bucket.put_jsonl(other, [unknown_source, french])
     assert clean_stage(ctx, [key, other], cleaned={key: ready}) == out_key
     again = [json.loads(line) for line in gzip.decompress(bucket.get(out_key)).splitlines()]
     assert again == [first, second]
-    assert [(r["url"], r["reason"]) for r in bucket.iter_jsonl(f"{ctx.prefix('rejects')}clean.jsonl")] == [
+    assert [(r["url"], r["reason"]) for r in bucket.iter_jsonl(rejects_key(ctx.run_id, "clean"))] == [
         (short["url"], "too_short"), (french["url"], "wrong_language")]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -15,9 +17,10 @@ from examples.sample_site import BOILERPLATE_PHRASES
 from pipeline.core.paths import ROOT
 
 
-def pipeline(*args: str, stdin: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+def pipeline(*args: str, stdin: str | None = None, timeout: float = 180,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def fetch(url: str) -> str:
@@ -130,3 +133,120 @@ def test_run_read_and_reextract_through_the_cli(sample_site, tmp_path, s3_settin
     assert all(sample_site.hits(u) == 0 for u in expected)  # rebuilt from the archive alone
     rebuilt = [json.loads(line) for line in pipeline("read", "--run", "20261126T080000Z").stdout.splitlines()]
     assert sorted((r["url"], r["text"]) for r in rebuilt) == sorted((r["url"], r["text"]) for r in rows)
+
+
+# --------------------------------------------------------------------------- the exit-code table
+
+
+@pytest.fixture(scope="module")
+def no_s3(tmp_path_factory) -> dict[str, str]:
+    """An environment whose S3 endpoint is a port nobody listens on (dummy keys): a command that
+    reaches the bucket fails fast instead of touching the session's server."""
+    from pipeline.runtime.s3server import free_port
+
+    home = tmp_path_factory.mktemp("no-s3-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "NEWS_INGEST_"))}
+    env.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "dummy",
+                "AWS_SECRET_ACCESS_KEY": "dummy-secret", "NEWS_INGEST_HOME": str(home)})
+    return env
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> dict[str, str]:
+    """{name: path} of a missing file, a sources file that is not YAML, an empty page and a valid sources file."""
+    d = tmp_path_factory.mktemp("bad-files")
+    (d / "broken.yaml").write_text("sources:\n  - name: x\n    feeds: [a\n  bad: : :\n", encoding="utf-8")
+    (d / "empty.html").write_bytes(b"")
+    return {"missing": str(d / "missing.yaml"), "broken": str(d / "broken.yaml"), "empty": str(d / "empty.html"),
+            "valid": str(ROOT / "config" / "sources.example.yaml")}
+
+
+USAGE = "usage:"  # argparse's own message (it exits 2 itself)
+BAD_RUN = "bad run id 'yesterday'"
+
+#: (argv with {placeholders} from `bad_files`, exit code, what stderr must say). Every command; none crawls.
+BAD_INVOCATIONS = [
+    (["extract", "--bogus"], 2, USAGE),
+    (["extract", "{missing}", "--url", "http://x.example/"], 2, "error: cannot read"),
+    (["extract", "{empty}"], 2, "error: --url URL is required"),
+    (["extract", "{empty}", "--url", "http://x.example/"], 3, "error: not an article: empty"),
+    (["dedupe", "--bogus"], 2, USAGE),
+    (["dedupe", "{missing}"], 2, "error: cannot read"),
+    (["dedupe", "--threshold", "1.5", "-"], 2, "error: bad option: threshold"),
+    (["run", "--bogus"], 2, USAGE),
+    (["run", "--run-id", "yesterday"], 2, BAD_RUN),
+    (["run", "--sources", "{missing}"], 2, "error: cannot read sources file"),
+    (["run", "--sources", "{broken}"], 2, "not valid YAML"),
+    (["crawl"], 2, USAGE),
+    (["crawl", "--source", "example-news", "--run-id", "yesterday"], 2, BAD_RUN),
+    (["crawl", "--source", "example-news", "--sources", "{missing}"], 2, "error: cannot read sources file"),
+    (["crawl", "--source", "example-news", "--sources", "{broken}"], 2, "not valid YAML"),
+    (["crawl", "--source", "no-such-source", "--sources", "{valid}"], 2, "error: no source named 'no-such-source'"),
+    (["reextract"], 2, USAGE),
+    (["reextract", "--run-id", "yesterday"], 2, BAD_RUN),
+    (["reextract", "--run-id", "20261126T080000Z", "--sources", "{broken}"], 2, "not valid YAML"),
+    (["read", "--format", "xml"], 2, USAGE),
+    (["read", "--run", "yesterday"], 2, BAD_RUN),
+    (["read", "--since", "last week"], 2, "error: bad since 'last week'"),
+    (["read", "--columns", "no_such_column"], 2, "error: unknown column(s) no_such_column"),
+    (["compact"], 2, USAGE),
+    (["compact", "--dt", "../../etc"], 2, "error: bad partition date '../../etc'"),
+    (["report", "--bogus"], 2, USAGE),
+    (["report", "yesterday"], 2, BAD_RUN),
+    (["s3", "sideways"], 2, USAGE),
+    (["s3", "up", "--port", "eighty"], 2, USAGE),
+]
+
+
+@pytest.mark.parametrize("argv,code,says", BAD_INVOCATIONS, ids=[" ".join(a) for a, _, _ in BAD_INVOCATIONS])
+def test_bad_invocations_exit_with_the_tables_code_and_one_clear_line(argv, code, says, no_s3, bad_files):
+    out = pipeline(*[a.format(**bad_files) for a in argv], stdin="", env=no_s3, timeout=60)
+    assert out.returncode == code, out.stderr
+    assert says in out.stderr
+    assert "Traceback" not in out.stderr
+    if says != USAGE:  # our own errors: exactly one line, and nothing on stdout
+        assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+        assert out.stdout == ""
+
+
+def test_storage_down_exits_1_fast_without_traceback(no_s3):
+    started = time.monotonic()
+    out = pipeline("read", env=no_s3, timeout=120)
+    elapsed = time.monotonic() - started
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("error: ") and "cannot connect to the S3 endpoint" in out.stderr
+    assert no_s3["AWS_ENDPOINT_URL"] in out.stderr and "dummy-secret" not in out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+    assert elapsed < 30, f"botocore retries made `read` take {elapsed:.1f}s against a dead endpoint"
+
+
+def test_nothing_to_do_exits_3(s3_settings, bad_files):
+    """A run without WARC files (reextract) and a bucket without reports: exit 3, not a failure."""
+    env = {**os.environ, "NEWS_INGEST_BUCKET": s3_settings.bucket}
+    again = pipeline("reextract", "--run-id", "20200101T000000Z", "--sources", bad_files["valid"], env=env, timeout=60)
+    assert again.returncode == 3, again.stderr
+    assert again.stderr == "error: no WARC files for run 20200101T000000Z\n"
+    report = pipeline("report", env=env, timeout=60)
+    assert report.returncode == 3, report.stderr
+    assert report.stderr.startswith("error: no run reports in the bucket yet")
+
+
+def test_vv_adds_the_traceback_for_debugging(no_s3):
+    out = pipeline("-vv", "run", "--run-id", "yesterday", env=no_s3, timeout=60)
+    assert out.returncode == 2
+    assert "Traceback" in out.stderr and "BadRunId" in out.stderr
+    assert out.stderr.rstrip().splitlines()[-1].startswith("error: bad run id 'yesterday'")
+
+
+def test_exit_code_table():
+    """The table itself, for errors the subprocess cases above cannot provoke cheaply."""
+    from pipeline.cli.common import NothingToDo, UsageError
+    from pipeline.cli.main import exit_code
+    from pipeline.core.errors import BadRunId, ConfigError, NotAnArticle, StorageError
+    from pipeline.flows.ingest import RunFailed
+    from pipeline.stages.crawl import CrawlError
+
+    cases = {KeyboardInterrupt(): 130, ConfigError("x"): 2, BadRunId("x"): 2, UsageError("x"): 2,
+             NotAnArticle("empty"): 3, NothingToDo("x"): 3, StorageError("x"): 1, CrawlError("x"): 1,
+             RunFailed("x"): 1, KeyError("x"): 1, ValueError("x"): 1}
+    assert {type(e).__name__: exit_code(e) for e in cases} == {type(e).__name__: c for e, c in cases.items()}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.core.config import ConfigError, S3Settings, load_sources
-from pipeline.core.context import RunContext, check_run_id, make_run_id
-from pipeline.core.bucket import run_date, safe_segment
+from pipeline.core.context import RunContext
+from pipeline.core.layout import check_run_id, make_run_id, run_date, safe_segment
 
 GOOD = """
 crawl:

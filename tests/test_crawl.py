@@ -23,7 +23,8 @@ from pipeline.core.bucket import Bucket
 from pipeline.dataset.state import load_http, record_stored
 from pipeline.text.urls import canonicalize
 from pipeline.dataset.warc import read_warc
-from spiders.pipelines import CANONICAL_FIELD, raw_prefix
+from pipeline.core.layout import raw_prefix
+from spiders.pipelines import CANONICAL_FIELD
 
 RUN = "20261127T120000Z"
 

@@ -9,6 +9,7 @@ import pytest
 import pipeline.stages.crawl as crawl_module
 from pipeline.stages.clean import clean_stage
 from pipeline.core.context import RunContext
+from pipeline.core.layout import WARC_SUFFIX, cleaned_key, extracted_prefix, raw_prefix
 from pipeline.flows.streaming import _Crawl, _write, crawl_and_extract
 from pipeline.stages.extract import extract_stage
 from pipeline.runtime.progress import reporter_for
@@ -39,7 +40,7 @@ def _snapshot(ctx: RunContext, keys: list[str]) -> dict:
 def test_streamed_extraction_is_what_extracting_from_the_bucket_gives(streamed):
     ctx, keys, timings, failed, _ = streamed
     assert failed == {}
-    warc_keys = sorted(k for k in ctx.bucket.list(ctx.prefix("raw")) if k.endswith(".warc.gz"))
+    warc_keys = sorted(k for k in ctx.bucket.list(raw_prefix(ctx.run_id)) if k.endswith(WARC_SUFFIX))
     assert len(keys) == len(warc_keys) >= len(OUTLETS)  # one extracted file per WARC file
     before = _snapshot(ctx, keys)
     urls = [row["url"] for rows in before["rows"].values() for row in rows]
@@ -55,7 +56,7 @@ def test_pages_cleaned_in_the_workers_are_what_the_clean_stage_makes_of_the_buck
     ctx, keys, _, _, cleaned = streamed
     assert sorted(cleaned) == sorted(keys)
     assert sum(len(outcomes) for outcomes in cleaned.values()) >= 2 * 10
-    key = f"{ctx.prefix('work')}cleaned.jsonl.gz"
+    key = cleaned_key(ctx.run_id)
 
     def snapshot() -> tuple[list, list]:
         rejects = sorted((r for r in read_rejects(ctx) if r["stage"] == "clean"), key=lambda r: r["url"])
@@ -105,8 +106,8 @@ def test_a_crawl_that_ends_early_loses_its_streamed_pages_to_the_next_run(s3_set
     stored = {row["source"] for row in read_articles(settings=s3_settings, run_id=RUN).to_pylist()}
     assert stored == {healthy}
     # Its pages were archived (and streamed) before it stopped, but nothing was extracted from them.
-    assert ctx.bucket.list(ctx.prefix("raw") + victim + "/")
-    assert not [k for k in ctx.bucket.list(ctx.prefix("work") + "extracted/") if victim in k]
+    assert ctx.bucket.list(raw_prefix(ctx.run_id, victim))
+    assert not [k for k in ctx.bucket.list(extracted_prefix(ctx.run_id)) if victim in k]
 
 
 def test_run_once_with_and_without_streaming_stores_the_same_articles(s3_server, s3_settings, sources_file,

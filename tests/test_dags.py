@@ -18,6 +18,8 @@ import pytest
 from pipeline.core.config import S3Settings
 from pipeline.dataset.read import read_articles
 from pipeline.core.bucket import Bucket
+from pipeline.core.layout import (DEDUPE_INDEX_PREFIX, crawl_summary_key, dedupe_shard_key, raw_prefix, report_key,
+                                  run_manifest_key, seen_key, warc_file_name)
 from tests.airflow_helpers import DAGS_FOLDER, airflow_env, connection_json, migrate
 
 DAG_IDS = {"news_ingest", "news_consumer", "news_maintenance"}
@@ -188,7 +190,8 @@ DAG_TEST = textwrap.dedent(r'''
         dag.get_task("crawl").partial_kwargs["retries"] = 0  # no 30 s retry wait in a test
     run = dag.test(logical_date=datetime.fromisoformat(logical), run_conf=conf)
     states = {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in run.get_task_instances()}
-    print("DAGTEST-RESULT " + json.dumps({"state": str(run.state), "tasks": states}))
+    tries = {f"{ti.task_id}[{ti.map_index}]": ti.try_number for ti in run.get_task_instances()}
+    print("DAGTEST-RESULT " + json.dumps({"state": str(run.state), "tasks": states, "tries": tries}))
 ''')
 
 
@@ -253,9 +256,9 @@ def test_dag_test_run_end_to_end_through_the_connection(ingested, sample_site):
     got = {row["url"]: row["title"] for row in table.to_pylist()}
     assert got and got == expected
     bucket = Bucket(conn_settings)
-    report = bucket.get_json(f"reports/run={run_id}.json")
+    report = bucket.get_json(report_key(run_id))
     assert report["failed_sources"] == {} and report["articles_stored"] == len(expected)
-    assert bucket.exists(f"_manifests/run={run_id}.json")
+    assert bucket.exists(run_manifest_key(run_id))
 
     # The secret went through the Connection, and neither the task logs nor any XCom show it.
     secret = conn_settings.secret_access_key
@@ -270,13 +273,13 @@ def test_dag_test_run_end_to_end_through_the_connection(ingested, sample_site):
     # The store task emitted the Asset event, carrying the run id and manifest key.
     events = [json.loads(e) for (e,) in db.execute(
         "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.name = 'news_articles'")]
-    assert events == [{"run_id": run_id, "manifest": f"_manifests/run={run_id}.json"}]
+    assert events == [{"run_id": run_id, "manifest": run_manifest_key(run_id)}]
 
 
 def test_maintenance_reextracts_a_date_range_from_the_archive(ingested, sample_site):
     settings = ingested["settings"]
     bucket = Bucket(settings)
-    before = bucket.get_json(f"_manifests/run={INGEST_RUN}.json")
+    before = bucket.get_json(run_manifest_key(INGEST_RUN))
     titles = {r["url"]: r["title"] for r in read_articles(settings=settings, run_id=INGEST_RUN).to_pylist()}
     result, output = _dag_test(ingested["env"], "2026-11-28T00:00:00+00:00",
                                {"reextract_from": "2026-11-27", "sources_path": str(ingested["sources"])},
@@ -284,7 +287,7 @@ def test_maintenance_reextracts_a_date_range_from_the_archive(ingested, sample_s
     assert result["state"].endswith("success"), output[-8000:]
     assert [t for t in result["tasks"] if t.startswith("reextract[")] == ["reextract[0]"]
     # Re-committed from the WARC files (a new attempt), same articles; no crawl ran.
-    after = bucket.get_json(f"_manifests/run={INGEST_RUN}.json")
+    after = bucket.get_json(run_manifest_key(INGEST_RUN))
     assert after["attempt"] != before["attempt"]
     assert {r["url"]: r["title"] for r in read_articles(settings=settings, run_id=INGEST_RUN).to_pylist()} == titles
     assert "crawl" not in " ".join(result["tasks"])
@@ -316,7 +319,7 @@ def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(tmp_path, 
     assert "no Airflow connection 'news_ingest_s3'" in output
     assert conn_settings.secret_access_key not in output
 
-    report = Bucket(conn_settings).get_json(f"reports/run={run_id}.json")
+    report = Bucket(conn_settings).get_json(report_key(run_id))
     assert list(report["failed_sources"]) == [victim]
     assert "exit -9" in report["failed_sources"][victim]
     assert report["sources"][victim]["failed"]
@@ -327,19 +330,35 @@ def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(tmp_path, 
     assert stored_sources == expected_sources
 
 
+def test_wrong_credentials_fail_the_run_at_once_without_retries(tmp_path, conn_settings, sources_file):
+    """A terminal error (here: the Connection's secret is wrong) fails its task on the first try,
+    although `sources` has 3 retries: no retry waits, no crawl, and the task log says why."""
+    wrong = conn_settings.model_copy(update={"secret_access_key": "WRONG-secret-0123456789abcdefghijkl"})
+    env = _conn_env(tmp_path / "airflow", wrong)
+    result, output = _dag_test(env, "2026-11-27T11:00:00+00:00", {"sources_path": str(sources_file)})
+    tasks, tries = result["tasks"], result["tries"]
+    assert result["state"].endswith("failed"), tasks
+    assert tasks["sources[-1]"].endswith("failed") and tries["sources[-1]"] == 1, (tasks, tries)
+    # The tasks that run whatever came before (warc_files, report) fail as fast, on the same error;
+    # the others never start.
+    ran = {t: state for t, state in tasks.items() if state != "upstream_failed"}
+    assert ran == {"sources[-1]": "failed", "warc_files[-1]": "failed", "report[-1]": "failed"}, tasks
+    assert {t: tries[t] for t in ran} == {t: 1 for t in ran}, tries
+    assert "AirflowFailException" in output
+    assert "check access on bucket" in output and "failed: the secret key is wrong (SignatureDoesNotMatch)" in output
+    assert wrong.secret_access_key not in output
+
+
 # --------------------------------------------------------------------------- maintenance functions
 
 
 def test_runs_between_finds_archived_runs_by_day(bucket):
     from pipeline.flows.maintenance import runs_between
 
-    for key in ("raw/dt=2026-11-25/run=20261125T230000Z/a/a-00000.warc.gz",
-                "raw/dt=2026-11-26/run=20261126T100000Z/a/a-00000.warc.gz",
-                "raw/dt=2026-11-26/run=20261126T100000Z/b/b-00000.warc.gz",
-                "raw/dt=2026-11-27/run=20261127T010000Z/a/a-00000.warc.gz",
-                "raw/dt=2026-11-27/run=20261127T020000Z/a/notes.txt",
-                "raw/dt=2026-11-28/run=20261128T000000Z/a/a-00000.warc.gz"):
-        bucket.put(key, b"x")
+    for run_id, source in (("20261125T230000Z", "a"), ("20261126T100000Z", "a"), ("20261126T100000Z", "b"),
+                           ("20261127T010000Z", "a"), ("20261128T000000Z", "a")):
+        bucket.put(f"{raw_prefix(run_id, source)}{warc_file_name(source, 0)}", b"x")
+    bucket.put(f"{raw_prefix('20261127T020000Z', 'a')}notes.txt", b"x")  # no WARC file: not an archived run
     assert runs_between(bucket, "2026-11-26", "2026-11-27") == ["20261126T100000Z", "20261127T010000Z"]
     assert runs_between(bucket, "2026-11-28", "2026-11-28") == ["20261128T000000Z"]
     with pytest.raises(ValueError, match="reversed"):
@@ -350,7 +369,7 @@ def test_runs_between_finds_archived_runs_by_day(bucket):
 
 def test_prune_seen_state_forgets_only_old_entries(bucket):
     from pipeline.flows.maintenance import prune_seen_state
-    from pipeline.dataset.state import load_seen, seen_key
+    from pipeline.dataset.state import load_seen
 
     bucket.put_json(seen_key("alpha"), {
         "https://a.example/old": {"url": "https://a.example/old", "stored_at": "2026-07-01T10:00:00+00:00"},
@@ -365,14 +384,13 @@ def test_prune_seen_state_forgets_only_old_entries(bucket):
 
 
 def test_prune_dedupe_index_deletes_only_expired_shards(bucket):
-    from pipeline.stages.dedupe_index import INDEX_PREFIX
     from pipeline.flows.maintenance import prune_dedupe_index
 
     for day in ("2026-09-30", "2026-10-27", "2026-10-28", "2026-11-27"):
-        bucket.put(f"{INDEX_PREFIX}day={day}.npz", b"shard")
+        bucket.put(dedupe_shard_key(day), b"shard")
     deleted = prune_dedupe_index(bucket, "2026-11-27", window_days=30)
-    assert sorted(deleted) == [f"{INDEX_PREFIX}day=2026-09-30.npz", f"{INDEX_PREFIX}day=2026-10-27.npz"]
-    assert bucket.list(INDEX_PREFIX) == [f"{INDEX_PREFIX}day=2026-10-28.npz", f"{INDEX_PREFIX}day=2026-11-27.npz"]
+    assert sorted(deleted) == [dedupe_shard_key("2026-09-30"), dedupe_shard_key("2026-10-27")]
+    assert bucket.list(DEDUPE_INDEX_PREFIX) == [dedupe_shard_key("2026-10-28"), dedupe_shard_key("2026-11-27")]
 
 
 # --------------------------------------------------------------------------- orchestration glue
@@ -383,12 +401,13 @@ def test_crawl_outcome_counts_missing_early_and_recorded_failures(s3_settings, t
     from pipeline.stages.crawl import crawl_outcome, failure_key
 
     ctx = RunContext(run_id="20261127T120000Z", s3=s3_settings, sources_path=tmp_path / "unused.yaml")
-    work = ctx.prefix("work")
-    ctx.bucket.put_json(f"{work}crawl/ok.json", {"source": "ok", "finish_reason": "finished", "warc_keys": ["k1"]})
-    ctx.bucket.put_json(f"{work}crawl/early.json", {"source": "early", "finish_reason": "closespider_timeout",
-                                                    "warc_keys": ["k2"]})
-    ctx.bucket.put_json(f"{work}crawl/raised.json", {"source": "raised", "finish_reason": "finished",
-                                                     "warc_keys": ["k3"]})
+    run = ctx.run_id
+    ctx.bucket.put_json(crawl_summary_key(run, "ok"), {"source": "ok", "finish_reason": "finished",
+                                                      "warc_keys": ["k1"]})
+    ctx.bucket.put_json(crawl_summary_key(run, "early"), {"source": "early", "finish_reason": "closespider_timeout",
+                                                         "warc_keys": ["k2"]})
+    ctx.bucket.put_json(crawl_summary_key(run, "raised"), {"source": "raised", "finish_reason": "finished",
+                                                          "warc_keys": ["k3"]})
     ctx.bucket.put_json(failure_key(ctx, "raised"), {"source": "raised", "error": "CrawlError: exit -9"})
     finished, failed = crawl_outcome(ctx, ["ok", "early", "raised", "killed"])
     assert [s["source"] for s in finished] == ["ok"]
@@ -451,7 +470,7 @@ def test_crawl_source_records_a_failure_and_a_successful_retry_clears_it(s3_sett
     assert record["try_number"] == 1 and "exit -9" in record["error"]
 
     def works(ctx, name, settings=None):
-        ctx.bucket.put_json(f"{ctx.prefix('work')}crawl/{name}.json",
+        ctx.bucket.put_json(crawl_summary_key(ctx.run_id, name),
                             {"source": name, "finish_reason": "finished", "warc_keys": ["a", "b"]})
         return {"source": name, "warc_keys": ["a", "b"], "stats": {"secret-ish": "not returned"}}
 

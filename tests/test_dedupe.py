@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import random
@@ -15,7 +14,9 @@ import pytest
 
 from benchmarks.dedupe_data import Topic, labelled_set, render, rewrite, story, syndicated
 from pipeline.core.context import RunContext
-from pipeline.stages.dedupe import DedupeConfig, DedupeIndex, cmd_dedupe, configure_dedupe, dedupe_records, dedupe_stage
+from pipeline.core.layout import cleaned_key, deduped_key
+from pipeline.cli.main import main as cli_main
+from pipeline.stages.dedupe import DedupeConfig, DedupeIndex, dedupe_records, dedupe_stage
 from pipeline.text.hashing import article_id, content_hash
 from pipeline.core.bucket import Bucket
 
@@ -131,10 +132,10 @@ def _ctx(run_id: str, s3_settings) -> RunContext:
 
 
 def _stage(ctx: RunContext, rows: list[dict]) -> list[dict]:
-    key = f"{ctx.prefix('work')}cleaned.jsonl.gz"
+    key = cleaned_key(ctx.run_id)
     ctx.bucket.put_jsonl(key, rows)
     out_key = dedupe_stage(ctx, key)
-    assert out_key == f"{ctx.prefix('work')}deduped.jsonl.gz"
+    assert out_key == deduped_key(ctx.run_id)
     return list(ctx.bucket.iter_jsonl(out_key))
 
 
@@ -175,14 +176,14 @@ def test_concurrent_writers_lose_no_entry(s3_settings):
             for w in range(writers)}
     ctxs = {w: _ctx(f"20261126T10000{w}Z", s3_settings) for w in range(writers)}
     for w, ctx in ctxs.items():
-        ctx.bucket.put_jsonl(f"{ctx.prefix('work')}cleaned.jsonl.gz", rows[w])
+        ctx.bucket.put_jsonl(cleaned_key(ctx.run_id), rows[w])
     start = threading.Barrier(writers)
     errors: list[BaseException] = []
 
     def work(w: int) -> None:
         try:
             start.wait()
-            dedupe_stage(ctxs[w], f"{ctxs[w].prefix('work')}cleaned.jsonl.gz")
+            dedupe_stage(ctxs[w], cleaned_key(ctxs[w].run_id))
         except BaseException as exc:  # reported by the assertion below, with its traceback
             errors.append(exc)
 
@@ -195,7 +196,7 @@ def test_concurrent_writers_lose_no_entry(s3_settings):
     index = DedupeIndex.load(ctxs[0].bucket, run_date="2026-11-26")
     stored = {index.get(i, "article_id") for i in range(len(index))}
     expected = {r["article_id"] for w, ctx in ctxs.items()
-                for r in ctx.bucket.iter_jsonl(f"{ctx.prefix('work')}deduped.jsonl.gz")}
+                for r in ctx.bucket.iter_jsonl(deduped_key(ctx.run_id))}
     assert len(expected) == writers * 5 and stored == expected
     assert sorted(index.runs) == sorted(ctx.run_id for ctx in ctxs.values())
 
@@ -204,14 +205,12 @@ def test_concurrent_writers_lose_no_entry(s3_settings):
 
 
 def _cli(argv: list[str], stdin: str, monkeypatch) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser()
-    configure_dedupe(parser)
-    args = parser.parse_args(argv)
+    """`python -m pipeline dedupe ARGV` in this process: the handler behind the CLI's exit-code table."""
     out, err = io.StringIO(), io.StringIO()
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     monkeypatch.setattr(sys, "stdout", out)
     monkeypatch.setattr(sys, "stderr", err)
-    return cmd_dedupe(args), out.getvalue(), err.getvalue()
+    return cli_main(["dedupe", *argv]), out.getvalue(), err.getvalue()
 
 
 def test_cli_contract_on_a_jsonl_file(tmp_path, monkeypatch):
@@ -248,6 +247,9 @@ def test_cli_bad_input_exits_2(tmp_path, monkeypatch):
     assert code == 2 and "bands" in err
     code, _, err = _cli([str(tmp_path / "missing.jsonl")], "", monkeypatch)
     assert code == 2 and "cannot read" in err
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"url": "https://a.example/1", "text": "caf\xe9"}\n')
+    code, _, err = _cli([str(tmp_path / "latin1.jsonl")], "", monkeypatch)
+    assert code == 2 and "not UTF-8" in err and "Traceback" not in err
 
 
 def test_cli_through_python_m_pipeline(tmp_path):

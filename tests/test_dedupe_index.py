@@ -24,6 +24,7 @@ from pipeline.stages.dedupe_index import (
 )
 from pipeline.text.hashing import normalise_for_hash
 from pipeline.core.bucket import PreconditionFailed
+from pipeline.core.layout import DEDUPE_INDEX_PREFIX, dedupe_shard_key
 
 from benchmarks.dedupe_data import Topic, render, story
 
@@ -119,7 +120,7 @@ def _run(bucket, run_id: str, day: str, docs: list[dict], config: DedupeConfig |
 def test_index_persists_across_runs_and_days(bucket):
     text = _article(2)
     first = _run(bucket, "20261101T000000Z", "2026-11-01", [{"url": "https://a.example/1", "text": text}])
-    assert bucket.list("state/dedupe/") == ["state/dedupe/v1/day=2026-11-01.npz"]
+    assert bucket.list(DEDUPE_INDEX_PREFIX) == [dedupe_shard_key("2026-11-01")]
     copy = text.replace("\n", "\nSign up for our newsletter\n", 1) + "\nCopyright 2026 Other Outlet."
     second = _run(bucket, "20261102T000000Z", "2026-11-02", [{"url": "https://b.example/9", "text": copy}])
     assert second[0]["dup_kind"] == "near"
@@ -138,8 +139,8 @@ def test_prune_by_window_judged_by_run_date(bucket):
     again = dedupe_records([{"url": "https://c.example/x", "text": _article(3)}], index=index, run_date="2026-11-09")
     assert again[0]["dup_kind"] is None
     index.save(bucket)
-    assert index.delete_expired(bucket) == ["state/dedupe/v1/day=2026-11-01.npz"]
-    assert "state/dedupe/v1/day=2026-11-01.npz" not in bucket.list("state/dedupe/")
+    assert index.delete_expired(bucket) == [dedupe_shard_key("2026-11-01")]
+    assert dedupe_shard_key("2026-11-01") not in bucket.list(DEDUPE_INDEX_PREFIX)
     # In memory too: prune() drops rows older than the window.
     mem = DedupeIndex(cfg)
     dedupe_records([{"url": "https://a.example/1", "text": _article(5)}], index=mem, run_date="2026-10-01")

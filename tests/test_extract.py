@@ -13,6 +13,7 @@ import pytest
 from pipeline.stages.clean import clean_article
 from pipeline.core.config import CleaningRules
 from pipeline.core.context import RunContext
+from pipeline.core.layout import extract_rejects_name, extracted_key, raw_prefix, rejects_key, warc_basename
 from pipeline.cli.extract import cmd_extract, configure_extract
 from pipeline.core.errors import NotAnArticle
 from pipeline.flows.pages import article_from_html, articles_from_items
@@ -219,7 +220,7 @@ def test_extract_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     # declared ISO-8859-1 by the server, but the bytes are UTF-8
     misdeclared = _page("<article><h1>Café culture</h1>" + PARAS.replace("council", "café owners' council")
                         + "</article>").encode("utf-8")
-    writer = RotatingWarcWriter(ctx.prefix("raw") + "courier/", "courier",
+    writer = RotatingWarcWriter(raw_prefix(ctx.run_id, "courier"), warc_basename("courier"),
                                 upload=lambda path, key: bucket.put_file(key, path), local_dir=tmp_path / "warc")
     html_type = [("Content-Type", "text/html; charset=utf-8"), ("ETag", '"abc"'),
                  ("Last-Modified", "Tue, 05 Mar 2024 09:00:00 GMT")]
@@ -238,7 +239,7 @@ def test_extract_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
 
     out_key = extract_stage(ctx, warc_key, workers=2)
 
-    assert out_key == f"{ctx.prefix('work')}extracted/courier-00001.jsonl.gz"
+    assert out_key == extracted_key(ctx.run_id, warc_key) and warc_key.endswith("/courier-00001.warc.gz")
     rows = [json.loads(line) for line in gzip.decompress(bucket.get(out_key)).splitlines()]
     assert [r["url"] for r in rows] == ["https://courier.example.org/news/bridge", "https://courier.example.org/cafe"]
     bridge, cafe = rows
@@ -261,7 +262,7 @@ def test_extract_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     # mojibake from the wrong charset is repaired
     assert "café owners" in cafe["text"] and "Ã" not in cafe["text"]
 
-    rejects = list(bucket.iter_jsonl(f"{ctx.prefix('rejects')}extract-courier-00001.jsonl"))
+    rejects = list(bucket.iter_jsonl(rejects_key(ctx.run_id, extract_rejects_name(warc_key))))
     assert len(rejects) == 1
     assert rejects[0]["reason"] == "navigation_only" and rejects[0]["stage"] == "extract"
     assert rejects[0]["warc_record_id"] == nav_id and rejects[0]["source"] == "courier"
@@ -283,19 +284,24 @@ def test_cli_single_page(tmp_path, capsys):
 
 
 def test_cli_not_an_article_exits_3_with_reason(tmp_path, capsys):
+    from pipeline.cli.main import main
+
     page = tmp_path / "page.html"
     page.write_bytes(b"")
-    assert cmd_extract(_args(str(page), "--url", "https://example.org/x")) == 3
+    assert main(["extract", str(page), "--url", "https://example.org/x"]) == 3
     captured = capsys.readouterr()
-    assert captured.out == "" and "empty" in captured.err
+    assert captured.out == "" and captured.err == "error: not an article: empty\n"
 
 
 def test_cli_bad_usage_exits_2(tmp_path, capsys):
+    from pipeline.cli.main import main
+
     page = tmp_path / "page.html"
     page.write_bytes(b"<html></html>")
-    assert cmd_extract(_args(str(page))) == 2
+    assert main(["extract", str(page)]) == 2
     assert "--url" in capsys.readouterr().err
-    assert cmd_extract(_args(str(tmp_path / "missing.html"), "--url", "https://example.org/")) == 2
+    assert main(["extract", str(tmp_path / "missing.html"), "--url", "https://example.org/"]) == 2
+    assert "error: cannot read" in capsys.readouterr().err
 
 
 def test_cli_jsonl_one_line_out_per_line_in(tmp_path, capsys):

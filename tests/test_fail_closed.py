@@ -25,7 +25,7 @@ import pytest
 from pipeline.core.bucket import Bucket
 from pipeline.core.config import ConfigError, load_sources
 from pipeline.core.context import RunContext
-from pipeline.core.errors import StorageError
+from pipeline.core.errors import BadRunId, StorageError
 from pipeline.core.paths import ROOT
 from tests.airflow_helpers import airflow_env
 
@@ -104,6 +104,9 @@ def test_crawl_refuses_to_start_without_a_security_module(s3_settings, sources_f
     with pytest.raises(CrawlError) as err:
         crawl_stage(ctx, outlet, timeout=120)
     first_line = str(err.value).splitlines()[0]
+    from pipeline.core.errors import is_terminal
+
+    assert is_terminal(err.value)  # a broken install does not mend itself: Airflow must not retry
     assert first_line.startswith(f"crawl of {outlet} refused to start: security component(s) cannot be imported: ")
     for component in SECURITY:
         assert f"{component} (ImportError: spiders.netguard is unimportable (test shim))" in first_line
@@ -140,11 +143,11 @@ def test_fail_fast_fails_terminal_errors_without_retry(s3_settings, tmp_path):
             load_sources(tmp_path / "missing.yaml")
     assert isinstance(err.value.__cause__, ConfigError)
 
-    # a bad run id (check_run_id's ValueError)
+    # a bad run id (check_run_id's BadRunId: a ConfigError, still a ValueError)
     with pytest.raises(AirflowFailException, match="bad run id 'yesterday'") as err:
         with fail_fast():
             RunContext(run_id="yesterday", s3=s3_settings)
-    assert type(err.value.__cause__) is ValueError
+    assert type(err.value.__cause__) is BadRunId and isinstance(err.value.__cause__, ValueError)
 
 
 def test_fail_fast_lets_transient_errors_through_unchanged():

@@ -67,10 +67,12 @@ def test_the_documented_layout(run_id):
     assert L.crawl_summaries_prefix(r) == f"work/dt={DAY}/run={r}/crawl/"
     assert L.rejects_prefix(r) == f"rejects/dt={DAY}/run={r}/"
     assert L.run_articles_prefix(r) == f"articles/dt={DAY}/run={r}/"
+    assert L.extracted_prefix(r) == f"work/dt={DAY}/run={r}/extracted/"
     assert RunContext(r).prefix("work") == f"work/dt={DAY}/run={r}/"
 
 
 def test_keys_that_do_not_depend_on_a_run():
+    assert L.articles_day_prefix(DAY) == f"articles/dt={DAY}/"
     assert L.compacted_prefix(DAY) == f"articles/dt={DAY}/run=compacted/"
     assert L.compacted_prefix(date(2026, 11, 27)) == L.compacted_prefix(DAY)
     assert L.compaction_manifest_key(DAY) == f"_manifests/compaction/dt={DAY}.json"
@@ -101,7 +103,11 @@ def test_run_keys_round_trip_and_sit_under_their_prefixes(run_id):
         assert keys[name].startswith(L.run_prefix("work", run_id))
     for name in ("rejects_crawl", "rejects_extract", "rejects_clean"):
         assert keys[name].startswith(L.rejects_prefix(run_id))
-    assert keys["part"].startswith(L.run_articles_prefix(run_id)) and keys["part"].startswith(L.ARTICLES_PREFIX)
+    assert keys["extracted"].startswith(L.extracted_prefix(run_id))
+    assert keys["part"].startswith(L.run_articles_prefix(run_id))
+    assert L.run_articles_prefix(run_id).startswith(L.articles_day_prefix(L.run_date(run_id)))
+    assert L.compacted_prefix(L.run_date(run_id)).startswith(L.articles_day_prefix(L.run_date(run_id)))
+    assert L.articles_day_prefix(L.run_date(run_id)).startswith(L.ARTICLES_PREFIX)
     assert keys["manifest"].startswith(L.RUN_MANIFEST_PREFIX)
     assert not keys["manifest"].startswith(L.COMPACTION_MANIFEST_PREFIX)
     assert keys["report"].startswith(L.REPORTS_PREFIX) and keys["report_html"].startswith(L.REPORTS_PREFIX)
@@ -206,15 +212,25 @@ def test_distinct_hostile_names_keep_distinct_keys():
     assert L.seen_key("a/b") != L.seen_key("a_b")
 
 
-def test_layout_imports_nothing_of_the_project():
-    """Core's key module is importable by every layer, the spiders and the tests: no boto3, no bucket."""
+def _imports(path) -> set[str]:
     import ast
+
+    tree = ast.parse(path.read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    return names | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+
+
+def test_layout_imports_no_bucket_and_only_self_contained_core_modules():
+    """Every layer, the spiders and the tests may build keys: no boto3, no bucket, nothing above core."""
     from pathlib import Path
 
-    tree = ast.parse(Path(L.__file__).read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert not {m for m in imported if m.startswith(("pipeline", "boto", "spiders"))}
+    imported = _imports(Path(L.__file__))
+    assert not {m for m in imported if m.startswith(("boto", "botocore", "spiders"))}
+    project = {m for m in imported if m.startswith("pipeline")}
+    assert all(m.startswith("pipeline.core.") and m != "pipeline.core.bucket" for m in project), project
+    for module in project:  # and those import nothing of the project themselves
+        path = Path(L.__file__).with_name(module.rsplit(".", 1)[-1] + ".py")
+        assert not {m for m in _imports(path) if m.startswith(("pipeline", "boto", "botocore"))}, module
 
 
 # --------------------------------------------------------------------------- regression, real bucket
@@ -223,9 +239,9 @@ def test_layout_imports_nothing_of_the_project():
 def test_a_suffixed_run_id_is_stored_reported_and_rebuilt_under_one_name(s3_settings, bucket):
     """`20261127T140000Z_` passes check_run_id; safe_segment used to hash it (it strips trailing '._'),
     so the manifest went under a hashed name while `rebuild_report` and the DAG's report headline named the raw id."""
-    from pipeline.flows.ingest import headline, report_step
     from pipeline.dataset.manifest import committed_runs
     from pipeline.dataset.read import read_articles
+    from pipeline.flows.ingest import headline, report_step
     from pipeline.report.run_report import latest_run, rebuild_report
     from pipeline.stages.store import store_stage
 

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.cli.main import main as cli_main
 from pipeline.core.context import RunContext
+from pipeline.core.layout import crawl_summary_key, deduped_key, raw_prefix, report_key, run_manifest_key, warc_file_name
 from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.report.run_report import build_report, print_summary, quality_flags, write_report
 from pipeline.report.html import render_html
@@ -37,12 +38,10 @@ def make_synthetic_run(settings, run_id: str = RUN) -> tuple[RunContext, dict]:
     `gamma` has lost its titles and most of its text. Returns the context and write_report's kwargs."""
     ctx = RunContext(run_id=run_id, s3=settings)
     bucket = ctx.bucket
-    work = ctx.prefix("work")
     pages = {"alpha": 14, "beta": 12, "gamma": 13, HOSTILE: 3}
     for name, n in pages.items():
-        from pipeline.core.bucket import safe_segment
-        bucket.put_json(f"{work}crawl/{safe_segment(name)}.json", {
-            "source": name, "warc_keys": [f"{ctx.prefix('raw')}{safe_segment(name)}/x-00000.warc.gz"],
+        bucket.put_json(crawl_summary_key(run_id, name), {
+            "source": name, "warc_keys": [f"{raw_prefix(run_id, name)}{warc_file_name('x', 0)}"],
             "stats": {"news/fetched": n, "news/archived/article": n - 2}, "rejects_key": None})
     articles = []
     for i in range(10):
@@ -54,7 +53,7 @@ def make_synthetic_run(settings, run_id: str = RUN) -> tuple[RunContext, dict]:
     articles.append(_article("gamma", 10, cluster="alpha-0", dup_of="alpha-0", dup_kind="near"))
     articles.append(_article("gamma", 11, cluster="beta-1", dup_of="beta-1", dup_kind="exact"))
     articles.append(_article("alpha", 10, cluster="alpha-1", dup_of="alpha-1", dup_kind="url"))
-    deduped = f"{work}deduped.jsonl.gz"
+    deduped = deduped_key(run_id)
     bucket.put_jsonl(deduped, articles)
     write_rejects(ctx, "extract-x-00000", [
         reject("https://alpha.example/tag/x", "extract", "navigation_only", source="alpha"),
@@ -62,7 +61,7 @@ def make_synthetic_run(settings, run_id: str = RUN) -> tuple[RunContext, dict]:
         reject("https://gamma.example/a/91", "extract", "no_article_text", source="gamma"),
     ])
     write_rejects(ctx, "clean", [reject("https://beta.example/a/99", "clean", "too_short", source="beta")])
-    manifest = f"_manifests/run={run_id}.json"
+    manifest = run_manifest_key(run_id)
     bucket.put_json(manifest, {"run_id": run_id, "files": []})
     kwargs = {"sources": ["alpha", "beta", "gamma", HOSTILE],
               "timings": {"crawl": 12.5, "extract": 4.25, "clean": 0.5, "dedupe": 0.75, "store": 1.0},
@@ -103,8 +102,8 @@ def test_report_keeps_existing_keys_and_counts(synthetic):
     assert report["stage_seconds"]["extract"] == 4.25
     assert report["manifest"] == kwargs["manifest_key"]
     # both artefacts are in the bucket, the JSON equal to what was returned
-    assert ctx.bucket.get_json(f"reports/run={RUN}.json") == json.loads(json.dumps(report))
-    assert ctx.bucket.get(f"reports/run={RUN}.html").startswith(b"<!DOCTYPE html>")
+    assert ctx.bucket.get_json(report_key(RUN)) == json.loads(json.dumps(report))
+    assert ctx.bucket.get(report_key(RUN, "html")).startswith(b"<!DOCTYPE html>")
     assert report["html"] == f"reports/run={RUN}.html"
 
 
@@ -157,7 +156,7 @@ def test_flags_need_other_sources_and_enough_articles():
 
 def test_html_is_self_contained_escaped_and_has_every_chart(synthetic):
     ctx, _, report = synthetic
-    page = ctx.bucket.get(f"reports/run={RUN}.html").decode()
+    page = ctx.bucket.get(report_key(RUN, "html")).decode()
     assert "Content-Security-Policy" in page
     lowered = page.lower()
     for external in ("<script", "<link", " src=", "url(", "@import", "https://cdn", "<iframe"):
@@ -234,20 +233,20 @@ def test_report_command(synthetic, s3_settings, monkeypatch, tmp_path, capsys):
     assert cli_main(["report", "20200101T000000Z"]) == 3
     assert "no report for run" in capsys.readouterr().err
     # --rebuild recomputes from the stage outputs, keeping timings and failures
-    ctx.bucket.delete([f"reports/run={RUN}.json", f"reports/run={RUN}.html"])
-    ctx.bucket.put_json(f"reports/run={RUN}.json", {"run_id": RUN, "stage_seconds": {"crawl": 9.0},
+    ctx.bucket.delete([report_key(RUN), report_key(RUN, "html")])
+    ctx.bucket.put_json(report_key(RUN), {"run_id": RUN, "stage_seconds": {"crawl": 9.0},
                                                     "failed_sources": {}, "sources": {"alpha": {}, "gamma": {}}})
     assert cli_main(["report", RUN, "--rebuild", "--json"]) == 0
     rebuilt = json.loads(capsys.readouterr().out)
     assert rebuilt["articles_stored"] == 34 and rebuilt["stage_seconds"] == {"crawl": 9.0}
     assert list(rebuilt["sources"])[:2] == ["alpha", "gamma"]
     assert rebuilt["manifest"] == kwargs["manifest_key"]
-    assert ctx.bucket.exists(f"reports/run={RUN}.html")
+    assert ctx.bucket.exists(report_key(RUN, "html"))
 
 
 def _single_source_run(settings, run_id: str, *, titled: int) -> dict:
     ctx = RunContext(run_id=run_id, s3=settings)
-    key = f"{ctx.prefix('work')}deduped.jsonl.gz"
+    key = deduped_key(run_id)
     ctx.bucket.put_jsonl(key, [_article("solo", i, title=i < titled) for i in range(10)])
     return write_report(ctx, sources=["solo"], timings={}, failed_sources={}, deduped_key=key, manifest_key=None)
 

@@ -16,7 +16,8 @@ from botocore.config import Config
 from benchmarks.bench_store import generate_articles
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
-from pipeline.dataset.manifest import committed_runs, run_articles_prefix
+from pipeline.core.layout import run_articles_prefix, run_manifest_key
+from pipeline.dataset.manifest import committed_runs
 from pipeline.dataset.read import read_articles
 from pipeline.dataset.rejects import write_rejects
 from pipeline.core.bucket import RETRY_CONFIG, Bucket, StorageError, client
@@ -83,7 +84,7 @@ def test_server_stopped_mid_store_then_retry(own_server):
     # Its orphans (if any survived) are not listed by any manifest; the retry removes them.
     assert store_articles(RunContext(RUN, s3=settings), new, max_rows_per_file=25)
     assert _ids(settings) == _want(new)
-    manifest = bucket.get_json(f"_manifests/run={RUN}.json")
+    manifest = bucket.get_json(run_manifest_key(RUN))
     assert sorted(bucket.list(prefix)) == sorted(f["key"] for f in manifest["files"])
     assert manifest["rows"] == 200
 

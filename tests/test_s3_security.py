@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from benchmarks.bench_store import generate_articles
 from pipeline.core.context import RunContext
+from pipeline.core.layout import report_key
 from pipeline.dataset.read import read_articles
 from pipeline.dataset.rejects import write_rejects
 from pipeline.core.bucket import Bucket, StorageError
@@ -69,7 +70,7 @@ def test_credentials_never_written_or_logged(s3_settings, bucket, caplog):
     compact(s3_settings, "2026-11-27")
     write_rejects(ctx, "extract", [{"url": "u", "stage": "extract", "reason": "no-article"}])
     # What a run report says about its storage: str(settings) (endpoint and bucket only).
-    bucket.put_json("reports/run=20261127T060000Z.json", {"storage": str(s3_settings)})
+    bucket.put_json(report_key("20261127T060000Z"), {"storage": str(s3_settings)})
     assert read_articles(settings=s3_settings).num_rows == 35
     with pytest.raises(StorageError) as err:
         Bucket(s3_settings.model_copy(update={"bucket": "missing-bucket"})).get("x")

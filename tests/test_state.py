@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from pipeline.dataset.state import (http_key, load_http, load_seen, record_stored, save_http, seen_key, seen_lookup,
-                            update_json)
+from pipeline.core.layout import http_key, seen_key
+from pipeline.dataset.state import load_http, load_seen, record_stored, save_http, seen_lookup, update_json
 
 
 def _row(i: int, source: str = "alpha", **extra) -> dict:

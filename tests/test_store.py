@@ -10,6 +10,8 @@ import pytest
 
 from benchmarks.bench_store import generate_articles
 from pipeline.core.context import RunContext
+from pipeline.core.layout import (articles_day_prefix, compacted_prefix, deduped_key, part_key, run_articles_prefix,
+                                  run_manifest_key)
 from pipeline.dataset.manifest import committed_runs, compaction_manifest_key, plan_files
 from pipeline.dataset.read import read_articles
 from pipeline.core.bucket import PreconditionFailed
@@ -27,7 +29,7 @@ def test_layout_schema_and_manifest(s3_settings, bucket):
     ctx = RunContext(RUN, s3=s3_settings)
     recs = generate_articles(250, words=40)
     key = store_articles(ctx, recs, max_rows_per_file=100)
-    assert key == f"_manifests/run={RUN}.json"
+    assert key == run_manifest_key(RUN)
     m = bucket.get_json(key)
     assert m["run_id"] == RUN and m["dt"] == "2026-11-27" and m["rows"] == 250
     assert m["schema_version"] == SCHEMA_VERSION and m["code_version"] and m["attempt"]
@@ -36,7 +38,7 @@ def test_layout_schema_and_manifest(s3_settings, bucket):
     keys = bucket.list("articles/")
     assert keys == sorted(f["key"] for f in m["files"])
     for k in keys:
-        assert k.startswith(f"articles/dt=2026-11-27/run={RUN}/part-{m['attempt']}-")
+        assert k.startswith(f"{run_articles_prefix(RUN)}part-{m['attempt']}-")
         assert k.endswith(".parquet")
     body = bucket.get(keys[0])
     meta = pq.ParquetFile(io.BytesIO(body)).metadata
@@ -54,11 +56,11 @@ def test_rerun_replaces_never_duplicates(s3_settings, bucket):
     ctx = RunContext(RUN, s3=s3_settings)
     first = generate_articles(120, words=20)
     store_articles(ctx, first, max_rows_per_file=50)
-    a1 = bucket.get_json(f"_manifests/run={RUN}.json")["attempt"]
+    a1 = bucket.get_json(run_manifest_key(RUN))["attempt"]
     # The re-run sees partly different input (an article fixed, one gone): its output replaces the first.
     second = first[:100] + generate_articles(5, seed=7, words=20)
     store_articles(ctx, second, max_rows_per_file=50)
-    m = bucket.get_json(f"_manifests/run={RUN}.json")
+    m = bucket.get_json(run_manifest_key(RUN))
     assert m["attempt"] != a1 and m["replaces_attempt"] == a1
     assert _ids(s3_settings) == sorted(r["article_id"] for r in second)
     assert not [k for k in bucket.list("articles/") if a1 in k], "previous attempt's files must be deleted"
@@ -88,14 +90,14 @@ def test_uncommitted_files_are_invisible_and_cleaned(s3_settings, bucket):
     store_articles(ctx, generate_articles(20, words=10))
     # A crashed attempt of another run: its part file is there, its manifest never written.
     orphan_run = "20261127T070000Z"
-    orphan = f"articles/dt=2026-11-27/run={orphan_run}/part-dead00000000-00000.parquet"
+    orphan = part_key(run_articles_prefix(orphan_run), "dead00000000", 0)
     bucket.put(orphan, bucket.get(bucket.list("articles/")[0]))
     assert len(_ids(s3_settings)) == 20
     assert cleanup_orphans(s3_settings, min_age_seconds=3600) == []  # too young: may still be writing
     assert cleanup_orphans(s3_settings, min_age_seconds=0) == [orphan]
     assert not bucket.exists(orphan)
     # A crashed earlier attempt of the *same* run is removed by its next attempt.
-    stale = f"articles/dt=2026-11-27/run={RUN}/part-dead00000000-00000.parquet"
+    stale = part_key(run_articles_prefix(RUN), "dead00000000", 0)
     bucket.put(stale, b"not parquet")
     store_articles(ctx, generate_articles(20, words=10))
     assert not bucket.exists(stale)
@@ -113,14 +115,14 @@ def test_concurrent_writer_loses_cleanly(s3_settings, bucket):
     with pytest.raises(PreconditionFailed):
         store_articles(ctx, records())
     assert _ids(s3_settings) == sorted(r["article_id"] for r in generate_articles(7, seed=2, words=10))
-    m = bucket.get_json(f"_manifests/run={RUN}.json")
+    m = bucket.get_json(run_manifest_key(RUN))
     assert sorted(bucket.list("articles/")) == sorted(f["key"] for f in m["files"])
 
 
 def test_store_stage_reads_jsonl(s3_settings, bucket):
     ctx = RunContext(RUN, s3=s3_settings)
     recs = generate_articles(30, words=10)
-    deduped = f"{ctx.prefix('work')}deduped.jsonl.gz"
+    deduped = deduped_key(RUN)
     bucket.put_jsonl(deduped, recs)
     key = store_stage(ctx, deduped, max_rows_per_file=10)
     assert len(bucket.get_json(key)["files"]) == 3
@@ -134,7 +136,7 @@ def test_store_stage_arrow_and_fallback_paths_agree(s3_settings, bucket, odd):
     ctx = RunContext(RUN, s3=s3_settings)
     recs = generate_articles(12, words=10)
     recs[3].update(odd)
-    deduped = f"{ctx.prefix('work')}deduped.jsonl.gz"
+    deduped = deduped_key(RUN)
     bucket.put_jsonl(deduped, recs)
     store_stage(ctx, deduped)
     got = {r["article_id"]: r for r in read_articles(settings=s3_settings, as_="records")}
@@ -187,13 +189,13 @@ def test_compaction_is_atomic_and_survives_reruns(s3_settings, bucket):
     assert key == compaction_manifest_key("2026-11-27")
     specs, _ = plan_files(s3_settings, since_dt="2026-11-27", until_dt="2026-11-27")
     assert [s.rows for s in specs] == [200, 40] and all(s.runs is None for s in specs)
-    assert all("/run=compacted/" in s.key for s in specs)
+    assert all(s.key.startswith(compacted_prefix("2026-11-27")) for s in specs)
     after = read_articles(since="2026-11-27", until="2026-11-27", settings=s3_settings)
     assert sorted(after.column("article_id").to_pylist()) == sorted(before.column("article_id").to_pylist())
     assert after.sort_by("article_id").equals(before.sort_by("article_id"))
-    day_keys = bucket.list("articles/dt=2026-11-27/")
+    day_keys = bucket.list(articles_day_prefix("2026-11-27"))
     assert day_keys == sorted(s.key for s in specs), "the replaced small files are deleted"
-    assert len(bucket.list("articles/dt=2026-11-28/")) == 1
+    assert len(bucket.list(articles_day_prefix("2026-11-28"))) == 1
 
     # A run re-run after compaction: its new rows replace its compacted ones, nothing doubles.
     new = generate_articles(3, seed=50, words=5)

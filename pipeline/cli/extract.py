@@ -6,10 +6,8 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import nullcontext
-from typing import IO, Any
 
-from pipeline.core.errors import NotAnArticle
+from pipeline.cli.common import UsageError, open_input
 from pipeline.flows.pages import article_from_html, articles_from_items
 from pipeline.stages.extract import extract_batch, extract_page
 
@@ -26,12 +24,6 @@ def configure_extract(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("--raw", action="store_true",
                         help="skip the cleaning layer (extraction only; no language detection either)")
     return parser
-
-
-def _open_input(path: str, binary: bool):
-    if path in ("-", ""):
-        return sys.stdin.buffer if binary else sys.stdin
-    return open(path, "rb") if binary else open(path, encoding="utf-8")
 
 
 def _jsonl_items(stream, bad: list[str | None]) -> Iterator[dict]:
@@ -54,15 +46,11 @@ def _jsonl_items(stream, bad: list[str | None]) -> Iterator[dict]:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    """Handler of `extract`: exit 0 article, 3 not an article (reason on stderr), 2 bad usage."""
+    """Handler of `extract`: exit 0 article; NotAnArticle (exit 3, reason on stderr) and UsageError (exit 2)
+    propagate to the exit-code table of `pipeline.cli.main`."""
     if args.jsonl:
-        try:
-            stream = _open_input(args.file, binary=False)
-        except OSError as exc:
-            print(f"extract: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-            return 2
         bad: list[str | None] = []
-        with stream if stream is not sys.stdin else nullcontext(stream):
+        with open_input(args.file) as stream:
             items = _jsonl_items(stream, bad)
             results = (extract_batch(items, workers=args.workers, timeout=args.timeout) if args.raw
                        else articles_from_items(items, workers=args.workers, timeout=args.timeout))
@@ -73,24 +61,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
         return 0
     if not args.url:
-        print("extract: --url URL is required for a single page (or use --jsonl)", file=sys.stderr)
-        return 2
-    try:
-        stream = _open_input(args.file, binary=True)
+        raise UsageError("--url URL is required for a single page (or use --jsonl)")
+    with open_input(args.file, binary=True) as stream:
         data = stream.read()
-        if stream is not sys.stdin.buffer:
-            stream.close()
-    except OSError as exc:
-        print(f"extract: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
     from w3lib.encoding import html_to_unicode
 
     _, html = html_to_unicode(None, data)  # the same detection Scrapy uses, without HTTP headers
-    try:
-        record = extract_page(html, args.url) if args.raw else article_from_html(html, args.url)
-    except NotAnArticle as exc:
-        print(f"not an article: {exc.reason}" + (f" ({exc.detail})" if exc.detail else ""), file=sys.stderr)
-        return 3
+    record = extract_page(html, args.url) if args.raw else article_from_html(html, args.url)
     sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
     return 0
 

@@ -8,9 +8,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.cli.common import NothingToDo
 from pipeline.core.context import RunContext, check_run_id, make_run_id
 from pipeline.core.paths import default_sources_path
-from pipeline.flows.ingest import reextract_run, run_once
+from pipeline.flows.ingest import RunFailed, reextract_run, run_once
 from pipeline.report.run_report import print_summary
 from pipeline.runtime.progress import progress_reporter
 
@@ -33,6 +34,7 @@ def configure_reextract(parser: argparse.ArgumentParser) -> None:
 
 
 def _ctx(args: argparse.Namespace, run_id: str) -> RunContext:
+    # A bad run id (BadRunId) or sources file (ConfigError) ends here, exit 2, before anything starts.
     ctx = RunContext(run_id=check_run_id(run_id), sources_path=args.sources or default_sources_path())
     ctx.sources  # validate now: a bad file stops the run before anything starts
     return ctx
@@ -45,17 +47,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     with progress_reporter(sys.stderr) as progress:
         report = run_once(ctx, only_sources=args.source, say=progress)
     _print_report(report, as_json=args.json)
-    # Like the DAG's `check` task: the good sources are committed, but a failed one is an error.
-    return 1 if report["failed_sources"] else 0
+    # Like the DAG's `check` task: the good sources are committed, but a failed one is an error (exit 1).
+    if report["failed_sources"]:
+        raise RunFailed(f"run {ctx.run_id}: source(s) failed: {', '.join(sorted(report['failed_sources']))} "
+                        "(the other sources' articles are committed)")
+    return 0
 
 
 def cmd_reextract(args: argparse.Namespace) -> int:
     ctx = _ctx(args, args.run_id)
     try:
         report = reextract_run(ctx, say=_say)
-    except FileNotFoundError as exc:
-        print(f"error: run {args.run_id}: {exc}", file=sys.stderr)
-        return 3
+    except FileNotFoundError as exc:  # the run has no WARC files: nothing to re-extract (exit 3)
+        raise NothingToDo(str(exc)) from None
     _print_report(report, as_json=args.json)
     return 0
 

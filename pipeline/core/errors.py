@@ -13,6 +13,13 @@ class ConfigError(ValueError):
     """Bad configuration: terminal, the run does not start."""
 
 
+class BadRunId(ConfigError):
+    """A run id that is not `YYYYMMDDTHHMMSSZ[suffix]` (`pipeline.core.layout.check_run_id`).
+
+    A ValueError still (through ConfigError), for callers that catch that; terminal like any ConfigError.
+    """
+
+
 class StorageError(RuntimeError):
     """The bucket could not be read or written. The message is safe to log (no credentials).
 
@@ -40,4 +47,5 @@ class NotAnArticle(Exception):
 
 def is_terminal(exc: BaseException) -> bool:
     """True for errors that a retry cannot fix: bad configuration, wrong credentials, a missing bucket."""
-    return isinstance(exc, ConfigError) or (isinstance(exc, StorageError) and exc.terminal)
+    # Any error may say so itself with `terminal = True` (a crawl refused for a missing security component).
+    return isinstance(exc, ConfigError) or getattr(exc, "terminal", False) is True

@@ -27,7 +27,7 @@ followed by a suffix of `[A-Za-z0-9._-]`; `dt` is the run's date. A run id that 
 `run=`, so even `..` in a suffix never makes a segment of its own. Untrusted names (sources,
 rejects file names) go through `safe_segment`, which maps anything odd to a hashed name.
 
-Imports nothing of the project: every layer, the spiders and the tests may use it.
+Imports nothing of the project but `pipeline.core.errors`: every layer, the spiders and the tests may use it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import hashlib
 import re
 import unicodedata
 from datetime import date, datetime, timezone
+
+from pipeline.core.errors import BadRunId
 
 # --------------------------------------------------------------------------- segments
 
@@ -55,7 +57,10 @@ def make_run_id(when: datetime) -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    """Run ids go into keys: accept only the documented shape (YYYYMMDDTHHMMSSZ, optional suffix)."""
+    """Run ids go into keys: accept only the documented shape (YYYYMMDDTHHMMSSZ, optional suffix).
+
+    Raises `BadRunId` (a ConfigError, so a ValueError too) for anything else.
+    """
     m = _RUN_ID.fullmatch(run_id) if isinstance(run_id, str) else None  # not match: `$` allows a trailing newline
     if m:
         try:  # a real instant: the date becomes a `dt=` partition that compaction must be able to name
@@ -63,7 +68,7 @@ def check_run_id(run_id: str) -> str:
         except ValueError:
             m = None
     if not m:
-        raise ValueError(f"bad run id {run_id!r}: expected YYYYMMDDTHHMMSSZ, optionally followed by [A-Za-z0-9._-]")
+        raise BadRunId(f"bad run id {run_id!r}: expected YYYYMMDDTHHMMSSZ, optionally followed by [A-Za-z0-9._-]")
     return run_id
 
 
@@ -189,9 +194,14 @@ def crawl_failure_key(run_id: str, source: str) -> str:
     return f"{run_prefix('work', run_id)}crawl-failed/{safe_segment(source)}.json"
 
 
+def extracted_prefix(run_id: str) -> str:
+    """`work/dt=/run=/extracted/`: the extracted articles of a run, one file per WARC file."""
+    return f"{run_prefix('work', run_id)}extracted/"
+
+
 def extracted_key(run_id: str, warc_key: str) -> str:
     """`work/dt=/run=/extracted/<warc stem>.jsonl.gz`: the extracted articles of one WARC file."""
-    return f"{run_prefix('work', run_id)}extracted/{warc_stem(warc_key)}.jsonl.gz"
+    return f"{extracted_prefix(run_id)}{warc_stem(warc_key)}.jsonl.gz"
 
 
 def cleaned_key(run_id: str) -> str:
@@ -241,9 +251,14 @@ def run_articles_prefix(run_id: str) -> str:
     return run_prefix("articles", run_id)
 
 
+def articles_day_prefix(dt: str | date) -> str:
+    """`articles/dt=YYYY-MM-DD/`: every Parquet file of a day partition (runs' and compacted)."""
+    return f"{ARTICLES_PREFIX}dt={check_dt(dt)}/"
+
+
 def compacted_prefix(dt: str | date) -> str:
     """`articles/dt=YYYY-MM-DD/run=compacted/`: where compaction writes a day's merged files."""
-    return f"{ARTICLES_PREFIX}dt={check_dt(dt)}/run={COMPACTED_RUN}/"
+    return f"{articles_day_prefix(dt)}run={COMPACTED_RUN}/"
 
 
 def part_key(prefix: str, attempt: str, n: int) -> str:

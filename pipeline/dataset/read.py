@@ -1,19 +1,15 @@
 """Reading the article dataset: committed runs only, by date, source, run or commit time.
 
 `read_articles()` is the Python API (Arrow, pandas or an iterator of dicts); the
-`read` command streams the same rows as JSON Lines, CSV or Parquet. Both resolve
+`read` command (`pipeline.cli.read`) streams the same rows as JSON Lines, CSV or Parquet. Both resolve
 files through the manifests (`pipeline.dataset.manifest.plan_files`), never by listing
 `articles/`, so files of uncommitted or replaced attempts are never read.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import io
-import json
 import logging
-import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
@@ -24,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.core.config import S3Settings
-from pipeline.core.layout import check_dt
+from pipeline.core.layout import check_dt, check_run_id
 from pipeline.dataset.manifest import FileSpec, normalise_ts, plan_files
 from pipeline.core.bucket import Bucket, StorageError
 from pipeline.dataset.schema import ARTICLE_SCHEMA, conform, project
@@ -155,87 +151,14 @@ def read_articles(since: DateLike = None, until: DateLike = None, source: str | 
     return table
 
 
-# --------------------------------------------------------------------------- CLI
 
+def check_read_args(since: DateLike = None, until: DateLike = None, *, committed_after: str | datetime | None = None,
+                    run_id: str | None = None, columns: Sequence[str] | None = None) -> None:
+    """Validate `read_articles` arguments without touching the bucket: ValueError naming the bad one.
 
-def configure_read(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `python -m pipeline read`."""
-    parser.add_argument("--since", help="first day (YYYY-MM-DD, inclusive) or ISO timestamp of ingestion")
-    parser.add_argument("--until", help="last day (YYYY-MM-DD, inclusive) or ISO timestamp (exclusive)")
-    parser.add_argument("--source", action="append", help="only this source (repeatable)")
-    parser.add_argument("--canonical-only", action="store_true", help="drop duplicates (duplicate_of set)")
-    parser.add_argument("--run", dest="run_id", help="only this run id")
-    parser.add_argument("--committed-after", help="only runs committed after this ISO timestamp")
-    parser.add_argument("--columns", help="comma-separated columns (default: all)")
-    parser.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl")
-    parser.add_argument("--out", default="-", help="output file, or - for stdout (default)")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return str(value)
-
-
-def cmd_read(args: argparse.Namespace, *, settings: S3Settings | None = None) -> int:
-    """Stream committed articles. Exit 0 on success, 1 on a storage error, 2 on bad arguments."""
-    from pipeline.core.context import check_run_id
-
-    try:
-        if args.run_id is not None:
-            check_run_id(args.run_id)
-        columns = [c.strip() for c in args.columns.split(",")] if getattr(args, "columns", None) else None
-        project(ARTICLE_SCHEMA, columns)
-        _bound(args.since, "since"), _bound(args.until, "until"), normalise_ts(args.committed_after)
-    except ValueError as exc:
-        print(f"read: {exc}", file=sys.stderr)
-        return 2
-    source = args.source[0] if args.source and len(args.source) == 1 else args.source
-    tables = iter_tables(args.since, args.until, source, args.canonical_only, settings=settings,
-                         committed_after=args.committed_after, run_id=args.run_id, columns=columns)
-    to_stdout = args.out in (None, "-")
-    schema = ARTICLE_SCHEMA if columns is None else pa.schema([ARTICLE_SCHEMA.field(c) for c in columns])
-    n = 0
-    try:
-        if args.format == "parquet":
-            sink = sys.stdout.buffer if to_stdout else args.out
-            # A pipe cannot seek: buffer when writing Parquet to stdout.
-            target = io.BytesIO() if to_stdout else sink
-            with pq.ParquetWriter(target, schema.with_metadata(ARTICLE_SCHEMA.metadata),
-                                  compression="zstd") as writer:
-                for t in tables:
-                    writer.write_table(t.cast(writer.schema))
-                    n += t.num_rows
-            if to_stdout:
-                sink.write(target.getvalue())
-                sink.flush()
-        else:
-            fh = sys.stdout if to_stdout else open(args.out, "w", encoding="utf-8", newline="")
-            try:
-                if args.format == "jsonl":
-                    for t in tables:
-                        for row in t.to_pylist():
-                            fh.write(json.dumps(row, ensure_ascii=False, default=_jsonable))
-                            fh.write("\n")
-                            n += 1
-                else:
-                    out = csv.DictWriter(fh, fieldnames=schema.names, extrasaction="ignore")
-                    out.writeheader()
-                    for t in tables:
-                        for row in t.to_pylist():
-                            if isinstance(row.get("removed"), list):
-                                row["removed"] = json.dumps(row["removed"], ensure_ascii=False)
-                            out.writerow({k: _jsonable(v) if isinstance(v, datetime) else v
-                                          for k, v in row.items()})
-                            n += 1
-                fh.flush()
-            finally:
-                if not to_stdout:
-                    fh.close()
-    except StorageError as exc:
-        print(f"read: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        return 0  # `read | head`: the consumer has what it wanted
-    log.info("read %d articles", n)
-    return 0
+    A bad run id raises `BadRunId` (a ValueError too).
+    """
+    if run_id is not None:
+        check_run_id(run_id)
+    project(ARTICLE_SCHEMA, columns)
+    _bound(since, "since"), _bound(until, "until"), normalise_ts(committed_after)

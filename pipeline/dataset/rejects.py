@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 
+from pipeline.core.context import RunContext
 from pipeline.core.layout import rejects_key, rejects_prefix
-
-REJECT_FIELDS = ("url", "source", "stage", "reason", "detail", "warc_key", "warc_record_id")
 
 
 def reject(url: str, stage: str, reason: str, *, source: str | None = None, detail: str = "",
@@ -17,7 +15,7 @@ def reject(url: str, stage: str, reason: str, *, source: str | None = None, deta
             "warc_key": warc_key, "warc_record_id": warc_record_id}
 
 
-def write_rejects(ctx, name: str, rows: Iterable[dict]) -> str | None:
+def write_rejects(ctx: RunContext, name: str, rows: Iterable[dict]) -> str | None:
     """Write `rejects/dt=/run=/<name>.jsonl` (deterministic key: a re-run overwrites). None when empty."""
     rows = list(rows)
     key = rejects_key(ctx.run_id, name)
@@ -29,14 +27,9 @@ def write_rejects(ctx, name: str, rows: Iterable[dict]) -> str | None:
     return key
 
 
-def read_rejects(ctx) -> list[dict]:
+def read_rejects(ctx: RunContext) -> list[dict]:
     """All rejects of the run."""
     out: list[dict] = []
     for key in ctx.bucket.list(rejects_prefix(ctx.run_id)):
         out.extend(ctx.bucket.iter_jsonl(key))
     return out
-
-
-def count_by_reason(rows: Iterable[dict]) -> dict[str, int]:
-    """`{"<stage>/<reason>": n}`, for run reports."""
-    return dict(Counter(f"{r['stage']}/{r['reason']}" for r in rows))

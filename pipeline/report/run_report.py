@@ -12,13 +12,10 @@ self-contained HTML page stored beside the JSON.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TextIO
 
 from pipeline.core.context import RunContext
@@ -321,16 +318,7 @@ def print_summary(report: dict, out: TextIO | None = None) -> None:
         print(f"  report: {report['html']} (python -m pipeline report {report['run_id']} --html FILE)", file=out)
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def configure_report(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", nargs="?", default=None, help="run id (default: the latest run with a report)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--html", type=Path, default=None, metavar="PATH",
-                        help="write the report as a self-contained HTML page to PATH")
-    parser.add_argument("--rebuild", action="store_true",
-                        help="recompute the report from the run's stage outputs in the bucket and store it again")
+# --------------------------------------------------------------------------- the report of a given run
 
 
 def latest_run(bucket) -> str | None:
@@ -351,34 +339,3 @@ def rebuild_report(ctx: RunContext, previous: dict | None = None) -> dict:
                         failed_sources=previous.get("failed_sources", {}),
                         deduped_key=deduped if ctx.bucket.exists(deduped) else None,
                         manifest_key=manifest if ctx.bucket.exists(manifest) else previous.get("manifest"))
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.core.config import S3Settings
-    from pipeline.report.html import render_html
-    from pipeline.core.bucket import Bucket
-
-    settings = S3Settings.from_env()
-    bucket = Bucket(settings)
-    run = args.run or latest_run(bucket)
-    if run is None:
-        print("no run reports in the bucket yet (give a run id with --rebuild to build one)", file=sys.stderr)
-        return 3
-    key = report_key(run)
-    previous = bucket.get_json(key) if bucket.exists(key) else None
-    if args.rebuild:
-        ctx = RunContext(run_id=run, s3=settings)
-        report = rebuild_report(ctx, previous)
-    elif previous is None:
-        print(f"no report for run {run} (use --rebuild to build it from the run's outputs)", file=sys.stderr)
-        return 3
-    else:
-        report = previous
-    if args.html:
-        args.html.write_text(render_html(report), encoding="utf-8")
-        print(f"wrote {args.html}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(report, indent=1, ensure_ascii=False))
-    elif not args.html:
-        print_summary(report)
-    return 0

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pipeline.core.config import CleaningRules
 from pipeline.core.context import RunContext
 from pipeline.core.errors import ConfigError, NotAnArticle
+from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.core.layout import cleaned_key
 from pipeline.text.gates import MIN_WORDS, detect_language
 from pipeline.text.hashing import article_id, content_hash
@@ -358,8 +359,6 @@ def clean_stage(ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[
     extracted key); the other files are read from the bucket and cleaned here. Rows keep the
     order of `extracted_keys` either way.
     """
-    from pipeline.dataset.rejects import reject, write_rejects
-
     out_key = cleaned_key(ctx.run_id)
     step = CleanStep.of(ctx)
     rows: list[dict] = []

@@ -11,7 +11,6 @@ earlier raw files and summary of the run (done by the WARC pipeline when it open
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import subprocess
@@ -21,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.core.context import RunContext, make_run_id
+from pipeline.core.context import RunContext
 from pipeline.core.paths import ROOT, var_dir
 from pipeline.runtime.pool import FORK_LOCK
 from pipeline.core.layout import crawl_failure_key, crawl_summaries_prefix, crawl_summary_key, safe_segment
@@ -36,7 +35,14 @@ REFUSAL = "refusing to crawl:"
 
 
 class CrawlError(RuntimeError):
-    """The crawl process failed; the message ends with the tail of its log."""
+    """The crawl process failed; the message ends with the tail of its log.
+
+    `terminal`: a retry cannot help (the crawl refused to start: a security component does not load).
+    """
+
+    def __init__(self, message: str, *, terminal: bool = False):
+        super().__init__(message)
+        self.terminal = terminal
 
 
 def summary_key(ctx: RunContext, source_name: str) -> str:
@@ -112,7 +118,7 @@ def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] |
         tail = _tail(log_path)
         refusal = _refusal(tail)
         if refusal is not None:  # fail closed: no security component, no crawl; say so first
-            raise CrawlError(f"crawl of {source_name} refused to start: {refusal}; log tail:\n{tail}")
+            raise CrawlError(f"crawl of {source_name} refused to start: {refusal}; log tail:\n{tail}", terminal=True)
         raise CrawlError(f"crawl of {source_name} failed (exit {proc.returncode}); log tail:\n{tail}")
     if not ctx.bucket.exists(key):
         raise CrawlError(f"crawl of {source_name} wrote no summary at {key}; log tail:\n{_tail(log_path)}")
@@ -200,32 +206,3 @@ def finished_warc_keys(ctx: RunContext, source_names: Iterable[str]) -> tuple[li
     log.info("%d WARC file(s) from %d finished crawl(s)", len(keys), len(finished))
     return keys, failed
 
-
-# --------------------------------------------------------------------------- CLI
-
-
-def configure_crawl(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, help="source name from the sources file")
-    parser.add_argument("--run-id", help="run id (YYYYMMDDTHHMMSSZ[suffix]); default: now")
-    parser.add_argument("--sources", help="sources file (default: config/sources.yaml or $NEWS_INGEST_SOURCES)")
-
-
-def cmd_crawl(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
-    import json
-
-    kwargs = {"run_id": args.run_id or make_run_id(datetime.now(timezone.utc))}
-    if args.sources:
-        kwargs["sources_path"] = Path(args.sources)
-    try:
-        ctx = RunContext(**kwargs)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        result = crawl_stage(ctx, args.source)
-    except CrawlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=1, default=str))
-    return 0

@@ -22,17 +22,12 @@ step against the fresh index when another writer won the race.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import logging
 import random
-import sys
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
-
-from pydantic import ValidationError
 
 import numpy as np
 
@@ -63,7 +58,7 @@ BATCH = 512
 #: (the four-writer test needs at most 3; runs of one day are hourly, so 8 is ample).
 SAVE_ATTEMPTS = 8
 
-__all__ = ["DedupeConfig", "DedupeIndex", "cmd_dedupe", "configure_dedupe", "dedupe_records", "dedupe_stage"]
+__all__ = ["DedupeConfig", "DedupeIndex", "dedupe_records", "dedupe_stage"]
 
 
 def _canonical(record: dict) -> str:
@@ -271,55 +266,3 @@ def dedupe_stage(ctx: "RunContext", cleaned_key: str, *, config: DedupeConfig | 
              ctx.run_id, len(out), sum(1 for r in out if r["version"] > 1), kinds, len(index))
     return key
 
-
-# --------------------------------------------------------------------------- CLI
-
-
-def configure_dedupe(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `python -m pipeline dedupe`."""
-    defaults = DedupeConfig()
-    parser.add_argument("file", nargs="?", default="-", help="JSON Lines of articles (url, text); - for stdin")
-    parser.add_argument("--threshold", type=float, default=defaults.threshold,
-                        help=f"near-duplicate Jaccard threshold (default {defaults.threshold})")
-    parser.add_argument("--shingle-size", type=int, default=defaults.shingle_size,
-                        help=f"words per shingle (default {defaults.shingle_size})")
-    parser.add_argument("--num-perm", type=int, default=defaults.num_perm,
-                        help=f"MinHash permutations (default {defaults.num_perm})")
-
-
-def cmd_dedupe(args: argparse.Namespace) -> int:
-    """JSON Lines in, the same lines out with cluster_id, duplicate_of, dup_kind (and version, supersedes)."""
-    try:
-        config = DedupeConfig(threshold=args.threshold, shingle_size=args.shingle_size, num_perm=args.num_perm)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"]) or "options"
-        print(f"dedupe: bad option: {where}: {err['msg']}", file=sys.stderr)
-        return 2
-    try:
-        stream = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")
-    except OSError as exc:
-        print(f"dedupe: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    records = []
-    with stream:
-        for n, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as exc:
-                print(f"dedupe: line {n}: not JSON: {exc}", file=sys.stderr)
-                return 2
-            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) \
-                    or not (rec.get("url") or rec.get("canonical_url")):
-                print(f"dedupe: line {n}: need an object with url and text", file=sys.stderr)
-                return 2
-            records.append(rec)
-    out = dedupe_records(records, config=config)
-    write = sys.stdout.write
-    for rec in out:
-        write(json.dumps(rec, ensure_ascii=False))
-        write("\n")
-    sys.stdout.flush()
-    return 0

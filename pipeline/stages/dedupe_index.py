@@ -77,9 +77,6 @@ class DedupeConfig(BaseModel):
 
 # --------------------------------------------------------------------------- signatures
 
-_M32 = np.uint32(0xFFFFFFFF)
-
-
 def fmix32(h: np.ndarray) -> np.ndarray:
     """MurmurHash3's 32-bit finalizer (the pre-mix of datasketch's affine32 scheme)."""
     h = h ^ (h >> np.uint32(16))

@@ -39,6 +39,10 @@ from trafilatura.utils import load_html
 from pipeline.core.config import CleaningRules, ConfigError
 from pipeline.core.context import RunContext
 from pipeline.core.errors import NotAnArticle
+from pipeline.dataset.rejects import reject, write_rejects
+from pipeline.dataset.warc import read_warc
+from pipeline.runtime.pool import TaskFailure, bounded_map
+from pipeline.text.urls import canonicalize
 from pipeline.core.layout import extract_rejects_name, extracted_key
 from pipeline.text.gates import MIN_WORDS
 from pipeline.text.normalise import normalise_text, word_count
@@ -322,8 +326,6 @@ def canonical_url(url: str, declared: str | None = None) -> str:
     (tracking parameters and fragment dropped), the one spelling dedupe and the seen-URL state use too."""
     from courlan import is_external
 
-    from pipeline.text.urls import canonicalize
-
     try:
         if urlsplit(url).scheme not in ("http", "https"):
             return url  # not a web URL (a file, a test id): nothing to canonicalise against
@@ -599,8 +601,6 @@ def extract_outcomes(items: Iterable[dict], *, workers: int | None = None, timeo
     past either its worker is killed and the page's record is {"url", "error": "timeout" | "memory"};
     the batch goes on. `rules_for(item)` gives the item's source's rules (its `drop_selectors`).
     """
-    from pipeline.runtime.pool import TaskFailure, bounded_map
-
     urls: dict[int, str] = {}
     counter = iter(range(10**18))
 
@@ -652,8 +652,6 @@ def cleaning_rules_of(ctx: RunContext) -> Callable[[dict], CleaningRules | None]
 def write_extraction(ctx, warc_key: str, outcomes: Iterable[tuple[dict, dict]]) -> str:
     """Store the (item, result) pairs of one WARC file: records to `work/.../extracted/<stem>.jsonl.gz`,
     failures to `rejects/.../extract-<stem>.jsonl` (stage "extract"). Returns the records' key."""
-    from pipeline.dataset.rejects import reject, write_rejects
-
     rows: list[dict] = []
     rejects: list[dict] = []
     for item, result in outcomes:
@@ -675,8 +673,6 @@ def extract_stage(ctx, warc_key: str, *, workers: int | None = None, timeout: fl
 
     Pages that are not articles or fail go to `rejects/.../extract-<stem>.jsonl` (stage "extract").
     """
-    from pipeline.dataset.warc import read_warc
-
     pointers: list[dict] = []  # per item, without the HTML: to file rejects against the WARC record
 
     def items() -> Iterator[dict]:

@@ -16,14 +16,13 @@ that the next attempt of the run (or `cleanup_orphans`) removes.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
@@ -584,38 +583,3 @@ def cleanup_orphans(settings: S3Settings, *, min_age_seconds: float = 3600, now:
         log.info("removed %d orphaned files", len(orphans))
     return orphans
 
-
-# --------------------------------------------------------------------------- CLI
-
-
-def configure_compact(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `python -m pipeline compact`."""
-    parser.add_argument("--dt", action="append", required=True, metavar="YYYY-MM-DD",
-                        help="day partition to compact (repeatable)")
-    parser.add_argument("--max-rows-per-file", type=int, default=500_000)
-    parser.add_argument("--cleanup", action="store_true",
-                        help="also delete unreferenced files older than an hour (crashed attempts)")
-
-
-def cmd_compact(args: argparse.Namespace, *, settings: S3Settings | None = None,
-                out: Callable[[str], Any] = print) -> int:
-    """`compact --dt D`: exit 0 when done, 1 on a storage error, 2 on a bad date."""
-    import sys
-
-    settings = settings or S3Settings.from_env()
-    try:
-        days = [check_dt(d) for d in args.dt]
-    except ValueError as exc:
-        print(f"compact: {exc}", file=sys.stderr)
-        return 2
-    try:
-        for dt in days:
-            key = compact(settings, dt, max_rows_per_file=args.max_rows_per_file)
-            out(f"{dt}: {'committed ' + key if key else 'nothing to compact'}")
-        if getattr(args, "cleanup", False):
-            removed = cleanup_orphans(settings)
-            out(f"removed {len(removed)} orphaned files")
-    except StorageError as exc:
-        print(f"compact: {exc}", file=sys.stderr)
-        return 1
-    return 0

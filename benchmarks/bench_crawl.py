@@ -40,8 +40,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.crawl_helpers import (LISTEN_BACKLOG, LocalServer, free_port, guard_settings, page, run_crawl,
-                                 tcp_listen_counters)
+from tests.crawl_helpers import (
+    LISTEN_BACKLOG,
+    LocalServer,
+    free_port,
+    guard_settings,
+    page,
+    run_crawl,
+    tcp_listen_counters,
+)
 
 POLITENESS_OFF = {"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False, "LOG_LEVEL": "WARNING"}
 
@@ -64,7 +71,12 @@ def start_site(n: int, generated: bool = False) -> tuple[Any, str, list[str], st
     body = "<article><h1>Story</h1>" + "<p>Lorem ipsum dolor sit amet, consectetur adipiscing.</p>" * 40 + "</article>"
     routes = {f"/news/{i:05d}.html": page(body) for i in range(n)}
     server = LocalServer(routes).start()
-    return server, server.base, [server.base + p for p in routes], f"generated pages ({n}, listen backlog {LISTEN_BACKLOG})"
+    return (
+        server,
+        server.base,
+        [server.base + p for p in routes],
+        f"generated pages ({n}, listen backlog {LISTEN_BACKLOG})",
+    )
 
 
 def _drops(before: dict[str, int] | None) -> int | None:
@@ -107,8 +119,8 @@ def news_crawl(site: Any, n: int) -> dict[str, Any]:
 
     from pipeline.core.config import S3Settings
     from pipeline.core.context import RunContext, make_run_id
-    from pipeline.stages.crawl import crawl_stage
     from pipeline.runtime.s3server import EmbeddedS3
+    from pipeline.stages.crawl import crawl_stage
 
     with tempfile.TemporaryDirectory() as tmp:
         # on a free port, not the default 8333 a developer's `python -m pipeline s3 up` may want
@@ -117,15 +129,27 @@ def news_crawl(site: Any, n: int) -> dict[str, Any]:
         try:
             info = server.up("news")  # inside the try: a server that started but failed its bucket is stopped too
             os.environ["NEWS_INGEST_HOME"] = tmp  # the crawl's logs and state go to the temp folder
-            s3 = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                            secret_access_key=info.secret_access_key, bucket="news")
-            sources = site.write_sources_yaml(Path(tmp) / "sources.yaml", outlets=["bulk-news"], source_delay=0.0,
-                                              source_concurrency=8, max_age_days=0)
+            s3 = S3Settings(
+                endpoint_url=info.endpoint_url,
+                access_key_id=info.access_key_id,
+                secret_access_key=info.secret_access_key,
+                bucket="news",
+            )
+            sources = site.write_sources_yaml(
+                Path(tmp) / "sources.yaml",
+                outlets=["bulk-news"],
+                source_delay=0.0,
+                source_concurrency=8,
+                max_age_days=0,
+            )
             ctx = RunContext(run_id=make_run_id(datetime.now(timezone.utc)), s3=s3, sources_path=sources)
             tcp = tcp_listen_counters()
             t0 = time.perf_counter()
-            out = crawl_stage(ctx, "bulk-news", settings={"AUTOTHROTTLE_ENABLED": "False", "DOWNLOAD_DELAY": "0",
-                                                           "LOG_LEVEL": "WARNING"})
+            out = crawl_stage(
+                ctx,
+                "bulk-news",
+                settings={"AUTOTHROTTLE_ENABLED": "False", "DOWNLOAD_DELAY": "0", "LOG_LEVEL": "WARNING"},
+            )
             wall = time.perf_counter() - t0
             drops = _drops(tcp)
         finally:
@@ -135,18 +159,33 @@ def news_crawl(site: Any, n: int) -> dict[str, Any]:
     stats = out["stats"]
     pages = int(stats.get("response_received_count", 0))
     elapsed = float(stats.get("elapsed_time_seconds") or wall)
-    return {"kind": "news", "pages": pages, "failures": 0, "elapsed": elapsed, "wall": wall,
-            "pps": pages / elapsed if elapsed else 0.0, "robots": stats.get("robots/fetch", 0),
-            "blocked": stats.get("ssrf/blocked", 0), "drops": drops}
+    return {
+        "kind": "news",
+        "pages": pages,
+        "failures": 0,
+        "elapsed": elapsed,
+        "wall": wall,
+        "pps": pages / elapsed if elapsed else 0.0,
+        "robots": stats.get("robots/fetch", 0),
+        "blocked": stats.get("ssrf/blocked", 0),
+        "drops": drops,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the median is reported")
-    parser.add_argument("--generated", action="store_true",
-                        help="serve static generated pages (cheaper to serve than the sample site's rendered ones)")
-    parser.add_argument("--news", action="store_true", help="also time `scrapy crawl news` through the crawl stage (starts its own SeaweedFS)")
+    parser.add_argument(
+        "--generated",
+        action="store_true",
+        help="serve static generated pages (cheaper to serve than the sample site's rendered ones)",
+    )
+    parser.add_argument(
+        "--news",
+        action="store_true",
+        help="also time `scrapy crawl news` through the crawl stage (starts its own SeaweedFS)",
+    )
     args = parser.parse_args(argv)
 
     site, base, urls, what = start_site(args.pages, args.generated)
@@ -164,16 +203,20 @@ def main(argv: list[str] | None = None) -> int:
         site.stop()
 
     print(f"\ncrawl benchmark: {what}, {len(urls)} URLs, politeness off, repeat {args.repeat}")
-    print(f"{'config':<8} {'pages':>6} {'fail':>5} {'elapsed s':>10} {'wall s':>8} {'pages/s':>9} {'robots':>7} "
-          f"{'drops':>6} {'ratio':>6}  single runs (pages/s)")
+    print(
+        f"{'config':<8} {'pages':>6} {'fail':>5} {'elapsed s':>10} {'wall s':>8} {'pages/s':>9} {'robots':>7} "
+        f"{'drops':>6} {'ratio':>6}  single runs (pages/s)"
+    )
     bare_pps = statistics.median(r["pps"] for r in rows["bare"])
     for kind, runs in rows.items():
         med = sorted(runs, key=lambda r: r["pps"])[len(runs) // 2]
         ratio = med["pps"] / bare_pps if bare_pps else 0.0
         drops = "?" if med.get("drops") is None else str(med["drops"])
         singles = " ".join(f"{r['pps']:.0f}" + (f"({r['drops']}d)" if r.get("drops") else "") for r in runs)
-        print(f"{kind:<8} {med['pages']:>6} {med['failures']:>5} {med['elapsed']:>10.2f} {med['wall']:>8.2f} "
-              f"{med['pps']:>9.1f} {med['robots']:>7} {drops:>6} {ratio:>6.2f}  {singles}")
+        print(
+            f"{kind:<8} {med['pages']:>6} {med['failures']:>5} {med['elapsed']:>10.2f} {med['wall']:>8.2f} "
+            f"{med['pps']:>9.1f} {med['robots']:>7} {drops:>6} {ratio:>6.2f}  {singles}"
+        )
     if len(rows["bare"]) > 1:
         pairs = " ".join(f"{g['pps'] / b['pps']:.2f}" for b, g in zip(rows["bare"], rows["guarded"]) if b["pps"])
         print(f"guarded/bare of each round: {pairs}")

@@ -26,12 +26,21 @@ from collections import Counter
 
 from benchmarks.dedupe_data import labelled_set, speed_corpus
 from pipeline.stages.dedupe import DedupeConfig, DedupeIndex, dedupe_records
-from pipeline.text.hashing import normalised_bytes
-from pipeline.text.hashing import article_id, normalise_for_hash
+from pipeline.text.hashing import article_id, normalise_for_hash, normalised_bytes
 
 SETTINGS: list[tuple[float, int, int]] = [
-    (0.5, 3, 128), (0.4, 3, 128), (0.35, 3, 128), (0.3, 3, 128), (0.6, 3, 128), (0.7, 3, 128),
-    (0.5, 2, 128), (0.4, 2, 128), (0.5, 4, 128), (0.5, 5, 128), (0.4, 3, 64), (0.5, 3, 64),
+    (0.5, 3, 128),
+    (0.4, 3, 128),
+    (0.35, 3, 128),
+    (0.3, 3, 128),
+    (0.6, 3, 128),
+    (0.7, 3, 128),
+    (0.5, 2, 128),
+    (0.4, 2, 128),
+    (0.5, 4, 128),
+    (0.5, 5, 128),
+    (0.4, 3, 64),
+    (0.5, 3, 64),
 ]
 
 
@@ -61,11 +70,15 @@ def per_kind_recall(docs: list[dict], out: list[dict]) -> dict[str, float]:
 def quality(stories: int) -> None:
     docs = labelled_set(stories)
     heavy = labelled_set(stories, seed=8, rewrite_share=(0.15, 0.25))
-    print(f"\n## Quality: labelled set, {len(docs)} documents of {stories} stories "
-          f"({dict(Counter(d['kind'] for d in docs))})\n")
-    print("| threshold | shingle | num_perm | bands x rows | precision | recall | F1 | "
-          "recall syndicated | recall rewrite | recall heavy rewrite (15-25%) | recall update/exact/refetch | "
-          "follow-ups merged |")
+    print(
+        f"\n## Quality: labelled set, {len(docs)} documents of {stories} stories "
+        f"({dict(Counter(d['kind'] for d in docs))})\n"
+    )
+    print(
+        "| threshold | shingle | num_perm | bands x rows | precision | recall | F1 | "
+        "recall syndicated | recall rewrite | recall heavy rewrite (15-25%) | recall update/exact/refetch | "
+        "follow-ups merged |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for threshold, shingle, perms in SETTINGS:
         cfg = DedupeConfig(threshold=threshold, shingle_size=shingle, num_perm=perms)
@@ -77,15 +90,17 @@ def quality(stories: int) -> None:
         # Follow-ups: distinct stories reusing paragraphs of an earlier one; any merge is a precision error.
         followups = sum(1 for d in docs if d.get("followup"))
         merged = sum(1 for d, o in zip(docs, out) if d.get("followup") and o["dup_kind"] is not None)
-        print(f"| {threshold} | {shingle} | {perms} | {idx.bands}x{idx.rows_per_band} | {p:.4f} | {r:.4f} | "
-              f"{2 * p * r / (p + r):.4f} | {kinds['syndicated']:.3f} | {kinds['rewrite']:.3f} | "
-              f"{hk['rewrite']:.3f} | {kinds['update']:.2f}/{kinds['exact']:.2f}/{kinds['refetch']:.2f} | "
-              f"{merged}/{followups} |")
+        print(
+            f"| {threshold} | {shingle} | {perms} | {idx.bands}x{idx.rows_per_band} | {p:.4f} | {r:.4f} | "
+            f"{2 * p * r / (p + r):.4f} | {kinds['syndicated']:.3f} | {kinds['rewrite']:.3f} | "
+            f"{hk['rewrite']:.3f} | {kinds['update']:.2f}/{kinds['exact']:.2f}/{kinds['refetch']:.2f} | "
+            f"{merged}/{followups} |"
+        )
 
 
 def _shingles(text: str, k: int = 3) -> list[bytes]:
     words = normalise_for_hash(text).split()
-    return [" ".join(words[i:i + k]).encode() for i in range(max(1, len(words) - k + 1))]
+    return [" ".join(words[i : i + k]).encode() for i in range(max(1, len(words) - k + 1))]
 
 
 def run_ours(docs: list[dict]) -> list[dict]:
@@ -147,37 +162,51 @@ def speed(n: int, baseline_n: int) -> None:
     raw = list(speed_corpus(n))
     # As the clean stage hands them over: canonical_url, content_hash and article_id already set.
     # (content_hash via the tested-equal fast normaliser: pipeline.text.hashing's regex would dominate set-up time)
-    docs = [dict(d, canonical_url=d["url"], content_hash=hashlib.sha256(normalised_bytes(d["text"])).hexdigest())
-            for d in raw]
+    docs = [
+        dict(d, canonical_url=d["url"], content_hash=hashlib.sha256(normalised_bytes(d["text"])).hexdigest())
+        for d in raw
+    ]
     for d in docs:
         d["article_id"] = article_id(d["url"], d["content_hash"])
     words = sum(d["text"].count(" ") + 1 for d in docs) / len(docs)
-    print(f"\n## Speed and memory: {n} generated articles, {words:.0f} words on average "
-          f"(generated in {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} cores: wall rates fall when the machine is shared, CPU-second rates less)\n")
-    print("| method | docs | docs/s wall (one process) | docs per CPU second | retained memory per doc "
-          "(tracemalloc) | peak traced memory |")
+    print(
+        f"\n## Speed and memory: {n} generated articles, {words:.0f} words on average "
+        f"(generated in {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} cores: wall rates fall when the machine is shared, CPU-second rates less)\n"
+    )
+    print(
+        "| method | docs | docs/s wall (one process) | docs per CPU second | retained memory per doc "
+        "(tracemalloc) | peak traced memory |"
+    )
     print("|---|---|---|---|---|---|")
     sec, cpu, kept, peak = measure(run_ours, docs)
     cfg = DedupeConfig()
     label = f"num_perm {cfg.num_perm}, threshold {cfg.threshold}, shingle {cfg.shingle_size}"
-    print(f"| news-ingest dedupe_records ({label}), clean-stage records | {n} | {n / sec:,.0f} | "
-          f"{n / cpu:,.0f} | {kept / n:,.0f} B | {peak / 2**20:,.0f} MiB |")
+    print(
+        f"| news-ingest dedupe_records ({label}), clean-stage records | {n} | {n / sec:,.0f} | "
+        f"{n / cpu:,.0f} | {kept / n:,.0f} B | {peak / 2**20:,.0f} MiB |"
+    )
     bare = [{"url": d["url"], "text": d["text"]} for d in raw]
     t, c = time.perf_counter(), time.process_time()
     run_ours(bare)
     sec, cpu = time.perf_counter() - t, time.process_time() - c
-    print(f"| news-ingest dedupe_records ({label}), url+text only (URLs canonicalised, hashes computed) | {n} | "
-          f"{n / sec:,.0f} | {n / cpu:,.0f} | (same index) | |")
+    print(
+        f"| news-ingest dedupe_records ({label}), url+text only (URLs canonicalised, hashes computed) | {n} | "
+        f"{n / sec:,.0f} | {n / cpu:,.0f} | (same index) | |"
+    )
     base = docs[:baseline_n]
     sec, cpu, kept, peak = measure(run_datasketch, base)
-    print(f"| datasketch MinHash(128) + MinHashLSH(0.5), query+insert each doc | {len(base)} | "
-          f"{len(base) / sec:,.0f} | {len(base) / cpu:,.0f} | {kept / len(base):,.0f} B | {peak / 2**20:,.0f} MiB |")
+    print(
+        f"| datasketch MinHash(128) + MinHashLSH(0.5), query+insert each doc | {len(base)} | "
+        f"{len(base) / sec:,.0f} | {len(base) / cpu:,.0f} | {kept / len(base):,.0f} B | {peak / 2**20:,.0f} MiB |"
+    )
     idx = DedupeIndex()
     out = dedupe_records(docs[:20000], index=idx)
-    print(f"\nIndex arrays after 20,000 docs: {idx.nbytes / len(idx):,.0f} B/doc "
-          f"(signature {idx.config.num_perm * 2} B as 16-bit b-bit MinHash, {idx.bands} band keys, ids); "
-          f"dup kinds in the speed corpus: {dict(Counter(o['dup_kind'] for o in out))}")
+    print(
+        f"\nIndex arrays after 20,000 docs: {idx.nbytes / len(idx):,.0f} B/doc "
+        f"(signature {idx.config.num_perm * 2} B as 16-bit b-bit MinHash, {idx.bands} band keys, ids); "
+        f"dup kinds in the speed corpus: {dict(Counter(o['dup_kind'] for o in out))}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,4 +225,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

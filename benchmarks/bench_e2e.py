@@ -224,9 +224,9 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
     from examples.sample_site.benchmark_outlet import NAME
     from pipeline.core.config import S3Settings
     from pipeline.core.context import RunContext, make_run_id
-    from pipeline.runtime.progress import progress_reporter
     from pipeline.dataset.read import read_articles
     from pipeline.flows.ingest import run_once
+    from pipeline.runtime.progress import progress_reporter
     from pipeline.runtime.s3server import EmbeddedS3
 
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp, OutletProcess() as serving:
@@ -236,12 +236,17 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
         outlet = serving.outlet
         try:
             info = server.up("news")
-            settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                                  secret_access_key=info.secret_access_key, bucket="news")
+            settings = S3Settings(
+                endpoint_url=info.endpoint_url,
+                access_key_id=info.access_key_id,
+                secret_access_key=info.secret_access_key,
+                bucket="news",
+            )
             # The crawl child, state and logs use this server and folder, not the developer's var/.
             os.environ.update({"NEWS_INGEST_HOME": str(tmp_path), **settings.as_env()})
-            sources = outlet.write_sources_yaml(tmp_path / "sources.yaml", source_delay=0.0,
-                                                source_concurrency=concurrency, autothrottle=False)
+            sources = outlet.write_sources_yaml(
+                tmp_path / "sources.yaml", source_delay=0.0, source_concurrency=concurrency, autothrottle=False
+            )
             ctx = RunContext(run_id=make_run_id(datetime.now(timezone.utc)), s3=settings, sources_path=sources)
             truth = outlet.ground_truth()
 
@@ -260,8 +265,9 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
                 cpu = {k: v - cpu0[k] for k, v in _cpu_seconds().items()}
             cpu["sampler"] = memory.cpu_seconds  # counted in "main"; not the pipeline's
 
-            stored_rows = list(read_articles(run_id=ctx.run_id, settings=settings, columns=["url", "text"],
-                                             as_="records"))
+            stored_rows = list(
+                read_articles(run_id=ctx.run_id, settings=settings, columns=["url", "text"], as_="records")
+            )
             stored: dict[str, str] = {}
             for row in stored_rows:
                 stored.setdefault(row["url"], row["text"] or "")
@@ -270,8 +276,12 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
             rules = ctx.sources.source(NAME).cleaning
             # What `Reporter.follow()` would count live during the crawl: one line per response.
             from pipeline.runtime.progress import SCRAPY_RESPONSE
-            log_lines = [line for f in (tmp_path / "logs").glob("crawl-*.log")
-                         for line in f.read_text(errors="replace").splitlines()]
+
+            log_lines = [
+                line
+                for f in (tmp_path / "logs").glob("crawl-*.log")
+                for line in f.read_text(errors="replace").splitlines()
+            ]
             crawl_log_responses = sum(1 for line in log_lines if SCRAPY_RESPONSE.search(line))
         finally:
             server.down()
@@ -282,8 +292,9 @@ def run_benchmark(concurrency: int = 16, *, html_out: Path | None = None) -> dic
     alone, alone_seconds, alone_reasons = extractor_alone(outlet, rules)
     plain, plain_seconds = trafilatura_default(outlet)
     n = len(truth)
-    spider_seconds = sum(float(s.get("crawl_stats", {}).get("elapsed_time_seconds", 0))
-                         for s in report["sources"].values())
+    spider_seconds = sum(
+        float(s.get("crawl_stats", {}).get("elapsed_time_seconds", 0)) for s in report["sources"].values()
+    )
     stored_score = score({u: stored.get(u, "") for u in truth}, truth)
     alone_score = score(alone, truth)
     differ = sum(1 for u in truth if tokens(stored.get(u, "")) != tokens(alone.get(u, "")))
@@ -336,18 +347,23 @@ def goals_missed(r: dict[str, Any]) -> list[str]:
 def table(r: dict[str, Any]) -> str:
     """The one table the benchmark prints."""
     n = r["pages"]
-    lines = [f"end-to-end benchmark: {n} real pages (article-extraction-benchmark), run {r['run_id']}, "
-             f"{r['cores']} cores, per-source concurrency {r['concurrency']}, politeness delays off, guards on",
-             "",
-             f"{'measure':<44}{'value':>14}   goal",
-             "-" * 72]
+    lines = [
+        f"end-to-end benchmark: {n} real pages (article-extraction-benchmark), run {r['run_id']}, "
+        f"{r['cores']} cores, per-source concurrency {r['concurrency']}, politeness delays off, guards on",
+        "",
+        f"{'measure':<44}{'value':>14}   goal",
+        "-" * 72,
+    ]
 
     def row(name: str, value: str, goal: str = "") -> None:
         lines.append(f"{name:<44}{value:>14}   {goal}")
 
     rate = n / r["wall_seconds"] if r["wall_seconds"] else 0.0
-    row("end to end (run_once wall time)", f"{rate:.1f} p/s", f">= {GOAL_PAGES_PER_S:.0f} p/s "
-        f"{'ok' if rate >= GOAL_PAGES_PER_S else 'MISSED'} ({r['wall_seconds']:.1f} s)")
+    row(
+        "end to end (run_once wall time)",
+        f"{rate:.1f} p/s",
+        f">= {GOAL_PAGES_PER_S:.0f} p/s {'ok' if rate >= GOAL_PAGES_PER_S else 'MISSED'} ({r['wall_seconds']:.1f} s)",
+    )
     for stage, sec in r["stage_seconds"].items():
         note = f"{sec:.2f} s"
         if stage == "crawl" and r.get("spider_seconds"):
@@ -359,38 +375,67 @@ def table(r: dict[str, Any]) -> str:
     if cpu:
         main = cpu["main"] - cpu.get("sampler", 0.0)
         total = main + cpu["children"]
-        row("CPU seconds of the run", f"{total:.2f} s", f"main process {main:.2f}, crawl child and "
-            f"extraction workers {cpu['children']:.2f} (the memory sampler's {cpu.get('sampler', 0):.2f} left out)")
-        row(f"  that CPU spread over {r['cores']} cores", f"{total / r['cores']:.2f} s",
-            f"the shortest wall time it allows; {GOAL_PAGES_PER_S:.0f} p/s needs {n / GOAL_PAGES_PER_S:.2f} s")
-    row("peak RSS, pipeline process tree", f"{r['peak_tree_bytes'] / MIB:.0f} MiB",
+        row(
+            "CPU seconds of the run",
+            f"{total:.2f} s",
+            f"main process {main:.2f}, crawl child and "
+            f"extraction workers {cpu['children']:.2f} (the memory sampler's {cpu.get('sampler', 0):.2f} left out)",
+        )
+        row(
+            f"  that CPU spread over {r['cores']} cores",
+            f"{total / r['cores']:.2f} s",
+            f"the shortest wall time it allows; {GOAL_PAGES_PER_S:.0f} p/s needs {n / GOAL_PAGES_PER_S:.2f} s",
+        )
+    row(
+        "peak RSS, pipeline process tree",
+        f"{r['peak_tree_bytes'] / MIB:.0f} MiB",
         f"< 1024 MiB {'ok' if r['peak_tree_bytes'] < GOAL_PEAK_BYTES else 'MISSED'} "
-        f"({r['peak_processes']} processes at most, {r['memory_samples']} samples)")
+        f"({r['peak_processes']} processes at most, {r['memory_samples']} samples)",
+    )
     row("  of which the main process", f"{r['peak_main_bytes'] / MIB:.0f} MiB")
     row("  S3 server and outlet (apart)", f"{r['peak_s3_bytes'] / MIB:.0f} MiB")
-    row("pages fetched (incl. feed, sitemap, robots)", f"{r['pages_fetched']}",
-        f"{r['crawl_log_responses']} responses in the crawl log")
-    row("benchmark pages stored", f"{r['stored_benchmark_pages']}/{n}",
-        f"{r['articles_stored']} rows; rejects {sum(r['rejects_by_reason'].values())}")
+    row(
+        "pages fetched (incl. feed, sitemap, robots)",
+        f"{r['pages_fetched']}",
+        f"{r['crawl_log_responses']} responses in the crawl log",
+    )
+    row(
+        "benchmark pages stored",
+        f"{r['stored_benchmark_pages']}/{n}",
+        f"{r['articles_stored']} rows; rejects {sum(r['rejects_by_reason'].values())}",
+    )
     s, a = r["stored"], r["alone"]
-    row("F1 stored (read back from the bucket)", f"{s['f1']:.4f}",
-        f">= alone {'ok' if s['f1'] >= a['f1'] - 1e-9 else 'MISSED'}")
-    row("F1 extract_page alone, same pages", f"{a['f1']:.4f}",
-        f"{n / r['alone_seconds']:.1f} p/s in one process" if r["alone_seconds"] else "")
+    row(
+        "F1 stored (read back from the bucket)",
+        f"{s['f1']:.4f}",
+        f">= alone {'ok' if s['f1'] >= a['f1'] - 1e-9 else 'MISSED'}",
+    )
+    row(
+        "F1 extract_page alone, same pages",
+        f"{a['f1']:.4f}",
+        f"{n / r['alone_seconds']:.1f} p/s in one process" if r["alone_seconds"] else "",
+    )
     row("precision stored / alone", f"{s['precision']:.4f}", f"{a['precision']:.4f}")
     row("recall stored / alone", f"{s['recall']:.4f}", f"{a['recall']:.4f}")
     row("accuracy stored / alone", f"{s['accuracy']:.4f}", f"{a['accuracy']:.4f}")
     row("pages whose stored text differs from alone", f"{r['pages_text_differs']}")
     t = r["trafilatura"]
-    row("reference: trafilatura.extract() default", f"{t['f1']:.4f}",
-        f"P {t['precision']:.4f} R {t['recall']:.4f}, {n / r['trafilatura_seconds']:.1f} p/s in one process")
-    lines.append(f"machine load (1-min average): {r['load_before']:.1f} before the run, {r['load_after_run']:.1f} after "
-                 f"it, on {r['cores']} cores; trafilatura runs ~55 p/s in one process when the machine is idle")
+    row(
+        "reference: trafilatura.extract() default",
+        f"{t['f1']:.4f}",
+        f"P {t['precision']:.4f} R {t['recall']:.4f}, {n / r['trafilatura_seconds']:.1f} p/s in one process",
+    )
+    lines.append(
+        f"machine load (1-min average): {r['load_before']:.1f} before the run, {r['load_after_run']:.1f} after "
+        f"it, on {r['cores']} cores; trafilatura runs ~55 p/s in one process when the machine is idle"
+    )
     if r["rejects_by_reason"]:
         lines.append("rejects: " + ", ".join(f"{k} {v}" for k, v in sorted(r["rejects_by_reason"].items())))
     if r["alone_not_articles"]:
-        lines.append("extract_page alone found no article: " +
-                     ", ".join(f"{k} {v}" for k, v in sorted(r["alone_not_articles"].items())))
+        lines.append(
+            "extract_page alone found no article: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(r["alone_not_articles"].items()))
+        )
     if r["failed_sources"]:
         lines.append(f"FAILED sources: {', '.join(r['failed_sources'])}")
     return "\n".join(lines)

@@ -69,8 +69,9 @@ def readability_lxml(html: str, url: str) -> str:
     return lxml_html.fromstring(summary).text_content() if summary.strip() else ""
 
 
-def run_interleaved(fns: dict[str, Callable[[str, str], str]], html: dict[str, str],
-                    urls: dict[str, str]) -> tuple[dict[str, dict], dict[str, float]]:
+def run_interleaved(
+    fns: dict[str, Callable[[str, str], str]], html: dict[str, str], urls: dict[str, str]
+) -> tuple[dict[str, dict], dict[str, float]]:
     """Predictions of each fn over all pages in this process, and each fn's pages/second.
 
     The extractors take turns page by page, so load from other processes on a shared
@@ -129,8 +130,9 @@ def sample_site_leftovers() -> dict | None:
     site = SampleSite()
     site.start()
     try:
-        entries = [e for e in site.expected() if e.get("kind") == "article" and e.get("expected") == "stored"
-                   and e.get("text")]
+        entries = [
+            e for e in site.expected() if e.get("kind") == "article" and e.get("expected") == "stored" and e.get("text")
+        ]
         preds, truth, leftovers, headlines, failures = {}, {}, {}, 0, []
         for e in entries:
             with urlopen(e["url"], timeout=10) as resp:  # 127.0.0.1 only: the project's own site
@@ -150,9 +152,17 @@ def sample_site_leftovers() -> dict | None:
     finally:
         site.stop()
     scored = score(preds, truth)
-    return {"articles": len(entries), "phrases_left": sum(leftovers.values()), "by_phrase": leftovers,
-            "headlines_left": headlines, "not_extracted": failures, "f1": scored["f1"],
-            "precision": scored["precision"], "recall": scored["recall"], "accuracy": scored["accuracy"]}
+    return {
+        "articles": len(entries),
+        "phrases_left": sum(leftovers.values()),
+        "by_phrase": leftovers,
+        "headlines_left": headlines,
+        "not_extracted": failures,
+        "f1": scored["f1"],
+        "precision": scored["precision"],
+        "recall": scored["recall"],
+        "accuracy": scored["accuracy"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,14 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--workers", type=int, default=2, help="processes for the pool row (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="passes for the pool/one-process comparison (default 3)")
-    parser.add_argument("--update-baseline", action="store_true",
-                        help=f"write this run's F1 of extract_page to {BASELINE.name}")
+    parser.add_argument(
+        "--update-baseline", action="store_true", help=f"write this run's F1 of extract_page to {BASELINE.name}"
+    )
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # trafilatura logs every discarded page
 
     html, urls, truth = load_benchmark()
-    fns = {"news-ingest extract_page": ours, "trafilatura 2.3.1 extract() defaults": trafilatura_default,
-           "readability-lxml 0.9 summary": readability_lxml}
+    fns = {
+        "news-ingest extract_page": ours,
+        "trafilatura 2.3.1 extract() defaults": trafilatura_default,
+        "readability-lxml 0.9 summary": readability_lxml,
+    }
     preds, speeds = run_interleaved(fns, html, urls)
     rows: dict[str, dict] = {}
     for name in fns:
@@ -178,38 +192,64 @@ def main(argv: list[str] | None = None) -> int:
     pool_score = score(pool_preds, truth)
     single, pool_speed = best_rates(html, urls, args.workers, args.repeat)
     rows[f"news-ingest extract_batch ({args.workers} workers)"] = {
-        k: v for k, v in pool_score.items() if k != "per_page"} | {"pages_per_s": pool_speed}
+        k: v for k, v in pool_score.items() if k != "per_page"
+    } | {"pages_per_s": pool_speed}
 
     print(f"article-extraction-benchmark: {len(truth)} pages\n")
     print(f"| {'extractor':<40} | {'F1':>6} | {'prec.':>6} | {'recall':>6} | {'exact':>6} | {'pages/s':>7} |")
     print(f"|{'-' * 42}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
     for name, r in rows.items():
-        print(f"| {name:<40} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['accuracy']:.4f} "
-              f"| {r['pages_per_s']:7.1f} |")
-    print(f"\npool speed-up: {pool_speed / single:.2f}x with {args.workers} workers (best of {args.repeat} alternating passes; "
-          f"one process: {single:.1f} pages/s); "
-          f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(
+            f"| {name:<40} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['accuracy']:.4f} "
+            f"| {r['pages_per_s']:7.1f} |"
+        )
+    print(
+        f"\npool speed-up: {pool_speed / single:.2f}x with {args.workers} workers (best of {args.repeat} alternating passes; "
+        f"one process: {single:.1f} pages/s); "
+        f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
 
     sample = sample_site_leftovers()
     if sample is not None:
-        print(f"\nsample site: {sample['articles']} articles, F1 {sample['f1']:.4f} "
-              f"(precision {sample['precision']:.4f}, recall {sample['recall']:.4f}); "
-              f"boilerplate phrases left: {sample['phrases_left']} {sample['by_phrase'] or ''}; "
-              f"spliced/sidebar headlines left: {sample['headlines_left']}; "
-              f"not extracted: {len(sample['not_extracted'])}")
+        print(
+            f"\nsample site: {sample['articles']} articles, F1 {sample['f1']:.4f} "
+            f"(precision {sample['precision']:.4f}, recall {sample['recall']:.4f}); "
+            f"boilerplate phrases left: {sample['phrases_left']} {sample['by_phrase'] or ''}; "
+            f"spliced/sidebar headlines left: {sample['headlines_left']}; "
+            f"not extracted: {len(sample['not_extracted'])}"
+        )
 
-    out = {"benchmark": "article-extraction-benchmark", "pages": len(truth), "rows": rows,
-           "pool_speedup": pool_speed / single, "single_process_best_pages_per_s": single, "workers": args.workers,
-           "repeat": args.repeat, "load_average": os.getloadavg()[0], "sample_site": sample}
+    out = {
+        "benchmark": "article-extraction-benchmark",
+        "pages": len(truth),
+        "rows": rows,
+        "pool_speedup": pool_speed / single,
+        "single_process_best_pages_per_s": single,
+        "workers": args.workers,
+        "repeat": args.repeat,
+        "load_average": os.getloadavg()[0],
+        "sample_site": sample,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1), encoding="utf-8")
     if args.update_baseline:
         from pipeline.stages.extract import EXTRACTOR_VERSION
 
         r = rows["news-ingest extract_page"]
-        BASELINE.write_text(json.dumps({"f1": round(r["f1"], 4), "precision": round(r["precision"], 4),
-                                        "recall": round(r["recall"], 4), "extractor_version": EXTRACTOR_VERSION,
-                                        "pages": len(truth)}, indent=1) + "\n", encoding="utf-8")
+        BASELINE.write_text(
+            json.dumps(
+                {
+                    "f1": round(r["f1"], 4),
+                    "precision": round(r["precision"], 4),
+                    "recall": round(r["recall"], 4),
+                    "extractor_version": EXTRACTOR_VERSION,
+                    "pages": len(truth),
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     return 0
 
 

@@ -24,10 +24,56 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-_WORDS = ("the government said on tuesday that new rules for energy markets would take effect "
-          "next year after months of talks between ministers regulators and industry groups "
-          "critics argued prices could rise while supporters pointed to lower emissions and "
-          "investment in grids storage and local production across the region").split()
+_WORDS = [
+    "the",
+    "government",
+    "said",
+    "on",
+    "tuesday",
+    "that",
+    "new",
+    "rules",
+    "for",
+    "energy",
+    "markets",
+    "would",
+    "take",
+    "effect",
+    "next",
+    "year",
+    "after",
+    "months",
+    "of",
+    "talks",
+    "between",
+    "ministers",
+    "regulators",
+    "and",
+    "industry",
+    "groups",
+    "critics",
+    "argued",
+    "prices",
+    "could",
+    "rise",
+    "while",
+    "supporters",
+    "pointed",
+    "to",
+    "lower",
+    "emissions",
+    "and",
+    "investment",
+    "in",
+    "grids",
+    "storage",
+    "and",
+    "local",
+    "production",
+    "across",
+    "the",
+    "region",
+]
 SOURCES = ("daily-planet", "gazette", "wire-service", "tribune", "chronicle")
 
 
@@ -50,32 +96,34 @@ def generate_articles(n: int, *, seed: int = 0, words: int = 450, run_tag: str =
             left -= k
         text = "\n".join(paras)
         dup = i % 10 == 9  # one in ten is a syndicated copy of the previous article
-        out.append({
-            "article_id": f"{seed:04x}{i:020x}"[-24:],
-            "url": url,
-            "canonical_url": url,
-            "source": src,
-            "title": f"Headline {i} about energy markets",
-            "author": f"Reporter {i % 37}",
-            "published": (base - timedelta(minutes=i)).isoformat(),
-            "language": "en",
-            "sitename": src.replace("-", " ").title(),
-            "image": f"https://{src}.example/img/{i}.jpg",
-            "text": text,
-            "word_count": words,
-            "content_hash": f"{rng.getrandbits(256):064x}",
-            "cluster_id": f"c{(i - 1 if dup else i):08d}",
-            "duplicate_of": f"{seed:04x}{i - 1:020x}"[-24:] if dup else None,
-            "dup_kind": "near" if dup else None,
-            "version": 1,
-            "supersedes": None,
-            "warc_key": warc_keys[src],
-            "warc_record_id": f"<urn:uuid:{rng.getrandbits(128):032x}>",
-            "extractor_version": "trafilatura-2.3.1+rules-1",
-            "removed": [{"rule": "see-also", "text": "See also: another headline"}] if i % 3 == 0 else [],
-            "fetched_at": (base + timedelta(seconds=i)).isoformat(),
-            "http_etag": '"abc"',
-        })
+        out.append(
+            {
+                "article_id": f"{seed:04x}{i:020x}"[-24:],
+                "url": url,
+                "canonical_url": url,
+                "source": src,
+                "title": f"Headline {i} about energy markets",
+                "author": f"Reporter {i % 37}",
+                "published": (base - timedelta(minutes=i)).isoformat(),
+                "language": "en",
+                "sitename": src.replace("-", " ").title(),
+                "image": f"https://{src}.example/img/{i}.jpg",
+                "text": text,
+                "word_count": words,
+                "content_hash": f"{rng.getrandbits(256):064x}",
+                "cluster_id": f"c{(i - 1 if dup else i):08d}",
+                "duplicate_of": f"{seed:04x}{i - 1:020x}"[-24:] if dup else None,
+                "dup_kind": "near" if dup else None,
+                "version": 1,
+                "supersedes": None,
+                "warc_key": warc_keys[src],
+                "warc_record_id": f"<urn:uuid:{rng.getrandbits(128):032x}>",
+                "extractor_version": "trafilatura-2.3.1+rules-1",
+                "removed": [{"rule": "see-also", "text": "See also: another headline"}] if i % 3 == 0 else [],
+                "fetched_at": (base + timedelta(seconds=i)).isoformat(),
+                "http_etag": '"abc"',
+            }
+        )
     return out
 
 
@@ -115,19 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa  # imported here: the module import stays cheap for tests
     import pyarrow.parquet as pq
 
+    from pipeline.core.bucket import Bucket
     from pipeline.core.config import S3Settings
     from pipeline.core.context import RunContext
     from pipeline.dataset.read import read_articles
-    from pipeline.core.bucket import Bucket
-    from pipeline.runtime.s3server import EmbeddedS3
     from pipeline.dataset.schema import table_to_articles
+    from pipeline.runtime.s3server import EmbeddedS3
     from pipeline.stages.store import ENCODERS, PARQUET_OPTIONS, ROW_GROUP_ROWS, store_articles
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--rows-per-file", type=int, default=100_000)
-    parser.add_argument("--codecs", default="zstd:1,snappy,lz4",
-                        help="other codecs to compare (Arrow input), comma-separated; '' for none")
+    parser.add_argument(
+        "--codecs",
+        default="zstd:1,snappy,lz4",
+        help="other codecs to compare (Arrow input), comma-separated; '' for none",
+    )
     args = parser.parse_args(argv)
     codecs = [c for c in args.codecs.split(",") if c]
     default_codec = f"{PARQUET_OPTIONS['compression']}:{PARQUET_OPTIONS.get('compression_level', '')}".rstrip(":")
@@ -140,8 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         server = EmbeddedS3(Path(tmp) / "s3")
         info = server.up("bench")
         try:
-            settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                                  secret_access_key=info.secret_access_key, bucket="bench")
+            settings = S3Settings(
+                endpoint_url=info.endpoint_url,
+                access_key_id=info.access_key_id,
+                secret_access_key=info.secret_access_key,
+                bucket="bench",
+            )
             bucket = Bucket(settings)
             clock = _CpuClock(info.pid)
             # Warm-up (connection pool, volume allocation) so neither side pays it.
@@ -153,21 +208,32 @@ def main(argv: list[str] | None = None) -> int:
 
                 def put():
                     for i, body in enumerate(bodies):
-                        bucket.client.put_object(Bucket="bench", Key=f"baseline/{tag}/part-{i:05d}.parquet",
-                                                 Body=body)
+                        bucket.client.put_object(Bucket="bench", Key=f"baseline/{tag}/part-{i:05d}.parquet", Body=body)
+
                 return (len(bodies), sum(len(b) for b in bodies)), *clock.time(put)[1:]
 
-            mkey, t_store, c_store, s_store = clock.time(lambda: store_articles(
-                RunContext("20261127T060000Z", s3=settings), records, max_rows_per_file=args.rows_per_file))
-            mkey_arrow, t_arrow, c_arrow, s_arrow = clock.time(lambda: store_articles(
-                RunContext("20261128T060000Z", s3=settings), arrow_input, max_rows_per_file=args.rows_per_file))
+            mkey, t_store, c_store, s_store = clock.time(
+                lambda: store_articles(
+                    RunContext("20261127T060000Z", s3=settings), records, max_rows_per_file=args.rows_per_file
+                )
+            )
+            mkey_arrow, t_arrow, c_arrow, s_arrow = clock.time(
+                lambda: store_articles(
+                    RunContext("20261128T060000Z", s3=settings), arrow_input, max_rows_per_file=args.rows_per_file
+                )
+            )
+
             # Context: the naive way from the same Arrow input (encode all in memory, then one PUT).
             def naive():
                 sink = io.BytesIO()
-                pq.write_table(table_to_articles(arrow_input, run_id="20261129T060000Z",
-                                                 ingested_at=datetime.now(timezone.utc)),
-                               sink, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+                pq.write_table(
+                    table_to_articles(arrow_input, run_id="20261129T060000Z", ingested_at=datetime.now(timezone.utc)),
+                    sink,
+                    row_group_size=ROW_GROUP_ROWS,
+                    **PARQUET_OPTIONS,
+                )
                 bucket.client.put_object(Bucket="bench", Key="naive/part-00000.parquet", Body=sink.getvalue())
+
             _, t_naive, c_naive, s_naive = clock.time(naive)
             (nfiles, nbytes), t_put, c_put, s_put = put_same_bytes(mkey, "dict")
             (_, nbytes_arrow), t_put_arrow, c_put_arrow, s_put_arrow = put_same_bytes(mkey_arrow, "arrow")
@@ -186,9 +252,14 @@ def main(argv: list[str] | None = None) -> int:
             sweep = []
             for day, codec in enumerate(codecs, start=1):
                 run = f"202612{day:02d}T060000Z"
-                mk, t_c, c_c, s_c = clock.time(lambda: store_articles(
-                    RunContext(run, s3=settings), arrow_input, max_rows_per_file=args.rows_per_file,
-                    parquet_options=_codec_options(codec)))
+                mk, t_c, c_c, s_c = clock.time(
+                    lambda run=run, codec=codec: store_articles(
+                        RunContext(run, s3=settings),
+                        arrow_input,
+                        max_rows_per_file=args.rows_per_file,
+                        parquet_options=_codec_options(codec),
+                    )
+                )
                 (_, nb), t_p, c_p, s_p = put_same_bytes(mk, codec)
                 sweep.append((codec, nb, t_c, c_c, s_c, t_p, c_p, s_p))
 
@@ -204,37 +275,57 @@ def main(argv: list[str] | None = None) -> int:
         ("boto3 put_object (same Parquet bytes)", t_put, c_put, s_put),
     ]
     cpus = os.cpu_count() or 1
-    print(f"\n{n:,} articles, {nfiles} files, {mb:.1f} MB Parquet ({default_codec}, {nbytes / n:,.0f} bytes/article), "
-          f"{ENCODERS} encoders, {cpus} CPUs, load average {os.getloadavg()[0]:.2f}\n")
-    print(f"| {'operation':<46} | {'seconds':>7} | {'MB/s':>6} | {'articles/s':>10} | {'CPU-s here':>10} | {'CPU-s S3':>8} |")
+    print(
+        f"\n{n:,} articles, {nfiles} files, {mb:.1f} MB Parquet ({default_codec}, {nbytes / n:,.0f} bytes/article), "
+        f"{ENCODERS} encoders, {cpus} CPUs, load average {os.getloadavg()[0]:.2f}\n"
+    )
+    print(
+        f"| {'operation':<46} | {'seconds':>7} | {'MB/s':>6} | {'articles/s':>10} | {'CPU-s here':>10} | {'CPU-s S3':>8} |"
+    )
     print(f"|{'-' * 48}|{'-' * 9}|{'-' * 8}|{'-' * 12}|{'-' * 12}|{'-' * 10}|")
     for name, secs, cpu, cpu_s3 in rows:
         print(f"| {name:<46} | {secs:7.2f} | {mb / secs:6.1f} | {n / secs:10,.0f} | {cpu:10.2f} | {cpu_s3:8.2f} |")
-    print(f"| {'read_articles (one day -> Arrow)':<46} | {t_read:7.2f} | {mb / t_read:6.1f} | {n / t_read:10,.0f} |"
-          f" {'':>10} | {'':>8} |")
-    print(f"\nwrite ratio store/put_object: {t_put / t_store:.2f} from dict records, "
-          f"{t_put_arrow / t_arrow:.2f} from Arrow (goal >= 0.8); "
-          f"streaming store vs naive encode-then-put (Arrow input): {t_naive / t_arrow:.2f}")
+    print(
+        f"| {'read_articles (one day -> Arrow)':<46} | {t_read:7.2f} | {mb / t_read:6.1f} | {n / t_read:10,.0f} |"
+        f" {'':>10} | {'':>8} |"
+    )
+    print(
+        f"\nwrite ratio store/put_object: {t_put / t_store:.2f} from dict records, "
+        f"{t_put_arrow / t_arrow:.2f} from Arrow (goal >= 0.8); "
+        f"streaming store vs naive encode-then-put (Arrow input): {t_naive / t_arrow:.2f}"
+    )
     # The CPU floor: on a small machine SeaweedFS alone keeps the cores busy during put_object,
     # so each CPU-second the store adds (encoding, here) adds wall time; the CPU ratio is then
     # the ceiling of the wall ratio, and it does not depend on other load.
     store_cpu, put_cpu = c_arrow + s_arrow, c_put_arrow + s_put_arrow
-    print(f"CPU (Arrow input): store {c_arrow:.2f} here + {s_arrow:.2f} in SeaweedFS = {store_cpu:.2f} CPU-s; "
-          f"put_object {c_put_arrow:.2f} + {s_put_arrow:.2f} = {put_cpu:.2f} CPU-s "
-          f"(SeaweedFS used {s_put_arrow / t_put_arrow:.1f} of {cpus} CPUs during it): "
-          f"CPU ratio {put_cpu / store_cpu:.2f}, the ceiling of the write ratio when the CPUs are the limit")
+    print(
+        f"CPU (Arrow input): store {c_arrow:.2f} here + {s_arrow:.2f} in SeaweedFS = {store_cpu:.2f} CPU-s; "
+        f"put_object {c_put_arrow:.2f} + {s_put_arrow:.2f} = {put_cpu:.2f} CPU-s "
+        f"(SeaweedFS used {s_put_arrow / t_put_arrow:.1f} of {cpus} CPUs during it): "
+        f"CPU ratio {put_cpu / store_cpu:.2f}, the ceiling of the write ratio when the CPUs are the limit"
+    )
     print(f"read: {n / t_read:,.0f} articles/s (goal >= 50,000)")
     if sweep:
-        print(f"\nCodecs (Arrow input; each against put_object of its own files; a bigger file slows the "
-              f"baseline too, so compare articles/s as well):\n")
-        print(f"| {'codec':<8} | {'MB':>6} | {'bytes/article':>13} | {'store s':>7} | {'articles/s':>10} |"
-              f" {'put s':>6} | {'ratio':>5} | {'CPU-s store':>11} | {'CPU-s put':>9} | {'CPU ratio':>9} |")
-        print(f"|{'-' * 10}|{'-' * 8}|{'-' * 15}|{'-' * 9}|{'-' * 12}|{'-' * 8}|{'-' * 7}|{'-' * 13}|{'-' * 11}|{'-' * 11}|")
-        for codec, nb, t_c, c_c, s_c, t_p, c_p, s_p in [(default_codec, nbytes_arrow, t_arrow, c_arrow, s_arrow,
-                                                         t_put_arrow, c_put_arrow, s_put_arrow), *sweep]:
-            print(f"| {codec:<8} | {nb / 1e6:6.1f} | {nb / n:13,.0f} | {t_c:7.2f} | {n / t_c:10,.0f} |"
-                  f" {t_p:6.2f} | {t_p / t_c:5.2f} | {c_c + s_c:11.2f} | {c_p + s_p:9.2f} |"
-                  f" {(c_p + s_p) / (c_c + s_c):9.2f} |")
+        print(
+            "\nCodecs (Arrow input; each against put_object of its own files; a bigger file slows the "
+            "baseline too, so compare articles/s as well):\n"
+        )
+        print(
+            f"| {'codec':<8} | {'MB':>6} | {'bytes/article':>13} | {'store s':>7} | {'articles/s':>10} |"
+            f" {'put s':>6} | {'ratio':>5} | {'CPU-s store':>11} | {'CPU-s put':>9} | {'CPU ratio':>9} |"
+        )
+        print(
+            f"|{'-' * 10}|{'-' * 8}|{'-' * 15}|{'-' * 9}|{'-' * 12}|{'-' * 8}|{'-' * 7}|{'-' * 13}|{'-' * 11}|{'-' * 11}|"
+        )
+        for codec, nb, t_c, c_c, s_c, t_p, c_p, s_p in [
+            (default_codec, nbytes_arrow, t_arrow, c_arrow, s_arrow, t_put_arrow, c_put_arrow, s_put_arrow),
+            *sweep,
+        ]:
+            print(
+                f"| {codec:<8} | {nb / 1e6:6.1f} | {nb / n:13,.0f} | {t_c:7.2f} | {n / t_c:10,.0f} |"
+                f" {t_p:6.2f} | {t_p / t_c:5.2f} | {c_c + s_c:11.2f} | {c_p + s_p:9.2f} |"
+                f" {(c_p + s_p) / (c_c + s_c):9.2f} |"
+            )
     return 0
 
 

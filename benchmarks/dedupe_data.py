@@ -30,43 +30,115 @@ from collections.abc import Iterator
 
 # Synonym groups: every filler word comes from one, so a rewrite can swap it for another member.
 SYNONYMS: list[tuple[str, ...]] = [
-    ("said", "stated", "noted", "declared"), ("announced", "unveiled", "revealed"),
-    ("big", "large", "major", "substantial"), ("small", "minor", "modest"),
-    ("plan", "proposal", "scheme"), ("increase", "rise", "jump"), ("decrease", "fall", "drop", "decline"),
-    ("officials", "authorities"), ("residents", "locals", "inhabitants"), ("project", "initiative", "programme"),
-    ("quickly", "rapidly", "swiftly"), ("important", "significant", "key"), ("problem", "issue", "difficulty"),
-    ("help", "assist", "support"), ("begin", "start", "commence"), ("end", "finish", "conclude"),
-    ("show", "indicate", "suggest"), ("buy", "purchase", "acquire"), ("costs", "expenses"),
-    ("money", "funds", "funding"), ("people", "citizens", "individuals"), ("meeting", "session", "gathering"),
-    ("report", "study", "review"), ("agreement", "deal", "accord"), ("warned", "cautioned"),
-    ("expected", "anticipated", "predicted"), ("criticised", "condemned", "faulted"),
-    ("building", "structure", "facility"), ("road", "highway", "route"), ("company", "firm", "business"),
-    ("workers", "employees", "staff"), ("leaders", "chiefs", "heads"), ("decision", "ruling", "verdict"),
-    ("changes", "reforms", "amendments"), ("concerns", "worries", "fears"), ("talks", "negotiations"),
-    ("vote", "ballot"), ("area", "region", "district"), ("city", "town", "municipality"),
-    ("hospital", "clinic"), ("children", "kids", "youngsters"), ("police", "officers"),
-    ("attack", "assault"), ("damage", "harm", "destruction"), ("storm", "tempest"),
-    ("rain", "rainfall", "downpour"), ("price", "cost", "charge"), ("prices", "rates", "tariffs"),
-    ("economy", "market"), ("growth", "expansion"), ("jobs", "positions", "posts"),
-    ("season", "campaign"), ("match", "game", "fixture"), ("win", "victory", "triumph"),
-    ("loss", "defeat"), ("team", "side", "squad"), ("coach", "manager", "trainer"),
-    ("fans", "supporters", "spectators"), ("school", "academy"), ("teachers", "educators"),
-    ("students", "pupils", "learners"), ("law", "legislation", "statute"), ("court", "tribunal"),
-    ("judge", "magistrate"), ("evidence", "proof"), ("trial", "hearing"), ("budget", "spending plan"),
-    ("tax", "levy"), ("energy", "power"), ("water", "supply"), ("river", "waterway"),
-    ("bridge", "crossing"), ("train", "railway"), ("delay", "hold-up", "setback"),
-    ("months", "weeks"), ("recently", "lately"), ("later", "afterwards", "subsequently"),
-    ("however", "nevertheless", "still"), ("also", "additionally", "furthermore"),
-    ("about", "roughly", "around", "approximately"), ("many", "numerous", "several"),
-    ("new", "fresh", "novel"), ("old", "ageing", "aging"), ("difficult", "hard", "tough"),
-    ("easy", "simple", "straightforward"), ("likely", "probable"), ("clear", "evident", "obvious"),
-    ("strong", "robust", "powerful"), ("weak", "fragile", "feeble"), ("safe", "secure"),
-    ("dangerous", "hazardous", "risky"), ("local", "regional", "municipal"), ("national", "federal", "nationwide"),
-    ("public", "community"), ("private", "independent"), ("early", "initial"), ("final", "last", "closing"),
-    ("rejected", "dismissed", "turned down"), ("approved", "endorsed", "backed"),
-    ("investigate", "examine", "probe"), ("reduce", "cut", "lower"), ("improve", "enhance", "boost"),
-    ("protect", "shield", "safeguard"), ("build", "construct", "erect"), ("close", "shut"),
-    ("open", "launch"), ("visit", "tour"), ("describe", "portray"), ("explain", "clarify"),
+    ("said", "stated", "noted", "declared"),
+    ("announced", "unveiled", "revealed"),
+    ("big", "large", "major", "substantial"),
+    ("small", "minor", "modest"),
+    ("plan", "proposal", "scheme"),
+    ("increase", "rise", "jump"),
+    ("decrease", "fall", "drop", "decline"),
+    ("officials", "authorities"),
+    ("residents", "locals", "inhabitants"),
+    ("project", "initiative", "programme"),
+    ("quickly", "rapidly", "swiftly"),
+    ("important", "significant", "key"),
+    ("problem", "issue", "difficulty"),
+    ("help", "assist", "support"),
+    ("begin", "start", "commence"),
+    ("end", "finish", "conclude"),
+    ("show", "indicate", "suggest"),
+    ("buy", "purchase", "acquire"),
+    ("costs", "expenses"),
+    ("money", "funds", "funding"),
+    ("people", "citizens", "individuals"),
+    ("meeting", "session", "gathering"),
+    ("report", "study", "review"),
+    ("agreement", "deal", "accord"),
+    ("warned", "cautioned"),
+    ("expected", "anticipated", "predicted"),
+    ("criticised", "condemned", "faulted"),
+    ("building", "structure", "facility"),
+    ("road", "highway", "route"),
+    ("company", "firm", "business"),
+    ("workers", "employees", "staff"),
+    ("leaders", "chiefs", "heads"),
+    ("decision", "ruling", "verdict"),
+    ("changes", "reforms", "amendments"),
+    ("concerns", "worries", "fears"),
+    ("talks", "negotiations"),
+    ("vote", "ballot"),
+    ("area", "region", "district"),
+    ("city", "town", "municipality"),
+    ("hospital", "clinic"),
+    ("children", "kids", "youngsters"),
+    ("police", "officers"),
+    ("attack", "assault"),
+    ("damage", "harm", "destruction"),
+    ("storm", "tempest"),
+    ("rain", "rainfall", "downpour"),
+    ("price", "cost", "charge"),
+    ("prices", "rates", "tariffs"),
+    ("economy", "market"),
+    ("growth", "expansion"),
+    ("jobs", "positions", "posts"),
+    ("season", "campaign"),
+    ("match", "game", "fixture"),
+    ("win", "victory", "triumph"),
+    ("loss", "defeat"),
+    ("team", "side", "squad"),
+    ("coach", "manager", "trainer"),
+    ("fans", "supporters", "spectators"),
+    ("school", "academy"),
+    ("teachers", "educators"),
+    ("students", "pupils", "learners"),
+    ("law", "legislation", "statute"),
+    ("court", "tribunal"),
+    ("judge", "magistrate"),
+    ("evidence", "proof"),
+    ("trial", "hearing"),
+    ("budget", "spending plan"),
+    ("tax", "levy"),
+    ("energy", "power"),
+    ("water", "supply"),
+    ("river", "waterway"),
+    ("bridge", "crossing"),
+    ("train", "railway"),
+    ("delay", "hold-up", "setback"),
+    ("months", "weeks"),
+    ("recently", "lately"),
+    ("later", "afterwards", "subsequently"),
+    ("however", "nevertheless", "still"),
+    ("also", "additionally", "furthermore"),
+    ("about", "roughly", "around", "approximately"),
+    ("many", "numerous", "several"),
+    ("new", "fresh", "novel"),
+    ("old", "ageing", "aging"),
+    ("difficult", "hard", "tough"),
+    ("easy", "simple", "straightforward"),
+    ("likely", "probable"),
+    ("clear", "evident", "obvious"),
+    ("strong", "robust", "powerful"),
+    ("weak", "fragile", "feeble"),
+    ("safe", "secure"),
+    ("dangerous", "hazardous", "risky"),
+    ("local", "regional", "municipal"),
+    ("national", "federal", "nationwide"),
+    ("public", "community"),
+    ("private", "independent"),
+    ("early", "initial"),
+    ("final", "last", "closing"),
+    ("rejected", "dismissed", "turned down"),
+    ("approved", "endorsed", "backed"),
+    ("investigate", "examine", "probe"),
+    ("reduce", "cut", "lower"),
+    ("improve", "enhance", "boost"),
+    ("protect", "shield", "safeguard"),
+    ("build", "construct", "erect"),
+    ("close", "shut"),
+    ("open", "launch"),
+    ("visit", "tour"),
+    ("describe", "portray"),
+    ("explain", "clarify"),
 ]
 _SYN: dict[str, tuple[str, ...]] = {}
 for _group in SYNONYMS:
@@ -74,21 +146,136 @@ for _group in SYNONYMS:
         _SYN.setdefault(_w, tuple(x for x in _group if x != _w))
 _W = [g[0] for g in SYNONYMS]  # the plain filler vocabulary
 
-FIRST = ("Jane", "Omar", "Priya", "Lukas", "Mei", "Carlos", "Amara", "Tom", "Sofia", "Kwame", "Elena", "Raj",
-         "Fatima", "Henrik", "Grace", "Diego", "Aiko", "Samuel", "Nadia", "Pavel", "Lucy", "Ahmed", "Ines", "Ben")
-LAST = ("Holloway", "Mensah", "Okafor", "Brandt", "Nakamura", "Silva", "Kowalski", "Reyes", "Haddad", "Larsen",
-        "Osei", "Ferreira", "Novak", "Chen", "Dubois", "Iyer", "Marsh", "Varga", "Lindqvist", "Abara", "Quinn")
-TITLES = ("Mayor", "Minister", "Senator", "Chief Executive", "Professor", "Councillor", "Inspector", "Director",
-          "Governor", "Coach", "Judge", "Dr")
-PLACES = ("Northfield", "Ashby", "Port Carrow", "Eastmere", "Kingsbridge", "Valmont", "Redhill", "Lowton",
-          "Brisa", "Stonehaven", "Marlow Bay", "Greyford", "Oakridge", "Sundale", "Westcliff", "Harrowgate")
-ORG_KINDS = ("Council", "Authority", "Ministry of Transport", "Health Board", "Water Company", "United FC",
-             "Energy Group", "Chamber of Commerce", "Teachers Union", "Port Authority", "Rail Trust", "Court")
-TOPIC_NOUNS = ("dam", "stadium", "election", "hospital", "flood", "strike", "rail line", "school closures",
-               "housing estate", "wind farm", "ferry service", "bypass", "water supply", "budget", "trial",
-               "airport expansion", "mine", "bridge", "museum", "power station")
-DAYS = ("on Monday", "on Tuesday", "on Wednesday", "on Thursday", "on Friday", "at the weekend", "last week",
-        "this morning", "late on Sunday", "earlier this month", "yesterday")
+FIRST = (
+    "Jane",
+    "Omar",
+    "Priya",
+    "Lukas",
+    "Mei",
+    "Carlos",
+    "Amara",
+    "Tom",
+    "Sofia",
+    "Kwame",
+    "Elena",
+    "Raj",
+    "Fatima",
+    "Henrik",
+    "Grace",
+    "Diego",
+    "Aiko",
+    "Samuel",
+    "Nadia",
+    "Pavel",
+    "Lucy",
+    "Ahmed",
+    "Ines",
+    "Ben",
+)
+LAST = (
+    "Holloway",
+    "Mensah",
+    "Okafor",
+    "Brandt",
+    "Nakamura",
+    "Silva",
+    "Kowalski",
+    "Reyes",
+    "Haddad",
+    "Larsen",
+    "Osei",
+    "Ferreira",
+    "Novak",
+    "Chen",
+    "Dubois",
+    "Iyer",
+    "Marsh",
+    "Varga",
+    "Lindqvist",
+    "Abara",
+    "Quinn",
+)
+TITLES = (
+    "Mayor",
+    "Minister",
+    "Senator",
+    "Chief Executive",
+    "Professor",
+    "Councillor",
+    "Inspector",
+    "Director",
+    "Governor",
+    "Coach",
+    "Judge",
+    "Dr",
+)
+PLACES = (
+    "Northfield",
+    "Ashby",
+    "Port Carrow",
+    "Eastmere",
+    "Kingsbridge",
+    "Valmont",
+    "Redhill",
+    "Lowton",
+    "Brisa",
+    "Stonehaven",
+    "Marlow Bay",
+    "Greyford",
+    "Oakridge",
+    "Sundale",
+    "Westcliff",
+    "Harrowgate",
+)
+ORG_KINDS = (
+    "Council",
+    "Authority",
+    "Ministry of Transport",
+    "Health Board",
+    "Water Company",
+    "United FC",
+    "Energy Group",
+    "Chamber of Commerce",
+    "Teachers Union",
+    "Port Authority",
+    "Rail Trust",
+    "Court",
+)
+TOPIC_NOUNS = (
+    "dam",
+    "stadium",
+    "election",
+    "hospital",
+    "flood",
+    "strike",
+    "rail line",
+    "school closures",
+    "housing estate",
+    "wind farm",
+    "ferry service",
+    "bypass",
+    "water supply",
+    "budget",
+    "trial",
+    "airport expansion",
+    "mine",
+    "bridge",
+    "museum",
+    "power station",
+)
+DAYS = (
+    "on Monday",
+    "on Tuesday",
+    "on Wednesday",
+    "on Thursday",
+    "on Friday",
+    "at the weekend",
+    "last week",
+    "this morning",
+    "late on Sunday",
+    "earlier this month",
+    "yesterday",
+)
 
 # {P} person, {O} organisation, {L} place, {K} topic phrase, {w} filler word, {D} number, {T} time phrase.
 TEMPLATES: tuple[str, ...] = (
@@ -96,7 +283,7 @@ TEMPLATES: tuple[str, ...] = (
     "The {O} {w} {D} {w} {w} after the {K} was {w} by {w} {w}.",
     "According to {P}, the {w} {w} of the {K} could reach {D} million by next year.",
     "{w} in {L} {w} about the {w} {w} and asked the {O} to {w} the {w}.",
-    "\"We will {w} every {w} to {w} the {w},\" {P} told reporters {T}.",
+    '"We will {w} every {w} to {w} the {w}," {P} told reporters {T}.',
     "The {K} has been a {w} {w} for the {O} since {D}.",
     "In a {w} {w}, {P} {w} that the {w} had {w} by {D} percent.",
     "Critics {w} the {O} for its {w} {w} of the {K}.",
@@ -110,7 +297,7 @@ TEMPLATES: tuple[str, ...] = (
     "It is the {w} {w} of its kind in {L} since the {D} {w}.",
     "{P} {w} the {O} would publish a {w} {w} on the {K} {T}.",
     "Some {w} {w} the {w} could {w} {w} {w} in the {w} {w}.",
-    "Asked about the {w}, {P} {w}: \"The {K} is not {w}.\"",
+    'Asked about the {w}, {P} {w}: "The {K} is not {w}."',
     "Opposition {w} {w} for an {w} {w} into the {K}.",
     "The {O} {w} {D} {w} to {w} the {w} {w} around {L}.",
     "Work on the {K} is {w} to {w} in {D}, {P} {w}.",
@@ -130,8 +317,12 @@ class Topic:
         self.people = [_person(rng) for _ in range(5)]
         self.orgs = [f"{rng.choice(PLACES)} {rng.choice(ORG_KINDS)}" for _ in range(3)]
         self.places = [place] + rng.sample(PLACES, 2)
-        self.phrases = [f"{place} {noun}", f"{noun} {rng.choice(_W)}", f"{rng.choice(_W)} {noun} {rng.choice(_W)}",
-                        f"{place} {noun} {rng.choice(_W)}"]
+        self.phrases = [
+            f"{place} {noun}",
+            f"{noun} {rng.choice(_W)}",
+            f"{rng.choice(_W)} {noun} {rng.choice(_W)}",
+            f"{place} {noun} {rng.choice(_W)}",
+        ]
 
 
 def _sentence(rng: random.Random, topic: Topic, template: str) -> str:
@@ -177,11 +368,24 @@ def render(headline: str, paragraphs: list[list[str]], prefix: list[str] = (), s
     return "\n".join([*prefix, headline, *(" ".join(p) for p in paragraphs), *suffix])
 
 
-BYLINES = ("By Staff Reporter", "From our correspondent", "By {P} | Wire Service", "Reporting by {P}; editing by {P}",
-           "Agency copy", "Published {T}", "Updated {T}")
-TRAILERS = ("Read more: {K} latest", "Sign up for our morning newsletter", "Copyright 2026 {O}. All rights reserved.",
-            "Share this article", "Follow us for more news from {L}", "Related: what the {K} means for {L}",
-            "Have a story? Contact our newsroom.")
+BYLINES = (
+    "By Staff Reporter",
+    "From our correspondent",
+    "By {P} | Wire Service",
+    "Reporting by {P}; editing by {P}",
+    "Agency copy",
+    "Published {T}",
+    "Updated {T}",
+)
+TRAILERS = (
+    "Read more: {K} latest",
+    "Sign up for our morning newsletter",
+    "Copyright 2026 {O}. All rights reserved.",
+    "Share this article",
+    "Follow us for more news from {L}",
+    "Related: what the {K} means for {L}",
+    "Have a story? Contact our newsroom.",
+)
 
 
 def _boiler(rng: random.Random, topic: Topic, bank: tuple[str, ...], k: int) -> list[str]:
@@ -202,8 +406,12 @@ def syndicated(rng: random.Random, topic: Topic, headline: str, paragraphs: list
         headline = _sentence(rng, topic, rng.choice(TEMPLATES)).rstrip(".")
     if "move" in edits and len(paras) > 2:
         paras.insert(rng.randrange(len(paras)), paras.pop(rng.randrange(len(paras))))
-    return render(headline, paras, _boiler(rng, topic, BYLINES, rng.randint(1, 2)),
-                  _boiler(rng, topic, TRAILERS, rng.randint(1, 3)))
+    return render(
+        headline,
+        paras,
+        _boiler(rng, topic, BYLINES, rng.randint(1, 2)),
+        _boiler(rng, topic, TRAILERS, rng.randint(1, 3)),
+    )
 
 
 def rewrite(rng: random.Random, headline: str, paragraphs: list[list[str]], share: float) -> str:
@@ -234,8 +442,9 @@ def update(rng: random.Random, topic: Topic, headline: str, paragraphs: list[lis
     return render("Updated: " + headline, paras)
 
 
-def labelled_set(n_stories: int = 600, *, seed: int = 7, topics: int | None = None,
-                 rewrite_share: tuple[float, float] = (0.03, 0.12)) -> list[dict]:
+def labelled_set(
+    n_stories: int = 600, *, seed: int = 7, topics: int | None = None, rewrite_share: tuple[float, float] = (0.03, 0.12)
+) -> list[dict]:
     """Documents of `n_stories` stories (about 8 per topic) with their copies, shuffled in publication order.
 
     Each dict: url, text, story (ground-truth cluster), kind, outlet.
@@ -260,28 +469,46 @@ def labelled_set(n_stories: int = 600, *, seed: int = 7, topics: int | None = No
                     break
                 reused.append(p)
                 words += n_words
-            keep = paras[:max(1, len(paras) - len(reused))]
+            keep = paras[: max(1, len(paras) - len(reused))]
             earlier[t] = keep  # only its own paragraphs: follow-ups of follow-ups do not snowball
             paras = keep[:1] + reused + keep[1:]
         else:
             earlier[t] = paras
         outlets = rng.sample(range(40), 6)
         base = f"https://outlet{outlets[0]}.example/news/{s}"
-        group = [{"url": base, "text": render(headline, paras), "story": s, "kind": "original",
-                  "followup": followup}]
-        for o in outlets[1:1 + rng.randint(0, 3)]:
-            group.append({"url": f"https://outlet{o}.example/world/{s}-{o}", "story": s, "kind": "syndicated",
-                          "text": syndicated(rng, topic, headline, paras)})
+        group = [{"url": base, "text": render(headline, paras), "story": s, "kind": "original", "followup": followup}]
+        for o in outlets[1 : 1 + rng.randint(0, 3)]:
+            group.append(
+                {
+                    "url": f"https://outlet{o}.example/world/{s}-{o}",
+                    "story": s,
+                    "kind": "syndicated",
+                    "text": syndicated(rng, topic, headline, paras),
+                }
+            )
         if rng.random() < 0.4:
             o = outlets[4]
-            group.append({"url": f"https://outlet{o}.example/a/{s}", "story": s, "kind": "rewrite",
-                          "text": rewrite(rng, headline, paras, rng.uniform(*rewrite_share))})
+            group.append(
+                {
+                    "url": f"https://outlet{o}.example/a/{s}",
+                    "story": s,
+                    "kind": "rewrite",
+                    "text": rewrite(rng, headline, paras, rng.uniform(*rewrite_share)),
+                }
+            )
         if rng.random() < 0.15:
-            group.append({"url": f"https://outlet{outlets[5]}.example/c/{s}", "story": s, "kind": "exact",
-                          "text": "  " + render(headline, paras).replace("\"", "\u201c") + "\n"})
+            group.append(
+                {
+                    "url": f"https://outlet{outlets[5]}.example/c/{s}",
+                    "story": s,
+                    "kind": "exact",
+                    "text": "  " + render(headline, paras).replace('"', "\u201c") + "\n",
+                }
+            )
         if rng.random() < 0.15:
-            group.append({"url": base + "?utm_source=feed", "story": s, "kind": "refetch",
-                          "text": render(headline, paras)})
+            group.append(
+                {"url": base + "?utm_source=feed", "story": s, "kind": "refetch", "text": render(headline, paras)}
+            )
         if rng.random() < 0.2:
             group.append({"url": base, "story": s, "kind": "update", "text": update(rng, topic, headline, paras)})
         for i, doc in enumerate(group):

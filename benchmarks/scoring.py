@@ -27,7 +27,7 @@ def tokens(text: str | None) -> list[str]:
 def shingles(text: str | None, n: int = SHINGLE) -> Counter:
     """Multiset of n-token shingles (at least one, possibly short or empty)."""
     toks = tokens(text)
-    return Counter(" ".join(toks[i:i + n]) for i in range(max(1, len(toks) - n + 1)))
+    return Counter(" ".join(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1)))
 
 
 def page_counts(pred: str | None, true: str | None) -> tuple[float, float, float]:
@@ -62,5 +62,11 @@ def score(predictions: dict[str, str], truth: dict[str, str]) -> dict:
     precision = sum(precisions) / n
     recall = sum(recalls) / n
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"f1": f1, "precision": precision, "recall": recall, "accuracy": exact / n,
-            "pages": len(truth), "per_page": per_page}
+    return {
+        "f1": f1,
+        "precision": precision,
+        "recall": recall,
+        "accuracy": exact / n,
+        "pages": len(truth),
+        "per_page": per_page,
+    }

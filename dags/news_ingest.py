@@ -123,15 +123,13 @@ def news_ingest():
         return manifest_key
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def report(source_names: list[str] | None, deduped_key: str | None, manifest_key: str | None,
-               **context) -> dict:
+    def report(source_names: list[str] | None, deduped_key: str | None, manifest_key: str | None, **context) -> dict:
         """Always runs: the run report, naming every failed source."""
         from pipeline.airflow_tasks import context_from_airflow, fail_fast
         from pipeline.flows import ingest
 
         with fail_fast():
-            return ingest.report_and_summarise(context_from_airflow(context), source_names, deduped_key,
-                                               manifest_key)
+            return ingest.report_and_summarise(context_from_airflow(context), source_names, deduped_key, manifest_key)
 
     @task(retries=0)
     def check(headline: dict) -> None:

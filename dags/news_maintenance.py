@@ -42,10 +42,12 @@ ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
         "execution_timeout": timedelta(hours=2),
     },
     params={
-        "reextract_from": Param(None, type=["null", "string"], format="date",
-                                description="first day (YYYY-MM-DD) of runs to re-extract"),
-        "reextract_to": Param(None, type=["null", "string"], format="date",
-                              description="last day (inclusive); default: reextract_from"),
+        "reextract_from": Param(
+            None, type=["null", "string"], format="date", description="first day (YYYY-MM-DD) of runs to re-extract"
+        ),
+        "reextract_to": Param(
+            None, type=["null", "string"], format="date", description="last day (inclusive); default: reextract_from"
+        ),
         "compact_days": Param(2, type="integer", minimum=0, maximum=31, description="days to compact"),
         "seen_retention_days": Param(90, type="number", minimum=1, description="keep seen URLs this long"),
         "sources_path": Param(None, type=["null", "string"], description="sources YAML file"),
@@ -69,8 +71,11 @@ def news_maintenance():
 
         with fail_fast():
             headline = reextract_one(context, archived_run)
-        context["outlet_events"][ARTICLES].extra = {"run_id": archived_run, "manifest": headline["manifest"],
-                                                    "reextracted": True}
+        context["outlet_events"][ARTICLES].extra = {
+            "run_id": archived_run,
+            "manifest": headline["manifest"],
+            "reextracted": True,
+        }
         return headline
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)

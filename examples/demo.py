@@ -26,23 +26,25 @@ def airflow_env(s3: S3Settings, sources_path: str) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(s3.as_env())
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "NEWS_INGEST_SOURCES": sources_path,
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "NEWS_INGEST_SOURCES": sources_path,
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
 def main() -> int:
     from examples.sample_site import SampleSite
-    from pipeline.dataset.read import read_articles
-    from pipeline.flows.ingest import print_summary
     from pipeline.core.bucket import Bucket
     from pipeline.core.layout import report_key
+    from pipeline.dataset.read import read_articles
+    from pipeline.flows.ingest import print_summary
     from pipeline.report.run_report import latest_run
 
     bucket_name = os.environ.get("NEWS_INGEST_BUCKET", "news")
@@ -60,8 +62,9 @@ def main() -> int:
         print(f"[demo] airflow dags test news_ingest {logical} ...")
         log_path = var_dir() / "airflow" / "demo-dags-test.log"
         with open(log_path, "w") as log:
-            proc = subprocess.run([airflow, "dags", "test", "news_ingest", logical], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.run(
+                [airflow, "dags", "test", "news_ingest", logical], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         if proc.returncode != 0:
             print(f"[demo] the DAG run failed; its log: {log_path}", file=sys.stderr)
             print(log_path.read_text()[-4000:], file=sys.stderr)

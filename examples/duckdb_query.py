@@ -50,24 +50,33 @@ def connect(settings: S3Settings | None = None) -> duckdb.DuckDBPyConnection:
     con.execute(f"""
         CREATE OR REPLACE SECRET news_ingest (
             TYPE s3,
-            KEY_ID {_sql_str(settings.access_key_id or '')},
-            SECRET {_sql_str(settings.secret_access_key or '')},
+            KEY_ID {_sql_str(settings.access_key_id or "")},
+            SECRET {_sql_str(settings.secret_access_key or "")},
             REGION {_sql_str(settings.region)},
             ENDPOINT {_sql_str(parts.netloc)},
             URL_STYLE 'path',
-            USE_SSL {'true' if parts.scheme == 'https' else 'false'}
+            USE_SSL {"true" if parts.scheme == "https" else "false"}
         )""")
     return con
 
 
-def register_articles(con: duckdb.DuckDBPyConnection, settings: S3Settings | None = None, *,
-                      since: str | date | None = None, until: str | date | None = None,
-                      committed_after: str | datetime | None = None) -> int:
+def register_articles(
+    con: duckdb.DuckDBPyConnection,
+    settings: S3Settings | None = None,
+    *,
+    since: str | date | None = None,
+    until: str | date | None = None,
+    committed_after: str | datetime | None = None,
+) -> int:
     """Create the view `articles` over the committed files of the days asked for; returns the file count."""
     settings = settings or S3Settings.from_env()
-    specs, _ = plan_files(settings, since_dt=str(since) if since else None, until_dt=str(until) if until else None,
-                          committed_after=committed_after)
-    url = lambda key: _sql_str(f"s3://{settings.bucket}/{key}")  # noqa: E731
+    specs, _ = plan_files(
+        settings,
+        since_dt=str(since) if since else None,
+        until_dt=str(until) if until else None,
+        committed_after=committed_after,
+    )
+    url = lambda key: _sql_str(f"s3://{settings.bucket}/{key}")
     whole = [url(s.key) for s in specs if s.runs is None]
     parts = []
     if whole:
@@ -95,8 +104,14 @@ def query(sql: str, settings: S3Settings | None = None, **filters) -> pa.Table:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    sql = argv[0] if argv else ("SELECT source, count(*) AS articles, count(*) FILTER (WHERE duplicate_of IS NULL) "
-                                "AS canonical FROM articles GROUP BY source ORDER BY articles DESC")
+    sql = (
+        argv[0]
+        if argv
+        else (
+            "SELECT source, count(*) AS articles, count(*) FILTER (WHERE duplicate_of IS NULL) "
+            "AS canonical FROM articles GROUP BY source ORDER BY articles DESC"
+        )
+    )
     print(query(sql).to_pandas().to_string(index=False))
     return 0
 

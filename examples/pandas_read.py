@@ -39,8 +39,9 @@ def s3_filesystem(settings: S3Settings) -> pafs.S3FileSystem:
     )
 
 
-def read_with_pyarrow_fs(day: str | date | None = None, settings: S3Settings | None = None,
-                         columns: list[str] | None = None) -> pd.DataFrame:
+def read_with_pyarrow_fs(
+    day: str | date | None = None, settings: S3Settings | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
     """Committed articles of one day (or all days) as a DataFrame, via pyarrow's own S3 client."""
     settings = settings or S3Settings.from_env()
     fs = s3_filesystem(settings)

@@ -12,18 +12,17 @@ lazily here too, so this module stays importable (and testable) without Airflow.
 from __future__ import annotations
 
 import logging
-import traceback
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.config import S3Settings
-from pipeline.core.errors import is_terminal
 from pipeline.core.context import RunContext, make_run_id
-from pipeline.core.paths import default_sources_path
+from pipeline.core.errors import is_terminal
 from pipeline.core.layout import consumer_report_key
+from pipeline.core.paths import default_sources_path
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +141,9 @@ def sources_path_from(params: Mapping[str, Any]) -> Path:
     except Exception as exc:
         # Not a silent fallback to another sources file: a Variable backend outage fails the
         # task (transient, so Airflow retries it).
-        raise RuntimeError(f"cannot read the Airflow Variable {SOURCES_VARIABLE!r} (the sources file): "
-                           f"{type(exc).__name__}: {exc}") from exc
+        raise RuntimeError(
+            f"cannot read the Airflow Variable {SOURCES_VARIABLE!r} (the sources file): {type(exc).__name__}: {exc}"
+        ) from exc
     return Path(value) if value else default_sources_path()
 
 
@@ -182,8 +182,8 @@ def triggering_runs(context: Mapping[str, Any]) -> list[dict]:
 
 def summarise_run(settings: S3Settings, run_id: str) -> dict:
     """Per-source article counts of ONE committed run, written to `reports/consumer/run=<id>.json`."""
-    from pipeline.dataset.read import read_articles
     from pipeline.core.bucket import Bucket
+    from pipeline.dataset.read import read_articles
 
     table = read_articles(settings=settings, run_id=run_id, columns=["source", "duplicate_of", "title"])
     rows = table.to_pylist()
@@ -192,12 +192,20 @@ def summarise_run(settings: S3Settings, run_id: str) -> dict:
         entry = per_source.setdefault(row["source"], {"articles": 0, "canonical": 0})
         entry["articles"] += 1
         entry["canonical"] += row["duplicate_of"] is None
-    summary = {"run_id": run_id, "articles": len(rows), "sources": dict(sorted(per_source.items())),
-               "titles": sorted({row["title"] for row in rows if row["title"]})}
+    summary = {
+        "run_id": run_id,
+        "articles": len(rows),
+        "sources": dict(sorted(per_source.items())),
+        "titles": sorted({row["title"] for row in rows if row["title"]}),
+    }
     key = consumer_report_key(run_id)
     Bucket(settings).put_json(key, summary)
-    log.info("consumer: run %s has %d articles: %s", run_id, len(rows),
-             ", ".join(f"{s} {c['articles']}" for s, c in summary["sources"].items()))
+    log.info(
+        "consumer: run %s has %d articles: %s",
+        run_id,
+        len(rows),
+        ", ".join(f"{s} {c['articles']}" for s, c in summary["sources"].items()),
+    )
     return {"run_id": run_id, "articles": len(rows), "key": key}
 
 
@@ -244,8 +252,8 @@ def compaction_days(context: Mapping[str, Any]) -> list[str]:
 def reextract_plan(context: Mapping[str, Any]) -> list[str]:
     """Run ids to re-extract: those archived between the `reextract_from` and `reextract_to` params
     (inclusive; `reextract_to` defaults to `reextract_from`). No params: nothing."""
-    from pipeline.flows.maintenance import runs_between
     from pipeline.core.bucket import Bucket
+    from pipeline.flows.maintenance import runs_between
 
     params = context.get("params") or {}
     start = params.get("reextract_from")
@@ -273,8 +281,8 @@ def compact_one(context: Mapping[str, Any], dt: str) -> str | None:
 def prune_state(context: Mapping[str, Any]) -> dict:
     """Prune the dedupe index (older than its window) and the seen-URL state (older than the retention),
     both relative to the run's data interval, never the wall clock; and remove orphaned article files."""
-    from pipeline.flows.maintenance import cleanup_orphans, prune_dedupe_index, prune_seen_state
     from pipeline.core.bucket import Bucket
+    from pipeline.flows.maintenance import cleanup_orphans, prune_dedupe_index, prune_seen_state
 
     params = context.get("params") or {}
     settings = settings_from_airflow(context)
@@ -284,5 +292,8 @@ def prune_state(context: Mapping[str, Any]) -> dict:
     shards = prune_dedupe_index(bucket, day)
     seen = prune_seen_state(bucket, as_of, retention_days=float(params.get("seen_retention_days", 90)))
     orphans = cleanup_orphans(settings, as_of)
-    return {"dedupe_shards_deleted": len(shards), "seen_entries_removed": sum(seen.values()),
-            "orphans_deleted": orphans}
+    return {
+        "dedupe_shards_deleted": len(shards),
+        "seen_entries_removed": sum(seen.values()),
+        "orphans_deleted": orphans,
+    }

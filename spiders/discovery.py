@@ -51,8 +51,16 @@ def _tag(elem) -> str:
 
 def _iterparse(body: bytes):
     return lxml.etree.iterparse(
-        BytesIO(body), events=("end",), recover=True, remove_comments=True, resolve_entities=False,
-        no_network=True, huge_tree=False, remove_pis=True, collect_ids=False)
+        BytesIO(body),
+        events=("end",),
+        recover=True,
+        remove_comments=True,
+        resolve_entities=False,
+        no_network=True,
+        huge_tree=False,
+        remove_pis=True,
+        collect_ids=False,
+    )
 
 
 def parse_date(value: str | None) -> datetime | None:

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta, timezone
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
-from pipeline.core.config import S3Settings
 from pipeline.core.bucket import Bucket
+from pipeline.core.config import S3Settings
 from pipeline.core.layout import crawl_summary_key
 from pipeline.dataset.state import load_http, load_seen, seen_lookup
 from spiders.spiders.news import CACHED_LINKS, DISCOVERED, KIND, OWN, SkippedSeen
@@ -52,11 +52,14 @@ class IncrementalMiddleware:
 
     def spider_opened(self, spider=None):
         bucket = Bucket(S3Settings.from_env())
-        self.seen = seen_lookup(load_seen(bucket, self.source,
-                                           exclude_run=self.crawler.settings.get("NEWS_RUN_ID")))
+        self.seen = seen_lookup(load_seen(bucket, self.source, exclude_run=self.crawler.settings.get("NEWS_RUN_ID")))
         self.http = load_http(bucket, self.source)
-        log.info("incremental state of %s: %s seen URL(s), %s validated document(s)",
-                 self.source, len(self.seen), len(self.http))
+        log.info(
+            "incremental state of %s: %s seen URL(s), %s validated document(s)",
+            self.source,
+            len(self.seen),
+            len(self.http),
+        )
 
     def _young(self, entry: dict) -> bool:
         if not self.revisit:
@@ -138,5 +141,10 @@ class CrawlReport:
         }
         key = crawl_summary_key(self.run_id, self.source)
         Bucket(S3Settings.from_env()).put_json(key, summary)
-        log.info("crawl summary of %s written to %s (%s WARC file(s), finish reason %s)",
-                 self.source, key, len(summary["warc_keys"]), reason)
+        log.info(
+            "crawl summary of %s written to %s (%s WARC file(s), finish reason %s)",
+            self.source,
+            key,
+            len(summary["warc_keys"]),
+            reason,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+
 @dataclass
 class FetchedPage:
     """One response to archive raw (WARC request + response records)."""

@@ -29,10 +29,6 @@ from datetime import timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred
-from twisted.internet.error import DNSLookupError
-from twisted.internet.threads import deferToThread
-
 from scrapy import signals
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
@@ -44,14 +40,16 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.response import response_status_message
+from twisted.internet.defer import Deferred
+from twisted.internet.error import DNSLookupError
+from twisted.internet.threads import deferToThread
 
 from spiders.netguard import Allowlist, check_address, default_port, parse_ip_literal
 from spiders.resolver import installed_resolver
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from typing_extensions import Self
+    from typing import Self
 
     from scrapy.crawler import Crawler
     from scrapy.robotstxt import RobotParser
@@ -269,9 +267,7 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
         self.max_redirects = settings.getint("ROBOTS_MAX_REDIRECTS", 5)
         self._entries: dict[str, RobotsEntry] = {}
         self._waiters: dict[str, list[Deferred[RobotsEntry]]] = {}
-        self._disallow_all: RobotParser = build_from_crawler(
-            self._parserimpl, crawler, b"User-agent: *\nDisallow: /\n"
-        )
+        self._disallow_all: RobotParser = build_from_crawler(self._parserimpl, crawler, b"User-agent: *\nDisallow: /\n")
 
     async def process_request(self, request: Request, spider: Any = None) -> None:
         if request.meta.get("dont_obey_robotstxt"):
@@ -381,7 +377,9 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
 # --------------------------------------------------------------------------- Retry-After
 
 
-def parse_retry_after(value: bytes | str | None, date: bytes | str | None = None, now: float | None = None) -> float | None:
+def parse_retry_after(
+    value: bytes | str | None, date: bytes | str | None = None, now: float | None = None
+) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None.
 
     An HTTP-date is measured from the response's ``Date`` header when present
@@ -458,7 +456,10 @@ class RetryAfterMiddleware(RetryMiddleware):
             stats.inc_value("retry_after/too_long")
             logger.warning(
                 "retry_after_too_long: %s answered %s with Retry-After %.0fs (RETRY_AFTER_MAX %.0fs)",
-                request.url, response.status, wait, self.max_wait,
+                request.url,
+                response.status,
+                wait,
+                self.max_wait,
             )
             raise IgnoreRequest(
                 f"retry_after_too_long: {request.url} answered {response.status} with "
@@ -475,7 +476,10 @@ class RetryAfterMiddleware(RetryMiddleware):
         paused = self.pause_slot(request, wait)
         logger.info(
             "Retry-After %.1fs on %s (HTTP %s): slot %s",
-            wait, request.url, response.status, "paused" if paused else "not found, retrying without pause",
+            wait,
+            request.url,
+            response.status,
+            "paused" if paused else "not found, retrying without pause",
         )
         return retry
 

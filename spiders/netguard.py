@@ -135,9 +135,7 @@ class Allowlist:
     entries: tuple[str, ...] = ()
 
     @classmethod
-    def parse(
-        cls, entries: Iterable[str], lookup: Callable[[str], list[str]] = _system_lookup
-    ) -> "Allowlist":
+    def parse(cls, entries: Iterable[str], lookup: Callable[[str], list[str]] = _system_lookup) -> Allowlist:
         """Build from ``NEWS_ALLOW_PRIVATE`` strings; a bad entry raises ValueError naming it."""
         out = cls()
         kept = []

@@ -17,12 +17,12 @@ from datetime import datetime
 
 from scrapy.exceptions import NotConfigured
 
+from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
+from pipeline.core.layout import crawl_rejects_name, crawl_summary_key, http_key, raw_prefix, warc_basename
 from pipeline.core.paths import default_sources_path
 from pipeline.dataset.rejects import reject, write_rejects
-from pipeline.core.bucket import Bucket
-from pipeline.core.layout import crawl_rejects_name, crawl_summary_key, http_key, raw_prefix, warc_basename
 from pipeline.dataset.state import save_http
 from pipeline.dataset.warc import DEFAULT_MAX_BYTES, KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter
 from spiders.extensions import archive_closed
@@ -36,8 +36,9 @@ _VALIDATED_KINDS = ("feed", "sitemap", "robots")
 
 
 class WarcArchivePipeline:
-    def __init__(self, crawler, source: str, run_id: str, sources_path: str, max_bytes: int,
-                 local_dir: str | None = None):
+    def __init__(
+        self, crawler, source: str, run_id: str, sources_path: str, max_bytes: int, local_dir: str | None = None
+    ):
         self.crawler = crawler
         self.stats = crawler.stats
         self.source = source
@@ -59,15 +60,22 @@ class WarcArchivePipeline:
         s = crawler.settings
         if not s.get("NEWS_SOURCE") or not s.get("NEWS_RUN_ID"):
             raise NotConfigured("WarcArchivePipeline needs NEWS_SOURCE and NEWS_RUN_ID")
-        return cls(crawler, s.get("NEWS_SOURCE"), s.get("NEWS_RUN_ID"), s.get("NEWS_SOURCES_PATH", ""),
-                   s.getint("NEWS_WARC_MAX_BYTES", DEFAULT_MAX_BYTES), s.get("NEWS_WARC_LOCAL_DIR") or None)
+        return cls(
+            crawler,
+            s.get("NEWS_SOURCE"),
+            s.get("NEWS_RUN_ID"),
+            s.get("NEWS_SOURCES_PATH", ""),
+            s.getint("NEWS_WARC_MAX_BYTES", DEFAULT_MAX_BYTES),
+            s.get("NEWS_WARC_LOCAL_DIR") or None,
+        )
 
     def open_spider(self, spider=None):
         self.bucket = Bucket(S3Settings.from_env())
         self.bucket.check()
         prefix = raw_prefix(self.run_id, self.source)
-        stale = self.bucket.list(prefix) + [k for k in [crawl_summary_key(self.run_id, self.source)]
-                                            if self.bucket.exists(k)]
+        stale = self.bucket.list(prefix) + [
+            k for k in [crawl_summary_key(self.run_id, self.source)] if self.bucket.exists(k)
+        ]
         if stale:
             log.info("re-run of %s for run %s: deleting %s earlier file(s)", self.source, self.run_id, len(stale))
             self.bucket.delete(stale)
@@ -75,9 +83,13 @@ class WarcArchivePipeline:
             self.local_dir = tempfile.mkdtemp(prefix=f"warc-{self.source}-")
         bucket = self.bucket
         self.writer = RotatingWarcWriter(
-            prefix, warc_basename(self.source),
+            prefix,
+            warc_basename(self.source),
             upload=lambda path, key: bucket.put_file(key, path, content_type="application/warc"),
-            max_bytes=self.max_bytes, local_dir=self.local_dir, keep_local=self.keep_local)
+            max_bytes=self.max_bytes,
+            local_dir=self.local_dir,
+            keep_local=self.keep_local,
+        )
 
     def process_item(self, item, spider=None):
         if isinstance(item, FetchedPage):
@@ -97,17 +109,28 @@ class WarcArchivePipeline:
             extra[DISCOVERED_FIELD] = page.discovered_url
         fetched = datetime.fromisoformat(page.fetched_at) if page.fetched_at else None
         key, record_id = self.writer.write(
-            url=page.url, status=page.status, headers=page.headers, body=page.body,
-            request_headers=page.request_headers, method=page.method, fetched_at=fetched, extra=extra)
+            url=page.url,
+            status=page.status,
+            headers=page.headers,
+            body=page.body,
+            request_headers=page.request_headers,
+            method=page.method,
+            fetched_at=fetched,
+            extra=extra,
+        )
         self.stats.inc_value("news/archived")
         self.stats.inc_value(f"news/archived/{page.kind}")
         self.stats.inc_value("news/archived_bytes", len(page.body))
         if page.kind in _VALIDATED_KINDS:
             headers = {k.lower(): v for k, v in page.headers}
             self.http[page.discovered_url or page.url] = {
-                "etag": headers.get("etag"), "last_modified": headers.get("last-modified"),
-                "links": [list(x) for x in page.links], "fetched_at": page.fetched_at,
-                "warc_key": key, "warc_record_id": record_id}
+                "etag": headers.get("etag"),
+                "last_modified": headers.get("last-modified"),
+                "links": [list(x) for x in page.links],
+                "fetched_at": page.fetched_at,
+                "warc_key": key,
+                "warc_record_id": record_id,
+            }
 
     def close_spider(self, spider=None):
         assert self.writer is not None and self.bucket is not None
@@ -116,8 +139,9 @@ class WarcArchivePipeline:
         finally:
             if self.local_dir and not self.keep_local:
                 shutil.rmtree(self.local_dir, ignore_errors=True)
-        ctx = RunContext(run_id=self.run_id, s3=self.bucket.settings,
-                         sources_path=self.sources_path or default_sources_path())
+        ctx = RunContext(
+            run_id=self.run_id, s3=self.bucket.settings, sources_path=self.sources_path or default_sources_path()
+        )
         ctx.__dict__["bucket"] = self.bucket  # reuse this client (cached_property slot)
         rejects_key = write_rejects(ctx, crawl_rejects_name(self.source), self.rejects)
         state_key = None
@@ -125,5 +149,6 @@ class WarcArchivePipeline:
             save_http(self.bucket, self.source, self.http)
             state_key = http_key(self.source)
         log.info("archive of %s closed: %s WARC file(s), %s reject(s)", self.source, len(keys), len(self.rejects))
-        self.crawler.signals.send_catch_log(signal=archive_closed, warc_keys=keys, rejects_key=rejects_key,
-                                            http_key=state_key)
+        self.crawler.signals.send_catch_log(
+            signal=archive_closed, warc_keys=keys, rejects_key=rejects_key, http_key=state_key
+        )

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attr
-
+from scrapy.utils.datatypes import LocalCache
 from twisted.internet.interfaces import (
     IAddress,
     IHostnameResolver,
@@ -44,12 +44,10 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer, provider
 
-from scrapy.utils.datatypes import LocalCache
-
 from spiders.netguard import Allowlist, check_address
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +142,7 @@ class GuardedResolver:
             self.completed(guard)
             resolutionReceiver.resolutionComplete()
             return resolution
-        return self.original_resolver.resolveHostName(
-            guard, hostName, portNumber, addressTypes, transportSemantics
-        )
+        return self.original_resolver.resolveHostName(guard, hostName, portNumber, addressTypes, transportSemantics)
 
     def check(self, host: str, port: int, address: IAddress) -> str | None:
         """None when ``address`` may be connected to, else why not."""

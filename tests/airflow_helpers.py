@@ -38,31 +38,43 @@ def airflow_env(home: Path, *, extra: dict[str, str] | None = None, drop: tuple[
     """
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES) and k not in drop}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "PYTHONUNBUFFERED": "1",
-        # `airflow standalone` starts its components as plain `airflow ...`: this venv's must be first.
-        "PATH": os.pathsep.join([str(Path(AIRFLOW).parent), env.get("PATH", os.defpath)]),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+            # `airflow standalone` starts its components as plain `airflow ...`: this venv's must be first.
+            "PATH": os.pathsep.join([str(Path(AIRFLOW).parent), env.get("PATH", os.defpath)]),
+        }
+    )
     env.update(extra or {})
     return env
 
 
-def airflow_cli(args: list[str], env: dict[str, str], *, timeout: float = 300,
-                check: bool = True) -> subprocess.CompletedProcess:
+def airflow_cli(
+    args: list[str], env: dict[str, str], *, timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run `airflow <args>`; on failure raise with its output (the assertion message shows it)."""
-    proc = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, cwd=str(ROOT))
+    proc = subprocess.run(
+        [AIRFLOW, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=str(ROOT),
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"airflow {' '.join(args)} exited {proc.returncode}\n"
-                             f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"airflow {' '.join(args)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -73,12 +85,24 @@ def migrate(env: dict[str, str]) -> None:
 
 def connection_json(*, endpoint_url: str, access_key_id: str, secret_access_key: str, bucket: str) -> str:
     """An `AIRFLOW_CONN_<ID>` value (JSON form) for the news_ingest S3 Connection."""
-    return json.dumps({"conn_type": "aws", "login": access_key_id, "password": secret_access_key,
-                       "extra": {"endpoint_url": endpoint_url, "bucket": bucket}})
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": access_key_id,
+            "password": secret_access_key,
+            "extra": {"endpoint_url": endpoint_url, "bucket": bucket},
+        }
+    )
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 2.0,
-               what: str = "condition", on_timeout: Callable[[], str] | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 2.0,
+    what: str = "condition",
+    on_timeout: Callable[[], str] | None = None,
+) -> Any:
     """Poll `predicate` until it returns something truthy; AssertionError (with diagnostics) on timeout."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -91,8 +115,10 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float 
             last_exc = exc
         time.sleep(interval)
     details = on_timeout() if on_timeout else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
-                         f"{f' (last error: {last_exc!r})' if last_exc else ''}\n{details}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what}"
+        f"{f' (last error: {last_exc!r})' if last_exc else ''}\n{details}"
+    )
 
 
 def read_logs(folder: Path, *, limit: int = 20000) -> str:
@@ -121,23 +147,27 @@ class AirflowStandalone:
         home.mkdir(parents=True, exist_ok=True)
         passwords.write_text(json.dumps({self.username: self.password}))
         passwords.chmod(0o600)
-        self.env = airflow_env(home, drop=drop, extra={
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.base_url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
-            **(extra_env or {}),
-        })
+        self.env = airflow_env(
+            home,
+            drop=drop,
+            extra={
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.base_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+                **(extra_env or {}),
+            },
+        )
         self.procs: dict[str, subprocess.Popen] = {}
         self.session_ids: list[int] = []
         self._token: str | None = None
@@ -152,16 +182,25 @@ class AirflowStandalone:
         "api-server": ["api-server", "--host", "127.0.0.1"],
     }
 
-    def start(self, *, timeout: float = 240) -> "AirflowStandalone":
+    def start(self, *, timeout: float = 240) -> AirflowStandalone:
         migrate(self.env)
         for name, args in self.COMPONENTS.items():
             with open(self.home / f"{name}.out", "wb") as out:
                 self.procs[name] = subprocess.Popen(
                     [AIRFLOW, *args, "--port", str(self.port)] if name == "api-server" else [AIRFLOW, *args],
-                    env=self.env, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_until(self._healthy, timeout=timeout, what="the Airflow api-server, scheduler and dag-processor",
-                   on_timeout=self.diagnostics)
+                    env=self.env,
+                    cwd=str(ROOT),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+        wait_until(
+            self._healthy,
+            timeout=timeout,
+            what="the Airflow api-server, scheduler and dag-processor",
+            on_timeout=self.diagnostics,
+        )
         return self
 
     def _healthy(self) -> bool:
@@ -170,9 +209,11 @@ class AirflowStandalone:
                 raise AssertionError(f"airflow {name} exited with {proc.returncode}\n{self.diagnostics()}")
         with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as resp:
             health = json.load(resp)
-        return (health.get("metadatabase", {}).get("status") == "healthy"
-                and health.get("scheduler", {}).get("status") == "healthy"
-                and (health.get("dag_processor") or {}).get("status") == "healthy")
+        return (
+            health.get("metadatabase", {}).get("status") == "healthy"
+            and health.get("scheduler", {}).get("status") == "healthy"
+            and (health.get("dag_processor") or {}).get("status") == "healthy"
+        )
 
     def stop(self, *, grace: float = 20) -> None:
         """SIGTERM to each component's process group, then SIGKILL to every process left in their sessions.
@@ -209,7 +250,7 @@ class AirflowStandalone:
     def leftovers(sids: list[int]) -> list[int]:
         return [pid for sid in sids for pid in session_members(sid)]
 
-    def __enter__(self) -> "AirflowStandalone":
+    def __enter__(self) -> AirflowStandalone:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -227,17 +268,21 @@ class AirflowStandalone:
     def token(self) -> str:
         if self._token is None:
             body = json.dumps({"username": self.username, "password": self.password}).encode()
-            req = urllib.request.Request(f"{self.base_url}/auth/token", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                f"{self.base_url}/auth/token", data=body, method="POST", headers={"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(req, timeout=30) as resp:
                 self._token = json.load(resp)["access_token"]
         return self._token
 
     def api(self, method: str, path: str, body: dict | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.base_url}/api/v2{path}", data=data, method=method,
-                                     headers={"Authorization": f"Bearer {self.token()}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.base_url}/api/v2{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 raw = resp.read()
@@ -264,24 +309,33 @@ class AirflowStandalone:
         entries = self.api("GET", f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/~/xcomEntries?limit=500")
         values = []
         for entry in entries["xcom_entries"]:
-            path = (f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{entry['task_id']}/xcomEntries/"
-                    f"{urllib.request.quote(entry['key'], safe='')}?map_index={entry.get('map_index', -1)}")
+            path = (
+                f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{entry['task_id']}/xcomEntries/"
+                f"{urllib.request.quote(entry['key'], safe='')}?map_index={entry.get('map_index', -1)}"
+            )
             values.append(self.api("GET", path).get("value"))
         return values
 
     def wait_for_run(self, dag_id: str, *, timeout: float, run_id: str | None = None) -> dict:
         """The first (or the named) run of `dag_id` to finish; AssertionError with logs unless it succeeded."""
+
         def finished() -> dict | None:
             for run in self.dag_runs(dag_id):
                 if (run_id is None or run["dag_run_id"] == run_id) and run["state"] in ("success", "failed"):
                     return run
             return None
 
-        run = wait_until(finished, timeout=timeout, interval=3, what=f"a finished run of {dag_id}",
-                         on_timeout=lambda: self._run_states(dag_id) + self.diagnostics())
+        run = wait_until(
+            finished,
+            timeout=timeout,
+            interval=3,
+            what=f"a finished run of {dag_id}",
+            on_timeout=lambda: self._run_states(dag_id) + self.diagnostics(),
+        )
         if run["state"] != "success":
-            raise AssertionError(f"{dag_id} run {run['dag_run_id']} {run['state']}\n"
-                                 f"{self._run_states(dag_id)}{self.diagnostics()}")
+            raise AssertionError(
+                f"{dag_id} run {run['dag_run_id']} {run['state']}\n{self._run_states(dag_id)}{self.diagnostics()}"
+            )
         return run
 
     def _run_states(self, dag_id: str) -> str:

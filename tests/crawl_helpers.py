@@ -31,10 +31,11 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,7 +77,7 @@ class LocalServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 reply = server._reply(self.path)
                 body = reply.body.encode() if isinstance(reply.body, str) else reply.body
                 self.send_response_only(reply.status)
@@ -115,7 +116,7 @@ class LocalServer:
         with self._lock:
             return self._hits.get(path, 0)
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         self._thread.start()
         return self
 
@@ -123,7 +124,7 @@ class LocalServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -221,7 +222,7 @@ def run_crawl(
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CRAWL_RESULT ")]
     if not lines:
         raise RuntimeError(f"no result from crawl subprocess:\n{proc.stderr[-4000:]}")
-    result = json.loads(lines[-1][len("CRAWL_RESULT "):])
+    result = json.loads(lines[-1][len("CRAWL_RESULT ") :])
     result["log"] = proc.stderr
     return result
 
@@ -308,7 +309,10 @@ def _child() -> None:
     crawler.signals.connect(on_robots, signal=robots_fetched)
     process.crawl(crawler)
     process.start()
-    stats = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in crawler.stats.get_stats().items()}
+    stats = {
+        k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+        for k, v in crawler.stats.get_stats().items()
+    }
     print("CRAWL_RESULT " + json.dumps({"pages": pages, "failures": failures, "robots": robots, "stats": stats}))
 
 

@@ -16,22 +16,31 @@ from datetime import datetime, timezone
 
 import pytest
 
+from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.context import make_run_id
 from pipeline.core.layout import consumer_report_key
 from pipeline.dataset.read import read_articles
-from pipeline.core.bucket import Bucket
 from tests.airflow_helpers import AirflowStandalone, connection_json, wait_until
 
-AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-           "NEWS_INGEST_BUCKET")
+AWS_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "NEWS_INGEST_BUCKET",
+)
 
 
 @pytest.fixture
 def conn_settings(s3_server) -> S3Settings:
     info = s3_server.info()
-    settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                          secret_access_key=info.secret_access_key, bucket=f"standalone-{uuid.uuid4().hex[:12]}")
+    settings = S3Settings(
+        endpoint_url=info.endpoint_url,
+        access_key_id=info.access_key_id,
+        secret_access_key=info.secret_access_key,
+        bucket=f"standalone-{uuid.uuid4().hex[:12]}",
+    )
     Bucket(settings).ensure()
     return settings
 
@@ -42,18 +51,30 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_scheduled_run_commits_articles_and_the_consumer_reads_that_run(tmp_path, conn_settings, sources_file,
-                                                                         sample_site):
-    airflow = AirflowStandalone(tmp_path / "airflow", drop=AWS_ENV, extra_env={
-        "AIRFLOW_CONN_NEWS_INGEST_S3": connection_json(
-            endpoint_url=conn_settings.endpoint_url, access_key_id=conn_settings.access_key_id,
-            secret_access_key=conn_settings.secret_access_key, bucket=conn_settings.bucket),
-        "AIRFLOW_VAR_NEWS_INGEST_SOURCES_PATH": str(sources_file),
-    })
+def test_scheduled_run_commits_articles_and_the_consumer_reads_that_run(
+    tmp_path, conn_settings, sources_file, sample_site
+):
+    airflow = AirflowStandalone(
+        tmp_path / "airflow",
+        drop=AWS_ENV,
+        extra_env={
+            "AIRFLOW_CONN_NEWS_INGEST_S3": connection_json(
+                endpoint_url=conn_settings.endpoint_url,
+                access_key_id=conn_settings.access_key_id,
+                secret_access_key=conn_settings.secret_access_key,
+                bucket=conn_settings.bucket,
+            ),
+            "AIRFLOW_VAR_NEWS_INGEST_SOURCES_PATH": str(sources_file),
+        },
+    )
     try:
         airflow.start()
-        wait_until(lambda: all(airflow.api("GET", f"/dags/{d}") for d in ("news_ingest", "news_consumer")),
-                   timeout=120, what="the DAGs to be parsed", on_timeout=airflow.diagnostics)
+        wait_until(
+            lambda: all(airflow.api("GET", f"/dags/{d}") for d in ("news_ingest", "news_consumer")),
+            timeout=120,
+            what="the DAGs to be parsed",
+            on_timeout=airflow.diagnostics,
+        )
         assert airflow.api("GET", "/importErrors")["total_entries"] == 0
 
         # Trigger the run for the latest hourly interval through the REST API, while paused:
@@ -68,8 +89,11 @@ def test_scheduled_run_commits_articles_and_the_consumer_reads_that_run(tmp_path
         assert run["run_type"] == "manual"
         run_id = make_run_id(datetime.fromisoformat(run["data_interval_end"].replace("Z", "+00:00")))
         assert run_id == make_run_id(hour)
-        same_interval = [r for r in airflow.dag_runs("news_ingest")
-                         if datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00")) == hour]
+        same_interval = [
+            r
+            for r in airflow.dag_runs("news_ingest")
+            if datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00")) == hour
+        ]
         assert len(same_interval) == 1
 
         # Every mapped crawl and extract ran, once per source / WARC file.
@@ -101,8 +125,9 @@ def test_scheduled_run_commits_articles_and_the_consumer_reads_that_run(tmp_path
         assert logs
         leaked = [str(p) for p in logs if secret in p.read_text(errors="replace")]
         assert leaked == []
-        xcoms = (airflow.xcom_values("news_ingest", run["dag_run_id"])
-                 + airflow.xcom_values("news_consumer", consumer["dag_run_id"]))
+        xcoms = airflow.xcom_values("news_ingest", run["dag_run_id"]) + airflow.xcom_values(
+            "news_consumer", consumer["dag_run_id"]
+        )
         assert xcoms and secret not in json.dumps(xcoms)
     finally:
         airflow.stop()

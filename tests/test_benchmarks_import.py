@@ -16,8 +16,9 @@ BENCHMARKS = ["bench_extract", "bench_dedupe", "bench_store", "bench_crawl", "be
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_benchmark_imports_and_shows_help(name):
     importlib.import_module(f"benchmarks.{name}")
-    out = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "usage:" in out.stdout
 

@@ -17,10 +17,18 @@ from examples.sample_site import BOILERPLATE_PHRASES
 from pipeline.core.paths import ROOT
 
 
-def pipeline(*args: str, stdin: str | None = None, timeout: float = 180,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+def pipeline(
+    *args: str, stdin: str | None = None, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def fetch(url: str) -> str:
@@ -49,8 +57,18 @@ def test_extract_one_page(pages):
     out = pipeline("extract", "-", "--url", url, stdin=html)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    for field in ("url", "canonical_url", "title", "author", "published", "language", "sitename",
-                  "text", "word_count", "removed"):
+    for field in (
+        "url",
+        "canonical_url",
+        "title",
+        "author",
+        "published",
+        "language",
+        "sitename",
+        "text",
+        "word_count",
+        "removed",
+    ):
         assert field in doc
     assert doc["title"] == entry["title"]
     assert doc["published"] and doc["published"][:4].isdigit()
@@ -108,8 +126,9 @@ def test_dedupe_contract(pages):
 
 def test_run_read_and_reextract_through_the_cli(sample_site, tmp_path, s3_settings, monkeypatch):
     """`run`, `read --format jsonl|csv|parquet`, then `reextract` from WARC without one request to the site."""
-    sources = sample_site.write_sources_yaml(tmp_path / "sources.yaml", download_timeout=3,
-                                             max_page_bytes=8 * 2**20, outlets=["valley-gazette"])
+    sources = sample_site.write_sources_yaml(
+        tmp_path / "sources.yaml", download_timeout=3, max_page_bytes=8 * 2**20, outlets=["valley-gazette"]
+    )
     monkeypatch.setenv("NEWS_INGEST_BUCKET", s3_settings.bucket)
     run = pipeline("run", "--sources", str(sources), "--run-id", "20261126T080000Z", timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -117,7 +136,9 @@ def test_run_read_and_reextract_through_the_cli(sample_site, tmp_path, s3_settin
 
     jsonl = pipeline("read", "--run", "20261126T080000Z", "--format", "jsonl")
     rows = [json.loads(line) for line in jsonl.stdout.splitlines()]
-    expected = {e["url"] for e in sample_site.expected() if e["outlet"] == "valley-gazette" and e["expected"] == "stored"}
+    expected = {
+        e["url"] for e in sample_site.expected() if e["outlet"] == "valley-gazette" and e["expected"] == "stored"
+    }
     assert {r["url"] for r in rows} == expected
     table = list(csv.DictReader(io.StringIO(pipeline("read", "--run", "20261126T080000Z", "--format", "csv").stdout)))
     assert {r["url"] for r in table} == expected
@@ -146,8 +167,14 @@ def no_s3(tmp_path_factory) -> dict[str, str]:
 
     home = tmp_path_factory.mktemp("no-s3-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "NEWS_INGEST_"))}
-    env.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "dummy",
-                "AWS_SECRET_ACCESS_KEY": "dummy-secret", "NEWS_INGEST_HOME": str(home)})
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+            "AWS_ACCESS_KEY_ID": "dummy",
+            "AWS_SECRET_ACCESS_KEY": "dummy-secret",
+            "NEWS_INGEST_HOME": str(home),
+        }
+    )
     return env
 
 
@@ -157,8 +184,12 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("bad-files")
     (d / "broken.yaml").write_text("sources:\n  - name: x\n    feeds: [a\n  bad: : :\n", encoding="utf-8")
     (d / "empty.html").write_bytes(b"")
-    return {"missing": str(d / "missing.yaml"), "broken": str(d / "broken.yaml"), "empty": str(d / "empty.html"),
-            "valid": str(ROOT / "config" / "sources.example.yaml")}
+    return {
+        "missing": str(d / "missing.yaml"),
+        "broken": str(d / "broken.yaml"),
+        "empty": str(d / "empty.html"),
+        "valid": str(ROOT / "config" / "sources.example.yaml"),
+    }
 
 
 USAGE = "usage:"  # argparse's own message (it exits 2 itself)
@@ -246,7 +277,17 @@ def test_exit_code_table():
     from pipeline.flows.ingest import RunFailed
     from pipeline.stages.crawl import CrawlError
 
-    cases = {KeyboardInterrupt(): 130, ConfigError("x"): 2, BadRunId("x"): 2, UsageError("x"): 2,
-             NotAnArticle("empty"): 3, NothingToDo("x"): 3, StorageError("x"): 1, CrawlError("x"): 1,
-             RunFailed("x"): 1, KeyError("x"): 1, ValueError("x"): 1}
+    cases = {
+        KeyboardInterrupt(): 130,
+        ConfigError("x"): 2,
+        BadRunId("x"): 2,
+        UsageError("x"): 2,
+        NotAnArticle("empty"): 3,
+        NothingToDo("x"): 3,
+        StorageError("x"): 1,
+        CrawlError("x"): 1,
+        RunFailed("x"): 1,
+        KeyError("x"): 1,
+        ValueError("x"): 1,
+    }
     assert {type(e).__name__: exit_code(e) for e in cases} == {type(e).__name__: c for e, c in cases.items()}

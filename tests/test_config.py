@@ -67,8 +67,14 @@ def test_unknown_source_is_a_config_error(tmp_path):
 
 
 def test_s3_settings_from_standard_env_names():
-    s = S3Settings.from_env({"AWS_ENDPOINT_URL": "http://127.0.0.1:9999", "AWS_ACCESS_KEY_ID": "k",
-                             "AWS_SECRET_ACCESS_KEY": "sekrit", "NEWS_INGEST_BUCKET": "b"})
+    s = S3Settings.from_env(
+        {
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9999",
+            "AWS_ACCESS_KEY_ID": "k",
+            "AWS_SECRET_ACCESS_KEY": "sekrit",
+            "NEWS_INGEST_BUCKET": "b",
+        }
+    )
     assert (s.endpoint_url, s.access_key_id, s.bucket) == ("http://127.0.0.1:9999", "k", "b")
     assert "sekrit" not in repr(s) and "sekrit" not in str(s)
     assert s.as_env()["AWS_SECRET_ACCESS_KEY"] == "sekrit"

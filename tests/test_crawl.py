@@ -16,14 +16,14 @@ import pytest
 import yaml
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.core.context import RunContext
-from pipeline.stages.crawl import CrawlError, crawl_command, crawl_stage, summary_key
-from pipeline.core.paths import ROOT
 from pipeline.core.bucket import Bucket
-from pipeline.dataset.state import load_http, record_stored
-from pipeline.text.urls import canonicalize
-from pipeline.dataset.warc import read_warc
+from pipeline.core.context import RunContext
 from pipeline.core.layout import raw_prefix
+from pipeline.core.paths import ROOT
+from pipeline.dataset.state import load_http, record_stored
+from pipeline.dataset.warc import read_warc
+from pipeline.stages.crawl import CrawlError, crawl_command, crawl_stage, summary_key
+from pipeline.text.urls import canonicalize
 from spiders.pipelines import CANONICAL_FIELD
 
 RUN = "20261127T120000Z"
@@ -51,8 +51,13 @@ def outlets(site) -> dict[str, str]:
 
 
 def expected(site, outlet: str, outcome: str | None = None, kind: str | None = None) -> list[dict]:
-    return [e for e in site.expected() if e["outlet"] == outlet
-            and (outcome is None or e["expected"] == outcome) and (kind is None or e["kind"] == kind)]
+    return [
+        e
+        for e in site.expected()
+        if e["outlet"] == outlet
+        and (outcome is None or e["expected"] == outcome)
+        and (kind is None or e["kind"] == kind)
+    ]
 
 
 def responses(bucket: Bucket, keys: list[str]):
@@ -79,9 +84,17 @@ def simulate_store(bucket: Bucket, site, outlet: str, keys: list[str]) -> list[s
     for r in responses(bucket, keys):
         if r.kind == "article" and canonicalize(r.url) in wanted:
             canonical = r.extra.get(CANONICAL_FIELD) or r.url
-            rows.append({"source": outlet, "canonical_url": canonical, "url": r.url,
-                         "content_hash": hashlib.sha256(r.body).hexdigest(), "http_etag": r.header("ETag"),
-                         "http_last_modified": r.header("Last-Modified"), "article_id": r.record_id})
+            rows.append(
+                {
+                    "source": outlet,
+                    "canonical_url": canonical,
+                    "url": r.url,
+                    "content_hash": hashlib.sha256(r.body).hexdigest(),
+                    "http_etag": r.header("ETag"),
+                    "http_last_modified": r.header("Last-Modified"),
+                    "article_id": r.record_id,
+                }
+            )
     record_stored(bucket, rows)
     return sorted({canonicalize(r["url"]) for r in rows})
 
@@ -137,8 +150,8 @@ def test_crawl_archives_expected_articles_and_discovery_documents(ctx, sample_si
 
     # The crawl log has a line per response (progress counts them), but neither page bodies
     # (items' reprs) nor botocore's per-call DEBUG chatter.
-    from pipeline.stages.crawl import crawl_log_path
     from pipeline.runtime.progress import SCRAPY_RESPONSE
+    from pipeline.stages.crawl import crawl_log_path
 
     log_text = crawl_log_path(ctx, outlet).read_text(errors="replace")
     assert sum(1 for line in log_text.splitlines() if SCRAPY_RESPONSE.search(line)) >= len(recs)
@@ -159,7 +172,9 @@ def test_crawl_archives_expected_articles_and_discovery_documents(ctx, sample_si
     assert result["stats"]["news/robots_denied"] >= 1
     rejects = list(bucket.iter_jsonl(result["rejects_key"]))
     assert {r["reason"] for r in rejects if r["url"] == canonicalize(denied[0]["url"])} <= {
-        "robots_denied", "robots_unreachable"}
+        "robots_denied",
+        "robots_unreachable",
+    }
     assert all(r["stage"] == "crawl" and r["source"] == outlet for r in rejects)
 
     stats = result["stats"]
@@ -218,7 +233,8 @@ def test_second_run_skips_seen_and_revalidates_feeds(ctx, s3_settings, sample_si
     assert stats["news/not_modified/feed"] >= 1
     assert stats["news/not_modified/sitemap"] >= 1
     assert article_urls(ctx.bucket, second["warc_keys"]) and not (
-        set(article_urls(ctx.bucket, second["warc_keys"])) & set(stored))
+        set(article_urls(ctx.bucket, second["warc_keys"])) & set(stored)
+    )
 
 
 def test_revisit_window_uses_conditional_get(ctx, s3_settings, sample_site, roles):
@@ -278,8 +294,7 @@ def test_sigkill_mid_crawl_then_rerun_loses_nothing(ctx, s3_settings, sample_sit
     stored = simulate_store(ctx.bucket, sample_site, outlet, result["warc_keys"])
     assert stored == want
     sample_site.reset_hits()
-    third = crawl_stage(RunContext(run_id="20261127T150000Z", s3=s3_settings, sources_path=ctx.sources_path),
-                        outlet)
+    third = crawl_stage(RunContext(run_id="20261127T150000Z", s3=s3_settings, sources_path=ctx.sources_path), outlet)
     assert [u for u in want if sample_site.hits(u)] == []
     assert not set(article_urls(ctx.bucket, third["warc_keys"])) & set(want)
 
@@ -289,22 +304,67 @@ def test_scrapy_crawl_from_repo_root(ctx, s3_settings, roles):
     # no NEWS_ALLOW_PRIVATE: the spider takes the allowlist from the sources file
     env = {k: v for k, v in {**os.environ, **s3_settings.as_env()}.items() if k != "NEWS_ALLOW_PRIVATE"}
     scrapy = [sys.executable, "-m", "scrapy"]
-    ok = subprocess.run([*scrapy, "crawl", "news", "-a", f"source={outlet}", "-a", f"run_id={RUN}",
-                         "-a", f"sources={ctx.sources_path}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=300)
+    ok = subprocess.run(
+        [
+            *scrapy,
+            "crawl",
+            "news",
+            "-a",
+            f"source={outlet}",
+            "-a",
+            f"run_id={RUN}",
+            "-a",
+            f"sources={ctx.sources_path}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr[-3000:]
     summary = ctx.bucket.get_json(summary_key(ctx, outlet))
     assert summary["source"] == outlet and summary["warc_keys"]
     assert summary["stats"]["news/fetched/article"] > 0
 
-    bad = subprocess.run([*scrapy, "crawl", "news", "-a", "source=no-such-outlet", "-a", f"run_id={RUN}",
-                          "-a", f"sources={ctx.sources_path}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [
+            *scrapy,
+            "crawl",
+            "news",
+            "-a",
+            "source=no-such-outlet",
+            "-a",
+            f"run_id={RUN}",
+            "-a",
+            f"sources={ctx.sources_path}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0
     assert "no source named 'no-such-outlet'" in bad.stderr
-    bad_run = subprocess.run([*scrapy, "crawl", "news", "-a", f"source={outlet}", "-a", "run_id=yesterday",
-                              "-a", f"sources={ctx.sources_path}"], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=120)
+    bad_run = subprocess.run(
+        [
+            *scrapy,
+            "crawl",
+            "news",
+            "-a",
+            f"source={outlet}",
+            "-a",
+            "run_id=yesterday",
+            "-a",
+            f"sources={ctx.sources_path}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad_run.returncode != 0 and "bad run id 'yesterday'" in bad_run.stderr
 
 
@@ -322,8 +382,11 @@ def test_crawl_stage_timeout_kills_the_crawl_process(ctx, roles):
     import psutil
 
     def crawl_children() -> list:
-        return [p for p in psutil.Process().children(recursive=True)
-                if "scrapy" in " ".join(p.cmdline()) and f"run_id={RUN}" in p.cmdline()]
+        return [
+            p
+            for p in psutil.Process().children(recursive=True)
+            if "scrapy" in " ".join(p.cmdline()) and f"run_id={RUN}" in p.cmdline()
+        ]
 
     with pytest.raises(CrawlError) as err:
         crawl_stage(ctx, roles["plain"], timeout=0.5)  # the child's Python start-up alone takes longer
@@ -333,16 +396,32 @@ def test_crawl_stage_timeout_kills_the_crawl_process(ctx, roles):
 
 def test_cli_crawl(ctx, s3_settings, roles):
     env = {**os.environ, **s3_settings.as_env()}
-    out = subprocess.run([sys.executable, "-m", "pipeline", "crawl", "--source", roles["plain"], "--run-id", RUN,
-                          "--sources", str(ctx.sources_path)], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "crawl",
+            "--source",
+            roles["plain"],
+            "--run-id",
+            RUN,
+            "--sources",
+            str(ctx.sources_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert '"warc_keys"' in out.stdout
 
 
 def test_spider_arguments_and_settings_are_validated(sources_file):
-    from scrapy.exceptions import UsageError
     from scrapy.crawler import Crawler
+    from scrapy.exceptions import UsageError
 
     from spiders.spiders.news import NewsSpider, parse_args
 
@@ -428,6 +507,7 @@ def test_spider_requests_share_one_callable_per_callback(sources_file, monkeypat
     name = yaml.safe_load(sources_file.read_text())["sources"][0]["name"]
     spider = NewsSpider.from_crawler(Crawler(NewsSpider, {}), source=name, run_id=RUN, sources=str(sources_file))
     misc._generator_callbacks_cache.clear()
+
     def article(url):  # what spider._article() builds (without its stats, which need a running crawl)
         return spider._request(url, "article", spider.parse_article)
 

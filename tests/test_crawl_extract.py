@@ -7,16 +7,16 @@ from __future__ import annotations
 import pytest
 
 import pipeline.stages.crawl as crawl_module
-from pipeline.stages.clean import clean_stage
 from pipeline.core.context import RunContext
 from pipeline.core.layout import WARC_SUFFIX, cleaned_key, extracted_prefix, raw_prefix
-from pipeline.flows.streaming import _Crawl, _write, crawl_and_extract
-from pipeline.stages.extract import extract_stage
-from pipeline.runtime.progress import reporter_for
 from pipeline.dataset.read import read_articles
 from pipeline.dataset.rejects import read_rejects
-from pipeline.flows.ingest import run_once
 from pipeline.dataset.warc import WarcTail
+from pipeline.flows.ingest import run_once
+from pipeline.flows.streaming import _Crawl, _write, crawl_and_extract
+from pipeline.runtime.progress import reporter_for
+from pipeline.stages.clean import clean_stage
+from pipeline.stages.extract import extract_stage
 
 RUN = "20261127T140000Z"
 OUTLETS = ["the-daily-courier", "metro-herald"]
@@ -87,8 +87,9 @@ def test_records_that_cannot_be_vouched_for_are_extracted_again_from_the_bucket(
     assert _snapshot(ctx, keys) == before
 
 
-def test_a_crawl_that_ends_early_loses_its_streamed_pages_to_the_next_run(s3_settings, sources_file, sample_site,
-                                                                         monkeypatch):
+def test_a_crawl_that_ends_early_loses_its_streamed_pages_to_the_next_run(
+    s3_settings, sources_file, sample_site, monkeypatch
+):
     victim, healthy = OUTLETS
     real = crawl_module.crawl_command
 
@@ -110,8 +111,9 @@ def test_a_crawl_that_ends_early_loses_its_streamed_pages_to_the_next_run(s3_set
     assert not [k for k in ctx.bucket.list(extracted_prefix(ctx.run_id)) if victim in k]
 
 
-def test_run_once_with_and_without_streaming_stores_the_same_articles(s3_server, s3_settings, sources_file,
-                                                                       sample_site):
+def test_run_once_with_and_without_streaming_stores_the_same_articles(
+    s3_server, s3_settings, sources_file, sample_site
+):
     """The one stage order, two ways to run its first steps: the same rows and rejects either way."""
     import uuid
 

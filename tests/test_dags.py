@@ -15,18 +15,26 @@ import uuid
 
 import pytest
 
-from pipeline.core.config import S3Settings
-from pipeline.dataset.read import read_articles
 from pipeline.core.bucket import Bucket
-from pipeline.core.layout import (DEDUPE_INDEX_PREFIX, crawl_summary_key, dedupe_shard_key, raw_prefix, report_key,
-                                  run_manifest_key, seen_key, warc_file_name)
+from pipeline.core.config import S3Settings
+from pipeline.core.layout import (
+    DEDUPE_INDEX_PREFIX,
+    crawl_summary_key,
+    dedupe_shard_key,
+    raw_prefix,
+    report_key,
+    run_manifest_key,
+    seen_key,
+    warc_file_name,
+)
+from pipeline.dataset.read import read_articles
 from tests.airflow_helpers import DAGS_FOLDER, airflow_env, connection_json, migrate
 
 DAG_IDS = {"news_ingest", "news_consumer", "news_maintenance"}
 
 # Imports every DAG file the way the dag-processor does, with the network, Variables and
 # the heavy libraries watched; prints what it saw as JSON.
-PROBE = textwrap.dedent(r'''
+PROBE = textwrap.dedent(r"""
     import json, socket, sys, time, warnings
     attempts = []
     def _no_network(self, *args, **kwargs):
@@ -75,14 +83,15 @@ PROBE = textwrap.dedent(r'''
         "network": attempts, "variables": variables, "heavy_modules": sorted(set(loaded) - before),
         "seconds": seconds, "dags": dags,
     }))
-''')
+""")
 
 
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> dict:
     env = airflow_env(tmp_path_factory.mktemp("airflow-probe"))
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(DAGS_FOLDER)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(DAGS_FOLDER)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"DagBag import of dags/: {result['seconds']:.2f}s")
@@ -125,8 +134,7 @@ def test_news_ingest_shape(probe):
     assert dag["catchup"] is False
     assert dag["max_active_runs"] == 1
     assert {"sources_path", "conn_id"} <= set(dag["params"])
-    assert set(tasks) == {"sources", "crawl", "warc_files", "extract", "clean", "dedupe", "store", "report",
-                          "check"}
+    assert set(tasks) == {"sources", "crawl", "warc_files", "extract", "clean", "dedupe", "store", "report", "check"}
     # Mapped over sources and WARC files: a Celery/Kubernetes executor spreads them over workers.
     assert tasks["crawl"]["is_mapped"] and tasks["extract"]["is_mapped"]
     assert not any(tasks[t]["is_mapped"] for t in ("clean", "dedupe", "store", "report"))
@@ -169,7 +177,7 @@ def test_maintenance_shape(probe):
 
 # Runs one DAG once with dag.test() in this child process (tasks run in-process).
 # argv: dag id, logical date, run conf (JSON), sources whose crawler gets killed (JSON list), dags folder.
-DAG_TEST = textwrap.dedent(r'''
+DAG_TEST = textwrap.dedent(r"""
     import json, sys
     from datetime import datetime
     dag_id, logical, conf, broken = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
@@ -192,25 +200,43 @@ DAG_TEST = textwrap.dedent(r'''
     states = {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in run.get_task_instances()}
     tries = {f"{ti.task_id}[{ti.map_index}]": ti.try_number for ti in run.get_task_instances()}
     print("DAGTEST-RESULT " + json.dumps({"state": str(run.state), "tasks": states, "tries": tries}))
-''')
+""")
 
 
 def _conn_env(home, settings: S3Settings) -> dict[str, str]:
     """Airflow env for dag.test runs: S3 ONLY through the Connection (the AWS_* variables removed)."""
-    env = airflow_env(home, drop=("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
-                                  "AWS_SECRET_ACCESS_KEY", "NEWS_INGEST_BUCKET"),
-                      extra={"AIRFLOW_CONN_NEWS_INGEST_S3": connection_json(
-                          endpoint_url=settings.endpoint_url, access_key_id=settings.access_key_id,
-                          secret_access_key=settings.secret_access_key, bucket=settings.bucket)})
+    env = airflow_env(
+        home,
+        drop=(
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "NEWS_INGEST_BUCKET",
+        ),
+        extra={
+            "AIRFLOW_CONN_NEWS_INGEST_S3": connection_json(
+                endpoint_url=settings.endpoint_url,
+                access_key_id=settings.access_key_id,
+                secret_access_key=settings.secret_access_key,
+                bucket=settings.bucket,
+            )
+        },
+    )
     migrate(env)
     return env
 
 
-def _dag_test(env: dict[str, str], logical: str, conf: dict, broken: list[str] = (),
-              dag_id: str = "news_ingest") -> tuple[dict, str]:
-    proc = subprocess.run([sys.executable, "-c", DAG_TEST, dag_id, logical, json.dumps(conf),
-                           json.dumps(list(broken)), str(DAGS_FOLDER)],
-                          env=env, capture_output=True, text=True, timeout=900)
+def _dag_test(
+    env: dict[str, str], logical: str, conf: dict, broken: list[str] = (), dag_id: str = "news_ingest"
+) -> tuple[dict, str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", DAG_TEST, dag_id, logical, json.dumps(conf), json.dumps(list(broken)), str(DAGS_FOLDER)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     output = proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("DAGTEST-RESULT ")]
     assert lines, f"dag.test crashed (exit {proc.returncode}):\n{output[-8000:]}"
@@ -220,8 +246,12 @@ def _dag_test(env: dict[str, str], logical: str, conf: dict, broken: list[str] =
 def _fresh_bucket(s3_server, prefix: str) -> S3Settings:
     """A fresh bucket that ONLY the Airflow Connection names (the environment points elsewhere)."""
     info = s3_server.info()
-    settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                          secret_access_key=info.secret_access_key, bucket=f"{prefix}-{uuid.uuid4().hex[:12]}")
+    settings = S3Settings(
+        endpoint_url=info.endpoint_url,
+        access_key_id=info.access_key_id,
+        secret_access_key=info.secret_access_key,
+        bucket=f"{prefix}-{uuid.uuid4().hex[:12]}",
+    )
     Bucket(settings).ensure()
     return settings
 
@@ -242,8 +272,14 @@ def ingested(tmp_path_factory, s3_server, sample_site):
     sources = sample_site.write_sources_yaml(tmp / "sources.yaml", download_timeout=3, max_page_bytes=8 * 2**20)
     env = _conn_env(tmp / "airflow", settings)
     result, output = _dag_test(env, "2026-11-27T09:00:00+00:00", {"sources_path": str(sources)})
-    return {"env": env, "settings": settings, "result": result, "output": output, "home": tmp / "airflow",
-            "sources": sources}
+    return {
+        "env": env,
+        "settings": settings,
+        "result": result,
+        "output": output,
+        "home": tmp / "airflow",
+        "sources": sources,
+    }
 
 
 def test_dag_test_run_end_to_end_through_the_connection(ingested, sample_site):
@@ -271,8 +307,12 @@ def test_dag_test_run_end_to_end_through_the_connection(ingested, sample_site):
     assert sum(1 for t in result["tasks"] if t.startswith("crawl[")) == n_sources
     assert sum(1 for t in result["tasks"] if t.startswith("extract[")) >= n_sources
     # The store task emitted the Asset event, carrying the run id and manifest key.
-    events = [json.loads(e) for (e,) in db.execute(
-        "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.name = 'news_articles'")]
+    events = [
+        json.loads(e)
+        for (e,) in db.execute(
+            "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.name = 'news_articles'"
+        )
+    ]
     assert events == [{"run_id": run_id, "manifest": run_manifest_key(run_id)}]
 
 
@@ -281,9 +321,12 @@ def test_maintenance_reextracts_a_date_range_from_the_archive(ingested, sample_s
     bucket = Bucket(settings)
     before = bucket.get_json(run_manifest_key(INGEST_RUN))
     titles = {r["url"]: r["title"] for r in read_articles(settings=settings, run_id=INGEST_RUN).to_pylist()}
-    result, output = _dag_test(ingested["env"], "2026-11-28T00:00:00+00:00",
-                               {"reextract_from": "2026-11-27", "sources_path": str(ingested["sources"])},
-                               dag_id="news_maintenance")
+    result, output = _dag_test(
+        ingested["env"],
+        "2026-11-28T00:00:00+00:00",
+        {"reextract_from": "2026-11-27", "sources_path": str(ingested["sources"])},
+        dag_id="news_maintenance",
+    )
     assert result["state"].endswith("success"), output[-8000:]
     assert [t for t in result["tasks"] if t.startswith("reextract[")] == ["reextract[0]"]
     # Re-committed from the WARC files (a new attempt), same articles; no crawl ran.
@@ -296,16 +339,16 @@ def test_maintenance_reextracts_a_date_range_from_the_archive(ingested, sample_s
     assert extras[-1]["run_id"] == INGEST_RUN and extras[-1]["reextracted"] is True
 
 
-def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(tmp_path, conn_settings, sources_file,
-                                                                      sample_site):
+def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(
+    tmp_path, conn_settings, sources_file, sample_site
+):
     # No Connection this time: the tasks fall back to the environment (the session's AWS_*
     # variables, with this test's bucket).
     env = airflow_env(tmp_path / "airflow", extra={"NEWS_INGEST_BUCKET": conn_settings.bucket})
     assert "AIRFLOW_CONN_NEWS_INGEST_S3" not in env and env["AWS_SECRET_ACCESS_KEY"]
     migrate(env)
     victim = sorted(sample_site.base_urls)[0]
-    result, output = _dag_test(env, "2026-11-27T10:00:00+00:00", {"sources_path": str(sources_file)},
-                               broken=[victim])
+    result, output = _dag_test(env, "2026-11-27T10:00:00+00:00", {"sources_path": str(sources_file)}, broken=[victim])
     run_id = "20261127T100000Z"
     tasks = result["tasks"]
     # The victim's crawl failed; the other crawls, extraction and the commit went on.
@@ -355,8 +398,13 @@ def test_wrong_credentials_fail_the_run_at_once_without_retries(tmp_path, conn_s
 def test_runs_between_finds_archived_runs_by_day(bucket):
     from pipeline.flows.maintenance import runs_between
 
-    for run_id, source in (("20261125T230000Z", "a"), ("20261126T100000Z", "a"), ("20261126T100000Z", "b"),
-                           ("20261127T010000Z", "a"), ("20261128T000000Z", "a")):
+    for run_id, source in (
+        ("20261125T230000Z", "a"),
+        ("20261126T100000Z", "a"),
+        ("20261126T100000Z", "b"),
+        ("20261127T010000Z", "a"),
+        ("20261128T000000Z", "a"),
+    ):
         bucket.put(f"{raw_prefix(run_id, source)}{warc_file_name(source, 0)}", b"x")
     bucket.put(f"{raw_prefix('20261127T020000Z', 'a')}notes.txt", b"x")  # no WARC file: not an archived run
     assert runs_between(bucket, "2026-11-26", "2026-11-27") == ["20261126T100000Z", "20261127T010000Z"]
@@ -368,14 +416,17 @@ def test_runs_between_finds_archived_runs_by_day(bucket):
 
 
 def test_prune_seen_state_forgets_only_old_entries(bucket):
-    from pipeline.flows.maintenance import prune_seen_state
     from pipeline.dataset.state import load_seen
+    from pipeline.flows.maintenance import prune_seen_state
 
-    bucket.put_json(seen_key("alpha"), {
-        "https://a.example/old": {"url": "https://a.example/old", "stored_at": "2026-07-01T10:00:00+00:00"},
-        "https://a.example/new": {"url": "https://a.example/new", "stored_at": "2026-11-20T10:00:00+00:00"},
-        "https://a.example/undated": {"url": "https://a.example/undated"},
-    })
+    bucket.put_json(
+        seen_key("alpha"),
+        {
+            "https://a.example/old": {"url": "https://a.example/old", "stored_at": "2026-07-01T10:00:00+00:00"},
+            "https://a.example/new": {"url": "https://a.example/new", "stored_at": "2026-11-20T10:00:00+00:00"},
+            "https://a.example/undated": {"url": "https://a.example/undated"},
+        },
+    )
     bucket.put_json(seen_key("beta"), {"https://b.example/x": {"stored_at": "2026-11-01T00:00:00Z"}})
     removed = prune_seen_state(bucket, "2026-11-27", retention_days=90)
     assert removed == {"alpha": 1, "beta": 0}
@@ -402,12 +453,16 @@ def test_crawl_outcome_counts_missing_early_and_recorded_failures(s3_settings, t
 
     ctx = RunContext(run_id="20261127T120000Z", s3=s3_settings, sources_path=tmp_path / "unused.yaml")
     run = ctx.run_id
-    ctx.bucket.put_json(crawl_summary_key(run, "ok"), {"source": "ok", "finish_reason": "finished",
-                                                      "warc_keys": ["k1"]})
-    ctx.bucket.put_json(crawl_summary_key(run, "early"), {"source": "early", "finish_reason": "closespider_timeout",
-                                                         "warc_keys": ["k2"]})
-    ctx.bucket.put_json(crawl_summary_key(run, "raised"), {"source": "raised", "finish_reason": "finished",
-                                                          "warc_keys": ["k3"]})
+    ctx.bucket.put_json(
+        crawl_summary_key(run, "ok"), {"source": "ok", "finish_reason": "finished", "warc_keys": ["k1"]}
+    )
+    ctx.bucket.put_json(
+        crawl_summary_key(run, "early"),
+        {"source": "early", "finish_reason": "closespider_timeout", "warc_keys": ["k2"]},
+    )
+    ctx.bucket.put_json(
+        crawl_summary_key(run, "raised"), {"source": "raised", "finish_reason": "finished", "warc_keys": ["k3"]}
+    )
     ctx.bucket.put_json(failure_key(ctx, "raised"), {"source": "raised", "error": "CrawlError: exit -9"})
     finished, failed = crawl_outcome(ctx, ["ok", "early", "raised", "killed"])
     assert [s["source"] for s in finished] == ["ok"]
@@ -426,14 +481,18 @@ def test_triggering_runs_reads_run_ids_from_the_asset_events():
     asset = namedtuple("Asset", "name uri")  # the accessor is keyed by assets, events carry `extra`
     articles, other = asset("news_articles", "s3://news/articles/"), asset("something_else", "s3://x/")
     events = {
-        articles: [SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m1"}),
-                   SimpleNamespace(extra={"run_id": "20261127T110000Z", "manifest": "m2"}),
-                   SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m1"}),
-                   SimpleNamespace(extra={})],
+        articles: [
+            SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m1"}),
+            SimpleNamespace(extra={"run_id": "20261127T110000Z", "manifest": "m2"}),
+            SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m1"}),
+            SimpleNamespace(extra={}),
+        ],
         other: [SimpleNamespace(extra={"run_id": "20261127T120000Z"})],
     }
     assert triggering_runs({"triggering_asset_events": events}) == [
-        {"run_id": "20261127T100000Z", "manifest": "m1"}, {"run_id": "20261127T110000Z", "manifest": "m2"}]
+        {"run_id": "20261127T100000Z", "manifest": "m1"},
+        {"run_id": "20261127T110000Z", "manifest": "m2"},
+    ]
     assert triggering_runs({}) == []
 
 
@@ -448,7 +507,10 @@ def test_run_ids_and_days_come_from_the_data_interval_not_the_clock():
     run_after = datetime(2026, 11, 27, 21, 41, 7, tzinfo=timezone.utc)
     assert run_id_from_context({"dag_run": SimpleNamespace(run_after=run_after)}) == "20261127T214107Z"
     assert compaction_days({"data_interval_end": end, "params": {"compact_days": 3}}) == [
-        "2026-11-27", "2026-11-26", "2026-11-25"]
+        "2026-11-27",
+        "2026-11-26",
+        "2026-11-25",
+    ]
     with pytest.raises(ValueError):
         run_id_from_context({})
 
@@ -470,8 +532,9 @@ def test_crawl_source_records_a_failure_and_a_successful_retry_clears_it(s3_sett
     assert record["try_number"] == 1 and "exit -9" in record["error"]
 
     def works(ctx, name, settings=None):
-        ctx.bucket.put_json(crawl_summary_key(ctx.run_id, name),
-                            {"source": name, "finish_reason": "finished", "warc_keys": ["a", "b"]})
+        ctx.bucket.put_json(
+            crawl_summary_key(ctx.run_id, name), {"source": name, "finish_reason": "finished", "warc_keys": ["a", "b"]}
+        )
         return {"source": name, "warc_keys": ["a", "b"], "stats": {"secret-ish": "not returned"}}
 
     monkeypatch.setattr(pipeline.stages.crawl, "crawl_stage", works)

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.dedupe_data import Topic, labelled_set, render, rewrite, story, syndicated
+from pipeline.cli.main import main as cli_main
+from pipeline.core.bucket import Bucket
 from pipeline.core.context import RunContext
 from pipeline.core.layout import cleaned_key, deduped_key
-from pipeline.cli.main import main as cli_main
 from pipeline.stages.dedupe import DedupeConfig, DedupeIndex, dedupe_records, dedupe_stage
 from pipeline.text.hashing import article_id, content_hash
-from pipeline.core.bucket import Bucket
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,11 +39,11 @@ def test_levels_in_order_and_ids():
     text = render(headline, paras)
     other = render(*_story(2)[2:])
     recs = [
-        {"url": "https://a.example/s?utm_source=rss", "text": text},   # first seen
-        {"url": "https://a.example/s", "text": text.upper()},          # same canonical URL, same normalised text
+        {"url": "https://a.example/s?utm_source=rss", "text": text},  # first seen
+        {"url": "https://a.example/s", "text": text.upper()},  # same canonical URL, same normalised text
         {"url": "https://b.example/copy", "text": "  " + text + " "},  # another URL, same normalised text
         {"url": "https://c.example/x", "text": text + "\nRead more on our site."},  # near
-        {"url": "https://d.example/y", "text": other},                 # unrelated
+        {"url": "https://d.example/y", "text": other},  # unrelated
     ]
     out = dedupe_records(recs)
     first = out[0]["article_id"]
@@ -60,10 +60,22 @@ def test_levels_in_order_and_ids():
 
 def test_url_level_wins_over_exact_and_given_ids_are_kept():
     text = render(*_story(3)[2:])
-    recs = [{"url": "https://a.example/1", "canonical_url": "https://a.example/1", "text": text,
-             "article_id": "given-1", "content_hash": content_hash(text)},
-            {"url": "https://a.example/1", "canonical_url": "https://a.example/1", "text": text,
-             "article_id": "given-1", "content_hash": content_hash(text)}]
+    recs = [
+        {
+            "url": "https://a.example/1",
+            "canonical_url": "https://a.example/1",
+            "text": text,
+            "article_id": "given-1",
+            "content_hash": content_hash(text),
+        },
+        {
+            "url": "https://a.example/1",
+            "canonical_url": "https://a.example/1",
+            "text": text,
+            "article_id": "given-1",
+            "content_hash": content_hash(text),
+        },
+    ]
     out = dedupe_records(recs)
     assert out[0]["cluster_id"] == "given-1"
     assert out[1]["dup_kind"] == "url"
@@ -74,13 +86,15 @@ def test_updates_are_versions_not_duplicates_within_a_run():
     v1 = render(headline, paras)
     v2 = v1 + "\nUpdate: officials confirmed the figures on Friday."
     v3 = v2 + "\nCorrection: an earlier version misspelled a name."
-    out = dedupe_records([
-        {"url": "https://a.example/s", "text": v1},
-        {"url": "https://b.example/wire", "text": v1},  # exact copy elsewhere
-        {"url": "https://a.example/s", "text": v2},
-        {"url": "https://a.example/s", "text": v2},     # re-fetch of version 2
-        {"url": "https://a.example/s", "text": v3},
-    ])
+    out = dedupe_records(
+        [
+            {"url": "https://a.example/s", "text": v1},
+            {"url": "https://b.example/wire", "text": v1},  # exact copy elsewhere
+            {"url": "https://a.example/s", "text": v2},
+            {"url": "https://a.example/s", "text": v2},  # re-fetch of version 2
+            {"url": "https://a.example/s", "text": v3},
+        ]
+    )
     ids = [r["article_id"] for r in out]
     assert _fields(out[2]) == (None, ids[0], None, 2, ids[0])
     assert _fields(out[3]) == ("url", ids[0], ids[0], 2, ids[0])
@@ -93,9 +107,11 @@ def test_syndicated_copy_with_light_edits_is_near_duplicate():
     original = render(headline, paras)
     copies = [syndicated(random.Random(s), topic, headline, paras) for s in range(5)]
     spun = rewrite(random.Random(9), headline, paras, 0.05)
-    out = dedupe_records([{"url": "https://a.example/o", "text": original}]
-                         + [{"url": f"https://s{i}.example/c", "text": c} for i, c in enumerate(copies)]
-                         + [{"url": "https://r.example/r", "text": spun}])
+    out = dedupe_records(
+        [{"url": "https://a.example/o", "text": original}]
+        + [{"url": f"https://s{i}.example/c", "text": c} for i, c in enumerate(copies)]
+        + [{"url": "https://r.example/r", "text": spun}]
+    )
     assert all(r["dup_kind"] == "near" and r["cluster_id"] == out[0]["article_id"] for r in out[1:])
 
 
@@ -141,26 +157,36 @@ def _stage(ctx: RunContext, rows: list[dict]) -> list[dict]:
 
 def test_story_today_recognised_when_another_outlet_runs_it_tomorrow(s3_settings):
     _, topic, headline, paras = _story(7)
-    today = _stage(_ctx("20261126T100000Z", s3_settings), [{"url": "https://a.example/s", "text": render(headline, paras)}])
+    today = _stage(
+        _ctx("20261126T100000Z", s3_settings), [{"url": "https://a.example/s", "text": render(headline, paras)}]
+    )
     copy = syndicated(random.Random(1), topic, headline, paras)
-    tomorrow = _stage(_ctx("20261127T100000Z", s3_settings), [
-        {"url": "https://b.example/w", "text": copy},
-        {"url": "https://a.example/s", "text": render(headline, paras) + "\nUpdate: it opened."},
-    ])
+    tomorrow = _stage(
+        _ctx("20261127T100000Z", s3_settings),
+        [
+            {"url": "https://b.example/w", "text": copy},
+            {"url": "https://a.example/s", "text": render(headline, paras) + "\nUpdate: it opened."},
+        ],
+    )
     first = today[0]["article_id"]
     assert _fields(today[0]) == (None, first, None, 1, None)
     assert _fields(tomorrow[0]) == ("near", first, first, 1, None)
     assert _fields(tomorrow[1]) == (None, first, None, 2, first)  # version info from yesterday's index
     # The day after, version 3 supersedes version 2, known from the index alone.
-    later = _stage(_ctx("20261128T100000Z", s3_settings), [
-        {"url": "https://a.example/s", "text": render(headline, paras) + "\nUpdate: it opened.\nMore."}])
+    later = _stage(
+        _ctx("20261128T100000Z", s3_settings),
+        [{"url": "https://a.example/s", "text": render(headline, paras) + "\nUpdate: it opened.\nMore."}],
+    )
     assert _fields(later[0]) == (None, first, None, 3, tomorrow[1]["article_id"])
 
 
 def test_rerunning_a_run_id_is_idempotent(s3_settings):
     text = render(*_story(8)[2:])
-    rows = [{"url": "https://a.example/1", "text": text}, {"url": "https://b.example/2", "text": text},
-            {"url": "https://c.example/3", "text": render(*_story(9)[2:])}]
+    rows = [
+        {"url": "https://a.example/1", "text": text},
+        {"url": "https://b.example/2", "text": text},
+        {"url": "https://c.example/3", "text": render(*_story(9)[2:])},
+    ]
     ctx = _ctx("20261126T100000Z", s3_settings)
     first = _stage(ctx, rows)
     again = _stage(_ctx("20261126T100000Z", s3_settings), rows)
@@ -172,8 +198,10 @@ def test_rerunning_a_run_id_is_idempotent(s3_settings):
 
 def test_concurrent_writers_lose_no_entry(s3_settings):
     writers = 4
-    rows = {w: [{"url": f"https://w{w}.example/{i}", "text": render(*_story(1000 * w + i)[2:])} for i in range(5)]
-            for w in range(writers)}
+    rows = {
+        w: [{"url": f"https://w{w}.example/{i}", "text": render(*_story(1000 * w + i)[2:])} for i in range(5)]
+        for w in range(writers)
+    }
     ctxs = {w: _ctx(f"20261126T10000{w}Z", s3_settings) for w in range(writers)}
     for w, ctx in ctxs.items():
         ctx.bucket.put_jsonl(cleaned_key(ctx.run_id), rows[w])
@@ -195,8 +223,7 @@ def test_concurrent_writers_lose_no_entry(s3_settings):
     assert not errors, errors
     index = DedupeIndex.load(ctxs[0].bucket, run_date="2026-11-26")
     stored = {index.get(i, "article_id") for i in range(len(index))}
-    expected = {r["article_id"] for w, ctx in ctxs.items()
-                for r in ctx.bucket.iter_jsonl(deduped_key(ctx.run_id))}
+    expected = {r["article_id"] for w, ctx in ctxs.items() for r in ctx.bucket.iter_jsonl(deduped_key(ctx.run_id))}
     assert len(expected) == writers * 5 and stored == expected
     assert sorted(index.runs) == sorted(ctx.run_id for ctx in ctxs.values())
 
@@ -216,11 +243,13 @@ def _cli(argv: list[str], stdin: str, monkeypatch) -> tuple[int, str, str]:
 def test_cli_contract_on_a_jsonl_file(tmp_path, monkeypatch):
     _, topic, headline, paras = _story(10)
     text = render(headline, paras)
-    lines = [{"url": "https://a.example/1", "text": text, "extra": 1},
-             {"url": "https://a.example/1", "text": text},
-             {"url": "https://b.example/2", "text": text},
-             {"url": "https://c.example/3", "text": syndicated(random.Random(3), topic, headline, paras)},
-             {"url": "https://d.example/4", "text": render(*_story(11)[2:])}]
+    lines = [
+        {"url": "https://a.example/1", "text": text, "extra": 1},
+        {"url": "https://a.example/1", "text": text},
+        {"url": "https://b.example/2", "text": text},
+        {"url": "https://c.example/3", "text": syndicated(random.Random(3), topic, headline, paras)},
+        {"url": "https://d.example/4", "text": render(*_story(11)[2:])},
+    ]
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     code, out, err = _cli([str(path)], "", monkeypatch)
@@ -231,8 +260,9 @@ def test_cli_contract_on_a_jsonl_file(tmp_path, monkeypatch):
     assert {r["cluster_id"] for r in rows[:4]} == {rows[0]["article_id"]}
     assert all(r["duplicate_of"] == rows[0]["article_id"] for r in rows[1:4])
     # Stdin and options; a strict threshold no longer merges the edited copy.
-    code, out, _ = _cli(["-", "--threshold", "0.9", "--num-perm", "64", "--shingle-size", "4"],
-                        path.read_text(), monkeypatch)
+    code, out, _ = _cli(
+        ["-", "--threshold", "0.9", "--num-perm", "64", "--shingle-size", "4"], path.read_text(), monkeypatch
+    )
     assert code == 0 and [json.loads(x)["dup_kind"] for x in out.splitlines()][3] is None
 
 
@@ -255,8 +285,14 @@ def test_cli_bad_input_exits_2(tmp_path, monkeypatch):
 def test_cli_through_python_m_pipeline(tmp_path):
     text = render(*_story(12)[2:])
     data = "\n".join(json.dumps({"url": f"https://x{i}.example/a", "text": text}) for i in range(2)) + "\n"
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "dedupe", "-"], input=data, capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "dedupe", "-"],
+        input=data,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [r["dup_kind"] for r in rows] == [None, "exact"]
@@ -279,8 +315,12 @@ def test_stage_redoes_its_work_after_losing_a_race(s3_settings, monkeypatch):
     def save_after_a_rival(self, bucket):
         if not raced:
             rival = DedupeIndex.load(bucket, run_date="2026-11-26")
-            rival_out = dedupe_records([{"url": "https://rival.example/1", "text": text}], index=rival,
-                                       run_date="2026-11-26", run_id="20261126T090000Z")
+            rival_out = dedupe_records(
+                [{"url": "https://rival.example/1", "text": text}],
+                index=rival,
+                run_date="2026-11-26",
+                run_id="20261126T090000Z",
+            )
             raced.append(rival_out[0]["article_id"])
             real_save(rival, bucket)
         return real_save(self, bucket)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
+from benchmarks.dedupe_data import Topic, render, story
+from pipeline.core.bucket import PreconditionFailed
+from pipeline.core.layout import DEDUPE_INDEX_PREFIX, dedupe_shard_key
 from pipeline.stages.dedupe import dedupe_records
-from pipeline.text.hashing import normalised_bytes
 from pipeline.stages.dedupe_index import (
     DedupeConfig,
     DedupeIndex,
@@ -22,11 +24,7 @@ from pipeline.stages.dedupe_index import (
     shingles_of,
     signatures,
 )
-from pipeline.text.hashing import normalise_for_hash
-from pipeline.core.bucket import PreconditionFailed
-from pipeline.core.layout import DEDUPE_INDEX_PREFIX, dedupe_shard_key
-
-from benchmarks.dedupe_data import Topic, render, story
+from pipeline.text.hashing import normalise_for_hash, normalised_bytes
 
 
 def _article(seed: int) -> str:
@@ -45,10 +43,18 @@ def test_signature_equals_datasketch_affine32_minhash():
     assert np.array_equal(ours, theirs.hashvalues)
 
 
-@pytest.mark.parametrize("text", [
-    "Hello, World! It's 2026", "Smart \u201cquotes\u201d \u2014 and caf\u00e9 \u00dcber_x\ttabs",
-    "", "   \n ", "snake_case and 3.5% of CAPS", "\u00bdfull-width\uff21\uff22", "\u0130stanbul \u00df",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello, World! It's 2026",
+        "Smart \u201cquotes\u201d \u2014 and caf\u00e9 \u00dcber_x\ttabs",
+        "",
+        "   \n ",
+        "snake_case and 3.5% of CAPS",
+        "\u00bdfull-width\uff21\uff22",
+        "\u0130stanbul \u00df",
+    ],
+)
 def test_normalised_bytes_is_normalise_for_hash(text):
     assert normalised_bytes(text) == normalise_for_hash(text).encode("utf-8")
 
@@ -59,7 +65,7 @@ def test_shingles_batch_equals_one_by_one_and_handles_short_texts():
     assert counts.tolist() == [3, 1, 1, 1]
     pos = 0
     for t, c in zip(texts, counts):
-        assert np.array_equal(flat[pos:pos + c], shingle_hashes(t.decode().split(), 3))
+        assert np.array_equal(flat[pos : pos + c], shingle_hashes(t.decode().split(), 3))
         pos += c
     # Word order matters inside a shingle, extra spaces do not.
     assert shingle_hashes(["a", "b", "c"], 3)[0] != shingle_hashes(["c", "b", "a"], 3)[0]
@@ -102,9 +108,11 @@ def test_lsh_params_are_the_ones_datasketch_picks(num_perm):
 
 def test_the_dedupe_stage_does_not_import_datasketch_or_scipy():
     """datasketch imports scipy, about a second of every run's start-up: the stage must not need it."""
-    code = ("import sys; from pipeline.stages.dedupe import dedupe_records; "
-            "dedupe_records([{'url': 'https://a.example/1', 'text': 'one two three four five six'}]); "
-            "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules))")
+    code = (
+        "import sys; from pipeline.stages.dedupe import dedupe_records; "
+        "dedupe_records([{'url': 'https://a.example/1', 'text': 'one two three four five six'}]); "
+        "print(sorted(m for m in ('datasketch', 'scipy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -160,8 +168,7 @@ def test_conditional_save_refuses_a_stale_index(bucket):
     a2 = DedupeIndex.load(bucket, run_date="2026-11-01")
     dedupe_records([{"url": "https://c.example/1", "text": _article(9)}], index=a, run_date="2026-11-01", run_id="A")
     a.save(bucket)  # a holds the current ETag: accepted
-    dedupe_records([{"url": "https://d.example/1", "text": _article(10)}], index=a2, run_date="2026-11-01",
-                   run_id="D")
+    dedupe_records([{"url": "https://d.example/1", "text": _article(10)}], index=a2, run_date="2026-11-01", run_id="D")
     with pytest.raises(PreconditionFailed):
         a2.save(bucket)
     assert len(DedupeIndex.load(bucket, run_date="2026-11-01")) == 2

@@ -13,12 +13,15 @@ from spiders import discovery
 BASE = "http://news.example/"
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("http://News.Example/a/?utm_source=x&b=2&fbclid=1&gclid=3&a=1#frag", "http://news.example/a/?a=1&b=2"),
-    ("https://news.example:443/p?utm_medium=email&utm_campaign=c", "https://news.example/p"),
-    ("http://news.example/story#comments", "http://news.example/story"),
-    ("http://news.example/x?id=7", "http://news.example/x?id=7"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("http://News.Example/a/?utm_source=x&b=2&fbclid=1&gclid=3&a=1#frag", "http://news.example/a/?a=1&b=2"),
+        ("https://news.example:443/p?utm_medium=email&utm_campaign=c", "https://news.example/p"),
+        ("http://news.example/story#comments", "http://news.example/story"),
+        ("http://news.example/x?id=7", "http://news.example/x?id=7"),
+    ],
+)
 def test_canonicalize_strips_trackers_and_fragments(raw, expected):
     assert canonicalize(raw) == expected
 
@@ -50,8 +53,11 @@ ATOM = b"""<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/
 
 def test_rss2_items_with_dates_and_relative_links():
     entries = discovery.parse_feed(RSS2, BASE)
-    assert [e.url for e in entries] == ["http://news.example/a/1?utm_source=rss", "http://news.example/a/2",
-                                        "http://news.example/a/3"]
+    assert [e.url for e in entries] == [
+        "http://news.example/a/1?utm_source=rss",
+        "http://news.example/a/2",
+        "http://news.example/a/3",
+    ]
     assert entries[0].published == datetime(2026, 11, 27, 10, tzinfo=timezone.utc)
     assert entries[1].published is None
 
@@ -71,8 +77,10 @@ def test_atom_alternate_links_only():
 def test_feed_with_external_entity_is_not_expanded(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET")
-    xxe = (f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret}">]>'
-           '<rss><channel><item><title>&x;</title><link>http://news.example/x</link></item></channel></rss>')
+    xxe = (
+        f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret}">]>'
+        "<rss><channel><item><title>&x;</title><link>http://news.example/x</link></item></channel></rss>"
+    )
     entries = discovery.parse_feed(xxe.encode(), BASE)
     assert all("TOPSECRET" not in (e.title or "") for e in entries)
 
@@ -102,8 +110,10 @@ def test_news_sitemap_publication_date_and_lastmod():
 def test_sitemap_index_and_gzip():
     doc = discovery.parse_sitemap(discovery.maybe_gunzip(gzip.compress(INDEX)), BASE)
     assert doc.kind == "sitemapindex"
-    assert [e.url for e in doc.entries] == ["http://news.example/sitemap-1.xml.gz",
-                                            "http://news.example/sitemap-old.xml"]
+    assert [e.url for e in doc.entries] == [
+        "http://news.example/sitemap-1.xml.gz",
+        "http://news.example/sitemap-old.xml",
+    ]
 
 
 def test_gzip_sitemap_bomb_is_bounded():
@@ -128,7 +138,9 @@ def test_cutoff():
 def test_robots_sitemaps():
     robots = "User-agent: *\nDisallow: /private/\nSitemap: http://news.example/sitemap.xml\nsitemap: /news.xml\n"
     assert discovery.robots_sitemaps(robots, "http://news.example/robots.txt") == [
-        "http://news.example/sitemap.xml", "http://news.example/news.xml"]
+        "http://news.example/sitemap.xml",
+        "http://news.example/news.xml",
+    ]
 
 
 SECTION = """<html><head><base href="http://news.example/world/"></head><body>
@@ -145,8 +157,10 @@ SECTION = """<html><head><base href="http://news.example/world/"></head><body>
 
 def test_section_links_allow_deny_and_dedupe():
     found = discovery.section_links(SECTION, "http://news.example/world/", [r"/\d{4}/\d{2}/\d{2}/"], [r"/tag/"])
-    assert found.articles == ["http://news.example/2026/11/27/story-one",
-                              "http://news.example/world/2026/11/27/story-two"]
+    assert found.articles == [
+        "http://news.example/2026/11/27/story-one",
+        "http://news.example/world/2026/11/27/story-two",
+    ]
     assert found.sections == ["http://news.example/world/page/2"]
     assert found.denied == ["http://news.example/tag/sponsored/2026/11/27/ad"]
 

@@ -10,25 +10,36 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stages.clean import clean_article
+from pipeline.cli.extract import cmd_extract, configure_extract
 from pipeline.core.config import CleaningRules
 from pipeline.core.context import RunContext
-from pipeline.core.layout import extract_rejects_name, extracted_key, raw_prefix, rejects_key, warc_basename
-from pipeline.cli.extract import cmd_extract, configure_extract
 from pipeline.core.errors import NotAnArticle
-from pipeline.flows.pages import article_from_html, articles_from_items
-from pipeline.stages.clean import CleanStep
-from pipeline.stages.extract import (EXTRACTOR_VERSION, PageOutcome, canonical_url, extract_batch, extract_outcomes,
-                                     extract_page, extract_stage)
-from pipeline.text.normalise import word_count
+from pipeline.core.layout import extract_rejects_name, extracted_key, raw_prefix, rejects_key, warc_basename
 from pipeline.dataset.warc import KIND_FIELD, SOURCE_FIELD, RotatingWarcWriter
+from pipeline.flows.pages import article_from_html, articles_from_items
+from pipeline.stages.clean import CleanStep, clean_article
+from pipeline.stages.extract import (
+    EXTRACTOR_VERSION,
+    PageOutcome,
+    canonical_url,
+    extract_batch,
+    extract_outcomes,
+    extract_page,
+    extract_stage,
+)
+from pipeline.text.normalise import word_count
 
 DATA = Path(__file__).parent / "data" / "extract"
 FIXTURES = sorted(p.stem for p in DATA.glob("*.html") if (DATA / f"{p.stem}.expected.txt").exists())
-PARA = ("<p>The harbour tram line will get four new stops by the end of next year, the council decided on "
-        "Tuesday after a debate that lasted most of the afternoon and ended in a narrow vote.</p>")
-PARAS = "".join(f"<p>Paragraph {n}: the tram line will get four new stops by the end of next year, the council "
-                f"decided on Tuesday after debate number {n} that lasted most of the afternoon.</p>" for n in range(5))
+PARA = (
+    "<p>The harbour tram line will get four new stops by the end of next year, the council decided on "
+    "Tuesday after a debate that lasted most of the afternoon and ended in a narrow vote.</p>"
+)
+PARAS = "".join(
+    f"<p>Paragraph {n}: the tram line will get four new stops by the end of next year, the council "
+    f"decided on Tuesday after debate number {n} that lasted most of the afternoon.</p>"
+    for n in range(5)
+)
 
 
 def _page(body: str, head: str = "") -> str:
@@ -49,14 +60,31 @@ def test_fixture_text_matches_expected(name):
 def test_boilerplate_is_removed_and_explained():
     html = (DATA / "wordpress_boilerplate.html").read_text(encoding="utf-8")
     rec = article_from_html(html, "https://courier.example.org/news/harbour-bridge-reopens?utm_source=x&fbclid=1#c")
-    for phrase in ("See also", "Read also", "Leave a Reply", "will not be published", "newsletter", "cookies",
-                   "Share", "transport reporter", "bus lanes", "All rights reserved"):
+    for phrase in (
+        "See also",
+        "Read also",
+        "Leave a Reply",
+        "will not be published",
+        "newsletter",
+        "cookies",
+        "Share",
+        "transport reporter",
+        "bus lanes",
+        "All rights reserved",
+    ):
         assert phrase not in rec["text"], phrase
     assert rec["text"].startswith("The harbour bridge reopened")
     assert rec["text"].endswith("the council said.")
     rules = [r["rule"] for r in rec["removed"]]
-    for rule in ("html:widget:share", "html:widget:newsletter", "html:widget:cookie", "html:widget:bio",
-                 "html:widget:related", "html:widget:comments", "related_link"):
+    for rule in (
+        "html:widget:share",
+        "html:widget:newsletter",
+        "html:widget:cookie",
+        "html:widget:bio",
+        "html:widget:related",
+        "html:widget:comments",
+        "related_link",
+    ):
         assert rule in rules
     assert {"rule": "related_link", "text": "See also Ferry timetable changes for the spring season"} in rec["removed"]
     assert rec["warnings"] == []
@@ -75,18 +103,40 @@ def test_metadata_fields():
     assert rec["canonical_url"] == "https://courier.example.org/news/harbour-bridge-reopens"
     assert rec["extractor_version"] == EXTRACTOR_VERSION
     assert rec["word_count"] == word_count(rec["text"]) > 150
-    assert set(rec) >= {"url", "canonical_url", "title", "author", "published", "language", "sitename", "image",
-                        "text", "word_count", "removed", "extractor_version"}
+    assert set(rec) >= {
+        "url",
+        "canonical_url",
+        "title",
+        "author",
+        "published",
+        "language",
+        "sitename",
+        "image",
+        "text",
+        "word_count",
+        "removed",
+        "extractor_version",
+    }
 
 
-@pytest.mark.parametrize("url, declared, expected", [
-    ("https://news.example.com/a/b?utm_source=tw&utm_medium=x&id=7&fbclid=abc#comments", None,
-     "https://news.example.com/a/b?id=7"),
-    ("https://news.example.com/a/b?gclid=1", "/canonical/b", "https://news.example.com/canonical/b"),
-    ("https://news.example.com/a/b", "https://www.example.com/other?utm_campaign=z", "https://www.example.com/other"),
-    ("https://news.example.com/a/b", "https://aggregator.example.net/copy", "https://news.example.com/a/b"),
-    ("https://news.example.com/a/b", "javascript:void(0)", "https://news.example.com/a/b"),
-])
+@pytest.mark.parametrize(
+    "url, declared, expected",
+    [
+        (
+            "https://news.example.com/a/b?utm_source=tw&utm_medium=x&id=7&fbclid=abc#comments",
+            None,
+            "https://news.example.com/a/b?id=7",
+        ),
+        ("https://news.example.com/a/b?gclid=1", "/canonical/b", "https://news.example.com/canonical/b"),
+        (
+            "https://news.example.com/a/b",
+            "https://www.example.com/other?utm_campaign=z",
+            "https://www.example.com/other",
+        ),
+        ("https://news.example.com/a/b", "https://aggregator.example.net/copy", "https://news.example.com/a/b"),
+        ("https://news.example.com/a/b", "javascript:void(0)", "https://news.example.com/a/b"),
+    ],
+)
 def test_canonical_url(url, declared, expected):
     assert canonical_url(url, declared) == expected
 
@@ -105,8 +155,10 @@ def test_plausible_date_kept():
 
 
 def test_source_drop_selectors_remove_html_blocks():
-    body = f'<article>{PARAS}<div class="partner-box"><p>Our partner Acme Insurance brings you this story every ' \
-           f'week with the support of readers like you and many others.</p></div>{PARA}</article>'
+    body = (
+        f'<article>{PARAS}<div class="partner-box"><p>Our partner Acme Insurance brings you this story every '
+        f"week with the support of readers like you and many others.</p></div>{PARA}</article>"
+    )
     rules = CleaningRules(drop_selectors=[".partner-box"])
     assert "Acme" in article_from_html(_page(body), "https://example.org/t")["text"]
     rec = article_from_html(_page(body), "https://example.org/t", rules=rules)
@@ -153,8 +205,10 @@ def test_extract_batch_keeps_order_and_copies_extra_keys():
 
 def test_extract_batch_applies_rules_per_item():
     body = f'<article>{PARAS}<div class="partner-box"><p>Photo: a tram at the depot</p></div>{PARA}</article>'
-    items = [{"url": "https://example.org/a", "html": _page(body), "source": "a"},
-             {"url": "https://example.org/b", "html": _page(body), "source": "b"}]
+    items = [
+        {"url": "https://example.org/a", "html": _page(body), "source": "a"},
+        {"url": "https://example.org/b", "html": _page(body), "source": "b"},
+    ]
     rules = {"a": CleaningRules(drop_selectors=[".partner-box"]), "b": None}
     out = list(extract_batch(items, workers=2, rules_for=lambda item: rules[item["source"]]))
     assert "Photo:" not in out[0]["text"] and "Photo:" in out[1]["text"]
@@ -162,8 +216,10 @@ def test_extract_batch_applies_rules_per_item():
 
 def test_articles_from_items_cleans_with_each_items_source_rules():
     body = f"<article>{PARAS}<p>Photo: a tram at the depot</p>{PARA}</article>"
-    items = [{"url": "https://example.org/a", "html": _page(body), "source": "a"},
-             {"url": "https://example.org/b", "html": _page(body), "source": "b"}]
+    items = [
+        {"url": "https://example.org/a", "html": _page(body), "source": "a"},
+        {"url": "https://example.org/b", "html": _page(body), "source": "b"},
+    ]
     step = CleanStep(rules={"a": CleaningRules(drop_lines=["^Photo:"])})
     out = list(articles_from_items(items, workers=2, step=step))
     assert "Photo:" not in out[0]["text"] and "Photo:" in out[1]["text"]
@@ -174,9 +230,11 @@ def test_extract_outcomes_runs_the_step_it_is_handed_in_the_worker():
     from pipeline.stages.clean import clean_one
 
     body = f"<article>{PARAS}<p>Photo: a tram at the depot</p>{PARA}</article>"
-    items = [{"url": "https://example.org/en", "html": _page(body), "source": "en"},
-             {"url": "https://example.org/de", "html": _page(body), "source": "de"},
-             {"url": "https://example.org/empty", "html": "", "source": "en"}]
+    items = [
+        {"url": "https://example.org/en", "html": _page(body), "source": "en"},
+        {"url": "https://example.org/de", "html": _page(body), "source": "de"},
+        {"url": "https://example.org/empty", "html": "", "source": "en"},
+    ]
     rules = {"en": CleaningRules(drop_lines=["^Photo:"]), "de": None}
     step = CleanStep(rules=rules, languages={"en": "en", "de": "de"})
     out = list(extract_outcomes(items, workers=2, rules_for=lambda item: rules[item["source"]], then=step))
@@ -195,9 +253,11 @@ def test_extract_batch_kills_a_page_that_hangs_and_goes_on():
     # It hangs its worker for real, which is what the timeout is for.
     html = _page(f"<article>{PARAS}<p>{'a' * 40}!</p></article>")
     evil = CleanStep(rules={"evil": CleaningRules(drop_lines=[r"^(a+)+$"])})
-    items = [{"url": "https://example.org/hangs", "html": html, "source": "evil"},
-             {"url": "https://example.org/ok", "html": html, "source": "ok"},
-             {"url": "https://example.org/ok2", "html": html, "source": "ok"}]
+    items = [
+        {"url": "https://example.org/hangs", "html": html, "source": "evil"},
+        {"url": "https://example.org/ok", "html": html, "source": "ok"},
+        {"url": "https://example.org/ok2", "html": html, "source": "ok"},
+    ]
     out = list(articles_from_items(items, workers=2, timeout=1, step=evil))
     assert out[0] == {"url": "https://example.org/hangs", "error": "timeout", "detail": "no result after 1s"}
     assert "a" * 40 + "!" in out[1]["text"] and out[2]["url"] == "https://example.org/ok2" and "text" in out[2]
@@ -208,8 +268,11 @@ def test_extract_batch_kills_a_page_that_hangs_and_goes_on():
 
 def _sources(tmp_path: Path) -> Path:
     path = tmp_path / "sources.yaml"
-    path.write_text("sources:\n  - name: courier\n    feeds: ['https://courier.example.org/feed']\n"
-                    "    cleaning:\n      drop_lines: ['^The bridge will be closed again']\n", encoding="utf-8")
+    path.write_text(
+        "sources:\n  - name: courier\n    feeds: ['https://courier.example.org/feed']\n"
+        "    cleaning:\n      drop_lines: ['^The bridge will be closed again']\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -218,23 +281,48 @@ def test_extract_stage_against_a_real_bucket(bucket, s3_settings, tmp_path):
     article = (DATA / "wordpress_boilerplate.html").read_bytes()
     nav = _page("<nav>" + "".join(f"<a href='/s{i}'>Section {i}</a> " for i in range(80)) + "</nav>").encode()
     # declared ISO-8859-1 by the server, but the bytes are UTF-8
-    misdeclared = _page("<article><h1>Café culture</h1>" + PARAS.replace("council", "café owners' council")
-                        + "</article>").encode("utf-8")
-    writer = RotatingWarcWriter(raw_prefix(ctx.run_id, "courier"), warc_basename("courier"),
-                                upload=lambda path, key: bucket.put_file(key, path), local_dir=tmp_path / "warc")
-    html_type = [("Content-Type", "text/html; charset=utf-8"), ("ETag", '"abc"'),
-                 ("Last-Modified", "Tue, 05 Mar 2024 09:00:00 GMT")]
-    kind = lambda k: {SOURCE_FIELD: "courier", KIND_FIELD: k}  # noqa: E731
-    _, article_id = writer.write(url="https://courier.example.org/news/bridge", status=200, headers=html_type,
-                                 body=article, extra=kind("article"))
-    _, nav_id = writer.write(url="https://courier.example.org/sections", status=200, headers=html_type, body=nav,
-                             extra=kind("article"))
-    writer.write(url="https://courier.example.org/cafe", status=200,
-                 headers=[("Content-Type", "text/html; charset=iso-8859-1")], body=misdeclared, extra=kind("article"))
-    writer.write(url="https://courier.example.org/feed", status=200, headers=[("Content-Type", "application/rss+xml")],
-                 body=b"<rss></rss>", extra=kind("feed"))
-    writer.write(url="https://courier.example.org/gone", status=404, headers=html_type, body=article,
-                 extra=kind("article"))
+    misdeclared = _page(
+        "<article><h1>Café culture</h1>" + PARAS.replace("council", "café owners' council") + "</article>"
+    ).encode("utf-8")
+    writer = RotatingWarcWriter(
+        raw_prefix(ctx.run_id, "courier"),
+        warc_basename("courier"),
+        upload=lambda path, key: bucket.put_file(key, path),
+        local_dir=tmp_path / "warc",
+    )
+    html_type = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("ETag", '"abc"'),
+        ("Last-Modified", "Tue, 05 Mar 2024 09:00:00 GMT"),
+    ]
+    kind = lambda k: {SOURCE_FIELD: "courier", KIND_FIELD: k}
+    _, article_id = writer.write(
+        url="https://courier.example.org/news/bridge",
+        status=200,
+        headers=html_type,
+        body=article,
+        extra=kind("article"),
+    )
+    _, nav_id = writer.write(
+        url="https://courier.example.org/sections", status=200, headers=html_type, body=nav, extra=kind("article")
+    )
+    writer.write(
+        url="https://courier.example.org/cafe",
+        status=200,
+        headers=[("Content-Type", "text/html; charset=iso-8859-1")],
+        body=misdeclared,
+        extra=kind("article"),
+    )
+    writer.write(
+        url="https://courier.example.org/feed",
+        status=200,
+        headers=[("Content-Type", "application/rss+xml")],
+        body=b"<rss></rss>",
+        extra=kind("feed"),
+    )
+    writer.write(
+        url="https://courier.example.org/gone", status=404, headers=html_type, body=article, extra=kind("article")
+    )
     (warc_key,) = writer.close()
 
     out_key = extract_stage(ctx, warc_key, workers=2)
@@ -306,8 +394,11 @@ def test_cli_bad_usage_exits_2(tmp_path, capsys):
 
 def test_cli_jsonl_one_line_out_per_line_in(tmp_path, capsys):
     good = (DATA / "wordpress_boilerplate.html").read_text(encoding="utf-8")
-    lines = [json.dumps({"url": "https://example.org/1", "html": good}), "not json",
-             json.dumps({"url": "https://example.org/3", "html": ""})]
+    lines = [
+        json.dumps({"url": "https://example.org/1", "html": good}),
+        "not json",
+        json.dumps({"url": "https://example.org/3", "html": ""}),
+    ]
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert cmd_extract(_args("--jsonl", str(src), "--workers", "2")) == 0
@@ -331,12 +422,15 @@ def test_standfirst_repeating_the_description_is_removed_but_a_plain_first_parag
 
 
 def test_related_headlines_spliced_into_the_body_are_removed():
-    links = "<br>".join(f"<a href='/n/{i}'>Headline number {i} about something else entirely</a> [VIDEO]"
-                        for i in range(3))
+    links = "<br>".join(
+        f"<a href='/n/{i}'>Headline number {i} about something else entirely</a> [VIDEO]" for i in range(3)
+    )
     run = "".join(f"<p><a href='/r/{i}'>Another story somewhere else, number {i}</a></p>" for i in range(2))
-    body = (f"<article>{PARAS}<p><strong>DON'T MISS</strong></p><p>{links}</p>{PARA}{run}"
-            f"<p>The closing paragraph of the story has <a href='/x'>one link</a> in running text, which stays.</p>"
-            f"</article>")
+    body = (
+        f"<article>{PARAS}<p><strong>DON'T MISS</strong></p><p>{links}</p>{PARA}{run}"
+        f"<p>The closing paragraph of the story has <a href='/x'>one link</a> in running text, which stays.</p>"
+        f"</article>"
+    )
     rec = article_from_html(_page(body), "https://example.org/t")
     assert "Headline number" not in rec["text"] and "Another story" not in rec["text"]
     assert "DON'T MISS" not in rec["text"]

@@ -40,4 +40,5 @@ def test_extraction_quality_does_not_drop():
     result = score(preds, truth)
     assert result["f1"] >= baseline["f1"] - TOLERANCE, (
         f"F1 {result['f1']:.4f} is below the committed {baseline['f1']:.4f} - {TOLERANCE} "
-        f"(precision {result['precision']:.4f}, recall {result['recall']:.4f})")
+        f"(precision {result['precision']:.4f}, recall {result['recall']:.4f})"
+    )

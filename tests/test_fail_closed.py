@@ -30,12 +30,15 @@ from pipeline.core.paths import ROOT
 from tests.airflow_helpers import airflow_env
 
 RUN = "20261127T120000Z"
-SECURITY = ("spiders.middlewares.SsrfGuardMiddleware", "spiders.middlewares.StrictRobotsTxtMiddleware",
-            "spiders.resolver.GuardedResolver")
+SECURITY = (
+    "spiders.middlewares.SsrfGuardMiddleware",
+    "spiders.middlewares.StrictRobotsTxtMiddleware",
+    "spiders.resolver.GuardedResolver",
+)
 
 # Put first on PYTHONPATH of a crawl child, this makes `spiders.netguard` (which the SSRF guard,
 # the robots middleware's module and the resolver all import) unimportable, as a broken install would.
-BLOCKING_SHIM = textwrap.dedent('''
+BLOCKING_SHIM = textwrap.dedent("""
     import sys
 
     class _Unimportable:
@@ -45,7 +48,7 @@ BLOCKING_SHIM = textwrap.dedent('''
             return None
 
     sys.meta_path.insert(0, _Unimportable())
-''')
+""")
 
 
 # --------------------------------------------------------------------------- fail closed: the crawl
@@ -62,8 +65,9 @@ def test_project_settings_enable_every_security_component():
     settings = Settings()
     settings.setmodule("spiders.settings", priority="project")
     enabled = build_component_list(settings.getwithbase("DOWNLOADER_MIDDLEWARES"))
-    ssrf, robots = (enabled.index(f"spiders.middlewares.{n}") for n in ("SsrfGuardMiddleware",
-                                                                          "StrictRobotsTxtMiddleware"))
+    ssrf, robots = (
+        enabled.index(f"spiders.middlewares.{n}") for n in ("SsrfGuardMiddleware", "StrictRobotsTxtMiddleware")
+    )
     assert ssrf == 0 and robots > ssrf
     assert "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware" not in enabled
     assert settings["TWISTED_DNS_RESOLVER"] == "spiders.resolver.GuardedResolver"
@@ -75,8 +79,13 @@ def test_require_components_names_every_missing_component_and_why():
 
     require_components()  # the real ones import
     with pytest.raises(SecurityComponentMissing) as err:
-        require_components(("spiders.middlewares.SsrfGuardMiddleware", "spiders.middlewares.NoSuchGuard",
-                            "spiders.no_such_module.Resolver"))
+        require_components(
+            (
+                "spiders.middlewares.SsrfGuardMiddleware",
+                "spiders.middlewares.NoSuchGuard",
+                "spiders.no_such_module.Resolver",
+            )
+        )
     message = str(err.value)
     assert message.startswith("refusing to crawl: ")
     assert "spiders.middlewares.NoSuchGuard (spiders.middlewares has no NoSuchGuard)" in message
@@ -84,8 +93,9 @@ def test_require_components_names_every_missing_component_and_why():
     assert "SsrfGuardMiddleware" not in message  # it imports: not named
 
 
-def test_crawl_refuses_to_start_without_a_security_module(s3_settings, sources_file, sample_site, tmp_path,
-                                                          monkeypatch):
+def test_crawl_refuses_to_start_without_a_security_module(
+    s3_settings, sources_file, sample_site, tmp_path, monkeypatch
+):
     from pipeline.stages.crawl import CrawlError, crawl_stage, summary_key
     from tests.test_crawl import outlets
 
@@ -126,40 +136,37 @@ def test_fail_fast_fails_terminal_errors_without_retry(s3_settings, tmp_path):
 
     # wrong credentials, from the real server
     wrong = s3_settings.model_copy(update={"secret_access_key": "WRONG-secret-0123456789abcdefghijkl"})
-    with pytest.raises(AirflowFailException) as err:
-        with fail_fast():
-            Bucket(wrong).check()
+    with pytest.raises(AirflowFailException) as err, fail_fast():
+        Bucket(wrong).check()
     assert isinstance(err.value.__cause__, StorageError) and err.value.__cause__.terminal
     assert str(err.value) == str(err.value.__cause__) and "the secret key is wrong" in str(err.value)
 
     # a missing bucket
-    with pytest.raises(AirflowFailException, match="the bucket does not exist"):
-        with fail_fast():
-            Bucket(s3_settings.model_copy(update={"bucket": "no-such-bucket-here"})).check()
+    with pytest.raises(AirflowFailException, match="the bucket does not exist"), fail_fast():
+        Bucket(s3_settings.model_copy(update={"bucket": "no-such-bucket-here"})).check()
 
     # bad configuration
-    with pytest.raises(AirflowFailException, match="cannot read sources file") as err:
-        with fail_fast():
-            load_sources(tmp_path / "missing.yaml")
+    with pytest.raises(AirflowFailException, match="cannot read sources file") as err, fail_fast():
+        load_sources(tmp_path / "missing.yaml")
     assert isinstance(err.value.__cause__, ConfigError)
 
     # a bad run id (check_run_id's BadRunId: a ConfigError, still a ValueError)
-    with pytest.raises(AirflowFailException, match="bad run id 'yesterday'") as err:
-        with fail_fast():
-            RunContext(run_id="yesterday", s3=s3_settings)
+    with pytest.raises(AirflowFailException, match="bad run id 'yesterday'") as err, fail_fast():
+        RunContext(run_id="yesterday", s3=s3_settings)
     assert type(err.value.__cause__) is BadRunId and isinstance(err.value.__cause__, ValueError)
 
 
 def test_fail_fast_lets_transient_errors_through_unchanged():
     from pipeline.airflow_tasks import fail_fast
 
-    for exc in (StorageError("put_object on bucket 'news' failed: 503 SlowDown", code="503"),
-                StorageError("check access on bucket 'news' failed: cannot connect to the S3 endpoint"),
-                ConnectionResetError("connection reset by peer"),
-                ValueError("not a run id problem")):
-        with pytest.raises(type(exc)) as err:
-            with fail_fast():
-                raise exc
+    for exc in (
+        StorageError("put_object on bucket 'news' failed: 503 SlowDown", code="503"),
+        StorageError("check access on bucket 'news' failed: cannot connect to the S3 endpoint"),
+        ConnectionResetError("connection reset by peer"),
+        ValueError("not a run id problem"),
+    ):
+        with pytest.raises(type(exc)) as err, fail_fast():
+            raise exc
         assert err.value is exc
 
     with fail_fast():  # and no error, no change
@@ -170,7 +177,7 @@ def test_fail_fast_lets_transient_errors_through_unchanged():
 # --------------------------------------------------------------------------- the sources Variable
 
 # Reads the sources path as a task does, in a child with its own Airflow home; prints the outcome.
-SOURCES_PROBE = textwrap.dedent('''
+SOURCES_PROBE = textwrap.dedent("""
     import json
     from pipeline.airflow_tasks import fail_fast, sources_path_from
     from pipeline.core.paths import default_sources_path
@@ -181,11 +188,11 @@ SOURCES_PROBE = textwrap.dedent('''
         out = {"error": type(exc).__name__, "message": str(exc)}
     out["default"] = str(default_sources_path())
     print("SOURCES-RESULT " + json.dumps(out))
-''')
+""")
 
 # A secrets backend whose store refuses access, the one kind of backend failure that the
 # Task SDK does not hide behind "not found".
-DENIED_BACKEND = textwrap.dedent('''
+DENIED_BACKEND = textwrap.dedent("""
     from airflow.sdk.bases.secrets_backend import BaseSecretsBackend
     from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied
 
@@ -195,14 +202,15 @@ DENIED_BACKEND = textwrap.dedent('''
 
         def get_variable(self, key):
             raise AirflowSecretsBackendAccessDenied(f"secrets store refused to read {key}")
-''')
+""")
 
 
 def _sources_probe(tmp_path, name: str, extra: dict[str, str]) -> dict:
     env = airflow_env(tmp_path / name, extra=extra)
     env.pop("NEWS_INGEST_SOURCES", None)
-    proc = subprocess.run([sys.executable, "-c", SOURCES_PROBE], env=env, cwd=str(ROOT), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SOURCES_PROBE], env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=300
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("SOURCES-RESULT ")]
     assert lines, f"probe crashed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
     return json.loads(lines[-1].split(" ", 1)[1])
@@ -221,11 +229,15 @@ def test_sources_variable_missing_set_and_unreadable(tmp_path):
     backend_dir = tmp_path / "backend"
     backend_dir.mkdir()
     (backend_dir / "denied_backend.py").write_text(DENIED_BACKEND)
-    denied = _sources_probe(tmp_path, "denied", {
-        "AIRFLOW__SECRETS__BACKEND": "denied_backend.DeniedVariables",
-        "AIRFLOW_VAR_NEWS_INGEST_SOURCES_PATH": str(chosen),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(backend_dir), str(ROOT), os.environ.get("PYTHONPATH")])),
-    })
+    denied = _sources_probe(
+        tmp_path,
+        "denied",
+        {
+            "AIRFLOW__SECRETS__BACKEND": "denied_backend.DeniedVariables",
+            "AIRFLOW_VAR_NEWS_INGEST_SOURCES_PATH": str(chosen),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(backend_dir), str(ROOT), os.environ.get("PYTHONPATH")])),
+        },
+    )
     assert "path" not in denied
     assert denied["error"] == "RuntimeError"  # not AirflowFailException: a backend outage is retried
     assert "cannot read the Airflow Variable 'news_ingest_sources_path'" in denied["message"]

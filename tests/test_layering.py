@@ -110,13 +110,23 @@ def test_no_module_imports_a_higher_layer():
 
 
 def test_core_imports_nothing_else_of_the_project():
-    assert [f"{m} -> {t}" for m, ts in GRAPH.items() if _layer(m) == "pipeline.core"
-            for t in ts if _layer(t) != "pipeline.core"] == []
+    assert [
+        f"{m} -> {t}"
+        for m, ts in GRAPH.items()
+        if _layer(m) == "pipeline.core"
+        for t in ts
+        if _layer(t) != "pipeline.core"
+    ] == []
 
 
 def test_spiders_import_only_the_layers_below_the_stages():
-    bad = [f"{m} -> {t}" for m, ts in GRAPH.items() if _layer(m) == "spiders"
-           for t in ts if _layer(t) not in (*SPIDERS_MAY_IMPORT, "spiders")]
+    bad = [
+        f"{m} -> {t}"
+        for m, ts in GRAPH.items()
+        if _layer(m) == "spiders"
+        for t in ts
+        if _layer(t) not in (*SPIDERS_MAY_IMPORT, "spiders")
+    ]
     assert bad == []
 
 
@@ -168,12 +178,18 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_the_import_reader_sees_imports_inside_functions_and_relative_ones():
-    source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pipeline.stages import clean\n"
-              "def f():\n    from pipeline.flows.ingest import run_once\n    from . import gates\n")
+    source = (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pipeline.stages import clean\n"
+        "def f():\n    from pipeline.flows.ingest import run_once\n    from . import gates\n"
+    )
     # `from package import module` runs the package's __init__ too: both count.
-    assert _imports_of(source, "pipeline.text.normalise") == {"pipeline.stages", "pipeline.stages.clean",
-                                                              "pipeline.flows.ingest", "pipeline.text",
-                                                              "pipeline.text.gates"}
+    assert _imports_of(source, "pipeline.text.normalise") == {
+        "pipeline.stages",
+        "pipeline.stages.clean",
+        "pipeline.flows.ingest",
+        "pipeline.text",
+        "pipeline.text.gates",
+    }
 
 
 @pytest.mark.parametrize("chunk", range(4))
@@ -182,8 +198,9 @@ def test_every_module_imports_on_its_own(chunk):
     modules = sorted(m for m in MODULES if not m.endswith("__main__"))[chunk::4]
 
     def run(module: str) -> tuple[str, int, str]:
-        proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
         return module, proc.returncode, proc.stderr[-500:]
 
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -12,11 +12,35 @@ from pipeline.core import layout as L
 from pipeline.core.context import RunContext
 
 RUN_IDS = ["20261127T140000Z", "20261127T140000Z_", "20261127T140000Z.retry-2"]
-BAD_RUN_IDS = ["../x", "2026", "", "20261127T140000Z/x", "20261127T140000Z/../../x", "x20261127T140000Z",
-               "20261340T000000Z", "20261127T140000Z" + "a" * 41, "20261127T140000Z\n", "20261127T140000Zé",
-               "２０２６１１２７T140000Z"]
-HOSTILE = ["../../etc/passwd", "..", ".", "", "a/b", "/abs", "é" * 300, "a" * 5000, "x\x00y", "Zürich-日本語-\u202e",
-           "crawl/../../_manifests/run=evil", "_", "a.", "con"]
+BAD_RUN_IDS = [
+    "../x",
+    "2026",
+    "",
+    "20261127T140000Z/x",
+    "20261127T140000Z/../../x",
+    "x20261127T140000Z",
+    "20261340T000000Z",
+    "20261127T140000Z" + "a" * 41,
+    "20261127T140000Z\n",
+    "20261127T140000Zé",
+    "２０２６１１２７T140000Z",
+]
+HOSTILE = [
+    "../../etc/passwd",
+    "..",
+    ".",
+    "",
+    "a/b",
+    "/abs",
+    "é" * 300,
+    "a" * 5000,
+    "x\x00y",
+    "Zürich-日本語-\u202e",
+    "crawl/../../_manifests/run=evil",
+    "_",
+    "a.",
+    "con",
+]
 DAY = "2026-11-27"
 
 
@@ -156,9 +180,20 @@ def test_parsers_refuse_what_they_did_not_build():
 
 @pytest.mark.parametrize("bad", BAD_RUN_IDS)
 def test_bad_run_ids_raise(bad):
-    for build in (L.check_run_id, L.run_segment, L.run_date, L.raw_prefix, L.deduped_key, L.rejects_prefix,
-                  L.run_manifest_key, L.report_key, L.consumer_report_key, L.run_articles_prefix,
-                  lambda r: L.crawl_summary_key(r, "a"), lambda r: L.run_prefix("work", r)):
+    for build in (
+        L.check_run_id,
+        L.run_segment,
+        L.run_date,
+        L.raw_prefix,
+        L.deduped_key,
+        L.rejects_prefix,
+        L.run_manifest_key,
+        L.report_key,
+        L.consumer_report_key,
+        L.run_articles_prefix,
+        lambda r: L.crawl_summary_key(r, "a"),
+        lambda r: L.run_prefix("work", r),
+    ):
         with pytest.raises(ValueError):
             build(bad)
     with pytest.raises(ValueError, match="bad run id"):
@@ -199,11 +234,11 @@ def test_hostile_source_names_stay_one_safe_segment(hostile):
     }
     for prefix, key in built.items():
         assert key.startswith(prefix)
-        rest = key[len(prefix):]
+        rest = key[len(prefix) :]
         assert "/" not in rest and rest not in ("", ".", "..") and rest.isascii(), (prefix, key)
     # A hostile WARC key (the extract stage may be handed any key) still makes one segment.
     warc = f"raw/{hostile}.warc.gz"
-    assert "/" not in L.extracted_key(run, warc)[len(L.run_prefix("work", run) + "extracted/"):]
+    assert "/" not in L.extracted_key(run, warc)[len(L.run_prefix("work", run) + "extracted/") :]
 
 
 def test_distinct_hostile_names_keep_distinct_keys():

@@ -26,8 +26,12 @@ RUN_2 = "20261127T110000Z"
 @pytest.fixture(scope="module")
 def settings(s3_server) -> S3Settings:
     info = s3_server.info()
-    settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                          secret_access_key=info.secret_access_key, bucket="e2e-pipeline")
+    settings = S3Settings(
+        endpoint_url=info.endpoint_url,
+        access_key_id=info.access_key_id,
+        secret_access_key=info.secret_access_key,
+        bucket="e2e-pipeline",
+    )
     from pipeline.core.bucket import Bucket
 
     Bucket(settings).ensure()
@@ -134,10 +138,21 @@ def test_second_run_fetches_no_stored_article_again(first_run, settings, sources
 
 
 def test_wrong_credentials_give_a_clear_error(settings, sources):
-    env = {"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": settings.endpoint_url, "AWS_ACCESS_KEY_ID": "wrong",
-           "AWS_SECRET_ACCESS_KEY": "wrong-secret", "NEWS_INGEST_BUCKET": settings.bucket}
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", "--sources", str(sources)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_ENDPOINT_URL": settings.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "wrong",
+        "AWS_SECRET_ACCESS_KEY": "wrong-secret",
+        "NEWS_INGEST_BUCKET": settings.bucket,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--sources", str(sources)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert settings.endpoint_url in proc.stderr
     assert "Traceback" not in proc.stderr

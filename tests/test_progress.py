@@ -32,8 +32,14 @@ SCRIPT = textwrap.dedent("""
 
 def _run(stderr, env_extra: dict) -> subprocess.Popen:
     env = {**os.environ, **env_extra}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=stderr, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_pipe_gets_few_plain_lines():

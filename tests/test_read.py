@@ -14,10 +14,10 @@ import pytest
 
 from benchmarks.bench_store import generate_articles
 from examples import duckdb_query, pandas_read
+from pipeline.cli.read import cmd_read, configure_read
 from pipeline.core.context import RunContext
 from pipeline.core.layout import part_key, run_articles_prefix
 from pipeline.dataset.manifest import committed_runs
-from pipeline.cli.read import cmd_read, configure_read
 from pipeline.dataset.read import read_articles
 from pipeline.dataset.schema import ARTICLE_SCHEMA
 from pipeline.stages.store import compact, store_articles
@@ -30,10 +30,16 @@ RUN_C = "20261127T120000Z"  # day 2, later
 @pytest.fixture
 def dataset(s3_settings, bucket):
     """Three committed runs over two days, plus one uncommitted (orphan) file."""
-    recs = {RUN_A: generate_articles(20, seed=1, words=10), RUN_B: generate_articles(30, seed=2, words=10),
-            RUN_C: generate_articles(10, seed=3, words=10)}
-    clock = {RUN_A: datetime(2026, 11, 27, 0, 5, tzinfo=timezone.utc), RUN_B: datetime(2026, 11, 27, 6, 5, tzinfo=timezone.utc),
-             RUN_C: datetime(2026, 11, 27, 12, 5, tzinfo=timezone.utc)}
+    recs = {
+        RUN_A: generate_articles(20, seed=1, words=10),
+        RUN_B: generate_articles(30, seed=2, words=10),
+        RUN_C: generate_articles(10, seed=3, words=10),
+    }
+    clock = {
+        RUN_A: datetime(2026, 11, 27, 0, 5, tzinfo=timezone.utc),
+        RUN_B: datetime(2026, 11, 27, 6, 5, tzinfo=timezone.utc),
+        RUN_C: datetime(2026, 11, 27, 12, 5, tzinfo=timezone.utc),
+    }
     for run, rows in recs.items():
         store_articles(RunContext(run, s3=s3_settings), rows, max_rows_per_file=8, now=clock[run])
     # A half-written run: a part file but no manifest. No reader may see it.
@@ -97,7 +103,9 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_read_command_formats(s3_settings, dataset, tmp_path, capsys):
-    assert cmd_read(_args("--since", "2026-11-27", "--source", "gazette", "--format", "jsonl"), settings=s3_settings) == 0
+    assert (
+        cmd_read(_args("--since", "2026-11-27", "--source", "gazette", "--format", "jsonl"), settings=s3_settings) == 0
+    )
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     want = ids(r for r in dataset[RUN_B] + dataset[RUN_C] if r["source"] == "gazette")
     assert ids(lines) == want and lines[0]["ingested_at"].endswith("Z")
@@ -112,8 +120,9 @@ def test_read_command_formats(s3_settings, dataset, tmp_path, capsys):
     assert table.num_rows == sum(1 for rows in dataset.values() for r in rows if r["duplicate_of"] is None)
 
 
-@pytest.mark.parametrize("argv", [("--run", "../../etc"), ("--since", "yesterday"), ("--columns", "x"),
-                                  ("--committed-after", "soon")])
+@pytest.mark.parametrize(
+    "argv", [("--run", "../../etc"), ("--since", "yesterday"), ("--columns", "x"), ("--committed-after", "soon")]
+)
 def test_read_command_bad_arguments(s3_settings, argv, capsys):
     from pipeline.cli.main import main
 
@@ -133,8 +142,12 @@ def test_duckdb_example_sees_committed_files_only(s3_settings, dataset):
         assert raw.fetchone()[0] == 60 + 8  # proves httpfs really reads the endpoint
     finally:
         con.close()
-    per_source = duckdb_query.query("SELECT source, count(*) AS n FROM articles GROUP BY source ORDER BY source",
-                                    s3_settings, since="2026-11-27", until="2026-11-27")
+    per_source = duckdb_query.query(
+        "SELECT source, count(*) AS n FROM articles GROUP BY source ORDER BY source",
+        s3_settings,
+        since="2026-11-27",
+        until="2026-11-27",
+    )
     counts = dict(zip(per_source.column("source").to_pylist(), per_source.column("n").to_pylist()))
     assert sum(counts.values()) == 40 and counts["gazette"] == 8
 

@@ -9,27 +9,54 @@ import pytest
 
 from pipeline.cli.main import main as cli_main
 from pipeline.core.context import RunContext
-from pipeline.core.layout import crawl_summary_key, deduped_key, raw_prefix, report_key, run_manifest_key, warc_file_name
+from pipeline.core.layout import (
+    crawl_summary_key,
+    deduped_key,
+    raw_prefix,
+    report_key,
+    run_manifest_key,
+    warc_file_name,
+)
 from pipeline.dataset.rejects import reject, write_rejects
-from pipeline.report.run_report import build_report, print_summary, quality_flags, write_report
 from pipeline.report.html import render_html
+from pipeline.report.run_report import build_report, print_summary, quality_flags, write_report
 
 RUN = "20261127T210000Z"
 HOSTILE = '<img src=x onerror="alert(1)">'
 
 
-def _article(source: str, i: int, *, title: bool = True, author: bool = True, date: bool = True,
-             words: int = 400, cluster: str | None = None, dup_of: str | None = None,
-             dup_kind: str | None = None, removed: list[str] = ("related_link",)) -> dict:
+def _article(
+    source: str,
+    i: int,
+    *,
+    title: bool = True,
+    author: bool = True,
+    date: bool = True,
+    words: int = 400,
+    cluster: str | None = None,
+    dup_of: str | None = None,
+    dup_kind: str | None = None,
+    removed: list[str] = ("related_link",),
+) -> dict:
     aid = f"{source}-{i}"
     return {
-        "url": f"https://{source}.example/a/{i}", "canonical_url": f"https://{source}.example/a/{i}",
-        "source": source, "title": f"Story {i} of {source}" if title else None,
-        "author": "A. Writer" if author else None, "published": "2026-11-27T10:00:00+00:00" if date else None,
-        "language": "en", "text": "word " * words, "word_count": words,
+        "url": f"https://{source}.example/a/{i}",
+        "canonical_url": f"https://{source}.example/a/{i}",
+        "source": source,
+        "title": f"Story {i} of {source}" if title else None,
+        "author": "A. Writer" if author else None,
+        "published": "2026-11-27T10:00:00+00:00" if date else None,
+        "language": "en",
+        "text": "word " * words,
+        "word_count": words,
         "removed": [{"rule": r, "text": "See also: something"} for r in removed],
-        "article_id": aid, "content_hash": aid, "cluster_id": cluster or aid,
-        "duplicate_of": dup_of, "dup_kind": dup_kind, "version": 1, "supersedes": None,
+        "article_id": aid,
+        "content_hash": aid,
+        "cluster_id": cluster or aid,
+        "duplicate_of": dup_of,
+        "dup_kind": dup_kind,
+        "version": 1,
+        "supersedes": None,
     }
 
 
@@ -40,9 +67,15 @@ def make_synthetic_run(settings, run_id: str = RUN) -> tuple[RunContext, dict]:
     bucket = ctx.bucket
     pages = {"alpha": 14, "beta": 12, "gamma": 13, HOSTILE: 3}
     for name, n in pages.items():
-        bucket.put_json(crawl_summary_key(run_id, name), {
-            "source": name, "warc_keys": [f"{raw_prefix(run_id, name)}{warc_file_name('x', 0)}"],
-            "stats": {"news/fetched": n, "news/archived/article": n - 2}, "rejects_key": None})
+        bucket.put_json(
+            crawl_summary_key(run_id, name),
+            {
+                "source": name,
+                "warc_keys": [f"{raw_prefix(run_id, name)}{warc_file_name('x', 0)}"],
+                "stats": {"news/fetched": n, "news/archived/article": n - 2},
+                "rejects_key": None,
+            },
+        )
     articles = []
     for i in range(10):
         articles.append(_article("alpha", i, words=300 + 40 * i, removed=["related_link", "share_bar"]))
@@ -55,18 +88,25 @@ def make_synthetic_run(settings, run_id: str = RUN) -> tuple[RunContext, dict]:
     articles.append(_article("alpha", 10, cluster="alpha-1", dup_of="alpha-1", dup_kind="url"))
     deduped = deduped_key(run_id)
     bucket.put_jsonl(deduped, articles)
-    write_rejects(ctx, "extract-x-00000", [
-        reject("https://alpha.example/tag/x", "extract", "navigation_only", source="alpha"),
-        reject("https://gamma.example/a/90", "extract", "no_article_text", source="gamma"),
-        reject("https://gamma.example/a/91", "extract", "no_article_text", source="gamma"),
-    ])
+    write_rejects(
+        ctx,
+        "extract-x-00000",
+        [
+            reject("https://alpha.example/tag/x", "extract", "navigation_only", source="alpha"),
+            reject("https://gamma.example/a/90", "extract", "no_article_text", source="gamma"),
+            reject("https://gamma.example/a/91", "extract", "no_article_text", source="gamma"),
+        ],
+    )
     write_rejects(ctx, "clean", [reject("https://beta.example/a/99", "clean", "too_short", source="beta")])
     manifest = run_manifest_key(run_id)
     bucket.put_json(manifest, {"run_id": run_id, "files": []})
-    kwargs = {"sources": ["alpha", "beta", "gamma", HOSTILE],
-              "timings": {"crawl": 12.5, "extract": 4.25, "clean": 0.5, "dedupe": 0.75, "store": 1.0},
-              "failed_sources": {HOSTILE: "Traceback ...\nCrawlError: <b>boom</b>"},
-              "deduped_key": deduped, "manifest_key": manifest}
+    kwargs = {
+        "sources": ["alpha", "beta", "gamma", HOSTILE],
+        "timings": {"crawl": 12.5, "extract": 4.25, "clean": 0.5, "dedupe": 0.75, "store": 1.0},
+        "failed_sources": {HOSTILE: "Traceback ...\nCrawlError: <b>boom</b>"},
+        "deduped_key": deduped,
+        "manifest_key": manifest,
+    }
     return ctx, kwargs
 
 
@@ -83,8 +123,19 @@ def synthetic(s3_settings):
 
 def test_report_keeps_existing_keys_and_counts(synthetic):
     ctx, kwargs, report = synthetic
-    for key in ("run_id", "pages_fetched", "articles_stored", "canonical_articles", "duplicates", "rejects",
-                "rejects_by_reason", "failed_sources", "sources", "stage_seconds", "manifest"):
+    for key in (
+        "run_id",
+        "pages_fetched",
+        "articles_stored",
+        "canonical_articles",
+        "duplicates",
+        "rejects",
+        "rejects_by_reason",
+        "failed_sources",
+        "sources",
+        "stage_seconds",
+        "manifest",
+    ):
         assert key in report, key
     assert report["run_id"] == RUN
     assert report["pages_fetched"] == 14 + 12 + 13 + 3
@@ -92,10 +143,15 @@ def test_report_keeps_existing_keys_and_counts(synthetic):
     assert report["canonical_articles"] == 30
     assert report["duplicates"] == {"url": 1, "exact": 1, "near": 2}
     assert report["rejects"] == 4
-    assert report["rejects_by_reason"] == {"extract/navigation_only": 1, "extract/no_article_text": 2,
-                                          "clean/too_short": 1}
-    assert report["rejects_by_stage"] == {"clean": {"too_short": 1},
-                                         "extract": {"no_article_text": 2, "navigation_only": 1}}
+    assert report["rejects_by_reason"] == {
+        "extract/navigation_only": 1,
+        "extract/no_article_text": 2,
+        "clean/too_short": 1,
+    }
+    assert report["rejects_by_stage"] == {
+        "clean": {"too_short": 1},
+        "extract": {"no_article_text": 2, "navigation_only": 1},
+    }
     assert report["sources"]["gamma"]["articles"] == 12 and report["sources"]["gamma"]["duplicates"] == 2
     assert report["sources"]["gamma"]["rejects"] == 2
     assert report["sources"][HOSTILE]["failed"].endswith("boom</b>")
@@ -140,8 +196,16 @@ def test_flags_single_out_the_outlet_that_dropped(synthetic):
 
 
 def test_flags_need_other_sources_and_enough_articles():
-    q = {"solo": {"articles": 10, "title_share": 0.1, "author_share": 0.1, "published_share": 0.1,
-                  "yield": 0.1, "median_words": 10}}
+    q = {
+        "solo": {
+            "articles": 10,
+            "title_share": 0.1,
+            "author_share": 0.1,
+            "published_share": 0.1,
+            "yield": 0.1,
+            "median_words": 10,
+        }
+    }
     per = {"solo": {"pages_fetched": 10, "failed": None}}
     assert quality_flags(q, per) == []  # nobody to compare with
     q["tiny"] = dict(q["solo"], articles=2, title_share=1.0)
@@ -199,8 +263,16 @@ def test_build_report_streams_articles_once():
             seen.append(i)
             yield _article("alpha", i)
 
-    report = build_report(RUN, sources=["alpha"], timings={}, failed_sources={}, summaries={}, rejects=[],
-                          articles=stream(), manifest_key=None)
+    report = build_report(
+        RUN,
+        sources=["alpha"],
+        timings={},
+        failed_sources={},
+        summaries={},
+        rejects=[],
+        articles=stream(),
+        manifest_key=None,
+    )
     assert seen == [0, 1, 2] and report["articles_stored"] == 3
 
 
@@ -217,8 +289,14 @@ def test_report_command(synthetic, s3_settings, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("NEWS_INGEST_BUCKET", s3_settings.bucket)
     ctx, kwargs, _ = synthetic
     later = "20261127T230000Z"
-    write_report(RunContext(run_id=later, s3=s3_settings), sources=["alpha"], timings={"crawl": 1.0},
-                 failed_sources={}, deduped_key=None, manifest_key=None)
+    write_report(
+        RunContext(run_id=later, s3=s3_settings),
+        sources=["alpha"],
+        timings={"crawl": 1.0},
+        failed_sources={},
+        deduped_key=None,
+        manifest_key=None,
+    )
     # latest run by default
     assert cli_main(["report", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run_id"] == later
@@ -234,8 +312,10 @@ def test_report_command(synthetic, s3_settings, monkeypatch, tmp_path, capsys):
     assert "no report for run" in capsys.readouterr().err
     # --rebuild recomputes from the stage outputs, keeping timings and failures
     ctx.bucket.delete([report_key(RUN), report_key(RUN, "html")])
-    ctx.bucket.put_json(report_key(RUN), {"run_id": RUN, "stage_seconds": {"crawl": 9.0},
-                                                    "failed_sources": {}, "sources": {"alpha": {}, "gamma": {}}})
+    ctx.bucket.put_json(
+        report_key(RUN),
+        {"run_id": RUN, "stage_seconds": {"crawl": 9.0}, "failed_sources": {}, "sources": {"alpha": {}, "gamma": {}}},
+    )
     assert cli_main(["report", RUN, "--rebuild", "--json"]) == 0
     rebuilt = json.loads(capsys.readouterr().out)
     assert rebuilt["articles_stored"] == 34 and rebuilt["stage_seconds"] == {"crawl": 9.0}
@@ -272,8 +352,16 @@ def test_a_lone_source_is_compared_with_its_previous_run(s3_settings):
 def test_no_article_flag_counts_article_pages_only():
     def report_for(article_pages: int) -> dict:
         stats = {"news/fetched": 3 + article_pages, "news/fetched/feed": 1, "news/fetched/article": article_pages}
-        return build_report(RUN, sources=["alpha"], timings={}, failed_sources={},
-                            summaries={"alpha": {"stats": stats}}, rejects=[], articles=[], manifest_key=None)
+        return build_report(
+            RUN,
+            sources=["alpha"],
+            timings={},
+            failed_sources={},
+            summaries={"alpha": {"stats": stats}},
+            rejects=[],
+            articles=[],
+            manifest_key=None,
+        )
 
     # an incremental run with nothing new: feeds fetched, no article page, nothing to flag
     quiet = report_for(0)

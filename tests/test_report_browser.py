@@ -23,10 +23,20 @@ from pipeline.report.run_report import write_report
 from tests.test_report import make_synthetic_run
 
 CHROMIUM = os.environ.get("NEWS_INGEST_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,2400", "--remote-debugging-port=0",
-         "--remote-debugging-address=127.0.0.1"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,2400",
+    "--remote-debugging-port=0",
+    "--remote-debugging-address=127.0.0.1",
+]
 
 MEASURE = """
 JSON.stringify({
@@ -52,9 +62,13 @@ class Browser:
     def __init__(self, profile: Path):
         if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
             pytest.fail(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (CI does, from .ci/run)")
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
@@ -67,7 +81,8 @@ class Browser:
         port, path = port_file.read_text().splitlines()[:2]
         self._stack = contextlib.ExitStack()
         self.ws = self._stack.enter_context(
-            connect(f"ws://127.0.0.1:{port}{path}", max_size=64 * 1024 * 1024, open_timeout=30))
+            connect(f"ws://127.0.0.1:{port}{path}", max_size=64 * 1024 * 1024, open_timeout=30)
+        )
         self._id = 0
         self.events: list[dict] = []
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
@@ -196,15 +211,18 @@ def test_the_check_catches_errors_and_external_fetches(browser, report_page, tmp
     _, page = report_page
     html = page.read_text(encoding="utf-8")
     broken = tmp_path / "broken.html"
-    broken.write_text(html.replace("</main>", '<script>console.error("x")</script>'
-                                              '<img src="http://127.0.0.1:9/pixel.png"></main>'), encoding="utf-8")
+    broken.write_text(
+        html.replace("</main>", '<script>console.error("x")</script><img src="http://127.0.0.1:9/pixel.png"></main>'),
+        encoding="utf-8",
+    )
     seen = browser.open(broken.as_uri())
     assert len(seen["charts"]) == 7  # the page still renders
     errors = browser.errors()
     assert any("Content Security Policy" in e for e in errors), errors
     assert "http://127.0.0.1:9/pixel.png" in browser.requests() or any("pixel.png" in e for e in errors), errors
     no_csp = tmp_path / "no-csp.html"
-    no_csp.write_text('<!DOCTYPE html><html><body><script>console.error("boom")</script></body></html>',
-                      encoding="utf-8")
+    no_csp.write_text(
+        '<!DOCTYPE html><html><body><script>console.error("boom")</script></body></html>', encoding="utf-8"
+    )
     browser.open(no_csp.as_uri())
     assert any("boom" in e for e in browser.errors())

@@ -73,7 +73,10 @@ def test_http_date_form_uses_the_response_date():
 def test_longer_than_max_gives_up_with_a_reason():
     mw, stats = _mw(RETRY_AFTER_MAX=300)
     req = Request("http://news.example/a")
-    with pytest.raises(IgnoreRequest, match=r"^retry_after_too_long: http://news.example/a answered 429 with Retry-After 3600s > RETRY_AFTER_MAX 300s"):
+    with pytest.raises(
+        IgnoreRequest,
+        match=r"^retry_after_too_long: http://news.example/a answered 429 with Retry-After 3600s > RETRY_AFTER_MAX 300s",
+    ):
         mw.process_response(req, _resp(req.url, 429, **{"Retry-After": "3600"}))
     assert stats.get_value("retry_after/too_long") == 1
     assert stats.get_value("retry/count") is None
@@ -132,7 +135,9 @@ def test_crawl_honours_retry_after_by_pausing_the_host_slot():
         waits = {p["url"].rsplit("/", 1)[1]: p["retry_after_wait"] for p in result["pages"]}
         assert waits == {"limited": 1.0, "busy": 2.0}
         [failure] = result["failures"]
-        assert failure["message"].startswith(f"retry_after_too_long: {site.base}/forever answered 429 with Retry-After 100000s")
+        assert failure["message"].startswith(
+            f"retry_after_too_long: {site.base}/forever answered 429 with Retry-After 100000s"
+        )
         stats = result["stats"]
         assert stats["retry_after/waited"] == 2
         assert stats["retry_after/wait_seconds_total"] == 3.0

@@ -39,7 +39,10 @@ def test_200_rules_apply():
     entry = mw._from_response(_robots_response(200, b"User-agent: *\nDisallow: /private\n"), ROBOTS_URL)
     assert entry.outcome == "ok"
     mw.check(entry, Request("http://news.example/story"))
-    with pytest.raises(IgnoreRequest, match=r"^robots_denied: http://news.example/private/x is disallowed by http://news.example/robots.txt"):
+    with pytest.raises(
+        IgnoreRequest,
+        match=r"^robots_denied: http://news.example/private/x is disallowed by http://news.example/robots.txt",
+    ):
         mw.check(entry, Request("http://news.example/private/x"))
     assert mw._stats.get_value("robots/denied") == 1
 
@@ -125,7 +128,14 @@ def _by_url(result):
 
 def test_crawl_200_rules_fetched_once_and_archived_via_signal():
     body = "User-agent: *\nDisallow: /private\n"
-    with LocalServer({"/robots.txt": Reply(200, body, content_type="text/plain"), "/a": page("a"), "/b": page("b"), "/private/x": page("p")}) as site:
+    with LocalServer(
+        {
+            "/robots.txt": Reply(200, body, content_type="text/plain"),
+            "/a": page("a"),
+            "/b": page("b"),
+            "/private/x": page("p"),
+        }
+    ) as site:
         result = _crawl(site, ["/a", "/b", "/private/x"])
         assert sorted(p["url"] for p in result["pages"]) == [site.base + "/a", site.base + "/b"]
         assert site.hits("/private/x") == 0
@@ -144,7 +154,9 @@ def test_crawl_200_rules_fetched_once_and_archived_via_signal():
 
 
 def test_crawl_404_allows_all():
-    with LocalServer({"/robots.txt": Reply(404, "User-agent: *\nDisallow: /\n", content_type="text/plain"), "/a": page("a")}) as site:
+    with LocalServer(
+        {"/robots.txt": Reply(404, "User-agent: *\nDisallow: /\n", content_type="text/plain"), "/a": page("a")}
+    ) as site:
         result = _crawl(site, ["/a"])
         assert [p["status"] for p in result["pages"]] == [200]
         assert result["stats"]["robots/4xx_allow"] == 1
@@ -176,7 +188,11 @@ def test_crawl_connection_refused_disallows():
 
 
 def test_crawl_unreachable_robots_is_fetched_again_after_the_retry_interval():
-    routes = {"/robots.txt": [Reply(503, "busy"), Reply(200, "User-agent: *\nAllow: /\n", content_type="text/plain")], "/a": page("a"), "/b": page("b")}
+    routes = {
+        "/robots.txt": [Reply(503, "busy"), Reply(200, "User-agent: *\nAllow: /\n", content_type="text/plain")],
+        "/a": page("a"),
+        "/b": page("b"),
+    }
     with LocalServer(routes) as site:
         # interval 0: the next request re-fetches; one request at a time keeps the order /a, /b
         result = _crawl(site, ["/a", "/b"], ROBOTS_RETRY_SECONDS=0, RETRY_TIMES=0, CONCURRENT_REQUESTS=1)

@@ -14,13 +14,13 @@ import pytest
 from botocore.config import Config
 
 from benchmarks.bench_store import generate_articles
+from pipeline.core.bucket import RETRY_CONFIG, Bucket, StorageError, client
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
 from pipeline.core.layout import run_articles_prefix, run_manifest_key
 from pipeline.dataset.manifest import committed_runs
 from pipeline.dataset.read import read_articles
 from pipeline.dataset.rejects import write_rejects
-from pipeline.core.bucket import RETRY_CONFIG, Bucket, StorageError, client
 from pipeline.runtime.s3server import EmbeddedS3
 from pipeline.stages.store import store_articles
 
@@ -43,8 +43,12 @@ def own_server(tmp_path):
     """A SeaweedFS of this test's own: stopping it must not disturb the session server."""
     server = EmbeddedS3(tmp_path / "s3")
     info = server.up("news")
-    settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                          secret_access_key=info.secret_access_key, bucket="news")
+    settings = S3Settings(
+        endpoint_url=info.endpoint_url,
+        access_key_id=info.access_key_id,
+        secret_access_key=info.secret_access_key,
+        bucket="news",
+    )
     try:
         yield server, settings
     finally:
@@ -111,8 +115,17 @@ class FaultProxy:
     per_path: count `times` for each distinct method+path instead of overall.
     """
 
-    def __init__(self, upstream: str, *, pattern: str, times: int, mode: str = "status", status: int = 503,
-                 stall: float = 2.5, per_path: bool = False):
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        pattern: str,
+        times: int,
+        mode: str = "status",
+        status: int = 503,
+        stall: float = 2.5,
+        per_path: bool = False,
+    ):
         self.upstream = urlsplit(upstream)
         self.pattern, self.times, self.mode, self.status, self.stall = re.compile(pattern), times, mode, status, stall
         self.seen: list[str] = []
@@ -172,7 +185,7 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         self._thread.start()
         return self
 
@@ -194,8 +207,7 @@ def _ctx_via(proxy: FaultProxy, settings: S3Settings, *, read_timeout: float = 6
 
 def test_503s_are_retried_then_succeed(s3_settings):
     recs = generate_articles(30, words=10)
-    with FaultProxy(s3_settings.endpoint_url, pattern=r"^PUT .*part-", times=3, status=503,
-                    per_path=True) as proxy:
+    with FaultProxy(s3_settings.endpoint_url, pattern=r"^PUT .*part-", times=3, status=503, per_path=True) as proxy:
         store_articles(_ctx_via(proxy, s3_settings), recs, max_rows_per_file=10)
         parts = sorted({line for line in proxy.seen if "part-" in line})
         assert len(parts) == 3
@@ -231,8 +243,9 @@ def test_lost_response_on_part_and_commit_is_idempotent(s3_settings, bucket, cap
     conditional commit gets 412 and recognises its own attempt instead of failing."""
     caplog.set_level("INFO", logger="pipeline.stages.store")
     recs = generate_articles(20, words=10)
-    with FaultProxy(s3_settings.endpoint_url, pattern=r"^PUT .*(part-|_manifests/)", times=1, mode="lose",
-                    stall=2.5, per_path=True) as proxy:
+    with FaultProxy(
+        s3_settings.endpoint_url, pattern=r"^PUT .*(part-|_manifests/)", times=1, mode="lose", stall=2.5, per_path=True
+    ) as proxy:
         # The first try of the part PUT and of the manifest PUT each land, then time out.
         key = store_articles(_ctx_via(proxy, s3_settings, read_timeout=1), recs, max_rows_per_file=100)
         assert proxy.injected == 2
@@ -244,8 +257,9 @@ def test_lost_response_on_part_and_commit_is_idempotent(s3_settings, bucket, cap
 
 
 def test_stalled_server_gives_a_clear_error(s3_settings):
-    with FaultProxy(s3_settings.endpoint_url, pattern=r"^GET .*_manifests/", times=10_000, mode="lose",
-                    stall=1.5) as proxy:
+    with FaultProxy(
+        s3_settings.endpoint_url, pattern=r"^GET .*_manifests/", times=10_000, mode="lose", stall=1.5
+    ) as proxy:
         with pytest.raises(StorageError, match="Read timeout") as err:
             store_articles(_ctx_via(proxy, s3_settings, read_timeout=0.5), generate_articles(3, words=5))
         assert proxy.url in str(err.value)
@@ -258,8 +272,9 @@ def test_stalled_server_gives_a_clear_error(s3_settings):
 @pytest.mark.parametrize("which", ["secret", "key"])
 def test_wrong_credentials(s3_settings, which):
     bad_secret = "WRONG-secret-0123456789abcdefghijkl"
-    bad = s3_settings.model_copy(update={"secret_access_key": bad_secret} if which == "secret"
-                                 else {"access_key_id": "NOSUCHKEY0000"})
+    bad = s3_settings.model_copy(
+        update={"secret_access_key": bad_secret} if which == "secret" else {"access_key_id": "NOSUCHKEY0000"}
+    )
     with pytest.raises(StorageError) as err:
         store_articles(RunContext(RUN, s3=bad), generate_articles(3, words=5))
     message = str(err.value)
@@ -284,8 +299,9 @@ def test_missing_bucket(s3_settings):
 # --------------------------------------------------------------------------- hostile names
 
 
-@pytest.mark.parametrize("hostile", ["../../etc", "..", "/abs/path", "a" * 5000, "Zürich-日本語-\u202e",
-                                     "x/../../../_manifests/run=evil"])
+@pytest.mark.parametrize(
+    "hostile", ["../../etc", "..", "/abs/path", "a" * 5000, "Zürich-日本語-\u202e", "x/../../../_manifests/run=evil"]
+)
 def test_hostile_names_stay_inside_their_prefix(s3_settings, bucket, hostile):
     with pytest.raises(ValueError, match="bad run id"):
         RunContext(hostile, s3=s3_settings)
@@ -300,8 +316,7 @@ def test_hostile_names_stay_inside_their_prefix(s3_settings, bucket, hostile):
         assert ".." not in key.split("/") and not key.startswith("/") and len(key) < 400
     assert rkey.startswith("rejects/dt=2026-11-27/run=") and rkey.count("/") == 3
     assert mkey.startswith("_manifests/run=") and mkey.count("/") == 1
-    assert all(k.startswith(("articles/dt=2026-11-27/run=", "_manifests/run=", "rejects/dt=2026-11-27/"))
-               for k in keys)
+    assert all(k.startswith(("articles/dt=2026-11-27/run=", "_manifests/run=", "rejects/dt=2026-11-27/")) for k in keys)
     # The hostile value is data, kept verbatim, and filters work on it.
     got = read_articles(source=hostile, settings=s3_settings, columns=["source"])
     assert got.column("source").to_pylist() == [hostile] * 4

@@ -14,11 +14,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from benchmarks.bench_store import generate_articles
+from pipeline.core.bucket import Bucket, StorageError
 from pipeline.core.context import RunContext
 from pipeline.core.layout import report_key
 from pipeline.dataset.read import read_articles
 from pipeline.dataset.rejects import write_rejects
-from pipeline.core.bucket import Bucket, StorageError
 from pipeline.stages.store import compact, store_articles
 
 
@@ -44,11 +44,17 @@ def test_anonymous_http_is_refused(s3_settings, bucket):
 
 def test_unsigned_and_wrong_key_boto3_are_refused(s3_settings, bucket):
     bucket.put("k", b"v")
-    unsigned = boto3.client("s3", endpoint_url=s3_settings.endpoint_url, region_name="us-east-1",
-                            config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"}))
-    for call in (lambda: unsigned.get_object(Bucket=s3_settings.bucket, Key="k"),
-                 lambda: unsigned.put_object(Bucket=s3_settings.bucket, Key="u", Body=b"x"),
-                 lambda: unsigned.list_objects_v2(Bucket=s3_settings.bucket)):
+    unsigned = boto3.client(
+        "s3",
+        endpoint_url=s3_settings.endpoint_url,
+        region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"}),
+    )
+    for call in (
+        lambda: unsigned.get_object(Bucket=s3_settings.bucket, Key="k"),
+        lambda: unsigned.put_object(Bucket=s3_settings.bucket, Key="u", Body=b"x"),
+        lambda: unsigned.list_objects_v2(Bucket=s3_settings.bucket),
+    ):
         with pytest.raises(ClientError) as err:
             call()
         assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

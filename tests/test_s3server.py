@@ -19,8 +19,9 @@ from pipeline.runtime.s3server import EmbeddedS3
 
 
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +56,28 @@ def test_anonymous_and_wrong_keys_are_refused(own_home):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"{info.endpoint_url}/news/_health/ready", timeout=10)
     assert err.value.code == 403
-    anon = boto3.client("s3", endpoint_url=info.endpoint_url, region_name="us-east-1",
-                        config=Config(signature_version=UNSIGNED))
+    anon = boto3.client(
+        "s3", endpoint_url=info.endpoint_url, region_name="us-east-1", config=Config(signature_version=UNSIGNED)
+    )
     with pytest.raises(ClientError):
         anon.list_objects_v2(Bucket="news")
-    wrong = boto3.client("s3", endpoint_url=info.endpoint_url, region_name="us-east-1",
-                         aws_access_key_id=info.access_key_id, aws_secret_access_key="not-the-secret")
+    wrong = boto3.client(
+        "s3",
+        endpoint_url=info.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=info.access_key_id,
+        aws_secret_access_key="not-the-secret",
+    )
     with pytest.raises(ClientError) as err:
         wrong.put_object(Bucket="news", Key="x", Body=b"x")
     assert err.value.response["Error"]["Code"] in ("SignatureDoesNotMatch", "AccessDenied")
-    right = boto3.client("s3", endpoint_url=info.endpoint_url, region_name="us-east-1",
-                         aws_access_key_id=info.access_key_id, aws_secret_access_key=info.secret_access_key)
+    right = boto3.client(
+        "s3",
+        endpoint_url=info.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=info.access_key_id,
+        aws_secret_access_key=info.secret_access_key,
+    )
     assert right.get_object(Bucket="news", Key="_health/ready")["Body"].read() == b"ok"
 
 

@@ -20,9 +20,15 @@ RUN = "20261127T120000Z"
 #: Modules only the switched-off components import (aiohttp: RemoteControl; tldextract and
 #: requests: CookiesMiddleware; twisted.conch: TelnetConsole; the ftp/file/s3 handlers).
 NOT_IMPORTED = (
-    "aiohttp", "tldextract", "requests", "twisted.conch",
-    "scrapy.extensions.remote_control", "scrapy.extensions.telnet", "scrapy.downloadermiddlewares.cookies",
-    "scrapy.core.downloader.handlers.ftp", "scrapy.core.downloader.handlers.file",
+    "aiohttp",
+    "tldextract",
+    "requests",
+    "twisted.conch",
+    "scrapy.extensions.remote_control",
+    "scrapy.extensions.telnet",
+    "scrapy.downloadermiddlewares.cookies",
+    "scrapy.core.downloader.handlers.ftp",
+    "scrapy.core.downloader.handlers.file",
     "scrapy.core.downloader.handlers.s3",
 )
 
@@ -31,26 +37,37 @@ NOT_IMPORTED = (
 ENABLED = {
     "addons": [],
     "extensions": [
-        "scrapy.extensions.corestats.CoreStats", "scrapy.extensions.logcount.LogCount",
-        "scrapy.extensions.memusage.MemoryUsage", "scrapy.extensions.logstats.LogStats",
+        "scrapy.extensions.corestats.CoreStats",
+        "scrapy.extensions.logcount.LogCount",
+        "scrapy.extensions.memusage.MemoryUsage",
+        "scrapy.extensions.logstats.LogStats",
         "scrapy.extensions.throttle.AutoThrottle",
-        "spiders.extensions.CrawlReport", "tests.test_spiders_startup.ModuleProbe"],
+        "spiders.extensions.CrawlReport",
+        "tests.test_spiders_startup.ModuleProbe",
+    ],
     "downloader middlewares": [
-        "spiders.middlewares.SsrfGuardMiddleware", "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware",
-        "spiders.extensions.IncrementalMiddleware", "spiders.middlewares.StrictRobotsTxtMiddleware",
+        "spiders.middlewares.SsrfGuardMiddleware",
+        "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware",
+        "spiders.extensions.IncrementalMiddleware",
+        "spiders.middlewares.StrictRobotsTxtMiddleware",
         "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware",
         "scrapy.downloadermiddlewares.downloadtimeout.DownloadTimeoutMiddleware",
         "scrapy.downloadermiddlewares.defaultheaders.DefaultHeadersMiddleware",
-        "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware", "spiders.middlewares.RetryAfterMiddleware",
+        "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware",
+        "spiders.middlewares.RetryAfterMiddleware",
         "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware",
         "scrapy.downloadermiddlewares.redirect.RedirectMiddleware",
         "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware",
-        "scrapy.downloadermiddlewares.stats.DownloaderStats"],
+        "scrapy.downloadermiddlewares.stats.DownloaderStats",
+    ],
     "spider middlewares": [
         "scrapy.spidermiddlewares.start.StartSpiderMiddleware",
         "scrapy.spidermiddlewares.httperror.HttpErrorMiddleware",
-        "scrapy.spidermiddlewares.referer.RefererMiddleware", "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware",
-        "scrapy.spidermiddlewares.depth.DepthMiddleware", "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware"],
+        "scrapy.spidermiddlewares.referer.RefererMiddleware",
+        "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware",
+        "scrapy.spidermiddlewares.depth.DepthMiddleware",
+        "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware",
+    ],
     "item pipelines": ["spiders.pipelines.WarcArchivePipeline"],
 }
 
@@ -87,8 +104,9 @@ def test_crawl_child_skips_switched_off_components(s3_settings, sources_file, sa
     outlet = outlets(sample_site)["plain"]
     modules_file = tmp_path / "modules.json"
     extensions = {"spiders.extensions.CrawlReport": 500, f"{__name__}.ModuleProbe": 900}
-    result = crawl_stage(ctx, outlet, settings={"EXTENSIONS": json.dumps(extensions),
-                                                "NEWS_TEST_MODULES_FILE": str(modules_file)})
+    result = crawl_stage(
+        ctx, outlet, settings={"EXTENSIONS": json.dumps(extensions), "NEWS_TEST_MODULES_FILE": str(modules_file)}
+    )
     assert result["stats"]["finish_reason"] == "finished" and result["stats"]["news/fetched/article"] > 0
 
     modules = set(json.loads(modules_file.read_text()))

@@ -18,7 +18,7 @@ from spiders import resolver as resolver_mod
 from spiders.middlewares import SsrfGuardMiddleware
 from spiders.netguard import Allowlist, check_address, classify, parse_ip_literal
 from spiders.resolver import GuardedResolver
-from tests.crawl_helpers import LocalServer, page, redirect, guard_settings, run_crawl
+from tests.crawl_helpers import LocalServer, guard_settings, page, redirect, run_crawl
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
@@ -28,7 +28,17 @@ LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 @pytest.mark.parametrize(
     "host",
-    ["127.0.0.1", "2130706433", "0x7f000001", "0X7F000001", "0177.0.0.1", "127.1", "0x7f.1", "127.0.0.1.", "017700000001"],
+    [
+        "127.0.0.1",
+        "2130706433",
+        "0x7f000001",
+        "0X7F000001",
+        "0177.0.0.1",
+        "127.1",
+        "0x7f.1",
+        "127.0.0.1.",
+        "017700000001",
+    ],
 )
 def test_legacy_ipv4_literals_parse_like_inet_aton(host):
     assert parse_ip_literal(host) == LOOPBACK
@@ -136,7 +146,13 @@ def test_middleware_refuses_with_reason_and_stats(url, category):
 
 def test_middleware_lets_allowlisted_and_public_literals_through():
     mw = _middleware(NEWS_ALLOW_PRIVATE=["127.0.0.1:8701", "10.1.0.0/16"])
-    for url in ("http://127.0.0.1:8701/a", "http://2130706433:8701/", "http://10.1.3.4/x", "http://8.8.8.8/", "data:,hi"):
+    for url in (
+        "http://127.0.0.1:8701/a",
+        "http://2130706433:8701/",
+        "http://10.1.3.4/x",
+        "http://8.8.8.8/",
+        "data:,hi",
+    ):
         assert asyncio.run(mw.process_request(Request(url))) is None, url
     assert mw.stats.get_value("ssrf/blocked") is None
     # allowlisted address, other port: refused
@@ -342,8 +358,15 @@ def test_real_crawl_resolver_alone_refuses_the_connection():
     with LocalServer() as target, LocalServer() as site:
         target.routes["/x"] = page("internal")
         site.routes["/ok"] = page("fine")
-        settings = guard_settings([f"127.0.0.1:{site.port}"], NEWS_SSRF_GUARD_ENABLED=False, RETRY_TIMES=0, ROBOTSTXT_OBEY=False)
-        urls = [f"http://127.0.0.1:{target.port}/x", f"http://localhost:{target.port}/x", f"http://2130706433:{target.port}/x", site.base + "/ok"]
+        settings = guard_settings(
+            [f"127.0.0.1:{site.port}"], NEWS_SSRF_GUARD_ENABLED=False, RETRY_TIMES=0, ROBOTSTXT_OBEY=False
+        )
+        urls = [
+            f"http://127.0.0.1:{target.port}/x",
+            f"http://localhost:{target.port}/x",
+            f"http://2130706433:{target.port}/x",
+            site.base + "/ok",
+        ]
         result = run_crawl(urls, settings)
         assert target.hits("/x") == 0
         assert [p["url"] for p in result["pages"]] == [site.base + "/ok"]
@@ -355,7 +378,10 @@ def test_real_crawl_allowlisted_cidr_and_host_port_work():
     with LocalServer() as a, LocalServer() as b:
         a.routes["/p"] = page("a")
         b.routes["/p"] = page("b")
-        result = run_crawl([a.base + "/p", f"http://localhost:{b.port}/p"], guard_settings([f"127.0.0.1:{a.port}", "127.0.0.0/8", "::1"]))
+        result = run_crawl(
+            [a.base + "/p", f"http://localhost:{b.port}/p"],
+            guard_settings([f"127.0.0.1:{a.port}", "127.0.0.0/8", "::1"]),
+        )
         assert sorted(p["status"] for p in result["pages"]) == [200, 200], result["failures"]
         assert a.hits("/p") == 1 and b.hits("/p") == 1
         assert "ssrf/blocked" not in result["stats"]

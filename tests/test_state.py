@@ -9,9 +9,16 @@ from pipeline.dataset.state import load_http, load_seen, record_stored, save_htt
 
 
 def _row(i: int, source: str = "alpha", **extra) -> dict:
-    return {"source": source, "canonical_url": f"http://a.example/{i}", "url": f"http://a.example/{i}?utm_source=x",
-            "content_hash": f"h{i}", "http_etag": f'"e{i}"', "http_last_modified": None,
-            "article_id": f"id{i}", **extra}
+    return {
+        "source": source,
+        "canonical_url": f"http://a.example/{i}",
+        "url": f"http://a.example/{i}?utm_source=x",
+        "content_hash": f"h{i}",
+        "http_etag": f'"e{i}"',
+        "http_last_modified": None,
+        "article_id": f"id{i}",
+        **extra,
+    }
 
 
 def test_empty_state(bucket):
@@ -78,8 +85,17 @@ def test_conditional_write_detects_a_lost_race(bucket):
 
 
 def test_http_state_merges(bucket):
-    save_http(bucket, "alpha", {"http://a.example/feed": {"etag": '"f1"', "last_modified": None,
-                                                          "links": [["http://a.example/1", "article"]]}})
+    save_http(
+        bucket,
+        "alpha",
+        {
+            "http://a.example/feed": {
+                "etag": '"f1"',
+                "last_modified": None,
+                "links": [["http://a.example/1", "article"]],
+            }
+        },
+    )
     save_http(bucket, "alpha", {"http://a.example/sitemap.xml": {"etag": None, "last_modified": "x", "links": []}})
     state = load_http(bucket, "alpha")
     assert set(state) == {"http://a.example/feed", "http://a.example/sitemap.xml"}

@@ -9,12 +9,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.bench_store import generate_articles
+from pipeline.core.bucket import PreconditionFailed
 from pipeline.core.context import RunContext
-from pipeline.core.layout import (articles_day_prefix, compacted_prefix, deduped_key, part_key, run_articles_prefix,
-                                  run_manifest_key)
+from pipeline.core.layout import (
+    articles_day_prefix,
+    compacted_prefix,
+    deduped_key,
+    part_key,
+    run_articles_prefix,
+    run_manifest_key,
+)
 from pipeline.dataset.manifest import committed_runs, compaction_manifest_key, plan_files
 from pipeline.dataset.read import read_articles
-from pipeline.core.bucket import PreconditionFailed
 from pipeline.dataset.schema import ARTICLE_SCHEMA, SCHEMA_VERSION
 from pipeline.stages.store import cleanup_orphans, compact, store_articles, store_stage
 
@@ -129,9 +135,14 @@ def test_store_stage_reads_jsonl(s3_settings, bucket):
     assert _ids(s3_settings) == sorted(r["article_id"] for r in recs)
 
 
-@pytest.mark.parametrize("odd", [{"published": "2026-11-27", "fetched_at": "2026-11-27T10:00:00"},  # no zone
-                                 {"word_count": 12.5},  # pyarrow.json refuses: record-by-record path
-                                 {"published": "not a date"}])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"published": "2026-11-27", "fetched_at": "2026-11-27T10:00:00"},  # no zone
+        {"word_count": 12.5},  # pyarrow.json refuses: record-by-record path
+        {"published": "not a date"},
+    ],
+)
 def test_store_stage_arrow_and_fallback_paths_agree(s3_settings, bucket, odd):
     ctx = RunContext(RUN, s3=s3_settings)
     recs = generate_articles(12, words=10)
@@ -251,8 +262,10 @@ def test_a_run_is_encoded_into_concurrent_files_with_a_fixed_layout(s3_settings,
     key = store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=1000)
     m = bucket.get_json(key)
     # Batches go to the two encoders in turn: 3 + 2 batches; lane i names its files i, i + 2, ...
-    assert [(f["key"].rsplit("-", 1)[1], f["rows"]) for f in m["files"]] == [("00000.parquet", 150),
-                                                                             ("00001.parquet", 100)]
+    assert [(f["key"].rsplit("-", 1)[1], f["rows"]) for f in m["files"]] == [
+        ("00000.parquet", 150),
+        ("00001.parquet", 100),
+    ]
     first_ids = []
     for f in m["files"]:
         body = bucket.get(f["key"])
@@ -323,8 +336,11 @@ def test_statistics_skip_free_text_and_codec_can_be_overridden(s3_settings, buck
 def test_records_of_other_shapes_take_the_coercing_path(s3_settings, bucket):
     recs = generate_articles(20, words=10)
     recs[2].update(word_count="17", version=2.0, title=123, published=datetime(2026, 11, 27, 8, 30))  # naive: UTC
-    recs[5].update(fetched_at="2026-11-27T10:00:00", published="not a date",
-                   removed=[{"rule": "ads", "text": "Buy now", "extra": 1}, "junk"])
+    recs[5].update(
+        fetched_at="2026-11-27T10:00:00",
+        published="not a date",
+        removed=[{"rule": "ads", "text": "Buy now", "extra": 1}, "junk"],
+    )
     recs[7]["author"] = None
     store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=10)
     got = {r["article_id"]: r for r in read_articles(settings=s3_settings, as_="records")}

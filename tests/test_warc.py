@@ -11,9 +11,11 @@ from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.dataset.warc import GZIP_LEVEL, RotatingWarcWriter, iter_responses
 
-HTML = ("<html><head><title>Story</title></head><body>"
-        + "<p>Ministers met on Tuesday to agree the new rules for energy markets.</p>" * 200
-        + "</body></html>").encode()
+HTML = (
+    "<html><head><title>Story</title></head><body>"
+    + "<p>Ministers met on Tuesday to agree the new rules for energy markets.</p>" * 200
+    + "</body></html>"
+).encode()
 
 
 def _members(data: bytes) -> list[bytes]:
@@ -31,12 +33,17 @@ def _members(data: bytes) -> list[bytes]:
 
 def _write(tmp_path: Path, n: int) -> bytes:
     stored: dict[str, bytes] = {}
-    writer = RotatingWarcWriter("raw/x/", "x", lambda path, key: stored.__setitem__(key, Path(path).read_bytes()),
-                                local_dir=tmp_path)
+    writer = RotatingWarcWriter(
+        "raw/x/", "x", lambda path, key: stored.__setitem__(key, Path(path).read_bytes()), local_dir=tmp_path
+    )
     for i in range(n):
-        writer.write(url=f"https://example.org/news/{i}", status=200,
-                     headers=[("Content-Type", "text/html; charset=utf-8"), ("Content-Encoding", "gzip")],
-                     body=HTML, request_headers=[("User-Agent", "news-ingest-test")])
+        writer.write(
+            url=f"https://example.org/news/{i}",
+            status=200,
+            headers=[("Content-Type", "text/html; charset=utf-8"), ("Content-Encoding", "gzip")],
+            body=HTML,
+            request_headers=[("User-Agent", "news-ingest-test")],
+        )
     writer.close()
     (data,) = stored.values()
     return data
@@ -76,13 +83,20 @@ def test_tail_reads_records_as_they_are_written_across_rotations(tmp_path):
 
     stored: dict[str, bytes] = {}
     folder = tmp_path / "spool"
-    writer = RotatingWarcWriter("raw/x/", "x", lambda path, key: stored.__setitem__(key, Path(path).read_bytes()),
-                                local_dir=folder, max_bytes=1, keep_local=True)
+    writer = RotatingWarcWriter(
+        "raw/x/",
+        "x",
+        lambda path, key: stored.__setitem__(key, Path(path).read_bytes()),
+        local_dir=folder,
+        max_bytes=1,
+        keep_local=True,
+    )
     tail = WarcTail(folder, "raw/x/")
     seen = []
     for i in range(3):
-        key, record_id = writer.write(url=f"https://example.org/news/{i}", status=200,
-                                      headers=[("Content-Type", "text/html")], body=HTML)
+        key, record_id = writer.write(
+            url=f"https://example.org/news/{i}", status=200, headers=[("Content-Type", "text/html")], body=HTML
+        )
         got = tail.poll()
         assert [(r.url, r.record_id, r.warc_key) for r in got] == [(f"https://example.org/news/{i}", record_id, key)]
         assert got[0].body == HTML

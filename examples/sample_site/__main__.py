@@ -22,13 +22,18 @@ def _ports(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.sample_site",
-                                     description="The offline sample news site (127.0.0.1 only).")
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.sample_site", description="The offline sample news site (127.0.0.1 only)."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     default = ",".join(str(p) for p in DEFAULT_PORTS)
     serve = sub.add_parser("serve", help="serve the outlets until Ctrl-C / SIGTERM")
-    serve.add_argument("--ports", type=_ports, default=list(DEFAULT_PORTS),
-                       help=f"outlet ports in order (default {default}; missing ones follow the last)")
+    serve.add_argument(
+        "--ports",
+        type=_ports,
+        default=list(DEFAULT_PORTS),
+        help=f"outlet ports in order (default {default}; missing ones follow the last)",
+    )
     serve.add_argument("--epoch", type=int, default=0, help="version of the updated article (0, 1, 2)")
     serve.add_argument("--slow-seconds", type=float, default=20, help="delay of the slow hostile page")
     serve.add_argument("--bulk", type=int, default=0, metavar="N", help="add a bulk-news outlet of N articles")
@@ -46,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        site = SampleSite(ports=args.ports, slow_seconds=args.slow_seconds, n_bulk_articles=args.bulk,
-                          epoch=args.epoch).start()
+        site = SampleSite(
+            ports=args.ports, slow_seconds=args.slow_seconds, n_bulk_articles=args.bulk, epoch=args.epoch
+        ).start()
     except ValueError as exc:
         parser.error(str(exc))
     except OSError as exc:

@@ -49,7 +49,7 @@ class BenchmarkOutlet(HttpSite):
             raise RuntimeError("the free port is chosen at start(): start the outlet first")
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "BenchmarkOutlet":
+    def start(self) -> BenchmarkOutlet:
         """Bind the port (free if none was given) and serve in a background thread."""
         if self._servers:
             return self
@@ -63,7 +63,7 @@ class BenchmarkOutlet(HttpSite):
         self._shutdown(self._servers, self._threads)
         self._servers, self._threads = [], []
 
-    def __enter__(self) -> "BenchmarkOutlet":
+    def __enter__(self) -> BenchmarkOutlet:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -80,12 +80,20 @@ class BenchmarkOutlet(HttpSite):
         """{served URL: the page's original URL on the web} (for reference only; never fetched)."""
         return {self.url_of(i): self._truth[i].get("url", "") for i in self.ids}
 
-    def write_sources_yaml(self, path: str | Path, *, source_delay: float = 0.0, source_concurrency: int = 4,
-                           **crawl_overrides: Any) -> Path:
+    def write_sources_yaml(
+        self, path: str | Path, *, source_delay: float = 0.0, source_concurrency: int = 4, **crawl_overrides: Any
+    ) -> Path:
         """A sources file with this outlet as its only source (feed, sitemap and index page)."""
-        source = {"name": NAME, "feeds": [self.base_url + "/feed.xml"], "sitemaps": [self.base_url + "/sitemap.xml"],
-                  "sections": [self.base_url + "/"], "depth": 1, "max_age_days": 0,
-                  "concurrency": source_concurrency, "delay": source_delay}
+        source = {
+            "name": NAME,
+            "feeds": [self.base_url + "/feed.xml"],
+            "sitemaps": [self.base_url + "/sitemap.xml"],
+            "sections": [self.base_url + "/"],
+            "depth": 1,
+            "max_age_days": 0,
+            "concurrency": source_concurrency,
+            "delay": source_delay,
+        }
         crawl = {"allow_private": [f"127.0.0.1:{self.port}"], **crawl_overrides}
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,11 +112,14 @@ class BenchmarkOutlet(HttpSite):
         index = render_listing(outlet, "Benchmark pages", [(e.title, e.url, "") for e in entries], "front")
         routes: dict[str, Route] = {
             "/": page(lambda: (index, now)),
-            "/feed.xml": page(lambda: (feeds.rss20(outlet.display, self.base_url, entries, now), now),
-                              "application/rss+xml; charset=utf-8"),
+            "/feed.xml": page(
+                lambda: (feeds.rss20(outlet.display, self.base_url, entries, now), now),
+                "application/rss+xml; charset=utf-8",
+            ),
             "/sitemap.xml": page(lambda: (feeds.urlset(entries), now), XML),
-            "/robots.txt": page(lambda: (feeds.robots_txt([], [self.base_url + "/sitemap.xml"]), now),
-                                "text/plain; charset=utf-8"),
+            "/robots.txt": page(
+                lambda: (feeds.robots_txt([], [self.base_url + "/sitemap.xml"]), now), "text/plain; charset=utf-8"
+            ),
         }
         for i, d in dated:
             routes[f"/articles/{i}.html"] = self._page_route(i, d)

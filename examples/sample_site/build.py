@@ -75,15 +75,29 @@ def article_path(template: str, section: str, slug: str, n: int) -> str:
 
 
 def view(o: Outlet, a: Article, paragraphs: list[str] | None = None, modified: datetime | None = None) -> ArticleView:
-    return ArticleView(url=url(o, a.path), title=a.title, standfirst=a.standfirst,
-                       paragraphs=paragraphs or a.paragraphs, author=a.author, section=a.section,
-                       published=a.published, modified=modified or a.modified, related=a.related,
-                       trending=a.trending)
+    return ArticleView(
+        url=url(o, a.path),
+        title=a.title,
+        standfirst=a.standfirst,
+        paragraphs=paragraphs or a.paragraphs,
+        author=a.author,
+        section=a.section,
+        published=a.published,
+        modified=modified or a.modified,
+        related=a.related,
+        trending=a.trending,
+    )
 
 
 def entry(o: Outlet, a: Article, modified: datetime | None = None) -> feeds.Entry:
-    return feeds.Entry(url=url(o, a.path), title=a.title, summary=a.standfirst, author=a.author,
-                       published=a.published, modified=modified or a.modified)
+    return feeds.Entry(
+        url=url(o, a.path),
+        title=a.title,
+        summary=a.standfirst,
+        author=a.author,
+        published=a.published,
+        modified=modified or a.modified,
+    )
 
 
 def _unique_story(seed: str, topic: str, titles: set[str]) -> content.Story:
@@ -104,9 +118,21 @@ def build_regular(o: Outlet, oi: int, now: datetime, get_epoch: Callable[[], int
     for i in range(N_REGULAR):
         story = _unique_story(f"{o.name}-{i}", o.sections[i % len(o.sections)], titles)
         published = now - timedelta(hours=1.5 + i * 4.25 + oi * 0.7)
-        regular.append(Article(o.name, article_path(o.template, story.topic, story.slug, 100 + i), "article",
-                               story.title, story.story_id, story.standfirst, story.paragraphs, story.author,
-                               story.topic, published, published + timedelta(minutes=20)))
+        regular.append(
+            Article(
+                o.name,
+                article_path(o.template, story.topic, story.slug, 100 + i),
+                "article",
+                story.title,
+                story.story_id,
+                story.standfirst,
+                story.paragraphs,
+                story.author,
+                story.topic,
+                published,
+                published + timedelta(minutes=20),
+            )
+        )
     for i, a in enumerate(regular):  # related lines and sidebars point at the outlet's other stories
         n_rel = 3 if len(a.paragraphs) >= 9 else 2
         others = [regular[(i + k) % N_REGULAR] for k in (1, 5, 7)][:n_rel]
@@ -118,12 +144,23 @@ def build_regular(o: Outlet, oi: int, now: datetime, get_epoch: Callable[[], int
         n = oi * 2 + k
         title, paras = content.wire_variant(n)
         published = now - timedelta(hours=5 + n * 0.5)
-        a = Article(o.name, article_path(o.template, "business", content.slugify(title) + f"-{o.name[:5]}{k}",
-                                         200 + k),
-                    "syndicated", title, "wire-coastline-rail-fleet",
-                    "Forty new trains will replace carriages that have been in service since 1989.", paras,
-                    ["Newswire staff", "Press Association reporter"][k], "business", published, published)
-        a.related = [(regular[k + 3].title, url(o, regular[k + 3].path)), (regular[k + 8].title, url(o, regular[k + 8].path))]
+        a = Article(
+            o.name,
+            article_path(o.template, "business", content.slugify(title) + f"-{o.name[:5]}{k}", 200 + k),
+            "syndicated",
+            title,
+            "wire-coastline-rail-fleet",
+            "Forty new trains will replace carriages that have been in service since 1989.",
+            paras,
+            ["Newswire staff", "Press Association reporter"][k],
+            "business",
+            published,
+            published,
+        )
+        a.related = [
+            (regular[k + 3].title, url(o, regular[k + 3].path)),
+            (regular[k + 8].title, url(o, regular[k + 8].path)),
+        ]
         a.trending = regular[0].trending
         wire.append(a)
 
@@ -132,10 +169,21 @@ def build_regular(o: Outlet, oi: int, now: datetime, get_epoch: Callable[[], int
         for k in range(2 if o.template == "wordpress" else 1):
             story = _unique_story(f"{o.name}-archive-{k}", o.sections[k], titles)
             published = now - timedelta(days=OLD_DAYS + 3 * k, hours=oi)
-            a = Article(o.name, article_path(o.template, story.topic, story.slug, 300 + k), "old", story.title,
-                        story.story_id, story.standfirst, story.paragraphs, story.author, story.topic,
-                        published, published, expected="skipped",
-                        hint=f"published {OLD_DAYS}+ days ago: older than max_age_days")
+            a = Article(
+                o.name,
+                article_path(o.template, story.topic, story.slug, 300 + k),
+                "old",
+                story.title,
+                story.story_id,
+                story.standfirst,
+                story.paragraphs,
+                story.author,
+                story.topic,
+                published,
+                published,
+                expected="skipped",
+                hint=f"published {OLD_DAYS}+ days ago: older than max_age_days",
+            )
             a.related = regular[k].related
             a.trending = regular[k].trending
             old.append(a)
@@ -153,30 +201,47 @@ def build_regular(o: Outlet, oi: int, now: datetime, get_epoch: Callable[[], int
 def _nonarticles(site: OutletSite, now: datetime) -> None:
     """About, contact and tag pages: crawled (they are in the sitemaps) but not articles."""
     o = site.outlet
-    about = [f"{o.display} has served the towns of the valley since 1887, first as a weekly paper and now "
-             "online every day.", "Our newsroom is independent and funded by readers and advertisers."]
+    about = [
+        f"{o.display} has served the towns of the valley since 1887, first as a weekly paper and now online every day.",
+        "Our newsroom is independent and funded by readers and advertisers.",
+    ]
     contact = ["Newsdesk: 01632 960 412.", f"Write to us at {o.display}, 14 Market Street, Alderbrook."]
     lastmod = now - timedelta(days=20)
     site.routes["/about"] = page(lambda: (render_static(o, f"About {o.display}", about), lastmod))
     site.routes["/contact"] = page(lambda: (render_static(o, "Contact us", contact, form=True), lastmod))
-    site.others += [_other(o, "/about", "nonarticle", f"About {o.display}", "not an article: about page"),
-                    _other(o, "/contact", "nonarticle", "Contact us", "not an article: contact page")]
+    site.others += [
+        _other(o, "/about", "nonarticle", f"About {o.display}", "not an article: about page"),
+        _other(o, "/contact", "nonarticle", "Contact us", "not an article: contact page"),
+    ]
     for s in o.sections:
-        items = [(a.title, url(o, a.path), a.standfirst) for a in site.articles
-                 if a.section == s and a.kind != "old"]
-        site.routes[f"/tag/{s}"] = page(lambda s=s, items=items: (render_listing(o, f"Tag: {s}", items, "tag"),
-                                                                   now - timedelta(hours=1)))
+        items = [(a.title, url(o, a.path), a.standfirst) for a in site.articles if a.section == s and a.kind != "old"]
+        site.routes[f"/tag/{s}"] = page(
+            lambda s=s, items=items: (render_listing(o, f"Tag: {s}", items, "tag"), now - timedelta(hours=1))
+        )
         site.others.append(_other(o, f"/tag/{s}", "nonarticle", f"Tag: {s}", "not an article: tag page"))
 
 
-def _other(o: Outlet, path: str, kind: str, title: str, hint: str, expected: str = "rejected",
-           **extra: object) -> dict:
-    return {"url": url(o, path), "outlet": o.name, "kind": kind, "title": title, "story_id": f"{o.name}:{path}",
-            "expected": expected, "reject_reason_hint": hint, "related_headlines": [], **extra}
+def _other(o: Outlet, path: str, kind: str, title: str, hint: str, expected: str = "rejected", **extra: object) -> dict:
+    return {
+        "url": url(o, path),
+        "outlet": o.name,
+        "kind": kind,
+        "title": title,
+        "story_id": f"{o.name}:{path}",
+        "expected": expected,
+        "reject_reason_hint": hint,
+        "related_headlines": [],
+        **extra,
+    }
 
 
-def _listings(site: OutletSite, current: list[Article], now: datetime,
-              updated: Article | None = None, get_epoch: Callable[[], int] | None = None) -> None:
+def _listings(
+    site: OutletSite,
+    current: list[Article],
+    now: datetime,
+    updated: Article | None = None,
+    get_epoch: Callable[[], int] | None = None,
+) -> None:
     """Front and section pages, the outlet's feed and sitemaps, robots.txt."""
     o = site.outlet
     newest = sorted(current, key=lambda a: a.published, reverse=True)  # without the updated article
@@ -201,11 +266,17 @@ def _listings(site: OutletSite, current: list[Article], now: datetime,
     old = [a for a in site.articles if a.kind == "old"]
 
     if o.template == "wordpress":
-        denied = feeds.Entry(url=url(o, "/private/staff-rota-changes"), title="Staff rota changes for December",
-                             summary="Internal.", author="Newsroom", published=now - timedelta(hours=2))
-        site.routes["/feed/"] = page(lambda: (feeds.rss20(o.display, o.base_url,
-                                                          [entry(o, a) for a in newest] + [denied], now), now),
-                                     "application/rss+xml; charset=utf-8")
+        denied = feeds.Entry(
+            url=url(o, "/private/staff-rota-changes"),
+            title="Staff rota changes for December",
+            summary="Internal.",
+            author="Newsroom",
+            published=now - timedelta(hours=2),
+        )
+        site.routes["/feed/"] = page(
+            lambda: (feeds.rss20(o.display, o.base_url, [entry(o, a) for a in newest] + [denied], now), now),
+            "application/rss+xml; charset=utf-8",
+        )
         site.feeds = [url(o, "/feed/")]
         children = {
             "/post-sitemap.xml": (feeds.urlset([entry(o, a) for a in newest]), now),
@@ -219,8 +290,16 @@ def _listings(site: OutletSite, current: list[Article], now: datetime,
         site.routes["/sitemap_index.xml"] = page(lambda: (index, now), XML)
         site.sitemaps = [url(o, "/sitemap_index.xml")]
         robots_sitemaps = site.sitemaps
-        site.others.append(_other(o, "/private/staff-rota-changes", "robots_denied", denied.title,
-                                  "disallowed by robots.txt (/private/)", "skipped"))
+        site.others.append(
+            _other(
+                o,
+                "/private/staff-rota-changes",
+                "robots_denied",
+                denied.title,
+                "disallowed by robots.txt (/private/)",
+                "skipped",
+            )
+        )
     elif o.template == "arc":
         assert updated is not None and get_epoch is not None  # the Herald carries the updated article
 
@@ -241,8 +320,16 @@ def _listings(site: OutletSite, current: list[Article], now: datetime,
         site.feeds = [url(o, "/feeds/atom.xml")]
         site.sitemaps = [url(o, "/sitemap-news.xml"), url(o, "/sitemap-pages.xml")]
         robots_sitemaps = site.sitemaps
-        site.others.append(_other(o, "/private/newsroom-rota", "robots_denied", "Newsroom rota for the holidays",
-                                  "disallowed by robots.txt (/private/)", "skipped"))
+        site.others.append(
+            _other(
+                o,
+                "/private/newsroom-rota",
+                "robots_denied",
+                "Newsroom rota for the holidays",
+                "disallowed by robots.txt (/private/)",
+                "skipped",
+            )
+        )
     else:
         rss = feeds.rss091(o.display, o.base_url, [entry(o, a) for a in newest])
         site.routes["/rss.xml"] = page(lambda: (rss, now), "application/rss+xml; charset=utf-8")
@@ -255,8 +342,7 @@ def _listings(site: OutletSite, current: list[Article], now: datetime,
     private_page = render_static(o, "Staff only", ["This page is for newsroom staff."])
     site.routes["/private/staff-rota-changes"] = page(lambda: (private_page, now))
     site.routes["/private/newsroom-rota"] = page(lambda: (private_page, now))
-    robots = feeds.robots_txt(["/private/", "/wp-admin/" if o.template == "wordpress" else "/admin/"],
-                              robots_sitemaps)
+    robots = feeds.robots_txt(["/private/", "/wp-admin/" if o.template == "wordpress" else "/admin/"], robots_sitemaps)
     site.routes["/robots.txt"] = page(lambda: (robots, now - timedelta(days=30)), "text/plain; charset=utf-8")
 
 
@@ -266,15 +352,25 @@ def _add_updated(site: OutletSite, now: datetime, get_epoch: Callable[[], int]) 
     versions = content.updated_versions()
     published = now - timedelta(hours=20)
     modified = [published, now - timedelta(hours=9), now - timedelta(hours=3)]
-    upd = Article(o.name, article_path(o.template, "transport", content.slugify(content.UPDATED_TITLE), 400),
-                  "updated", content.UPDATED_TITLE, "updated-harbour-bridge",
-                  "Inspectors found cracks in two of the bearings that carry the swing bridge.",
-                  versions[0], "Ines Farrant", "transport", published, published,
-                  extra={"versions": versions, "modified": modified})
+    upd = Article(
+        o.name,
+        article_path(o.template, "transport", content.slugify(content.UPDATED_TITLE), 400),
+        "updated",
+        content.UPDATED_TITLE,
+        "updated-harbour-bridge",
+        "Inspectors found cracks in two of the bearings that carry the swing bridge.",
+        versions[0],
+        "Ines Farrant",
+        "transport",
+        published,
+        published,
+        extra={"versions": versions, "modified": modified},
+    )
     upd.related = site.articles[4].related
     upd.trending = site.articles[4].trending
     site.routes[upd.path] = epoch_page(
-        lambda e: (render_article(o, view(o, upd, versions[e], modified[e])), modified[e]), get_epoch)
+        lambda e: (render_article(o, view(o, upd, versions[e], modified[e])), modified[e]), get_epoch
+    )
     site.articles.append(upd)
     return upd
 
@@ -297,8 +393,19 @@ def build_bulk(o: Outlet, now: datetime, n: int) -> OutletSite:
         path, _title, topic, age = index[i]
         story = content.make_story(f"bulk-news-{i}")
         published = now - age
-        a = Article(o.name, path, "article", story.title, story.story_id, story.standfirst, story.paragraphs,
-                    story.author, story.topic, published, published)
+        a = Article(
+            o.name,
+            path,
+            "article",
+            story.title,
+            story.story_id,
+            story.standfirst,
+            story.paragraphs,
+            story.author,
+            story.topic,
+            published,
+            published,
+        )
         a.related = [(index[j][1], url(o, index[j][0])) for j in ((i + 1) % n, (i + 7) % n) if j != i]
         a.trending = a.related
         return a
@@ -317,8 +424,9 @@ def build_bulk(o: Outlet, now: datetime, n: int) -> OutletSite:
     listing = render_listing(o, "All stories", [(t, url(o, p), "") for p, t, _topic, _age in index], "section")
     site.routes["/sitemap.xml"] = page(lambda: (sitemap, now), XML)
     site.routes["/section/all"] = page(lambda: (listing, now))
-    site.routes["/robots.txt"] = page(lambda: (feeds.robots_txt(["/private/"], [url(o, "/sitemap.xml")]), now),
-                                      "text/plain; charset=utf-8")
+    site.routes["/robots.txt"] = page(
+        lambda: (feeds.robots_txt(["/private/"], [url(o, "/sitemap.xml")]), now), "text/plain; charset=utf-8"
+    )
     site.sitemaps = [url(o, "/sitemap.xml")]
     site.sections = [url(o, "/section/all")]
     return site

@@ -13,30 +13,144 @@ import random
 import re
 from dataclasses import dataclass, field
 
-TOWNS = ["Alderbrook", "Kestrel Bay", "Marrowfield", "Penhallow", "Greywater", "Thornby", "Lindqvist Falls",
-         "Oakhurst", "Saltmere", "Brackenridge", "Fenwick Cross", "Elmsworth", "Harrowgate Vale", "Corrin",
-         "Westerly", "Duncaster", "Millbrook Heath", "Ravensholt", "Quenby", "Ashcombe"]
+TOWNS = [
+    "Alderbrook",
+    "Kestrel Bay",
+    "Marrowfield",
+    "Penhallow",
+    "Greywater",
+    "Thornby",
+    "Lindqvist Falls",
+    "Oakhurst",
+    "Saltmere",
+    "Brackenridge",
+    "Fenwick Cross",
+    "Elmsworth",
+    "Harrowgate Vale",
+    "Corrin",
+    "Westerly",
+    "Duncaster",
+    "Millbrook Heath",
+    "Ravensholt",
+    "Quenby",
+    "Ashcombe",
+]
 RIVERS = ["River Tavy", "Orrin", "Sedgewater", "River Calder", "Brennan", "Whitlow"]
-STREETS = ["Market Street", "Quarry Lane", "Harbour Road", "Station Approach", "Chapel Row", "Kingsway",
-           "Mill Lane", "Bridge Street", "Fairfield Avenue", "Tanners Yard"]
-FIRST = ["Maya", "Tomasz", "Priya", "Oluwaseun", "Greta", "Hamish", "Ines", "Kwame", "Leonie", "Rafael",
-         "Siobhan", "Dmitri", "Amara", "Callum", "Yuki", "Bernadette", "Idris", "Noor", "Fergus", "Paloma",
-         "Elias", "Wren", "Anjali", "Declan"]
-LAST = ["Okafor", "Lindgren", "Marchetti", "Abernathy", "Kowalczyk", "Farrant", "Nakashima", "Delacroix",
-        "Pemberton", "Achebe", "Rosales", "Whitcombe", "Haddad", "Brannigan", "Osei", "Van der Berg",
-        "Castellano", "McAllister", "Iyer", "Thorsen", "Quinlan", "Mbeki", "Fairweather", "Sørensen"]
-COMPANIES = ["Brightline Logistics", "Halvorsen Foods", "Copperleaf Energy", "Meridian Textiles",
-             "Northgate Robotics", "Ostrander Pharmaceuticals", "Bluefin Marine", "Calloway Brewing",
-             "Tessellate Software", "Redfern Steel", "Juniper Health Group", "Pinecrest Homes"]
-CLUBS = ["Alderbrook Rovers", "Kestrel Bay Athletic", "Marrowfield Town", "Penhallow Harriers",
-         "Greywater United", "Thornby Wanderers", "Saltmere Mariners", "Oakhurst City"]
-ROLES = ["council leader", "chief executive", "head teacher", "spokesperson", "resident", "shop owner",
-         "senior lecturer", "chair of the residents' association", "union representative", "manager",
-         "consultant engineer", "local historian", "volunteer coordinator", "ward councillor"]
+STREETS = [
+    "Market Street",
+    "Quarry Lane",
+    "Harbour Road",
+    "Station Approach",
+    "Chapel Row",
+    "Kingsway",
+    "Mill Lane",
+    "Bridge Street",
+    "Fairfield Avenue",
+    "Tanners Yard",
+]
+FIRST = [
+    "Maya",
+    "Tomasz",
+    "Priya",
+    "Oluwaseun",
+    "Greta",
+    "Hamish",
+    "Ines",
+    "Kwame",
+    "Leonie",
+    "Rafael",
+    "Siobhan",
+    "Dmitri",
+    "Amara",
+    "Callum",
+    "Yuki",
+    "Bernadette",
+    "Idris",
+    "Noor",
+    "Fergus",
+    "Paloma",
+    "Elias",
+    "Wren",
+    "Anjali",
+    "Declan",
+]
+LAST = [
+    "Okafor",
+    "Lindgren",
+    "Marchetti",
+    "Abernathy",
+    "Kowalczyk",
+    "Farrant",
+    "Nakashima",
+    "Delacroix",
+    "Pemberton",
+    "Achebe",
+    "Rosales",
+    "Whitcombe",
+    "Haddad",
+    "Brannigan",
+    "Osei",
+    "Van der Berg",
+    "Castellano",
+    "McAllister",
+    "Iyer",
+    "Thorsen",
+    "Quinlan",
+    "Mbeki",
+    "Fairweather",
+    "Sørensen",
+]
+COMPANIES = [
+    "Brightline Logistics",
+    "Halvorsen Foods",
+    "Copperleaf Energy",
+    "Meridian Textiles",
+    "Northgate Robotics",
+    "Ostrander Pharmaceuticals",
+    "Bluefin Marine",
+    "Calloway Brewing",
+    "Tessellate Software",
+    "Redfern Steel",
+    "Juniper Health Group",
+    "Pinecrest Homes",
+]
+CLUBS = [
+    "Alderbrook Rovers",
+    "Kestrel Bay Athletic",
+    "Marrowfield Town",
+    "Penhallow Harriers",
+    "Greywater United",
+    "Thornby Wanderers",
+    "Saltmere Mariners",
+    "Oakhurst City",
+]
+ROLES = [
+    "council leader",
+    "chief executive",
+    "head teacher",
+    "spokesperson",
+    "resident",
+    "shop owner",
+    "senior lecturer",
+    "chair of the residents' association",
+    "union representative",
+    "manager",
+    "consultant engineer",
+    "local historian",
+    "volunteer coordinator",
+    "ward councillor",
+]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-BODIES = ["the planning committee", "the transport board", "the district health trust",
-          "the regional water authority", "the county education office", "the harbour commission",
-          "the environment agency", "the housing association"]
+BODIES = [
+    "the planning committee",
+    "the transport board",
+    "the district health trust",
+    "the regional water authority",
+    "the county education office",
+    "the harbour commission",
+    "the environment agency",
+    "the housing association",
+]
 
 TOPICS: dict[str, dict[str, list[str]]] = {
     "politics": {
@@ -273,8 +387,11 @@ QUOTES = [
 ]
 
 CONNECTIVE = [
-    "Meanwhile, {lower}", "However, {lower}", "In a statement, officials confirmed that {lower}",
-    "Earlier this year, {lower}", "According to figures seen by this newspaper, {lower}",
+    "Meanwhile, {lower}",
+    "However, {lower}",
+    "In a statement, officials confirmed that {lower}",
+    "Earlier this year, {lower}",
+    "According to figures seen by this newspaper, {lower}",
 ] + ["{sentence}"] * 14  # most sentences stand alone; a few get a connective
 
 ORDINALS = ["third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"]
@@ -313,24 +430,90 @@ def _fill(template: str, rng: random.Random) -> str:
     streets = rng.sample(STREETS, 2)
     year = rng.randint(1961, 2019)
     values = {
-        "town": towns[0], "town2": towns[1], "street": streets[0], "street2": streets[1],
-        "river": rng.choice(RIVERS), "company": rng.choice(COMPANIES), "club": rng.choice(CLUBS),
-        "person": person(rng), "role": rng.choice(ROLES), "day": rng.choice(DAYS), "body": rng.choice(BODIES),
-        "num": str(rng.randint(12, 480)), "small": str(rng.randint(2, 9)), "big": f"{rng.randint(1, 48) * 250:,}",
-        "pct": f"{rng.randint(3, 68)}%", "amount": f"£{rng.randint(2, 95)}{rng.choice(['0,000', '.4m', '.8m', 'm', '5,000'])}",
-        "year": str(year), "next_year": str(rng.randint(2027, 2031)), "temp": str(rng.randint(27, 36)),
-        "ordinal": rng.choice(ORDINALS), "decade": rng.choice(["1970s", "1980s", "1990s"]),
+        "town": towns[0],
+        "town2": towns[1],
+        "street": streets[0],
+        "street2": streets[1],
+        "river": rng.choice(RIVERS),
+        "company": rng.choice(COMPANIES),
+        "club": rng.choice(CLUBS),
+        "person": person(rng),
+        "role": rng.choice(ROLES),
+        "day": rng.choice(DAYS),
+        "body": rng.choice(BODIES),
+        "num": str(rng.randint(12, 480)),
+        "small": str(rng.randint(2, 9)),
+        "big": f"{rng.randint(1, 48) * 250:,}",
+        "pct": f"{rng.randint(3, 68)}%",
+        "amount": f"£{rng.randint(2, 95)}{rng.choice(['0,000', '.4m', '.8m', 'm', '5,000'])}",
+        "year": str(year),
+        "next_year": str(rng.randint(2027, 2031)),
+        "temp": str(rng.randint(27, 36)),
+        "ordinal": rng.choice(ORDINALS),
+        "decade": rng.choice(["1970s", "1980s", "1990s"]),
     }
     return template.format(**values)
 
 
-COMMON_STARTS = {"The", "Their", "Its", "A", "An", "More", "Several", "Many", "Officers", "Drivers", "Each",
-                 "Shares", "Analysts", "Suppliers", "Staff", "Rival", "Residents", "Campaigners", "Members",
-                 "Opposition", "Local", "Construction", "Union", "Supporters", "Substitute", "Ticket", "Forecasters",
-                 "Engineers", "Sandbags", "Reservoir", "Rail", "Farmers", "Volunteers", "Radiocarbon", "Funding",
-                 "Similar", "Water", "Archaeologists", "Prosecutors", "Police", "Costs", "Traders", "Temporary",
-                 "Surveys", "Season", "Tickets", "Organisers", "Defending,", "It", "He", "Turnout", "Ten-man",
-                 "Those", "Figures", "People", "Questions", "Neighbouring", "Residents"}
+COMMON_STARTS = {
+    "The",
+    "Their",
+    "Its",
+    "A",
+    "An",
+    "More",
+    "Several",
+    "Many",
+    "Officers",
+    "Drivers",
+    "Each",
+    "Shares",
+    "Analysts",
+    "Suppliers",
+    "Staff",
+    "Rival",
+    "Residents",
+    "Campaigners",
+    "Members",
+    "Opposition",
+    "Local",
+    "Construction",
+    "Union",
+    "Supporters",
+    "Substitute",
+    "Ticket",
+    "Forecasters",
+    "Engineers",
+    "Sandbags",
+    "Reservoir",
+    "Rail",
+    "Farmers",
+    "Volunteers",
+    "Radiocarbon",
+    "Funding",
+    "Similar",
+    "Water",
+    "Archaeologists",
+    "Prosecutors",
+    "Police",
+    "Costs",
+    "Traders",
+    "Temporary",
+    "Surveys",
+    "Season",
+    "Tickets",
+    "Organisers",
+    "Defending,",
+    "It",
+    "He",
+    "Turnout",
+    "Ten-man",
+    "Those",
+    "Figures",
+    "People",
+    "Questions",
+    "Neighbouring",
+}
 
 
 def _sentence(rng: random.Random, pool: list[str]) -> str:
@@ -375,9 +558,16 @@ def make_story(seed: str, topic: str | None = None, *, min_words: int = 250, max
     while words > max_words and len(paragraphs) > 3:
         words -= len(paragraphs.pop().split())
     standfirst = _fill(rng.choice(bank["sentences"]), rng)
-    return Story(story_id=f"story-{slugify(seed)}", slug=slugify(title), title=title, topic=topic,
-                 standfirst=standfirst, paragraphs=paragraphs, author=person(rng),
-                 tags=[topic, rng.choice(TOWNS).lower().replace(" ", "-")])
+    return Story(
+        story_id=f"story-{slugify(seed)}",
+        slug=slugify(title),
+        title=title,
+        topic=topic,
+        standfirst=standfirst,
+        paragraphs=paragraphs,
+        author=person(rng),
+        tags=[topic, rng.choice(TOWNS).lower().replace(" ", "-")],
+    )
 
 
 # --------------------------------------------------------------------------- the wire story
@@ -407,8 +597,10 @@ WIRE_PARAGRAPHS = [
     "The old trains will be offered for sale to heritage railways and other operators before any are "
     "scrapped, the company added.",
 ]
-WIRE_EXTRA = ("Engineers will test the first train on a closed section of track near Thornby for six months "
-              "before it carries any passengers.")
+WIRE_EXTRA = (
+    "Engineers will test the first train on a closed section of track near Thornby for six months "
+    "before it carries any passengers."
+)
 WIRE_ALT_TITLES = [
     "£610m order for forty new trains on the Coastline route",
     "Coastline Rail to replace 1980s fleet with forty electric trains",
@@ -448,8 +640,10 @@ UPDATED_V1 = [
     "The bridge, which opened in 1934, carries about 9,000 vehicles a day and swings open several times a "
     "week to let tall-masted boats into the inner harbour.",
 ]
-UPDATED_CORRECTION = ("Correction: an earlier version of this article said the bridge carries about 9,000 "
-                      "vehicles a day. The correct figure is about 6,500.")
+UPDATED_CORRECTION = (
+    "Correction: an earlier version of this article said the bridge carries about 9,000 "
+    "vehicles a day. The correct figure is about 6,500."
+)
 UPDATED_V2_EXTRA = [
     "The commission said on Thursday afternoon that a temporary footbridge would be installed within ten "
     "days, cutting the walking detour for people travelling between the two halves of the town.",

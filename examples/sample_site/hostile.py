@@ -66,18 +66,30 @@ def _huge_chunks(total: int) -> Iterator[bytes]:
 # path -> (title, expected outcome, reason hint); every one is listed in the feed and the sitemap
 HOSTILE: dict[str, tuple[str, str, str]] = {
     "/story/server-error": ("Council statement on budget (server error)", "rejected", "HTTP 500 on every request"),
-    "/story/slow-loading": ("Live: results night", "rejected",
-                            "download timeout: the server waits slow_seconds before answering"),
-    "/story/endless-archive": ("The complete archive", "rejected",
-                               "larger than max_page_bytes (streamed, no Content-Length)"),
-    "/story/compressed-report": ("Compressed report", "rejected",
-                                 "gzip bomb: Content-Encoding gzip, ~1 GiB decompressed"),
+    "/story/slow-loading": (
+        "Live: results night",
+        "rejected",
+        "download timeout: the server waits slow_seconds before answering",
+    ),
+    "/story/endless-archive": (
+        "The complete archive",
+        "rejected",
+        "larger than max_page_bytes (streamed, no Content-Length)",
+    ),
+    "/story/compressed-report": (
+        "Compressed report",
+        "rejected",
+        "gzip bomb: Content-Encoding gzip, ~1 GiB decompressed",
+    ),
     "/story/loop-a": ("Redirect loop", "rejected", "redirect loop (loop-a -> loop-b -> loop-a)"),
     "/story/budget-figures": ("Budget figures (PDF)", "rejected", "not HTML: application/pdf"),
     "/story/photo-of-the-day": ("Photo of the day (JPEG)", "rejected", "not HTML: image/jpeg"),
     "/story/live-data": ("Live data (JSON)", "rejected", "not HTML: application/json"),
-    "/story/cloud-metadata": ("Redirect to cloud metadata", "rejected",
-                              "SSRF: redirects to http://169.254.169.254/latest/meta-data/"),
+    "/story/cloud-metadata": (
+        "Redirect to cloud metadata",
+        "rejected",
+        "SSRF: redirects to http://169.254.169.254/latest/meta-data/",
+    ),
     "/story/intranet-link": ("Redirect to a private address", "rejected", "SSRF: redirects to http://10.0.0.1/"),
     "/story/empty": ("Empty page", "rejected", "empty body (200, Content-Length 0)"),
     "/story/navigation-only": ("Navigation only", "rejected", "no article: the page is only navigation"),
@@ -85,8 +97,9 @@ HOSTILE: dict[str, tuple[str, str, str]] = {
 PRIVATE_FEED_LINK = "http://192.168.1.10/story"
 
 
-def build_hostile(o: Outlet, now: datetime, slow_seconds: float, huge_bytes: int,
-                  stopping: threading.Event) -> OutletSite:
+def build_hostile(
+    o: Outlet, now: datetime, slow_seconds: float, huge_bytes: int, stopping: threading.Event
+) -> OutletSite:
     """The hostile outlet: its feed and sitemap list every hostile URL and two good articles."""
     site = OutletSite(outlet=o)
     r = site.routes
@@ -99,9 +112,11 @@ def build_hostile(o: Outlet, now: datetime, slow_seconds: float, huge_bytes: int
         # Odd-numbered hits get 429, even ones the article: every client sees "429, then 200 on retry".
         def route(req: Request) -> Reply:
             if req.hit % 2 == 1:
-                return Reply(status=429, body=b"Too Many Requests", content_type="text/plain",
-                             headers={"Retry-After": "1"})
+                return Reply(
+                    status=429, body=b"Too Many Requests", content_type="text/plain", headers={"Retry-After": "1"}
+                )
             return article_route(req)
+
         return route
 
     r["/story/server-error"] = lambda req: Reply(status=500, body=b"<html><body>Internal Server Error</body></html>")
@@ -112,36 +127,72 @@ def build_hostile(o: Outlet, now: datetime, slow_seconds: float, huge_bytes: int
     r["/story/loop-b"] = lambda req: Reply(status=302, headers={"Location": url(o, "/story/loop-a")})
     r["/story/budget-figures"] = lambda req: Reply(
         body=b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n",
-        content_type="application/pdf")
+        content_type="application/pdf",
+    )
     r["/story/photo-of-the-day"] = lambda req: Reply(
         body=b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64 + b"\xff\xd9",
-        content_type="image/jpeg")
-    r["/story/live-data"] = lambda req: Reply(body=b'{"headline": "Live data", "items": [1, 2, 3]}',
-                                              content_type="application/json")
-    r["/story/cloud-metadata"] = lambda req: Reply(status=302,
-                                                   headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+        content_type="image/jpeg",
+    )
+    r["/story/live-data"] = lambda req: Reply(
+        body=b'{"headline": "Live data", "items": [1, 2, 3]}', content_type="application/json"
+    )
+    r["/story/cloud-metadata"] = lambda req: Reply(
+        status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}
+    )
     r["/story/intranet-link"] = lambda req: Reply(status=302, headers={"Location": "http://10.0.0.1/"})
     r["/story/empty"] = lambda req: Reply(body=b"")
     r["/story/navigation-only"] = page(lambda: (render_nav_only(o), now - timedelta(hours=2)))
-    site.others = [_other(o, path, "hostile", title, hint, expected)
-                   for path, (title, expected, hint) in HOSTILE.items()]
-    site.others.append({**_other(o, "/story/x", "hostile", "Story on a private network", "SSRF: feed links "
-                                 "to a private address; never fetched"), "url": PRIVATE_FEED_LINK,
-                        "story_id": f"{o.name}:{PRIVATE_FEED_LINK}"})
+    site.others = [
+        _other(o, path, "hostile", title, hint, expected) for path, (title, expected, hint) in HOSTILE.items()
+    ]
+    site.others.append(
+        {
+            **_other(
+                o,
+                "/story/x",
+                "hostile",
+                "Story on a private network",
+                "SSRF: feed links to a private address; never fetched",
+            ),
+            "url": PRIVATE_FEED_LINK,
+            "story_id": f"{o.name}:{PRIVATE_FEED_LINK}",
+        }
+    )
 
     # Two real articles among the traps: mis-declared charset, and 429-then-200.
-    charset_art = Article(o.name, "/story/seafront-bakery", "hostile", content.CHARSET_TITLE,
-                          "hostile-seafront-bakery", "A Swiss-Brazilian bakery opens on the seafront.",
-                          content.CHARSET_PARAGRAPHS, "Renée Whitcombe", "culture",
-                          now - timedelta(hours=7), now - timedelta(hours=7), expected="stored",
-                          hint="mis-declared charset: header and <meta> say ISO-8859-1, bytes are UTF-8; "
-                               "stored text must read café, Zürich, São Paulo",
-                          extra={"must_contain": content.ACCENTED_WORDS})
+    charset_art = Article(
+        o.name,
+        "/story/seafront-bakery",
+        "hostile",
+        content.CHARSET_TITLE,
+        "hostile-seafront-bakery",
+        "A Swiss-Brazilian bakery opens on the seafront.",
+        content.CHARSET_PARAGRAPHS,
+        "Renée Whitcombe",
+        "culture",
+        now - timedelta(hours=7),
+        now - timedelta(hours=7),
+        expected="stored",
+        hint="mis-declared charset: header and <meta> say ISO-8859-1, bytes are UTF-8; "
+        "stored text must read café, Zürich, São Paulo",
+        extra={"must_contain": content.ACCENTED_WORDS},
+    )
     story = content.make_story("hostile-times-rate-limited", "politics")
-    limited = Article(o.name, "/story/rate-limited", "hostile", story.title, story.story_id, story.standfirst,
-                      story.paragraphs, story.author, story.topic, now - timedelta(hours=9),
-                      now - timedelta(hours=9), expected="stored",
-                      hint="429 with Retry-After: 1 on odd-numbered hits, 200 on the retry")
+    limited = Article(
+        o.name,
+        "/story/rate-limited",
+        "hostile",
+        story.title,
+        story.story_id,
+        story.standfirst,
+        story.paragraphs,
+        story.author,
+        story.topic,
+        now - timedelta(hours=9),
+        now - timedelta(hours=9),
+        expected="stored",
+        hint="429 with Retry-After: 1 on odd-numbered hits, 200 on the retry",
+    )
     for a in (charset_art, limited):
         a.related = [(x["title"], x["url"]) for x in site.others[:2]]
     site.articles = [charset_art, limited]
@@ -155,16 +206,21 @@ def build_hostile(o: Outlet, now: datetime, slow_seconds: float, huge_bytes: int
     limited_view = replace(view(o, limited), trending=[])
     r[limited.path] = rate_limited_or(page(lambda: (render_article(o, limited_view), limited.modified)))
 
-    listed = [feeds.Entry(url=x["url"], title=x["title"], summary=x["reject_reason_hint"],
-                          published=now - timedelta(hours=3)) for x in site.others]
-    listed += [feeds.Entry(url=url(o, a.path), title=a.title, summary=a.standfirst, author=a.author,
-                           published=a.published) for a in site.articles]
+    listed = [
+        feeds.Entry(url=x["url"], title=x["title"], summary=x["reject_reason_hint"], published=now - timedelta(hours=3))
+        for x in site.others
+    ]
+    listed += [
+        feeds.Entry(url=url(o, a.path), title=a.title, summary=a.standfirst, author=a.author, published=a.published)
+        for a in site.articles
+    ]
     rss = feeds.rss20(o.display, o.base_url, listed, now)
     sitemap = feeds.urlset([e for e in listed if e.url != PRIVATE_FEED_LINK])
     r["/feed.xml"] = page(lambda: (rss, now), "application/rss+xml; charset=utf-8")
     r["/sitemap.xml"] = page(lambda: (sitemap, now), XML)
-    r["/robots.txt"] = page(lambda: (feeds.robots_txt(["/private/"], [url(o, "/sitemap.xml")]), now),
-                            "text/plain; charset=utf-8")
+    r["/robots.txt"] = page(
+        lambda: (feeds.robots_txt(["/private/"], [url(o, "/sitemap.xml")]), now), "text/plain; charset=utf-8"
+    )
     front = render_listing(o, o.display, [(e.title, e.url, e.summary) for e in listed], "front")
     r["/"] = page(lambda: (front, now))
     site.sections = [url(o, "/")]

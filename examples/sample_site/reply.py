@@ -50,15 +50,21 @@ def page(render: Callable[[], tuple[str | bytes, datetime]], content_type: str =
         with lock:
             if not cache:
                 body, modified = render()
-                cache.append(Reply(body=body.encode("utf-8") if isinstance(body, str) else body,
-                                   content_type=content_type, last_modified=modified))
+                cache.append(
+                    Reply(
+                        body=body.encode("utf-8") if isinstance(body, str) else body,
+                        content_type=content_type,
+                        last_modified=modified,
+                    )
+                )
         return cache[0]
 
     return route
 
 
-def epoch_page(render: Callable[[int], tuple[str | bytes, datetime]], get_epoch: Callable[[], int],
-               content_type: str = HTML) -> Route:
+def epoch_page(
+    render: Callable[[int], tuple[str | bytes, datetime]], get_epoch: Callable[[], int], content_type: str = HTML
+) -> Route:
     """Like `page`, but rendered (and cached) once per site epoch: its body changes with the epoch."""
     lock = threading.Lock()
     cache: dict[int, Reply] = {}
@@ -68,8 +74,11 @@ def epoch_page(render: Callable[[int], tuple[str | bytes, datetime]], get_epoch:
         with lock:
             if epoch not in cache:
                 body, modified = render(epoch)
-                cache[epoch] = Reply(body=body.encode("utf-8") if isinstance(body, str) else body,
-                                     content_type=content_type, last_modified=modified)
+                cache[epoch] = Reply(
+                    body=body.encode("utf-8") if isinstance(body, str) else body,
+                    content_type=content_type,
+                    last_modified=modified,
+                )
             return cache[epoch]
 
     return route
@@ -77,6 +86,7 @@ def epoch_page(render: Callable[[int], tuple[str | bytes, datetime]], get_epoch:
 
 def uncached(render: Callable[[], tuple[str, datetime]], content_type: str = HTML) -> Route:
     """Rendered on every request (bulk pages: thousands of them, so nothing is kept in memory)."""
+
     def route(_req: Request) -> Reply:
         body, modified = render()
         return Reply(body=body.encode("utf-8"), content_type=content_type, last_modified=modified)

@@ -93,8 +93,12 @@ class HttpSite:
             raise
         threads = []
         for server in servers:
-            t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                 name=f"sample-site-{server.server_address[1]}", daemon=True)
+            t = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.2},
+                name=f"sample-site-{server.server_address[1]}",
+                daemon=True,
+            )
             t.start()
             threads.append(t)
         return servers, threads
@@ -118,13 +122,13 @@ class HttpSite:
         class Handler(BaseHTTPRequestHandler):
             server_version = "SampleNews/1.0"
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 self._respond(send_body=True)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self._respond(send_body=False)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.server.server_address[1], *args)
 
             def _respond(self, send_body: bool) -> None:
@@ -190,7 +194,6 @@ class HttpSite:
         return Handler
 
 
-
 class SampleSite(HttpSite):
     """The offline sample news site: 3 regular outlets, a hostile one, optionally a bulk one.
 
@@ -200,8 +203,14 @@ class SampleSite(HttpSite):
     hostile outlet on 8704).
     """
 
-    def __init__(self, ports: list[int] | tuple[int, ...] | None = None, slow_seconds: float = 20,
-                 huge_bytes: int = 40 * 2**20, n_bulk_articles: int = 0, epoch: int = 0) -> None:
+    def __init__(
+        self,
+        ports: list[int] | tuple[int, ...] | None = None,
+        slow_seconds: float = 20,
+        huge_bytes: int = 40 * 2**20,
+        n_bulk_articles: int = 0,
+        epoch: int = 0,
+    ) -> None:
         self.created_at = datetime.now(timezone.utc).replace(microsecond=0)
         self.slow_seconds = slow_seconds
         self.huge_bytes = huge_bytes
@@ -230,7 +239,7 @@ class SampleSite(HttpSite):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "SampleSite":
+    def start(self) -> SampleSite:
         """Bind every outlet's port and serve in background threads."""
         if self._servers:
             return self
@@ -245,7 +254,7 @@ class SampleSite(HttpSite):
         self._shutdown(self._servers, self._threads)
         self._servers, self._threads = [], []
 
-    def __enter__(self) -> "SampleSite":
+    def __enter__(self) -> SampleSite:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -272,8 +281,15 @@ class SampleSite(HttpSite):
 
     def surfaces(self) -> dict[str, dict[str, list[str]]]:
         """Per outlet: its feeds, sitemaps (as configured) and section pages."""
-        return {name: {"feeds": s.feeds, "sitemaps": s.sitemaps, "sections": s.sections,
-                       "robots": [url(s.outlet, "/robots.txt")]} for name, s in self._built().items()}
+        return {
+            name: {
+                "feeds": s.feeds,
+                "sitemaps": s.sitemaps,
+                "sections": s.sections,
+                "robots": [url(s.outlet, "/robots.txt")],
+            }
+            for name, s in self._built().items()
+        }
 
     def expected(self) -> list[dict[str, Any]]:
         """One entry per URL a crawl can discover (feeds, sitemaps, sections and the links on them).
@@ -287,15 +303,23 @@ class SampleSite(HttpSite):
             out += [self._article_entry(s.outlet, a) for a in s.articles]
             if s.article_factory is not None:
                 if self._bulk_entries is None:  # thousands of generated stories: build them once
-                    self._bulk_entries = [self._article_entry(s.outlet, s.article_factory(i))
-                                          for i in range(self.n_bulk_articles)]
+                    self._bulk_entries = [
+                        self._article_entry(s.outlet, s.article_factory(i)) for i in range(self.n_bulk_articles)
+                    ]
                 out += [dict(e) for e in self._bulk_entries]
             out += [dict(x) for x in s.others]
         return out
 
-    def write_sources_yaml(self, path: str | Path, *, source_delay: float = 0.0, source_concurrency: int = 4,
-                           max_age_days: float = 3.0, outlets: list[str] | None = None,
-                           **crawl_overrides: Any) -> Path:
+    def write_sources_yaml(
+        self,
+        path: str | Path,
+        *,
+        source_delay: float = 0.0,
+        source_concurrency: int = 4,
+        max_age_days: float = 3.0,
+        outlets: list[str] | None = None,
+        **crawl_overrides: Any,
+    ) -> Path:
         """A sources file for `pipeline.core.config.load_sources`: one source per outlet (or those named)."""
         sites = self._built()
         names = outlets or list(sites)
@@ -306,12 +330,20 @@ class SampleSite(HttpSite):
         sources = []
         for name in names:
             s = sites[name]
-            sources.append({
-                "name": name, "feeds": s.feeds, "sitemaps": s.sitemaps, "sections": s.sections,
-                "robots_sitemaps": s.outlet.template == "wordpress" and name != HOSTILE_OUTLET[0],
-                "depth": 1, "max_age_days": max_age_days, "concurrency": source_concurrency,
-                "delay": source_delay, "language": "en",
-            })
+            sources.append(
+                {
+                    "name": name,
+                    "feeds": s.feeds,
+                    "sitemaps": s.sitemaps,
+                    "sections": s.sections,
+                    "robots_sitemaps": s.outlet.template == "wordpress" and name != HOSTILE_OUTLET[0],
+                    "depth": 1,
+                    "max_age_days": max_age_days,
+                    "concurrency": source_concurrency,
+                    "delay": source_delay,
+                    "language": "en",
+                }
+            )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         body = yaml.safe_dump({"crawl": crawl, "sources": sources}, sort_keys=False, allow_unicode=True)
@@ -334,8 +366,7 @@ class SampleSite(HttpSite):
         sites: dict[str, OutletSite] = {}
         for i, o in enumerate(self._outlets):
             if o.name == HOSTILE_OUTLET[0]:
-                sites[o.name] = build_hostile(o, self.created_at, self.slow_seconds, self.huge_bytes,
-                                              self._stopping)
+                sites[o.name] = build_hostile(o, self.created_at, self.slow_seconds, self.huge_bytes, self._stopping)
             elif o.name == BULK_OUTLET[0]:
                 sites[o.name] = build_bulk(o, self.created_at, self.n_bulk_articles)
             else:
@@ -345,11 +376,17 @@ class SampleSite(HttpSite):
     def _article_entry(self, o: Outlet, a: Article) -> dict[str, Any]:
         paragraphs = a.paragraphs
         entry: dict[str, Any] = {
-            "url": url(o, a.path), "outlet": o.name, "kind": a.kind, "title": a.title, "story_id": a.story_id,
-            "expected": a.expected, "reject_reason_hint": a.hint,
+            "url": url(o, a.path),
+            "outlet": o.name,
+            "kind": a.kind,
+            "title": a.title,
+            "story_id": a.story_id,
+            "expected": a.expected,
+            "reject_reason_hint": a.hint,
             "related_headlines": [t for t, _u in a.related],
             "sidebar_headlines": [t for t, _u in a.trending],
-            "author": a.author, "published": a.published.isoformat(timespec="seconds"),
+            "author": a.author,
+            "published": a.published.isoformat(timespec="seconds"),
             "standfirst": a.standfirst,
         }
         if a.kind == "updated":

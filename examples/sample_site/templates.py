@@ -60,40 +60,51 @@ def _nav(outlet: Outlet) -> str:
 
 
 def _footer(outlet: Outlet) -> str:
-    return (f'<footer class="site-footer"><ul class="footer-links"><li><a href="/about">About us</a></li>'
-            f'<li><a href="/contact">Contact</a></li></ul>'
-            f'<p class="copyright">© {escape(outlet.display)}. All rights reserved.</p></footer>')
+    return (
+        f'<footer class="site-footer"><ul class="footer-links"><li><a href="/about">About us</a></li>'
+        f'<li><a href="/contact">Contact</a></li></ul>'
+        f'<p class="copyright">© {escape(outlet.display)}. All rights reserved.</p></footer>'
+    )
 
 
 def _head(outlet: Outlet, title: str, extra: str = "", charset: str = "utf-8") -> str:
-    return (f'<!DOCTYPE html><html lang="en-GB"><head><meta charset="{charset}"/>'
-            f'<title>{escape(title)} – {escape(outlet.display)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"/>'
-            f'<meta property="og:site_name" content="{escape(outlet.display)}"/>{extra}</head>')
+    return (
+        f'<!DOCTYPE html><html lang="en-GB"><head><meta charset="{charset}"/>'
+        f"<title>{escape(title)} – {escape(outlet.display)}</title>"
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"/>'
+        f'<meta property="og:site_name" content="{escape(outlet.display)}"/>{extra}</head>'
+    )
 
 
 def _meta(outlet: Outlet, a: ArticleView) -> str:
-    return (f'<link rel="canonical" href="{escape(a.url)}"/>'
-            f'<meta name="description" content="{escape(a.standfirst)}"/>'
-            f'<meta property="og:type" content="{a.og_type}"/>'
-            f'<meta property="og:title" content="{escape(a.title)}"/>'
-            f'<meta property="og:url" content="{escape(a.url)}"/>'
-            f'<meta property="og:description" content="{escape(a.standfirst)}"/>'
-            f'<meta property="og:image" content="{outlet.base_url}/media/{zlib.crc32(a.title.encode()) % 997}.jpg"/>'
-            f'<meta property="article:published_time" content="{iso(a.published)}"/>'
-            f'<meta property="article:modified_time" content="{iso(a.modified)}"/>'
-            f'<meta property="article:section" content="{escape(a.section.title())}"/>'
-            f'<meta name="author" content="{escape(a.author)}"/>')
+    return (
+        f'<link rel="canonical" href="{escape(a.url)}"/>'
+        f'<meta name="description" content="{escape(a.standfirst)}"/>'
+        f'<meta property="og:type" content="{a.og_type}"/>'
+        f'<meta property="og:title" content="{escape(a.title)}"/>'
+        f'<meta property="og:url" content="{escape(a.url)}"/>'
+        f'<meta property="og:description" content="{escape(a.standfirst)}"/>'
+        f'<meta property="og:image" content="{outlet.base_url}/media/{zlib.crc32(a.title.encode()) % 997}.jpg"/>'
+        f'<meta property="article:published_time" content="{iso(a.published)}"/>'
+        f'<meta property="article:modified_time" content="{iso(a.modified)}"/>'
+        f'<meta property="article:section" content="{escape(a.section.title())}"/>'
+        f'<meta name="author" content="{escape(a.author)}"/>'
+    )
 
 
 def _json_ld(outlet: Outlet, a: ArticleView) -> str:
     data = {
-        "@context": "https://schema.org", "@type": "NewsArticle", "headline": a.title,
-        "datePublished": iso(a.published), "dateModified": iso(a.modified),
+        "@context": "https://schema.org",
+        "@type": "NewsArticle",
+        "headline": a.title,
+        "datePublished": iso(a.published),
+        "dateModified": iso(a.modified),
         "author": [{"@type": "Person", "name": a.author}],
         "publisher": {"@type": "Organization", "name": outlet.display},
-        "mainEntityOfPage": {"@type": "WebPage", "@id": a.url}, "articleSection": a.section.title(),
-        "description": a.standfirst, "inLanguage": "en-GB",
+        "mainEntityOfPage": {"@type": "WebPage", "@id": a.url},
+        "articleSection": a.section.title(),
+        "description": a.standfirst,
+        "inLanguage": "en-GB",
     }
     return f'<script type="application/ld+json">{json.dumps(data, ensure_ascii=False)}</script>'
 
@@ -124,7 +135,7 @@ def _wp_article(o: Outlet, a: ArticleView) -> str:
         _head(o, a.title, _meta(o, a) + _json_ld(o, a), a.charset)
         + f'<body class="post-template-default single single-post"><div id="page" class="site">'
         f'<header id="masthead" class="site-header"><p class="site-title"><a href="/">{escape(o.display)}</a></p>'
-        f'{_nav(o)}</header>{bp.cookie_banner(0)}'
+        f"{_nav(o)}</header>{bp.cookie_banner(0)}"
         f'<div id="content" class="site-content"><main id="main" class="site-main">'
         f'<article id="post-{zlib.crc32(a.url.encode()) % 99999}" class="post type-post status-publish format-standard hentry">'
         f'<header class="entry-header"><h1 class="entry-title">{escape(a.title)}</h1>'
@@ -132,16 +143,17 @@ def _wp_article(o: Outlet, a: ArticleView) -> str:
         f'href="#author">{escape(a.author)}</a></span></span> <span class="posted-on"><time class="entry-date '
         f'published" datetime="{iso(a.published)}">{human(a.published)}</time><time class="updated" '
         f'datetime="{iso(a.modified)}"></time></span></div></header>'
-        f'{bp.share_bar(0)}'
+        f"{bp.share_bar(0)}"
         f'<div class="entry-content"><p class="standfirst"><strong>{escape(a.standfirst)}</strong></p>{body}'
-        f'{bp.newsletter_box(0)}</div>'
+        f"{bp.newsletter_box(0)}</div>"
         f'<footer class="entry-footer"><span class="cat-links">Posted in <a href="/section/{a.section}" '
         f'rel="category tag">{a.section.title()}</a></span> <span class="tags-links">Tagged <a href="/tag/{a.section}"'
         f' rel="tag">{a.section}</a></span></footer>'
-        f'{bp.author_bio(a.author, a.section, o.display)}</article>'
-        f'{bp.wp_comments(a.title)}</main>'
+        f"{bp.author_bio(a.author, a.section, o.display)}</article>"
+        f"{bp.wp_comments(a.title)}</main>"
         f'<aside id="secondary" class="widget-area">{bp.headline_list("Trending", a.trending, "widget trending")}'
-        f'{bp.advert("sidebar")}</aside></div>{_footer(o)}</div></body></html>')
+        f"{bp.advert('sidebar')}</aside></div>{_footer(o)}</div></body></html>"
+    )
 
 
 def _arc_article(o: Outlet, a: ArticleView) -> str:
@@ -157,12 +169,13 @@ def _arc_article(o: Outlet, a: ArticleView) -> str:
         f'<div class="c-byline" data-testid="byline">By <a href="#author" rel="author">{escape(a.author)}</a></div>'
         f'<div class="c-timestamp"><time datetime="{iso(a.published)}">Published {human(a.published)}</time> · '
         f'<time datetime="{iso(a.modified)}">Updated {human(a.modified)}</time></div>'
-        f'{bp.share_bar(1)}'
+        f"{bp.share_bar(1)}"
         f'<div class="article-body" data-testid="article-body" data-gtm-vis="story-body">{paras}'
-        f'{bp.advert("inline")}{bp.subscribe_line()}</div>'
-        f'{bp.newsletter_box(1)}{bp.author_bio(a.author, a.section, o.display)}</div>'
+        f"{bp.advert('inline')}{bp.subscribe_line()}</div>"
+        f"{bp.newsletter_box(1)}{bp.author_bio(a.author, a.section, o.display)}</div>"
         f'<div class="c-rail" data-module="right-rail">{bp.headline_list("Most read", a.trending, "most-read")}'
-        f'</div></main>{_footer(o)}</div></body></html>')
+        f"</div></main>{_footer(o)}</div></body></html>"
+    )
 
 
 def _drupal_article(o: Outlet, a: ArticleView) -> str:
@@ -183,35 +196,45 @@ def _drupal_article(o: Outlet, a: ArticleView) -> str:
         f'field--label-hidden field__item">{paras}</div>'
         f'<div class="field field--name-field-tags"><div class="field__label">Tags</div>'
         f'<a href="/tag/{a.section}" hreflang="en">{a.section.title()}</a></div>'
-        f'{bp.newsletter_box(0)}{bp.author_bio(a.author, a.section, o.display)}{bp.drupal_comments()}</div>'
+        f"{bp.newsletter_box(0)}{bp.author_bio(a.author, a.section, o.display)}{bp.drupal_comments()}</div>"
         f'</article></div></main><aside class="layout-sidebar-second">'
-        f'{bp.headline_list("Most read", a.trending, "block-views-most-read")}'
-        f'{bp.headline_list("Trending", a.trending[::-1], "block-trending")}</aside>{_footer(o)}</div></body></html>')
+        f"{bp.headline_list('Most read', a.trending, 'block-views-most-read')}"
+        f"{bp.headline_list('Trending', a.trending[::-1], 'block-trending')}</aside>{_footer(o)}</div></body></html>"
+    )
 
 
 def render_listing(o: Outlet, heading: str, items: list[tuple[str, str, str]], kind: str = "section") -> str:
     """A front, section or tag page: headlines with their standfirsts."""
     cards = "".join(
-        f'<li class="teaser"><h3><a href="{escape(u)}">{escape(t)}</a></h3><p>{escape(s)}</p></li>'
-        for t, u, s in items)
-    return (_head(o, heading, '<meta property="og:type" content="website"/>')
-            + f'<body class="{kind}-page"><header>{escape(o.display)}{_nav(o)}</header>{bp.cookie_banner(1)}'
-            f'<main><h1 class="archive-title">{escape(heading)}</h1><ul class="teasers">{cards}</ul>'
-            f'{bp.newsletter_box(1)}</main>{_footer(o)}</body></html>')
+        f'<li class="teaser"><h3><a href="{escape(u)}">{escape(t)}</a></h3><p>{escape(s)}</p></li>' for t, u, s in items
+    )
+    return (
+        _head(o, heading, '<meta property="og:type" content="website"/>')
+        + f'<body class="{kind}-page"><header>{escape(o.display)}{_nav(o)}</header>{bp.cookie_banner(1)}'
+        f'<main><h1 class="archive-title">{escape(heading)}</h1><ul class="teasers">{cards}</ul>'
+        f"{bp.newsletter_box(1)}</main>{_footer(o)}</body></html>"
+    )
 
 
 def render_static(o: Outlet, heading: str, paragraphs: list[str], form: bool = False) -> str:
     """About / contact pages: a little prose and perhaps a form, but no article."""
     text = "".join(f"<p>{escape(p)}</p>" for p in paragraphs)
-    form_html = ('<form class="contact-form" action="#contact"><label>Your name <input name="name"/></label>'
-                 '<label>Message <textarea name="message"></textarea></label><button>Send</button></form>'
-                 if form else "")
-    return (_head(o, heading, '<meta property="og:type" content="website"/>')
-            + f'<body class="page"><header>{escape(o.display)}{_nav(o)}</header>'
-            f'<main><h1 class="page-title">{escape(heading)}</h1>{text}{form_html}</main>{_footer(o)}</body></html>')
+    form_html = (
+        '<form class="contact-form" action="#contact"><label>Your name <input name="name"/></label>'
+        '<label>Message <textarea name="message"></textarea></label><button>Send</button></form>'
+        if form
+        else ""
+    )
+    return (
+        _head(o, heading, '<meta property="og:type" content="website"/>')
+        + f'<body class="page"><header>{escape(o.display)}{_nav(o)}</header>'
+        f'<main><h1 class="page-title">{escape(heading)}</h1>{text}{form_html}</main>{_footer(o)}</body></html>'
+    )
 
 
 def render_nav_only(o: Outlet) -> str:
     """A page that is nothing but navigation (a broken CMS render)."""
-    return (_head(o, "Index") + f'<body><header>{escape(o.display)}{_nav(o)}</header>'
-            f'<nav class="footer-nav">{_nav(o)}</nav>{_footer(o)}</body></html>')
+    return (
+        _head(o, "Index") + f"<body><header>{escape(o.display)}{_nav(o)}</header>"
+        f'<nav class="footer-nav">{_nav(o)}</nav>{_footer(o)}</body></html>'
+    )

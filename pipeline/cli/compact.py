@@ -14,15 +14,18 @@ from pipeline.stages.store import cleanup_orphans, compact
 
 def configure_compact(parser: argparse.ArgumentParser) -> None:
     """Arguments of `python -m pipeline compact`."""
-    parser.add_argument("--dt", action="append", required=True, metavar="YYYY-MM-DD",
-                        help="day partition to compact (repeatable)")
+    parser.add_argument(
+        "--dt", action="append", required=True, metavar="YYYY-MM-DD", help="day partition to compact (repeatable)"
+    )
     parser.add_argument("--max-rows-per-file", type=int, default=500_000)
-    parser.add_argument("--cleanup", action="store_true",
-                        help="also delete unreferenced files older than an hour (crashed attempts)")
+    parser.add_argument(
+        "--cleanup", action="store_true", help="also delete unreferenced files older than an hour (crashed attempts)"
+    )
 
 
-def cmd_compact(args: argparse.Namespace, *, settings: S3Settings | None = None,
-                out: Callable[[str], Any] = print) -> int:
+def cmd_compact(
+    args: argparse.Namespace, *, settings: S3Settings | None = None, out: Callable[[str], Any] = print
+) -> int:
     """`compact --dt D`: a bad date raises UsageError (exit 2) before the bucket is touched; storage errors
     propagate (exit 1)."""
     try:

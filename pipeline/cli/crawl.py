@@ -25,8 +25,10 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     A bad run id, sources file or source name raises ConfigError (exit 2) before anything starts;
     a failed crawl raises CrawlError (exit 1).
     """
-    ctx = RunContext(run_id=args.run_id or make_run_id(datetime.now(timezone.utc)),
-                     sources_path=Path(args.sources) if args.sources else default_sources_path())
+    ctx = RunContext(
+        run_id=args.run_id or make_run_id(datetime.now(timezone.utc)),
+        sources_path=Path(args.sources) if args.sources else default_sources_path(),
+    )
     try:
         result = crawl_stage(ctx, args.source)
     except CrawlError as exc:

@@ -16,12 +16,21 @@ def configure_dedupe(parser: argparse.ArgumentParser) -> None:
     """Arguments of `python -m pipeline dedupe`."""
     defaults = DedupeConfig()
     parser.add_argument("file", nargs="?", default="-", help="JSON Lines of articles (url, text); - for stdin")
-    parser.add_argument("--threshold", type=float, default=defaults.threshold,
-                        help=f"near-duplicate Jaccard threshold (default {defaults.threshold})")
-    parser.add_argument("--shingle-size", type=int, default=defaults.shingle_size,
-                        help=f"words per shingle (default {defaults.shingle_size})")
-    parser.add_argument("--num-perm", type=int, default=defaults.num_perm,
-                        help=f"MinHash permutations (default {defaults.num_perm})")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=defaults.threshold,
+        help=f"near-duplicate Jaccard threshold (default {defaults.threshold})",
+    )
+    parser.add_argument(
+        "--shingle-size",
+        type=int,
+        default=defaults.shingle_size,
+        help=f"words per shingle (default {defaults.shingle_size})",
+    )
+    parser.add_argument(
+        "--num-perm", type=int, default=defaults.num_perm, help=f"MinHash permutations (default {defaults.num_perm})"
+    )
 
 
 def cmd_dedupe(args: argparse.Namespace) -> int:
@@ -45,8 +54,11 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
                     rec = json.loads(line)
                 except ValueError as exc:
                     raise UsageError(f"line {n}: not JSON: {exc}") from None
-                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) \
-                        or not (rec.get("url") or rec.get("canonical_url")):
+                if (
+                    not isinstance(rec, dict)
+                    or not isinstance(rec.get("text"), str)
+                    or not (rec.get("url") or rec.get("canonical_url"))
+                ):
                     raise UsageError(f"line {n}: need an object with url and text")
                 records.append(rec)
         except UnicodeDecodeError as exc:

@@ -14,15 +14,23 @@ from pipeline.stages.extract import extract_batch, extract_page
 
 def configure_extract(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of `python -m pipeline extract`."""
-    parser.add_argument("file", nargs="?", default="-",
-                        help="HTML file (or, with --jsonl, a JSON Lines file); '-' or nothing reads stdin")
+    parser.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        help="HTML file (or, with --jsonl, a JSON Lines file); '-' or nothing reads stdin",
+    )
     parser.add_argument("--url", help="the page's URL (required for a single page)")
-    parser.add_argument("--jsonl", action="store_true",
-                        help='batch: JSON Lines of {"url", "html"} in, one line out per line in, same order')
+    parser.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='batch: JSON Lines of {"url", "html"} in, one line out per line in, same order',
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes for --jsonl (default: all cores)")
     parser.add_argument("--timeout", type=float, default=30, help="seconds per page in --jsonl mode (default 30)")
-    parser.add_argument("--raw", action="store_true",
-                        help="skip the cleaning layer (extraction only; no language detection either)")
+    parser.add_argument(
+        "--raw", action="store_true", help="skip the cleaning layer (extraction only; no language detection either)"
+    )
     return parser
 
 
@@ -52,8 +60,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
         bad: list[str | None] = []
         with open_input(args.file) as stream:
             items = _jsonl_items(stream, bad)
-            results = (extract_batch(items, workers=args.workers, timeout=args.timeout) if args.raw
-                       else articles_from_items(items, workers=args.workers, timeout=args.timeout))
+            results = (
+                extract_batch(items, workers=args.workers, timeout=args.timeout)
+                if args.raw
+                else articles_from_items(items, workers=args.workers, timeout=args.timeout)
+            )
             for index, result in enumerate(results):
                 if bad[index]:
                     result = {"url": result.get("url"), "error": "bad_input", "detail": bad[index]}
@@ -70,4 +81,3 @@ def cmd_extract(args: argparse.Namespace) -> int:
     record = extract_page(html, args.url) if args.raw else article_from_html(html, args.url)
     sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
     return 0
-

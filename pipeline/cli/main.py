@@ -68,8 +68,13 @@ def _load(module: str):
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser; with `only`, just that command's module is imported."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more logging and whole error messages (-vv: debug, and a traceback on errors)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more logging and whole error messages (-vv: debug, and a traceback on errors)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)

@@ -47,21 +47,33 @@ def cmd_read(args: argparse.Namespace, *, settings: S3Settings | None = None) ->
     storage errors propagate (exit 1)."""
     columns = [c.strip() for c in args.columns.split(",")] if getattr(args, "columns", None) else None
     try:
-        check_read_args(args.since, args.until, committed_after=args.committed_after, run_id=args.run_id,
-                        columns=columns)
+        check_read_args(
+            args.since, args.until, committed_after=args.committed_after, run_id=args.run_id, columns=columns
+        )
     except ConfigError:
         raise  # a bad run id (BadRunId): exit 2 already
     except ValueError as exc:  # a bad date, timestamp or column: the user's argument, not a failure
         raise UsageError(str(exc)) from None
     source = args.source[0] if args.source and len(args.source) == 1 else args.source
-    tables = iter_tables(args.since, args.until, source, args.canonical_only, settings=settings,
-                         committed_after=args.committed_after, run_id=args.run_id, columns=columns)
+    tables = iter_tables(
+        args.since,
+        args.until,
+        source,
+        args.canonical_only,
+        settings=settings,
+        committed_after=args.committed_after,
+        run_id=args.run_id,
+        columns=columns,
+    )
     to_stdout = args.out in (None, "-")
     schema = ARTICLE_SCHEMA if columns is None else pa.schema([ARTICLE_SCHEMA.field(c) for c in columns])
     binary = args.format == "parquet"
     try:
-        fh = (sys.stdout.buffer if binary else sys.stdout) if to_stdout else \
-            open(args.out, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""}))
+        fh = (
+            (sys.stdout.buffer if binary else sys.stdout)
+            if to_stdout
+            else open(args.out, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""}))
+        )
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     n = 0

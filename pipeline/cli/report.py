@@ -20,10 +20,14 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
     """Arguments of `python -m pipeline report`."""
     parser.add_argument("run", nargs="?", default=None, help="run id (default: the latest run with a report)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--html", type=Path, default=None, metavar="PATH",
-                        help="write the report as a self-contained HTML page to PATH")
-    parser.add_argument("--rebuild", action="store_true",
-                        help="recompute the report from the run's stage outputs in the bucket and store it again")
+    parser.add_argument(
+        "--html", type=Path, default=None, metavar="PATH", help="write the report as a self-contained HTML page to PATH"
+    )
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="recompute the report from the run's stage outputs in the bucket and store it again",
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

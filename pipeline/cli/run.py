@@ -17,8 +17,12 @@ from pipeline.runtime.progress import progress_reporter
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sources", type=Path, default=None,
-                        help=f"sources file (default: $NEWS_INGEST_SOURCES or {default_sources_path()})")
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        default=None,
+        help=f"sources file (default: $NEWS_INGEST_SOURCES or {default_sources_path()})",
+    )
     parser.add_argument("--json", action="store_true", help="print the run report as JSON")
 
 
@@ -36,7 +40,7 @@ def configure_reextract(parser: argparse.ArgumentParser) -> None:
 def _ctx(args: argparse.Namespace, run_id: str) -> RunContext:
     # A bad run id (BadRunId) or sources file (ConfigError) ends here, exit 2, before anything starts.
     ctx = RunContext(run_id=check_run_id(run_id), sources_path=args.sources or default_sources_path())
-    ctx.sources  # validate now: a bad file stops the run before anything starts
+    _ = ctx.sources  # validate now: a bad file stops the run before anything starts
     return ctx
 
 
@@ -49,8 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_report(report, as_json=args.json)
     # Like the DAG's `check` task: the good sources are committed, but a failed one is an error (exit 1).
     if report["failed_sources"]:
-        raise RunFailed(f"run {ctx.run_id}: source(s) failed: {', '.join(sorted(report['failed_sources']))} "
-                        "(the other sources' articles are committed)")
+        raise RunFailed(
+            f"run {ctx.run_id}: source(s) failed: {', '.join(sorted(report['failed_sources']))} "
+            "(the other sources' articles are committed)"
+        )
     return 0
 
 

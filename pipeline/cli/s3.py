@@ -11,11 +11,15 @@ from pipeline.runtime.s3server import EmbeddedS3
 
 def configure_s3(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("--bucket", default=os.environ.get(BUCKET_ENV, DEFAULT_BUCKET),
-                        help=f"bucket created by `up` (default: ${BUCKET_ENV} or {DEFAULT_BUCKET!r})")
+    parser.add_argument(
+        "--bucket",
+        default=os.environ.get(BUCKET_ENV, DEFAULT_BUCKET),
+        help=f"bucket created by `up` (default: ${BUCKET_ENV} or {DEFAULT_BUCKET!r})",
+    )
     parser.add_argument("--port", type=int, default=None, help="S3 port for a first `up` (default 8333 if free)")
-    parser.add_argument("--env", action="store_true",
-                        help="after `up`, print `export` lines for the standard AWS variables")
+    parser.add_argument(
+        "--env", action="store_true", help="after `up`, print `export` lines for the standard AWS variables"
+    )
 
 
 def cmd_s3(args: argparse.Namespace) -> int:

@@ -48,8 +48,13 @@ TERMINAL_CODES = {
 # names the access key (`Credential=<key>/...`), and presigned URLs carry it as
 # X-Amz-Credential. Redact both at the loggers that emit them, so credentials never reach a log.
 _CREDENTIAL = re.compile(r"(Credential=|X-Amz-Credential=)[^/&\s,'\"]+", re.IGNORECASE)
-_REDACTED_LOGGERS = ("botocore.endpoint", "botocore.auth", "botocore.parsers", "botocore.awsrequest",
-                     "urllib3.connectionpool")
+_REDACTED_LOGGERS = (
+    "botocore.endpoint",
+    "botocore.auth",
+    "botocore.parsers",
+    "botocore.awsrequest",
+    "urllib3.connectionpool",
+)
 
 
 class _RedactCredentials(logging.Filter):
@@ -119,16 +124,22 @@ class Bucket:
             raise describe_error(exc, self.settings, action) from None
 
     # -- objects
-    def put(self, key: str, body: bytes, *, content_type: str = "application/octet-stream",
-            if_match: str | None = None, if_none_match: str | None = None) -> str:
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> str:
         """Write an object; returns its ETag. Conditional when if_match / if_none_match are given."""
         extra: dict[str, Any] = {}
         if if_match:
             extra["IfMatch"] = if_match
         if if_none_match:
             extra["IfNoneMatch"] = if_none_match
-        resp = self._call(f"put {key}", self.client.put_object, Key=key, Body=body,
-                          ContentType=content_type, **extra)
+        resp = self._call(f"put {key}", self.client.put_object, Key=key, Body=body, ContentType=content_type, **extra)
         return resp.get("ETag", "")
 
     def put_file(self, key: str, path: str, *, content_type: str = "application/octet-stream") -> None:
@@ -167,7 +178,7 @@ class Bucket:
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
         for i in range(0, len(keys), 1000):
-            chunk = [{"Key": k} for k in keys[i:i + 1000]]
+            chunk = [{"Key": k} for k in keys[i : i + 1000]]
             self._call("delete objects", self.client.delete_objects, Delete={"Objects": chunk, "Quiet": True})
 
     def list(self, prefix: str) -> list[str]:
@@ -210,8 +221,12 @@ class Bucket:
 
     # -- JSON helpers
     def put_json(self, key: str, obj: Any, **kwargs) -> str:
-        return self.put(key, json.dumps(obj, ensure_ascii=False, indent=1, default=str).encode(),
-                        content_type="application/json", **kwargs)
+        return self.put(
+            key,
+            json.dumps(obj, ensure_ascii=False, indent=1, default=str).encode(),
+            content_type="application/json",
+            **kwargs,
+        )
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get(key))
@@ -239,4 +254,3 @@ class Bucket:
         for line in data.splitlines():
             if line.strip():
                 yield json.loads(line)
-

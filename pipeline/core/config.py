@@ -42,7 +42,7 @@ class S3Settings(BaseModel):
         return f"s3://{self.bucket} at {self.endpoint_url or 'AWS'}"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "S3Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> S3Settings:
         """Standard AWS names plus ``NEWS_INGEST_BUCKET``; the embedded server when no endpoint is set."""
         env = dict(os.environ if env is None else env)
         endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
@@ -119,7 +119,6 @@ class CleaningRules(BaseModel):
     truncate_after: RegexList = Field(default_factory=list)
     #: CSS selectors removed from the HTML before extraction.
     drop_selectors: list[str] = Field(default_factory=list)
-
 
 
 class Source(BaseModel):
@@ -216,7 +215,5 @@ def load_sources(path: str | Path | None = None) -> SourcesConfig:
     try:
         return SourcesConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{path}: {problems}") from exc

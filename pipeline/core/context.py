@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from pipeline.core.config import S3Settings, SourcesConfig, load_sources
-from pipeline.core.paths import default_sources_path
 from pipeline.core.bucket import Bucket
+from pipeline.core.config import S3Settings, SourcesConfig, load_sources
+
 # Run ids are defined with the keys they go into; importable from here too (`RunContext` checks them).
 from pipeline.core.layout import check_run_id, make_run_id, run_prefix
+from pipeline.core.paths import default_sources_path
 
 __all__ = ["RunContext", "check_run_id", "make_run_id"]
 

@@ -125,7 +125,7 @@ def _strip(key: str, prefix: str, suffix: str) -> str | None:
     """The middle of `key` between `prefix` and `suffix` when it is one non-empty segment, else None."""
     if not (key.startswith(prefix) and key.endswith(suffix)) or len(key) <= len(prefix) + len(suffix):
         return None
-    middle = key[len(prefix):len(key) - len(suffix)]
+    middle = key[len(prefix) : len(key) - len(suffix)]
     return None if "/" in middle else middle
 
 

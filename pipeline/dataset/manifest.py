@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from pipeline.core.config import S3Settings
 from pipeline.core.bucket import Bucket, StorageError
+from pipeline.core.config import S3Settings
 from pipeline.core.layout import RUN_MANIFEST_PREFIX, compaction_manifest_key
 
 MANIFEST_VERSION = 1
@@ -76,8 +76,9 @@ def load_run_manifests(settings: S3Settings, *, bucket: Bucket | None = None) ->
     return sorted(manifests, key=lambda m: (m.get("committed_at", ""), m.get("run_id", "")))
 
 
-def committed_runs(settings: S3Settings, *, committed_after: str | datetime | None = None,
-                   bucket: Bucket | None = None) -> list[dict]:
+def committed_runs(
+    settings: S3Settings, *, committed_after: str | datetime | None = None, bucket: Bucket | None = None
+) -> list[dict]:
     """Manifests of committed runs, oldest commit first; only those committed strictly after
     `committed_after` when given (incremental readers pass the last `committed_at` they saw)."""
     after = normalise_ts(committed_after)
@@ -106,9 +107,15 @@ class FileSpec:
     runs: frozenset[str] | None = None
 
 
-def plan_files(settings: S3Settings, *, since_dt: str | None = None, until_dt: str | None = None,
-               committed_after: str | datetime | None = None, run_id: str | None = None,
-               bucket: Bucket | None = None) -> tuple[list[FileSpec], list[dict]]:
+def plan_files(
+    settings: S3Settings,
+    *,
+    since_dt: str | None = None,
+    until_dt: str | None = None,
+    committed_after: str | datetime | None = None,
+    run_id: str | None = None,
+    bucket: Bucket | None = None,
+) -> tuple[list[FileSpec], list[dict]]:
     """The committed files a reader must read for these filters, and the run manifests selected.
 
     Files are ordered by day, then commit order, so output is stable between reads.
@@ -135,8 +142,9 @@ def plan_files(settings: S3Settings, *, since_dt: str | None = None, until_dt: s
                 keep = file_runs & served
                 if not keep:
                     continue
-                specs.append(FileSpec(f["key"], dt, f["rows"], f["bytes"],
-                                      None if file_runs <= served else frozenset(keep)))
+                specs.append(
+                    FileSpec(f["key"], dt, f["rows"], f["bytes"], None if file_runs <= served else frozenset(keep))
+                )
         for m in day_runs:
             if m["run_id"] in served:
                 continue

@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.core.bucket import Bucket, StorageError
 from pipeline.core.config import S3Settings
 from pipeline.core.layout import check_dt, check_run_id
 from pipeline.dataset.manifest import FileSpec, normalise_ts, plan_files
-from pipeline.core.bucket import Bucket, StorageError
 from pipeline.dataset.schema import ARTICLE_SCHEMA, conform, project
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,13 @@ def _bound(value: DateLike, name: str) -> tuple[str | None, datetime | None]:
     return check_dt(value), None
 
 
-def _row_filter(spec: FileSpec, source: str | Sequence[str] | None, canonical_only: bool,
-                since_ts: datetime | None, until_ts: datetime | None) -> pc.Expression | None:
+def _row_filter(
+    spec: FileSpec,
+    source: str | Sequence[str] | None,
+    canonical_only: bool,
+    since_ts: datetime | None,
+    until_ts: datetime | None,
+) -> pc.Expression | None:
     conds = []
     if spec.runs is not None:
         conds.append(pc.field("run_id").isin(sorted(spec.runs)))
@@ -78,10 +83,17 @@ def _row_filter(spec: FileSpec, source: str | Sequence[str] | None, canonical_on
     return expr
 
 
-def iter_tables(since: DateLike = None, until: DateLike = None, source: str | Sequence[str] | None = None,
-                canonical_only: bool = False, *, settings: S3Settings | None = None,
-                committed_after: str | datetime | None = None, run_id: str | None = None,
-                columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+def iter_tables(
+    since: DateLike = None,
+    until: DateLike = None,
+    source: str | Sequence[str] | None = None,
+    canonical_only: bool = False,
+    *,
+    settings: S3Settings | None = None,
+    committed_after: str | datetime | None = None,
+    run_id: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> Iterator[pa.Table]:
     """The matching rows, one table per committed file, in a stable order (day, commit order).
 
     `since`/`until`: a date bounds the `dt` partition (inclusive both ends); a datetime
@@ -92,16 +104,24 @@ def iter_tables(since: DateLike = None, until: DateLike = None, source: str | Se
     cols = project(ARTICLE_SCHEMA, columns)
     since_dt, since_ts = _bound(since, "since")
     until_dt, until_ts = _bound(until, "until")
-    specs, _ = plan_files(settings, since_dt=since_dt, until_dt=until_dt,
-                          committed_after=normalise_ts(committed_after), run_id=run_id, bucket=bucket)
+    specs, _ = plan_files(
+        settings,
+        since_dt=since_dt,
+        until_dt=until_dt,
+        committed_after=normalise_ts(committed_after),
+        run_id=run_id,
+        bucket=bucket,
+    )
 
     def fetch(spec: FileSpec) -> tuple[FileSpec, bytes]:
         try:
             return spec, bucket.get(spec.key)
         except StorageError as exc:
             if exc.code in ("NoSuchKey", "404"):
-                raise DatasetChanged(f"{spec.key} was replaced while reading (a re-run or compaction "
-                                     f"committed meanwhile); read again", code=exc.code) from None
+                raise DatasetChanged(
+                    f"{spec.key} was replaced while reading (a re-run or compaction committed meanwhile); read again",
+                    code=exc.code,
+                ) from None
             raise
 
     with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="read-fetch") as pool:
@@ -121,11 +141,18 @@ def iter_tables(since: DateLike = None, until: DateLike = None, source: str | Se
                 yield table
 
 
-def read_articles(since: DateLike = None, until: DateLike = None, source: str | Sequence[str] | None = None,
-                  canonical_only: bool = False, *, settings: S3Settings | None = None,
-                  committed_after: str | datetime | None = None, run_id: str | None = None,
-                  columns: Sequence[str] | None = None,
-                  as_: Literal["arrow", "pandas", "records"] = "arrow") -> Any:
+def read_articles(
+    since: DateLike = None,
+    until: DateLike = None,
+    source: str | Sequence[str] | None = None,
+    canonical_only: bool = False,
+    *,
+    settings: S3Settings | None = None,
+    committed_after: str | datetime | None = None,
+    run_id: str | None = None,
+    columns: Sequence[str] | None = None,
+    as_: Literal["arrow", "pandas", "records"] = "arrow",
+) -> Any:
     """Committed articles as a pyarrow Table (`as_="arrow"`), a pandas DataFrame or an iterator of dicts.
 
     `committed_after`: only runs committed strictly after this time (ISO text or datetime),
@@ -143,17 +170,25 @@ def read_articles(since: DateLike = None, until: DateLike = None, source: str | 
         # Materialised reads restart cleanly: the new plan is consistent.
         log.info("%s; reading again", exc)
         tables = list(iter_tables(since, until, source, canonical_only, **kwargs))
-    schema = ARTICLE_SCHEMA if columns is None else pa.schema([ARTICLE_SCHEMA.field(c) for c in columns],
-                                                             metadata=ARTICLE_SCHEMA.metadata)
+    schema = (
+        ARTICLE_SCHEMA
+        if columns is None
+        else pa.schema([ARTICLE_SCHEMA.field(c) for c in columns], metadata=ARTICLE_SCHEMA.metadata)
+    )
     table = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
     if as_ == "pandas":
         return table.to_pandas()
     return table
 
 
-
-def check_read_args(since: DateLike = None, until: DateLike = None, *, committed_after: str | datetime | None = None,
-                    run_id: str | None = None, columns: Sequence[str] | None = None) -> None:
+def check_read_args(
+    since: DateLike = None,
+    until: DateLike = None,
+    *,
+    committed_after: str | datetime | None = None,
+    run_id: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> None:
     """Validate `read_articles` arguments without touching the bucket: ValueError naming the bad one.
 
     A bad run id raises `BadRunId` (a ValueError too).

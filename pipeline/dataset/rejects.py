@@ -8,11 +8,26 @@ from pipeline.core.context import RunContext
 from pipeline.core.layout import rejects_key, rejects_prefix
 
 
-def reject(url: str, stage: str, reason: str, *, source: str | None = None, detail: str = "",
-           warc_key: str | None = None, warc_record_id: str | None = None) -> dict:
+def reject(
+    url: str,
+    stage: str,
+    reason: str,
+    *,
+    source: str | None = None,
+    detail: str = "",
+    warc_key: str | None = None,
+    warc_record_id: str | None = None,
+) -> dict:
     """One rejects row. `reason` is a short stable name (a counter name); `detail` is free text."""
-    return {"url": url, "source": source, "stage": stage, "reason": reason, "detail": detail[:500],
-            "warc_key": warc_key, "warc_record_id": warc_record_id}
+    return {
+        "url": url,
+        "source": source,
+        "stage": stage,
+        "reason": reason,
+        "detail": detail[:500],
+        "warc_key": warc_key,
+        "warc_record_id": warc_record_id,
+    }
 
 
 def write_rejects(ctx: RunContext, name: str, rows: Iterable[dict]) -> str | None:

@@ -23,7 +23,12 @@ REMOVED_TYPE = pa.list_(pa.struct([("rule", pa.string()), ("text", pa.string())]
 
 #: (name, type, nullable, meaning): the single source of the schema and of its documentation.
 FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
-    ("article_id", pa.string(), False, "stable id of one version of one article: sha256(canonical_url, content_hash)[:24]"),
+    (
+        "article_id",
+        pa.string(),
+        False,
+        "stable id of one version of one article: sha256(canonical_url, content_hash)[:24]",
+    ),
     ("url", pa.string(), False, "URL as fetched, after redirects"),
     ("canonical_url", pa.string(), True, "rel=canonical when same-site, else the canonicalised URL"),
     ("source", pa.string(), True, "configured source (outlet) name"),
@@ -146,8 +151,15 @@ def records_to_table(records: Sequence[dict], *, run_id: str, ingested_at: datet
     """
     try:
         table = pa.Table.from_pylist(records, schema=JSON_PARSE_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
-            OverflowError, AttributeError):
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        pa.ArrowNotImplementedError,
+        TypeError,
+        ValueError,
+        OverflowError,
+        AttributeError,
+    ):
         return _records_to_table_by_column(records, run_id=run_id, ingested_at=ingested_at)
     return table_to_articles(table, run_id=run_id, ingested_at=ingested_at)
 
@@ -182,8 +194,11 @@ STAMPED_COLUMNS = ("run_id", "ingested_at", "schema_version")
 
 #: How the work files' JSON is parsed by pyarrow.json: timestamps as text (converted after).
 JSON_PARSE_SCHEMA: pa.Schema = pa.schema(
-    [pa.field(f.name, pa.string() if f.name in _TIMESTAMP_COLUMNS else f.type)
-     for f in ARTICLE_SCHEMA if f.name not in STAMPED_COLUMNS]
+    [
+        pa.field(f.name, pa.string() if f.name in _TIMESTAMP_COLUMNS else f.type)
+        for f in ARTICLE_SCHEMA
+        if f.name not in STAMPED_COLUMNS
+    ]
 )
 
 

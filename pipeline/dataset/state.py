@@ -54,7 +54,7 @@ def update_json(bucket: Bucket, key: str, merge: Callable[[dict], dict]) -> dict
             return new
         except PreconditionFailed:
             log.info("state %s changed under us (attempt %s), retrying", key, attempt)
-            time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5))
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
     raise PreconditionFailed(f"state {key}: gave up after {MAX_ATTEMPTS} concurrent-write conflicts")
 
 

@@ -64,7 +64,7 @@ class _WarcWriter(WARCWriter):
     def __init__(self, filebuf: BinaryIO, **kwargs):
         super().__init__(filebuf, gzip=False, **kwargs)
 
-    def _write_warc_record(self, out, record):  # noqa: ANN001 - warcio's signature
+    def _write_warc_record(self, out, record):
         return super()._write_warc_record(_LeveledGzip(out), record)
 
 
@@ -105,8 +105,16 @@ class RotatingWarcWriter:
     when the record is written, so items can carry it.
     """
 
-    def __init__(self, key_prefix: str, basename: str, upload, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 local_dir: str | Path | None = None, keep_local: bool = False):
+    def __init__(
+        self,
+        key_prefix: str,
+        basename: str,
+        upload,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        local_dir: str | Path | None = None,
+        keep_local: bool = False,
+    ):
         self.key_prefix = key_prefix
         self.keep_local = keep_local  # leave uploaded files in local_dir (a WarcTail reads them)
         self.basename = basename
@@ -131,10 +139,19 @@ class RotatingWarcWriter:
         info = self._writer.create_warcinfo_record(name, {"software": "news-ingest", "format": "WARC File Format 1.1"})
         self._writer.write_record(info)
 
-    def write(self, *, url: str, status: int, headers: list[tuple[str, str]], body: bytes,
-              request_headers: list[tuple[str, str]] | None = None, method: str = "GET",
-              reason: str = "", fetched_at: datetime | None = None,
-              extra: dict[str, str] | None = None) -> tuple[str, str]:
+    def write(
+        self,
+        *,
+        url: str,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        request_headers: list[tuple[str, str]] | None = None,
+        method: str = "GET",
+        reason: str = "",
+        fetched_at: datetime | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> tuple[str, str]:
         """Append a request + response pair; returns (warc file key, response record id)."""
         if self._writer is None:
             self._open()
@@ -149,14 +166,25 @@ class RotatingWarcWriter:
         for key, value in (extra or {}).items():
             warc_headers[key] = value
         response = self._writer.create_warc_record(
-            url, "response", payload=io.BytesIO(body), length=len(body),
-            http_headers=http_headers, warc_headers_dict=warc_headers)
+            url,
+            "response",
+            payload=io.BytesIO(body),
+            length=len(body),
+            http_headers=http_headers,
+            warc_headers_dict=warc_headers,
+        )
         record_id = response.rec_headers.get_header("WARC-Record-ID")
-        req_headers = StatusAndHeaders(f"{method} {_path_of(url)} HTTP/1.1", list(request_headers or []),
-                                       is_http_request=True)
+        req_headers = StatusAndHeaders(
+            f"{method} {_path_of(url)} HTTP/1.1", list(request_headers or []), is_http_request=True
+        )
         request = self._writer.create_warc_record(
-            url, "request", payload=io.BytesIO(b""), length=0, http_headers=req_headers,
-            warc_headers_dict={"WARC-Date": warc_date, "WARC-Concurrent-To": record_id})
+            url,
+            "request",
+            payload=io.BytesIO(b""),
+            length=0,
+            http_headers=req_headers,
+            warc_headers_dict={"WARC-Date": warc_date, "WARC-Concurrent-To": record_id},
+        )
         self._writer.write_request_response_pair(request, response)
         key = self.current_key
         if self._fh.tell() >= self.max_bytes:
@@ -198,8 +226,7 @@ def iter_responses(stream: BinaryIO, warc_key: str = "") -> Iterator[WarcRespons
             kind=rec.get_header(KIND_FIELD),
             date=rec.get_header("WARC-Date"),
             warc_key=warc_key,
-            extra={k: v for k, v in rec.headers
-                   if k.startswith("WARC-X-") and k not in (SOURCE_FIELD, KIND_FIELD)},
+            extra={k: v for k, v in rec.headers if k.startswith("WARC-X-") and k not in (SOURCE_FIELD, KIND_FIELD)},
         )
 
 

@@ -54,8 +54,9 @@ def sources_step(ctx: RunContext, only: Iterable[str] | None = None) -> list[str
     return names
 
 
-def crawl_step(ctx: RunContext, source: str, *, try_number: int | None = None,
-               settings: dict[str, str] | None = None) -> dict:
+def crawl_step(
+    ctx: RunContext, source: str, *, try_number: int | None = None, settings: dict[str, str] | None = None
+) -> dict:
     """Crawl one source into the run's WARC archive; a failure is recorded for the report, then raised."""
     return crawl_source(ctx, source, try_number=try_number, settings=settings)
 
@@ -73,8 +74,9 @@ def extract_step(ctx: RunContext, warc_key: str) -> str:
     return extract_stage(ctx, warc_key)
 
 
-def clean_step(ctx: RunContext, extracted_keys: list[str], *,
-               cleaned: Mapping[str, list[Outcome]] | None = None) -> str:
+def clean_step(
+    ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[str, list[Outcome]] | None = None
+) -> str:
     """Clean every extracted record; the key of the cleaned file (`cleaned`: outcomes already computed)."""
     from pipeline.stages.clean import clean_stage
 
@@ -100,9 +102,15 @@ def commit_step(ctx: RunContext, deduped_key: str) -> str:
     return manifest_key
 
 
-def report_step(ctx: RunContext, sources: Iterable[str] | None, deduped_key: str | None,
-                manifest_key: str | None, *, timings: Mapping[str, float] | None = None,
-                failed: Mapping[str, str] | None = None) -> dict:
+def report_step(
+    ctx: RunContext,
+    sources: Iterable[str] | None,
+    deduped_key: str | None,
+    manifest_key: str | None,
+    *,
+    timings: Mapping[str, float] | None = None,
+    failed: Mapping[str, str] | None = None,
+) -> dict:
     """Write the run report (JSON + HTML) naming every failed source; returns the report.
 
     `failed` defaults to what the crawls recorded in the bucket (the DAG's case).
@@ -112,17 +120,28 @@ def report_step(ctx: RunContext, sources: Iterable[str] | None, deduped_key: str
     names = list(sources or [])
     if failed is None:
         _, failed = crawl_outcome(ctx, names)
-    return write_report(ctx, sources=names, timings=dict(timings or {}), failed_sources=dict(failed),
-                        deduped_key=deduped_key, manifest_key=manifest_key)
+    return write_report(
+        ctx,
+        sources=names,
+        timings=dict(timings or {}),
+        failed_sources=dict(failed),
+        deduped_key=deduped_key,
+        manifest_key=manifest_key,
+    )
 
 
 def headline(report: Mapping[str, Any]) -> dict:
     """The small part of a report that goes through XCom to the check step."""
     from pipeline.report.run_report import report_key
 
-    return {"run_id": report["run_id"], "articles_stored": report["articles_stored"], "rejects": report["rejects"],
-            "failed_sources": sorted(report["failed_sources"]), "committed": report.get("manifest") is not None,
-            "report": report_key(report["run_id"])}
+    return {
+        "run_id": report["run_id"],
+        "articles_stored": report["articles_stored"],
+        "rejects": report["rejects"],
+        "failed_sources": sorted(report["failed_sources"]),
+        "committed": report.get("manifest") is not None,
+        "report": report_key(report["run_id"]),
+    }
 
 
 def check_step(head: Mapping[str, Any] | None) -> None:
@@ -135,15 +154,22 @@ def check_step(head: Mapping[str, Any] | None) -> None:
     if not head.get("committed"):
         problems.append("no articles were committed")
     if problems:
-        raise RunFailed(f"run {head.get('run_id')}: {'; '.join(problems)} "
-                        f"(the other sources' articles are committed; see {head.get('report')})")
+        raise RunFailed(
+            f"run {head.get('run_id')}: {'; '.join(problems)} "
+            f"(the other sources' articles are committed; see {head.get('report')})"
+        )
 
 
 # --------------------------------------------------------------------------- whole runs
 
 
-def run_once(ctx: RunContext, *, only_sources: list[str] | None = None,
-             say: Callable[[str], None] | None = None, streaming: bool = True) -> dict:
+def run_once(
+    ctx: RunContext,
+    *,
+    only_sources: list[str] | None = None,
+    say: Callable[[str], None] | None = None,
+    streaming: bool = True,
+) -> dict:
     """Every step in order for the configured sources, in this process; returns the report.
 
     A source whose crawl fails is named in the report; the others go on. With `streaming`, pages
@@ -200,8 +226,16 @@ def reextract_run(ctx: RunContext, *, say: Callable[[str], None] | None = None) 
     return _finish(ctx, sources, extracted, timings=timings, failed={}, cleaned=None, rep=rep)
 
 
-def _finish(ctx: RunContext, sources: list[str], extracted: list[str], *, timings: dict[str, float],
-            failed: Mapping[str, str], cleaned: Mapping[str, list[Outcome]] | None, rep: Reporter) -> dict:
+def _finish(
+    ctx: RunContext,
+    sources: list[str],
+    extracted: list[str],
+    *,
+    timings: dict[str, float],
+    failed: Mapping[str, str],
+    cleaned: Mapping[str, list[Outcome]] | None,
+    rep: Reporter,
+) -> dict:
     """The steps after extraction, shared by every whole run: clean, dedupe, commit, report."""
     t0 = time.perf_counter()
     rep.stage("clean")
@@ -219,8 +253,9 @@ def _finish(ctx: RunContext, sources: list[str], extracted: list[str], *, timing
     return report_step(ctx, sources, deduped_key, manifest_key, timings=timings, failed=failed)
 
 
-def report_and_summarise(ctx: RunContext, sources: Iterable[str] | None, deduped_key: str | None,
-                         manifest_key: str | None) -> dict:
+def report_and_summarise(
+    ctx: RunContext, sources: Iterable[str] | None, deduped_key: str | None, manifest_key: str | None
+) -> dict:
     """The DAG's report step: write the report, print its summary to the task log, return the headline."""
     from pipeline.report.run_report import print_summary
 

@@ -18,9 +18,9 @@ import logging
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext, check_run_id
-from pipeline.core.bucket import Bucket
 from pipeline.core.layout import SEEN_PREFIX, WARC_SUFFIX, raw_day_prefix, raw_run_id, seen_source
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SEEN_RETENTION_DAYS = 90
 #: The most days one re-extraction request may cover (a typo in a date should not queue a year).
 MAX_REEXTRACT_DAYS = 62
+
 
 def _day(value: date | str) -> date:
     if isinstance(value, date):
@@ -94,8 +95,9 @@ def prune_dedupe_index(bucket: Bucket, as_of: date | str, *, window_days: int | 
     return index.delete_expired(bucket)
 
 
-def prune_seen_state(bucket: Bucket, as_of: datetime | date | str, *,
-                     retention_days: float = SEEN_RETENTION_DAYS) -> dict[str, int]:
+def prune_seen_state(
+    bucket: Bucket, as_of: datetime | date | str, *, retention_days: float = SEEN_RETENTION_DAYS
+) -> dict[str, int]:
     """Forget seen-URL entries stored more than `retention_days` before `as_of`; {source: removed}.
 
     Entries without a parseable `stored_at` are kept (never lose state on a format surprise).

@@ -80,7 +80,7 @@ class _Crawl:
     def _run(self, ctx: RunContext) -> None:
         try:  # crawl_source records a failure in the bucket, like the DAG's task
             crawl_source(ctx, self.name, settings={"NEWS_WARC_LOCAL_DIR": str(self.tail.folder)})
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller, the run goes on
+        except BaseException as exc:
             self.error = exc
         finally:
             self.ended = time.perf_counter()
@@ -92,10 +92,11 @@ def _warm_up_later_stages() -> None:
 
     (The cleaning is the workers': `extract_batch` loads its language model before they fork.)"""
     try:
-        from pipeline.stages.dedupe_index import DedupeConfig, lsh_params
-        import pipeline.stages.dedupe  # noqa: F401
-        import pipeline.stages.store  # noqa: F401
         import pyarrow as pa
+
+        import pipeline.stages.dedupe
+        import pipeline.stages.store  # noqa: F401
+        from pipeline.stages.dedupe_index import DedupeConfig, lsh_params
 
         pa.array(["x"])  # pyarrow imports pandas (~0.35 s) on its first array from Python objects
         cfg = DedupeConfig()
@@ -104,8 +105,9 @@ def _warm_up_later_stages() -> None:
         log.debug("warm-up of later stages failed: %s", exc)
 
 
-def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep: Reporter, workers: int | None = None,
-                      timeout: float = 30) -> StreamedCrawl:
+def crawl_and_extract(
+    ctx: RunContext, sources: list[str], *, rep: Reporter, workers: int | None = None, timeout: float = 30
+) -> StreamedCrawl:
     """Crawl `sources` one after another, extracting (and cleaning) their pages as they are archived."""
     var_dir().mkdir(parents=True, exist_ok=True)
     spool = Path(tempfile.mkdtemp(prefix=f"warc-{safe_segment(ctx.run_id)}-", dir=var_dir()))
@@ -147,8 +149,13 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep: Reporter, wor
             else:
                 rep.note(f"crawl {name}: done")
         crawl_end = max(c.ended for c in crawls.values()) if crawls else time.perf_counter()
-        log.info("crawls ended after %.2f s; %s of %s pages extracted by %.2f s", crawl_end - t0, extracted,
-                 len(pointers), time.perf_counter() - t0)
+        log.info(
+            "crawls ended after %.2f s; %s of %s pages extracted by %.2f s",
+            crawl_end - t0,
+            extracted,
+            len(pointers),
+            time.perf_counter() - t0,
+        )
         rep.stage("extract (the pages left when the crawls ended)", total=len(pointers) - extracted, unit="pages")
 
     outcomes: dict[str, list[tuple[dict, PageOutcome]]] = defaultdict(list)  # WARC key -> (item, outcome)
@@ -163,8 +170,13 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep: Reporter, wor
         # Each page is cleaned by the worker that extracted it (the clean stage's step), during the
         # crawl, rather than all of them in this process after it.
         step = CleanStep.of(ctx)
-        batch = extract_outcomes(items(), workers=workers, timeout=timeout,
-                                 rules_for=lambda item: step.rules.get(item.get("source") or ""), then=step)
+        batch = extract_outcomes(
+            items(),
+            workers=workers,
+            timeout=timeout,
+            rules_for=lambda item: step.rules.get(item.get("source") or ""),
+            then=step,
+        )
         for index, outcome in enumerate(batch):
             item = pointers[index]
             outcomes[item["warc_key"]].append((item, outcome))
@@ -178,13 +190,20 @@ def crawl_and_extract(ctx: RunContext, sources: list[str], *, rep: Reporter, wor
                 crawl.thread.join()
         shutil.rmtree(spool, ignore_errors=True)
     end = time.perf_counter()
-    return StreamedCrawl(keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)},
-                         failed, cleaned)
+    return StreamedCrawl(
+        keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)}, failed, cleaned
+    )
 
 
-def _write(ctx: RunContext, sources: list[str], crawls: dict[str, _Crawl],
-           outcomes: dict[str, list[tuple[dict, PageOutcome]]], *, workers: int | None,
-           timeout: float) -> tuple[list[str], dict[str, str], dict[str, list[Outcome]]]:
+def _write(
+    ctx: RunContext,
+    sources: list[str],
+    crawls: dict[str, _Crawl],
+    outcomes: dict[str, list[tuple[dict, PageOutcome]]],
+    *,
+    workers: int | None,
+    timeout: float,
+) -> tuple[list[str], dict[str, str], dict[str, list[Outcome]]]:
     """Store the extraction of each finished crawl's WARC files; re-extract from the bucket when the
     streamed records cannot be vouched for. Returns (extracted keys, failed sources, the cleaning
     outcomes of the streamed keys)."""
@@ -198,8 +217,9 @@ def _write(ctx: RunContext, sources: list[str], crawls: dict[str, _Crawl],
     for summary in sorted(finished, key=lambda s: s["source"]):
         crawl = crawls.get(summary["source"])
         warc_keys = sorted(summary.get("warc_keys", []))
-        streamed = crawl is not None and crawl.error is None and crawl.tail.fully_read() \
-            and crawl.tail.keys() == warc_keys
+        streamed = (
+            crawl is not None and crawl.error is None and crawl.tail.fully_read() and crawl.tail.keys() == warc_keys
+        )
         for key in warc_keys:
             if streamed:
                 done = outcomes.get(key, [])

@@ -109,8 +109,9 @@ def _section(title: str, body: str) -> str:
 
 
 def _cards(report: dict) -> str:
-    seconds = sum(v for k, v in report.get("stage_seconds", {}).items() if k != "total") or \
-        report.get("stage_seconds", {}).get("total", 0)
+    seconds = sum(v for k, v in report.get("stage_seconds", {}).items() if k != "total") or report.get(
+        "stage_seconds", {}
+    ).get("total", 0)
     dups = report.get("duplicates", {})
     cards = [
         ("pages fetched", report.get("pages_fetched", 0)),
@@ -122,13 +123,18 @@ def _cards(report: dict) -> str:
         ("failed sources", len(report.get("failed_sources", {}))),
         ("seconds", f"{seconds:.1f}"),
     ]
-    return '<div class="cards">' + "".join(
-        f"<div class=\"card\"><b>{escape(str(v))}</b><span>{escape(k)}</span></div>" for k, v in cards) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(f'<div class="card"><b>{escape(str(v))}</b><span>{escape(k)}</span></div>' for k, v in cards)
+        + "</div>"
+    )
 
 
 def _alerts(report: dict) -> str:
-    items = [f"<li><b>failed:</b> {escape(name)}: {escape((err or '').strip().splitlines()[-1] if err else '')}</li>"
-             for name, err in report.get("failed_sources", {}).items()]
+    items = [
+        f"<li><b>failed:</b> {escape(name)}: {escape((err or '').strip().splitlines()[-1] if err else '')}</li>"
+        for name, err in report.get("failed_sources", {}).items()
+    ]
     items += [f"<li>{escape(f['message'])}</li>" for f in report.get("flags", [])]
     if not items:
         return ""
@@ -136,9 +142,13 @@ def _alerts(report: dict) -> str:
 
 
 def _legend(names: list[str], colors: list[str] | tuple[str, ...] = PALETTE) -> str:
-    return '<div class="legend">' + "".join(
-        f'<span><i style="background:{colors[i % len(colors)]}"></i>{escape(n)}</span>'
-        for i, n in enumerate(names)) + "</div>"
+    return (
+        '<div class="legend">'
+        + "".join(
+            f'<span><i style="background:{colors[i % len(colors)]}"></i>{escape(n)}</span>' for i, n in enumerate(names)
+        )
+        + "</div>"
+    )
 
 
 def _fmt(value: float) -> str:
@@ -147,11 +157,19 @@ def _fmt(value: float) -> str:
     return f"{int(value):,}"
 
 
-def hbar_chart(name: str, rows: list[tuple[str, list[float]]], series: list[str], *,
-               highlight: set[str] = frozenset(), fmt: Callable[[float], str] = _fmt,
-               max_value: float | None = None,
-               colors: list[str] | None = None, row_colors: list[str] | None = None,
-               markers: dict[str, list[float | None]] | None = None, marker_label: str = "") -> str:
+def hbar_chart(
+    name: str,
+    rows: list[tuple[str, list[float]]],
+    series: list[str],
+    *,
+    highlight: set[str] = frozenset(),
+    fmt: Callable[[float], str] = _fmt,
+    max_value: float | None = None,
+    colors: list[str] | None = None,
+    row_colors: list[str] | None = None,
+    markers: dict[str, list[float | None]] | None = None,
+    marker_label: str = "",
+) -> str:
     """Horizontal (grouped) bar chart: one group per row, one bar per series value.
 
     `colors` colour the series; `row_colors` (single-series charts) colour each row instead;
@@ -165,36 +183,45 @@ def hbar_chart(name: str, rows: list[tuple[str, list[float]]], series: list[str]
     top = max_value if max_value is not None else max((v for _, vals in rows for v in vals), default=0)
     top = top or 1
     plot_w = WIDTH - LABEL_W - 70
-    out = [f'<svg class="chart" data-chart="{escape(name)}" xmlns="http://www.w3.org/2000/svg" '
-           f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img">']
+    out = [
+        f'<svg class="chart" data-chart="{escape(name)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img">'
+    ]
     for gi, (label, values) in enumerate(rows):
         y0 = 6 + gi * group_h
         hot = label in highlight
         if hot:
-            out.append(f'<rect class="highlight" x="0" y="{y0 - 3}" width="{WIDTH}" height="{group_h - 4}" '
-                       f'fill="#fdecea"/>')
+            out.append(
+                f'<rect class="highlight" x="0" y="{y0 - 3}" width="{WIDTH}" height="{group_h - 4}" fill="#fdecea"/>'
+            )
         cls = "flag" if hot else ""
-        out.append(f'<text class="{cls}" x="{LABEL_W - 8}" y="{y0 + k * BAR_H / 2 + 4}" '
-                   f'text-anchor="end">{escape(_clip(label, 26))}{" ⚠" if hot else ""}</text>')
+        out.append(
+            f'<text class="{cls}" x="{LABEL_W - 8}" y="{y0 + k * BAR_H / 2 + 4}" '
+            f'text-anchor="end">{escape(_clip(label, 26))}{" ⚠" if hot else ""}</text>'
+        )
         for si, value in enumerate(values):
             w = plot_w * (value or 0) / top
             w = max(w, 1.5) if value else 0
             y = y0 + si * BAR_H
             color = row_colors[gi] if row_colors else (colors or PALETTE)[si % len(colors or PALETTE)]
             tip = f"{label} · {series[si]}: {fmt(value)}" if k > 1 else f"{label}: {fmt(value)}"
-            out.append(f'<rect class="bar" x="{LABEL_W}" y="{y}" width="{w:.1f}" height="{BAR_H - 2}" '
-                       f'fill="{color}"><title>{escape(tip)}</title></rect>')
+            out.append(
+                f'<rect class="bar" x="{LABEL_W}" y="{y}" width="{w:.1f}" height="{BAR_H - 2}" '
+                f'fill="{color}"><title>{escape(tip)}</title></rect>'
+            )
             out.append(f'<text class="muted" x="{LABEL_W + w + 4:.1f}" y="{y + BAR_H - 3}">{escape(fmt(value))}</text>')
             mark = (markers or {}).get(label, [None] * k)[si]
             if mark is not None:
                 mx = LABEL_W + plot_w * mark / top
-                out.append(f'<line class="marker" x1="{mx:.1f}" y1="{y - 1}" x2="{mx:.1f}" y2="{y + BAR_H - 1}" '
-                           f'stroke="#1d2330" stroke-width="2"><title>{escape(f"{label} · {series[si]}, {marker_label}: {fmt(mark)}")}</title></line>')
+                out.append(
+                    f'<line class="marker" x1="{mx:.1f}" y1="{y - 1}" x2="{mx:.1f}" y2="{y + BAR_H - 1}" '
+                    f'stroke="#1d2330" stroke-width="2"><title>{escape(f"{label} · {series[si]}, {marker_label}: {fmt(mark)}")}</title></line>'
+                )
     out.append(f'<line x1="{LABEL_W}" y1="0" x2="{LABEL_W}" y2="{height - 18}" stroke="#9aa3b2"/>')
     out.append("</svg>")
     legend = _legend(series, colors or PALETTE) if k > 1 else ""
     if markers and legend:
-        legend = legend.replace("</div>", f'<span><b>|</b> {escape(marker_label)}</span></div>')
+        legend = legend.replace("</div>", f"<span><b>|</b> {escape(marker_label)}</span></div>")
     return legend + "".join(out)
 
 
@@ -205,17 +232,23 @@ def vbar_chart(name: str, bars: list[tuple[str, float]], *, x_label: str, y_labe
     height, base, left = 220, 180, 50
     slot = min(80, (WIDTH - left - 10) / len(bars))
     top = max(v for _, v in bars) or 1
-    out = [f'<svg class="chart" data-chart="{escape(name)}" xmlns="http://www.w3.org/2000/svg" '
-           f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img">',
-           f'<text class="muted" x="4" y="12">{escape(y_label)}</text>']
+    out = [
+        f'<svg class="chart" data-chart="{escape(name)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img">',
+        f'<text class="muted" x="4" y="12">{escape(y_label)}</text>',
+    ]
     for i, (label, value) in enumerate(bars):
         h = (base - 20) * value / top
         h = max(h, 1.5) if value else 0
         x = left + i * slot + slot * 0.15
-        out.append(f'<rect class="bar" x="{x:.1f}" y="{base - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
-                   f'fill="{PALETTE[0]}"><title>{escape(f"{label} {x_label}: {_fmt(value)}")}</title></rect>')
-        out.append(f'<text class="muted" x="{x + slot * 0.35:.1f}" y="{base - h - 4:.1f}" '
-                   f'text-anchor="middle">{escape(_fmt(value))}</text>')
+        out.append(
+            f'<rect class="bar" x="{x:.1f}" y="{base - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
+            f'fill="{PALETTE[0]}"><title>{escape(f"{label} {x_label}: {_fmt(value)}")}</title></rect>'
+        )
+        out.append(
+            f'<text class="muted" x="{x + slot * 0.35:.1f}" y="{base - h - 4:.1f}" '
+            f'text-anchor="middle">{escape(_fmt(value))}</text>'
+        )
         out.append(f'<text x="{x + slot * 0.35:.1f}" y="{base + 16}" text-anchor="middle">{escape(label)}</text>')
     out.append(f'<line x1="{left}" y1="{base}" x2="{WIDTH - 10}" y2="{base}" stroke="#9aa3b2"/>')
     out.append(f'<text class="muted" x="{WIDTH / 2}" y="{height - 4}" text-anchor="middle">{escape(x_label)}</text>')
@@ -240,32 +273,43 @@ def box_chart(name: str, rows: list[tuple[str, dict]], *, highlight: set[str] = 
     def x(v: float) -> float:
         return LABEL_W + plot_w * math.log10(max(v, low) / low) / span
 
-    out = [f'<svg class="chart" data-chart="{escape(name)}" xmlns="http://www.w3.org/2000/svg" '
-           f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img">']
+    out = [
+        f'<svg class="chart" data-chart="{escape(name)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img">'
+    ]
     for i, (label, w) in enumerate(rows):
         y = 8 + i * row_h
         hot = label in highlight
         color = ALERT if hot else PALETTE[0]
-        out.append(f'<text class="{"flag" if hot else ""}" x="{LABEL_W - 8}" y="{y + 12}" '
-                   f'text-anchor="end">{escape(_clip(label, 26))}{" ⚠" if hot else ""}</text>')
+        out.append(
+            f'<text class="{"flag" if hot else ""}" x="{LABEL_W - 8}" y="{y + 12}" '
+            f'text-anchor="end">{escape(_clip(label, 26))}{" ⚠" if hot else ""}</text>'
+        )
         out.append(f'<line x1="{x(w["min"]):.1f}" y1="{y + 8}" x2="{x(w["max"]):.1f}" y2="{y + 8}" stroke="#9aa3b2"/>')
         bw = max(x(w["p75"]) - x(w["p25"]), 2)
-        tip = f'{label}: min {_fmt(w["min"])}, p25 {_fmt(w["p25"])}, median {_fmt(w["median"])}, ' \
-              f'p75 {_fmt(w["p75"])}, max {_fmt(w["max"])} words'
-        out.append(f'<rect class="bar" x="{x(w["p25"]):.1f}" y="{y + 2}" width="{bw:.1f}" height="12" '
-                   f'fill="{color}" fill-opacity="0.35" stroke="{color}"><title>{escape(tip)}</title></rect>')
-        out.append(f'<line x1="{x(w["median"]):.1f}" y1="{y}" x2="{x(w["median"]):.1f}" y2="{y + 16}" '
-                   f'stroke="{color}" stroke-width="2.5"/>')
+        tip = (
+            f"{label}: min {_fmt(w['min'])}, p25 {_fmt(w['p25'])}, median {_fmt(w['median'])}, "
+            f"p75 {_fmt(w['p75'])}, max {_fmt(w['max'])} words"
+        )
+        out.append(
+            f'<rect class="bar" x="{x(w["p25"]):.1f}" y="{y + 2}" width="{bw:.1f}" height="12" '
+            f'fill="{color}" fill-opacity="0.35" stroke="{color}"><title>{escape(tip)}</title></rect>'
+        )
+        out.append(
+            f'<line x1="{x(w["median"]):.1f}" y1="{y}" x2="{x(w["median"]):.1f}" y2="{y + 16}" '
+            f'stroke="{color}" stroke-width="2.5"/>'
+        )
         out.append(f'<text class="muted" x="{x(w["max"]) + 4:.1f}" y="{y + 12}">{escape(_fmt(w["median"]))}</text>')
     axis_y = height - 14
     for tick in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000):
         if low <= tick <= top:
             out.append(f'<line x1="{x(tick):.1f}" y1="4" x2="{x(tick):.1f}" y2="{axis_y - 8}" stroke="#e3e6ea"/>')
-            out.append(f'<text class="muted" x="{x(tick):.1f}" y="{axis_y + 8}" '
-                       f'text-anchor="middle">{tick:,}</text>')
+            out.append(f'<text class="muted" x="{x(tick):.1f}" y="{axis_y + 8}" text-anchor="middle">{tick:,}</text>')
     out.append("</svg>")
-    return ('<div class="legend">box: middle half of articles; tick: median (number shown); line: shortest to '
-            'longest; log scale</div>' + "".join(out))
+    return (
+        '<div class="legend">box: middle half of articles; tick: median (number shown); line: shortest to '
+        "longest; log scale</div>" + "".join(out)
+    )
 
 
 def _clip(text: str, n: int) -> str:
@@ -276,10 +320,17 @@ def _clip(text: str, n: int) -> str:
 
 
 def _pages_articles(report: dict, flagged: set[str]) -> str:
-    rows = [(name, [s.get("article_pages", s.get("pages_fetched", 0)), s.get("articles", 0), s.get("rejects", 0)])
-            for name, s in report.get("sources", {}).items()]
-    return hbar_chart("pages-articles", rows, ["article pages fetched", "articles", "rejects"], highlight=flagged,
-                      colors=[PALETTE[4], PALETTE[0], PALETTE[5]])
+    rows = [
+        (name, [s.get("article_pages", s.get("pages_fetched", 0)), s.get("articles", 0), s.get("rejects", 0)])
+        for name, s in report.get("sources", {}).items()
+    ]
+    return hbar_chart(
+        "pages-articles",
+        rows,
+        ["article pages fetched", "articles", "rejects"],
+        highlight=flagged,
+        colors=[PALETTE[4], PALETTE[0], PALETTE[5]],
+    )
 
 
 def _stage_timings(report: dict) -> str:
@@ -312,23 +363,40 @@ def _clusters(report: dict) -> str:
     chart = vbar_chart("clusters", bars, x_label="stories run by this many outlets", y_label="stories")
     top = clusters.get("top", [])
     if top:
-        rows = "".join(f"<tr><td>{escape(_clip(c.get('title') or c['cluster_id'], 48))}</td>"
-                       f"<td>{len(c['outlets'])}</td><td>{c['articles']}</td>"
-                       f"<td class=\"wrap\">{escape(', '.join(c['outlets']))}</td></tr>" for c in top)
-        chart += ('<div class="scroll"><table><tr><th>most widely run stories</th><th>outlets</th><th>copies</th>'
-                  f"<th>which</th></tr>{rows}</table></div>")
+        rows = "".join(
+            f"<tr><td>{escape(_clip(c.get('title') or c['cluster_id'], 48))}</td>"
+            f"<td>{len(c['outlets'])}</td><td>{c['articles']}</td>"
+            f'<td class="wrap">{escape(", ".join(c["outlets"]))}</td></tr>'
+            for c in top
+        )
+        chart += (
+            '<div class="scroll"><table><tr><th>most widely run stories</th><th>outlets</th><th>copies</th>'
+            f"<th>which</th></tr>{rows}</table></div>"
+        )
     return chart
 
 
 def _metadata(report: dict, flagged: set[str]) -> str:
     fields = ("title_share", "author_share", "published_share")
-    rows = [(name, [100 * (q.get(f) or 0) for f in fields])
-            for name, q in report.get("quality", {}).items() if q.get("articles")]
-    previous = {name: [None if q.get(f) is None else 100 * q[f] for f in fields]
-                for name, q in (report.get("previous_quality") or {}).items()}
-    return hbar_chart("metadata", rows, ["title", "author", "date"], highlight=flagged, max_value=100,
-                      fmt=lambda v: f"{v:.0f}%", markers=previous or None,
-                      marker_label=f"run {report.get('previous_run')}")
+    rows = [
+        (name, [100 * (q.get(f) or 0) for f in fields])
+        for name, q in report.get("quality", {}).items()
+        if q.get("articles")
+    ]
+    previous = {
+        name: [None if q.get(f) is None else 100 * q[f] for f in fields]
+        for name, q in (report.get("previous_quality") or {}).items()
+    }
+    return hbar_chart(
+        "metadata",
+        rows,
+        ["title", "author", "date"],
+        highlight=flagged,
+        max_value=100,
+        fmt=lambda v: f"{v:.0f}%",
+        markers=previous or None,
+        marker_label=f"run {report.get('previous_run')}",
+    )
 
 
 def _lengths(report: dict, flagged: set[str]) -> str:
@@ -346,8 +414,12 @@ def _removal_table(report: dict, flagged: set[str], top: int = 10) -> str:
     quality = {n: q for n, q in report.get("quality", {}).items() if q.get("articles")}
     if not rules or not quality:
         return '<p class="empty">nothing removed</p>'
-    peak = max((q.get("removed_by_rule", {}).get(r, 0) / q["articles"] for q in quality.values() for r in rules),
-               default=0) or 1
+    peak = (
+        max(
+            (q.get("removed_by_rule", {}).get(r, 0) / q["articles"] for q in quality.values() for r in rules), default=0
+        )
+        or 1
+    )
     head = "".join(f'<th title="{escape(r)}">{escape(_clip(_short_rule(r), 18))}</th>' for r in rules)
     body = []
     for name, q in quality.items():
@@ -359,9 +431,10 @@ def _removal_table(report: dict, flagged: set[str], top: int = 10) -> str:
             per = f"{n / q['articles']:.2f} per article"
             cells.append(f'<td{style} title="{escape(per)}">{n}</td>')
         cls = ' class="flagged"' if name in flagged else ""
-        body.append(f"<tr><td{cls}>{escape(name)}</td><td>{q.get('removals_per_article') or 0}</td>{''.join(cells)}</tr>")
-    return (f'<div class="scroll"><table><tr><th>source</th><th>per article</th>{head}</tr>{"".join(body)}'
-            "</table></div>")
+        body.append(
+            f"<tr><td{cls}>{escape(name)}</td><td>{q.get('removals_per_article') or 0}</td>{''.join(cells)}</tr>"
+        )
+    return f'<div class="scroll"><table><tr><th>source</th><th>per article</th>{head}</tr>{"".join(body)}</table></div>'
 
 
 def _short_rule(rule: str) -> str:
@@ -374,8 +447,10 @@ def _source_table(report: dict, flagged: set[str]) -> str:
     if not sources:
         return '<p class="empty">no sources</p>'
     quality = report.get("quality", {})
-    head = ("<tr><th>source</th><th>pages</th><th>articles</th><th>canonical</th><th>duplicates</th>"
-            "<th>rejects</th><th>yield</th><th>median words</th><th>status</th></tr>")
+    head = (
+        "<tr><th>source</th><th>pages</th><th>articles</th><th>canonical</th><th>duplicates</th>"
+        "<th>rejects</th><th>yield</th><th>median words</th><th>status</th></tr>"
+    )
     rows = []
     for name, s in sources.items():
         q = quality.get(name, {})
@@ -385,8 +460,10 @@ def _source_table(report: dict, flagged: set[str]) -> str:
         shown_median = "" if median is None else _fmt(median)
         status = "failed" if s.get("failed") else ("check" if name in flagged else "ok")
         cls = ' class="flagged"' if name in flagged else ""
-        rows.append(f"<tr><td{cls}>{escape(name)}</td><td>{s.get('pages_fetched', 0)}</td><td>{s.get('articles', 0)}</td>"
-                    f"<td>{s.get('canonical', 0)}</td><td>{s.get('duplicates', 0)}</td><td>{s.get('rejects', 0)}</td>"
-                    f"<td>{shown_yield}</td><td>{shown_median}</td>"
-                    f"<td{cls}>{status}</td></tr>")
+        rows.append(
+            f"<tr><td{cls}>{escape(name)}</td><td>{s.get('pages_fetched', 0)}</td><td>{s.get('articles', 0)}</td>"
+            f"<td>{s.get('canonical', 0)}</td><td>{s.get('duplicates', 0)}</td><td>{s.get('rejects', 0)}</td>"
+            f"<td>{shown_yield}</td><td>{shown_median}</td>"
+            f"<td{cls}>{status}</td></tr>"
+        )
     return f"<table>{head}{''.join(rows)}</table>"

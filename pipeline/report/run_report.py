@@ -44,9 +44,15 @@ FLAG_SIGNALS = {
 }
 
 
-def write_report(ctx: RunContext, *, sources: list[str], timings: dict[str, float],
-                 failed_sources: dict[str, str], deduped_key: str | None,
-                 manifest_key: str | None) -> dict:
+def write_report(
+    ctx: RunContext,
+    *,
+    sources: list[str],
+    timings: dict[str, float],
+    failed_sources: dict[str, str],
+    deduped_key: str | None,
+    manifest_key: str | None,
+) -> dict:
     """Assemble the run report from what the stages wrote, store it (JSON + HTML) under reports/, return it."""
     from pipeline.dataset.rejects import read_rejects
     from pipeline.stages.crawl import crawl_summaries
@@ -54,9 +60,17 @@ def write_report(ctx: RunContext, *, sources: list[str], timings: dict[str, floa
     summaries = {s["source"]: s for s in crawl_summaries(ctx)}
     rejects = read_rejects(ctx)
     articles = ctx.bucket.iter_jsonl(deduped_key) if deduped_key else iter(())
-    report = build_report(ctx.run_id, sources=sources, timings=timings, failed_sources=failed_sources,
-                          summaries=summaries, rejects=rejects, articles=articles, manifest_key=manifest_key,
-                          previous=previous_report(ctx.bucket, ctx.run_id))
+    report = build_report(
+        ctx.run_id,
+        sources=sources,
+        timings=timings,
+        failed_sources=failed_sources,
+        summaries=summaries,
+        rejects=rejects,
+        articles=articles,
+        manifest_key=manifest_key,
+        previous=previous_report(ctx.bucket, ctx.run_id),
+    )
     store_report(ctx.bucket, report)
     return report
 
@@ -70,9 +84,18 @@ def store_report(bucket, report: dict) -> None:
     bucket.put_json(report_key(report["run_id"]), report)
 
 
-def build_report(run_id: str, *, sources: list[str], timings: dict[str, float], failed_sources: dict[str, str],
-                 summaries: dict[str, dict], rejects: list[dict], articles: Iterable[dict],
-                 manifest_key: str | None, previous: dict | None = None) -> dict:
+def build_report(
+    run_id: str,
+    *,
+    sources: list[str],
+    timings: dict[str, float],
+    failed_sources: dict[str, str],
+    summaries: dict[str, dict],
+    rejects: list[dict],
+    articles: Iterable[dict],
+    manifest_key: str | None,
+    previous: dict | None = None,
+) -> dict:
     """The report dict from the stage outputs (pure: no bucket access). Articles are streamed once.
 
     `previous` is the report of the run before (if any): each source's quality is also compared
@@ -90,8 +113,9 @@ def build_report(run_id: str, *, sources: list[str], timings: dict[str, float], 
         per_source[name] = {
             "pages_fetched": int(stats.get("news/fetched", 0)),
             # article pages only (feeds, sitemaps, robots.txt and section pages left out)
-            "article_pages": int(stats.get("news/fetched/article", stats.get("news/archived/article",
-                                                                              stats.get("news/fetched", 0)))),
+            "article_pages": int(
+                stats.get("news/fetched/article", stats.get("news/archived/article", stats.get("news/fetched", 0)))
+            ),
             "articles": acc.count[name],
             "canonical": acc.canonical[name],
             "duplicates": acc.count[name] - acc.canonical[name],
@@ -122,8 +146,11 @@ def build_report(run_id: str, *, sources: list[str], timings: dict[str, float], 
         "length_bins": list(LENGTH_BINS),
         "flags": quality_flags(quality, per_source) + trend_flags(quality, previous),
         "previous_run": previous.get("run_id") if previous else None,
-        "previous_quality": {n: {k: q.get(k) for k in FLAG_SIGNALS}
-                             for n, q in (previous or {}).get("quality", {}).items() if n in quality},
+        "previous_quality": {
+            n: {k: q.get(k) for k in FLAG_SIGNALS}
+            for n, q in (previous or {}).get("quality", {}).items()
+            if n in quality
+        },
         "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
         "manifest": manifest_key,
     }
@@ -187,9 +214,13 @@ class _Accumulator:
             "published_share": _share(self.with_field["published"][name], n),
             "yield": _share(n, article_pages) if article_pages else None,
             "median_words": _quantile(words, 0.5),
-            "words": {"min": words[0] if words else None, "p25": _quantile(words, 0.25),
-                      "median": _quantile(words, 0.5), "p75": _quantile(words, 0.75),
-                      "max": words[-1] if words else None},
+            "words": {
+                "min": words[0] if words else None,
+                "p25": _quantile(words, 0.25),
+                "median": _quantile(words, 0.5),
+                "p75": _quantile(words, 0.75),
+                "max": words[-1] if words else None,
+            },
             "length_histogram": hist,
             "removed_by_rule": dict(removed.most_common()),
             "removals_per_article": round(sum(removed.values()) / n, 2) if n else None,
@@ -208,8 +239,16 @@ class _Accumulator:
             "total": len(outlets),
             "with_copies": sum(1 for c in self.cluster_size.values() if c > 1),
             "outlets_histogram": {str(k): hist[k] for k in sorted(hist)},
-            "top": [{"cluster_id": c, "outlets": sorted(self.cluster_sources[c]), "articles": self.cluster_size[c],
-                     "title": self.cluster_title.get(c, "")} for c in ranked if outlets[c] > 1],
+            "top": [
+                {
+                    "cluster_id": c,
+                    "outlets": sorted(self.cluster_sources[c]),
+                    "articles": self.cluster_size[c],
+                    "title": self.cluster_title.get(c, ""),
+                }
+                for c in ranked
+                if outlets[c] > 1
+            ],
         }
 
 
@@ -241,8 +280,15 @@ def quality_flags(quality: dict[str, dict], per_source: dict[str, dict]) -> list
         # An incremental run that found nothing new fetches feeds but no article page: no flag.
         pages = per_source[name].get("article_pages", per_source[name]["pages_fetched"])
         if q["articles"] == 0 and pages > 0 and not per_source[name]["failed"]:
-            flags.append({"source": name, "signal": "articles", "value": 0, "others_median": None,
-                          "message": f"{name}: {pages} article pages fetched, no article kept"})
+            flags.append(
+                {
+                    "source": name,
+                    "signal": "articles",
+                    "value": 0,
+                    "others_median": None,
+                    "message": f"{name}: {pages} article pages fetched, no article kept",
+                }
+            )
     eligible = {n: q for n, q in quality.items() if q["articles"] >= FLAG_MIN_ARTICLES}
     for signal, label in FLAG_SIGNALS.items():
         for name, q in eligible.items():
@@ -252,10 +298,16 @@ def quality_flags(quality: dict[str, dict], per_source: dict[str, dict]) -> list
                 continue
             ref = _median(others)
             if ref > 0 and value < FLAG_RATIO * ref:
-                shown = (f"{value:.0%} vs {ref:.0%}" if signal.endswith(("share", "yield"))
-                         else f"{value:g} vs {ref:g}")
-                flags.append({"source": name, "signal": signal, "value": value, "others_median": round(ref, 4),
-                              "message": f"{name}: {label} {shown} for the other sources"})
+                shown = f"{value:.0%} vs {ref:.0%}" if signal.endswith(("share", "yield")) else f"{value:g} vs {ref:g}"
+                flags.append(
+                    {
+                        "source": name,
+                        "signal": signal,
+                        "value": value,
+                        "others_median": round(ref, 4),
+                        "message": f"{name}: {label} {shown} for the other sources",
+                    }
+                )
     return flags
 
 
@@ -273,11 +325,17 @@ def trend_flags(quality: dict[str, dict], previous: dict | None) -> list[dict]:
             value, ref = q.get(signal), before.get(signal)
             if value is None or not ref or value >= FLAG_RATIO * ref:
                 continue
-            shown = (f"{value:.0%}, was {ref:.0%}" if signal.endswith(("share", "yield"))
-                     else f"{value:g}, was {ref:g}")
-            flags.append({"source": name, "signal": signal, "value": value, "previous": ref,
-                          "previous_run": previous.get("run_id"),
-                          "message": f"{name}: {label} {shown} in run {previous.get('run_id')}"})
+            shown = f"{value:.0%}, was {ref:.0%}" if signal.endswith(("share", "yield")) else f"{value:g}, was {ref:g}"
+            flags.append(
+                {
+                    "source": name,
+                    "signal": signal,
+                    "value": value,
+                    "previous": ref,
+                    "previous_run": previous.get("run_id"),
+                    "message": f"{name}: {label} {shown} in run {previous.get('run_id')}",
+                }
+            )
     return flags
 
 
@@ -304,10 +362,13 @@ def previous_report(bucket, run_id: str) -> dict | None:
 def print_summary(report: dict, out: TextIO | None = None) -> None:
     """The human summary printed at the end of a run (to stdout unless `out` is given)."""
     out = out or sys.stdout
-    print(f"run {report['run_id']}: {report['pages_fetched']} pages fetched, "
-          f"{report['articles_stored']} articles stored ({report['canonical_articles']} canonical, "
-          f"duplicates: {', '.join(f'{k} {v}' for k, v in report['duplicates'].items())}), "
-          f"{report['rejects']} rejects", file=out)
+    print(
+        f"run {report['run_id']}: {report['pages_fetched']} pages fetched, "
+        f"{report['articles_stored']} articles stored ({report['canonical_articles']} canonical, "
+        f"duplicates: {', '.join(f'{k} {v}' for k, v in report['duplicates'].items())}), "
+        f"{report['rejects']} rejects",
+        file=out,
+    )
     for reason, n in sorted(report["rejects_by_reason"].items()):
         print(f"  rejected {reason}: {n}", file=out)
     for name, err in report.get("failed_sources", {}).items():
@@ -335,7 +396,11 @@ def rebuild_report(ctx: RunContext, previous: dict | None = None) -> dict:
     deduped = deduped_key(ctx.run_id)
     manifest = run_manifest_key(ctx.run_id)
     sources = list(previous.get("sources") or sorted(s["source"] for s in crawl_summaries(ctx)))
-    return write_report(ctx, sources=sources, timings=previous.get("stage_seconds", {}),
-                        failed_sources=previous.get("failed_sources", {}),
-                        deduped_key=deduped if ctx.bucket.exists(deduped) else None,
-                        manifest_key=manifest if ctx.bucket.exists(manifest) else previous.get("manifest"))
+    return write_report(
+        ctx,
+        sources=sources,
+        timings=previous.get("stage_seconds", {}),
+        failed_sources=previous.get("failed_sources", {}),
+        deduped_key=deduped if ctx.bucket.exists(deduped) else None,
+        manifest_key=manifest if ctx.bucket.exists(manifest) else previous.get("manifest"),
+    )

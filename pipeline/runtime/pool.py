@@ -66,8 +66,9 @@ def _limit_memory(max_memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def _worker_main(conn: Connection, fn: Callable[[Any], Any], warmup: Callable[[], None] | None,
-                 max_memory_mb: int) -> None:
+def _worker_main(
+    conn: Connection, fn: Callable[[Any], Any], warmup: Callable[[], None] | None, max_memory_mb: int
+) -> None:
     if warmup is not None:
         warmup()  # load models before the memory cap is measured, so they are not charged to tasks
     _limit_memory(max_memory_mb)
@@ -113,9 +114,15 @@ class _Worker:
         self.kill()
 
 
-def bounded_map(fn: Callable[[Any], Any], items: Iterable[Any], *, workers: int | None = None,
-                timeout: float = 30, max_memory_mb: int = 1024,
-                warmup: Callable[[], None] | None = None) -> Iterator[Any]:
+def bounded_map(
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    workers: int | None = None,
+    timeout: float = 30,
+    max_memory_mb: int = 1024,
+    warmup: Callable[[], None] | None = None,
+) -> Iterator[Any]:
     """Yield fn(item) for each item, in input order, or a TaskFailure for a task that timed out,
     ran out of memory or crashed its worker. `fn` and `warmup` must be importable module-level functions.
     """

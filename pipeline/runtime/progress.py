@@ -90,8 +90,7 @@ class Reporter:
         self.close()
 
     @contextmanager
-    def follow(self, path: str | Path, pattern: re.Pattern = SCRAPY_RESPONSE, *,
-               poll: float = 0.25) -> Iterator[None]:
+    def follow(self, path: str | Path, pattern: re.Pattern = SCRAPY_RESPONSE, *, poll: float = 0.25) -> Iterator[None]:
         """While the block runs, advance once per new line of `path` matching `pattern`.
 
         For work done in a child process that logs to a file (the Scrapy crawl). The file
@@ -160,8 +159,14 @@ def _duration(seconds: float) -> str:
 class PlainReporter(Reporter):
     """Sparse plain lines for logs: stage start, stage end, and at most one line per `interval`."""
 
-    def __init__(self, stream: TextIO | None = None, *, interval: float = DEFAULT_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic, emit: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+        emit: Callable[[str], None] | None = None,
+    ):
         super().__init__()
         self.stream, self.interval, self.clock, self.emit = stream or sys.stderr, interval, clock, emit
         self.started = self.last_line = 0.0
@@ -217,8 +222,7 @@ class RichReporter(Reporter):
     def __init__(self, stream: TextIO):
         super().__init__()
         from rich.console import Console
-        from rich.progress import (BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.console = Console(file=stream)
         self.progress = Progress(
@@ -227,9 +231,12 @@ class RichReporter(Reporter):
             BarColumn(),
             TextColumn("{task.fields[count]}"),
             TextColumn("{task.fields[rate]}"),
-            TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             TimeElapsedColumn(),
-            console=self.console, transient=False, refresh_per_second=8,
+            console=self.console,
+            transient=False,
+            refresh_per_second=8,
             # stdout is the run report's channel (`run --json`): never route it through the display
             redirect_stdout=False,
         )
@@ -240,8 +247,10 @@ class RichReporter(Reporter):
         of = f"/{self.total}" if self.total is not None else ""
         speed = self.progress.tasks[self.task].speed if self.task is not None else None
         counted = self.total is not None or self.completed
-        return {"count": f"{self.completed}{of} {self.unit}" if counted else "",
-                "rate": f"{speed:.1f} {self.unit}/s" if speed else ""}
+        return {
+            "count": f"{self.completed}{of} {self.unit}" if counted else "",
+            "rate": f"{speed:.1f} {self.unit}/s" if speed else "",
+        }
 
     def _start_stage(self) -> None:
         self.task = self.progress.add_task(self.current, total=self.total, count="", rate="")
@@ -256,8 +265,11 @@ class RichReporter(Reporter):
         if self.task is None:
             return
         # An open-ended stage is complete at whatever it counted: the bar fills and stops.
-        self.progress.update(self.task, total=self.total if self.total is not None else max(self.completed, 1),
-                             completed=self.total if self.total is not None else max(self.completed, 1))
+        self.progress.update(
+            self.task,
+            total=self.total if self.total is not None else max(self.completed, 1),
+            completed=self.total if self.total is not None else max(self.completed, 1),
+        )
         self.progress.update(self.task, **self._fields())
         self.progress.stop_task(self.task)
         self.task = None
@@ -278,8 +290,9 @@ def is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def progress_reporter(stream: TextIO | None = None, *, tty: bool | None = None,
-                      interval: float = DEFAULT_INTERVAL) -> Reporter:
+def progress_reporter(
+    stream: TextIO | None = None, *, tty: bool | None = None, interval: float = DEFAULT_INTERVAL
+) -> Reporter:
     """A live reporter on a terminal, a plain sparse one otherwise (`tty` forces the choice)."""
     stream = stream or sys.stderr
     if tty if tty is not None else is_terminal(stream):
@@ -296,5 +309,5 @@ def reporter_for(say: Callable[[str], None] | None = None, *, interval: float = 
         import logging
 
         logger = logging.getLogger("pipeline.flows.ingest")
-        say = lambda msg: logger.info("%s", msg)  # noqa: E731 - a one-line adapter
+        say = lambda msg: logger.info("%s", msg)
     return PlainReporter(interval=interval, emit=say)

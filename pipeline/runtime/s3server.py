@@ -143,32 +143,51 @@ class EmbeddedS3:
         with os.fdopen(fd, "w") as fh:
             json.dump(identities, fh)
         cmd = [
-            weed_binary(), "server", "-s3",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            weed_binary(),
+            "server",
+            "-s3",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
             f"-dir={data_dir}",
-            f"-master.port={ports['master']}", f"-master.port.grpc={ports['master_grpc']}",
-            f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume_grpc']}",
-            f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
-            f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={ports['master_grpc']}",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={ports['volume_grpc']}",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={ports['filer_grpc']}",
+            f"-s3.port={ports['s3']}",
+            f"-s3.port.grpc={ports['s3_grpc']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-s3.config={config_path}",
             "-master.telemetry=false",
             # Small volumes: a laptop demo should not preallocate gigabytes.
             # Every bucket is a collection with volumes of its own: allow many (sparse files,
             # so cheap), and grow them two at a time rather than seven.
-            "-master.volumeSizeLimitMB=256", "-volume.max=2000",
+            "-master.volumeSizeLimitMB=256",
+            "-volume.max=2000",
             "-volume.preStopSeconds=0",
         ]
         log = open(self.state_dir / "weed.log", "ab")
         # SeaweedFS reads master.toml settings from WEED_* variables: grow 2 volumes per collection.
         env = {**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "2"}
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=self.state_dir, env=env)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.state_dir,
+            env=env,
+        )
         log.close()
         info = ServerInfo(
             endpoint_url=f"http://127.0.0.1:{ports['s3']}",
-            access_key_id=key, secret_access_key=secret,
-            pid=proc.pid, ports=ports, data_dir=str(data_dir),
+            access_key_id=key,
+            secret_access_key=secret,
+            pid=proc.pid,
+            ports=ports,
+            data_dir=str(data_dir),
         )
         self._write_info(info)
         try:
@@ -190,8 +209,12 @@ class EmbeddedS3:
 
     def _ensure_bucket(self, info: ServerInfo, bucket: str, timeout: float) -> None:
 
-        settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                              secret_access_key=info.secret_access_key, bucket=bucket)
+        settings = S3Settings(
+            endpoint_url=info.endpoint_url,
+            access_key_id=info.access_key_id,
+            secret_access_key=info.secret_access_key,
+            bucket=bucket,
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:

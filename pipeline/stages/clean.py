@@ -18,14 +18,14 @@ import gzip
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pipeline.core.config import CleaningRules
 from pipeline.core.context import RunContext
 from pipeline.core.errors import ConfigError, NotAnArticle
-from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.core.layout import cleaned_key
+from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.text.gates import MIN_WORDS, detect_language
 from pipeline.text.hashing import article_id, content_hash
 from pipeline.text.normalise import normalise_text, word_count
@@ -80,85 +80,129 @@ def _rx(*alternatives: str) -> _Alternatives:
 # plus a few common European equivalents. Patterns are anchored at the start of the
 # paragraph unless the phrase cannot occur in running prose.
 LINE_RULES: tuple[LineRule, ...] = (
-    LineRule("related_link", _rx(
-        r"^\s*(see|read|watch|listen) (also|more)\b",
-        r"^\s*(also|more) (read|see|watch|on)\b",
-        r"^\s*related( (stories|articles?|posts?|content|coverage|news|links?|reading|topics))?\s*[:\-|–—]",
-        r"^\s*related( (stories|articles?|posts?|content|coverage|news|links?|reading))?\s*$",
-        r"^\s*(more|further) (stories|reading|news|coverage|from)\b.{0,60}$",
-        r"^\s*(you|we think you) (may|might|will|could) (also )?(like|enjoy|be interested)",
-        r"^\s*(recommended|trending|most (read|popular|viewed|shared)|top stories|editor'?s picks?|don'?t miss|must read)( for you| now| stories| articles)?\s*[:!\-–—]?\s*",
-        r"^\s*(lire aussi|à lire aussi|voir aussi|leia (também|mais)|veja (também|mais)|lea también|ver también|lesen sie auch|mehr zum thema|leggi anche)\b",
-    ), max_words=30),
-    LineRule("comment_prompt", _rx(
-        r"^\s*(leave|post|add|write|submit) a (reply|comment|response)\b",
-        r"your email address will not be published",
-        r"required fields are marked",
-        r"^\s*(cancel reply|comments are closed|no comments( yet)?|be the first to comment)\b",
-        r"you must be (logged|signed) in to (post|leave) a comment",
-        r"^\s*join the (conversation|discussion)\b",
-        r"^\s*(\d+\s+)?(comments?|responses?|replies)\s*(\(\d+\))?\s*$",
-        r"^\s*(show|view|load|see) (all )?(\d+ )?comments\b",
-        r"^\s*(tell us what you think|what do you think\?|have your say)\b.{0,40}$",
-        r"^\s*(save my name, email|notify me of (new|follow-up) (comments|posts))",
-        r"^\s*comments? (policy|guidelines)\b",
-    ), max_words=40),
-    LineRule("share_bar", _rx(
-        r"^\s*((share|tweet|email|e-mail|print|pin|save|copy link|facebook|twitter|whatsapp|linkedin|"
-        r"pinterest|reddit|telegram|messenger|flipboard|x)[\s,|/·•]*)+$",
-        r"^\s*share (this|the) (article|story|post|page)\b",
-        r"^\s*share (on|via|with) (facebook|twitter|x|whatsapp|linkedin|email)\b",
-        r"^\s*(like|liked|enjoy|enjoyed) this (story|article|post)\??\s*(share|tell|please)",
-        r"^\s*(order reprints|print (this )?article|reprints? (&|and) permissions|licensing options)\s*$",
-        r"^\s*follow us on (facebook|twitter|x|instagram|linkedin|youtube|google news)\b",
-    ), max_words=20),
-    LineRule("newsletter", _rx(
-        r"\b(sign up|subscribe|register) (now |today |here )?(for|to) (our|the|a|my) .{0,60}newsletters?\b",
-        r"^\s*(get|receive) (our|the) .{0,60}(newsletter|in your inbox|delivered)",
-        r"^\s*(thanks|thank you) for (signing up|subscribing)\b",
-        r"there was an error processing your subscription",
-        r"keep an eye on your inbox",
-        r"^\s*[\w' -]{0,40}\bnewsletters?\s*$",
-        r"^\s*(enter your email|your email address)\s*$",
-        r"by (signing up|subscribing),? you agree to",
-    ), max_words=40),
-    LineRule("cookie_notice", _rx(
-        r"\b(we|this (web)?site) uses? cookies\b",
-        r"^\s*(accept|allow|manage) (all )?cookies\b",
-        r"\bcookie (policy|settings|preferences)\b.{0,80}$",
-    ), max_words=60),
-    LineRule("subscribe_prompt", _rx(
-        r"\bclick here (to|for) ",
-        r"^\s*(subscribe|sign up|register) (now|today|here)\b",
-        r"^\s*(get|download) (the )?.{0,40}\bapp\b.{0,40}$",
-        r"^\s*(already a subscriber|subscribers? only|become a (member|subscriber))\b",
-        r"^\s*support (our|independent) journalism\b",
-    ), max_words=30),
-    LineRule("author_bio", _rx(
-        r"^\s*about the author\b",
-        r"^\s*write to [^@\s].{0,60}\s(at|@)\s*\S+@\S+",
-        r"^\s*(follow|contact|email|reach) (him|her|them|the (author|writer|reporter)) (on|at|via)\b",
-        r"^\s*follow [\w.' -]{2,40} on (twitter|x|instagram|linkedin|facebook|bluesky|threads)\b",
-    ), max_words=60),
-    LineRule("copyright_notice", _rx(
-        r"^\s*(copyright|\(c\)|©)\s*(©\s*)?\d{4}\b",
-        r"^\s*(copyright|©)\b.{0,60}\b(19|20)\d\d\b.{0,40}$",
-        r"\ball rights reserved\.?\s*$",
-        r"^\s*this (copy|material) is for your personal,? non-commercial use only\b",
-    ), max_words=60),
-    LineRule("dateline", _rx(
-        r"^\s*(updated|published|posted|last (updated|modified)|first published|publicado|atualizado|"
-        r"mis à jour|publié|aktualisiert|veröffentlicht)( (on|at|el|em|le|am))?\s*:?\s*\S.{0,60}$",
-    ), max_words=12),
-    LineRule("taxonomy", _rx(
-        r"^\s*(tags?|tagged( with)?|topics|categories|filed under|keywords)\s*:\s*\S",
-    ), max_words=60),
-    LineRule("widget_message", _rx(
-        r"^\s*an error (has )?occurred,? please try again",
-        r"^\s*this article has been sent to\b",
-        r"^\s*(advertisement|sponsored( content)?|skip (ad|advertisement))\s*$",
-        r"^\s*(image|photo|video)\s*(credit|source)?\s*:\s*\S+( \S+){0,3}\s*$",
-    ), max_words=20),
+    LineRule(
+        "related_link",
+        _rx(
+            r"^\s*(see|read|watch|listen) (also|more)\b",
+            r"^\s*(also|more) (read|see|watch|on)\b",
+            r"^\s*related( (stories|articles?|posts?|content|coverage|news|links?|reading|topics))?\s*[:\-|–—]",
+            r"^\s*related( (stories|articles?|posts?|content|coverage|news|links?|reading))?\s*$",
+            r"^\s*(more|further) (stories|reading|news|coverage|from)\b.{0,60}$",
+            r"^\s*(you|we think you) (may|might|will|could) (also )?(like|enjoy|be interested)",
+            r"^\s*(recommended|trending|most (read|popular|viewed|shared)|top stories|editor'?s picks?|don'?t miss|must read)( for you| now| stories| articles)?\s*[:!\-–—]?\s*",
+            r"^\s*(lire aussi|à lire aussi|voir aussi|leia (também|mais)|veja (também|mais)|lea también|ver también|lesen sie auch|mehr zum thema|leggi anche)\b",
+        ),
+        max_words=30,
+    ),
+    LineRule(
+        "comment_prompt",
+        _rx(
+            r"^\s*(leave|post|add|write|submit) a (reply|comment|response)\b",
+            r"your email address will not be published",
+            r"required fields are marked",
+            r"^\s*(cancel reply|comments are closed|no comments( yet)?|be the first to comment)\b",
+            r"you must be (logged|signed) in to (post|leave) a comment",
+            r"^\s*join the (conversation|discussion)\b",
+            r"^\s*(\d+\s+)?(comments?|responses?|replies)\s*(\(\d+\))?\s*$",
+            r"^\s*(show|view|load|see) (all )?(\d+ )?comments\b",
+            r"^\s*(tell us what you think|what do you think\?|have your say)\b.{0,40}$",
+            r"^\s*(save my name, email|notify me of (new|follow-up) (comments|posts))",
+            r"^\s*comments? (policy|guidelines)\b",
+        ),
+        max_words=40,
+    ),
+    LineRule(
+        "share_bar",
+        _rx(
+            r"^\s*((share|tweet|email|e-mail|print|pin|save|copy link|facebook|twitter|whatsapp|linkedin|"
+            r"pinterest|reddit|telegram|messenger|flipboard|x)[\s,|/·•]*)+$",
+            r"^\s*share (this|the) (article|story|post|page)\b",
+            r"^\s*share (on|via|with) (facebook|twitter|x|whatsapp|linkedin|email)\b",
+            r"^\s*(like|liked|enjoy|enjoyed) this (story|article|post)\??\s*(share|tell|please)",
+            r"^\s*(order reprints|print (this )?article|reprints? (&|and) permissions|licensing options)\s*$",
+            r"^\s*follow us on (facebook|twitter|x|instagram|linkedin|youtube|google news)\b",
+        ),
+        max_words=20,
+    ),
+    LineRule(
+        "newsletter",
+        _rx(
+            r"\b(sign up|subscribe|register) (now |today |here )?(for|to) (our|the|a|my) .{0,60}newsletters?\b",
+            r"^\s*(get|receive) (our|the) .{0,60}(newsletter|in your inbox|delivered)",
+            r"^\s*(thanks|thank you) for (signing up|subscribing)\b",
+            r"there was an error processing your subscription",
+            r"keep an eye on your inbox",
+            r"^\s*[\w' -]{0,40}\bnewsletters?\s*$",
+            r"^\s*(enter your email|your email address)\s*$",
+            r"by (signing up|subscribing),? you agree to",
+        ),
+        max_words=40,
+    ),
+    LineRule(
+        "cookie_notice",
+        _rx(
+            r"\b(we|this (web)?site) uses? cookies\b",
+            r"^\s*(accept|allow|manage) (all )?cookies\b",
+            r"\bcookie (policy|settings|preferences)\b.{0,80}$",
+        ),
+        max_words=60,
+    ),
+    LineRule(
+        "subscribe_prompt",
+        _rx(
+            r"\bclick here (to|for) ",
+            r"^\s*(subscribe|sign up|register) (now|today|here)\b",
+            r"^\s*(get|download) (the )?.{0,40}\bapp\b.{0,40}$",
+            r"^\s*(already a subscriber|subscribers? only|become a (member|subscriber))\b",
+            r"^\s*support (our|independent) journalism\b",
+        ),
+        max_words=30,
+    ),
+    LineRule(
+        "author_bio",
+        _rx(
+            r"^\s*about the author\b",
+            r"^\s*write to [^@\s].{0,60}\s(at|@)\s*\S+@\S+",
+            r"^\s*(follow|contact|email|reach) (him|her|them|the (author|writer|reporter)) (on|at|via)\b",
+            r"^\s*follow [\w.' -]{2,40} on (twitter|x|instagram|linkedin|facebook|bluesky|threads)\b",
+        ),
+        max_words=60,
+    ),
+    LineRule(
+        "copyright_notice",
+        _rx(
+            r"^\s*(copyright|\(c\)|©)\s*(©\s*)?\d{4}\b",
+            r"^\s*(copyright|©)\b.{0,60}\b(19|20)\d\d\b.{0,40}$",
+            r"\ball rights reserved\.?\s*$",
+            r"^\s*this (copy|material) is for your personal,? non-commercial use only\b",
+        ),
+        max_words=60,
+    ),
+    LineRule(
+        "dateline",
+        _rx(
+            r"^\s*(updated|published|posted|last (updated|modified)|first published|publicado|atualizado|"
+            r"mis à jour|publié|aktualisiert|veröffentlicht)( (on|at|el|em|le|am))?\s*:?\s*\S.{0,60}$",
+        ),
+        max_words=12,
+    ),
+    LineRule(
+        "taxonomy",
+        _rx(
+            r"^\s*(tags?|tagged( with)?|topics|categories|filed under|keywords)\s*:\s*\S",
+        ),
+        max_words=60,
+    ),
+    LineRule(
+        "widget_message",
+        _rx(
+            r"^\s*an error (has )?occurred,? please try again",
+            r"^\s*this article has been sent to\b",
+            r"^\s*(advertisement|sponsored( content)?|skip (ad|advertisement))\s*$",
+            r"^\s*(image|photo|video)\s*(credit|source)?\s*:\s*\S+( \S+){0,3}\s*$",
+        ),
+        max_words=20,
+    ),
 )
 
 #: All built-in line rules at once, to find the few lines worth testing rule by rule.
@@ -167,14 +211,21 @@ _MAX_RULE_WORDS = max(rule.max_words for rule in LINE_RULES)
 
 # Headings that open a list of readers' comments or the tag list: everything from here on is not article.
 # (A comment *form* heading, "Leave a Reply", is a comment_prompt line: forms hold no text.)
-TAIL_RULE = LineRule("comment_section", _rx(
-    r"^\s*(\d+\s+)?(comments?|responses?|reader comments)\s*(\(\d+\))?\s*:?\s*$",
-    r"^\s*(join|start) the (conversation|discussion)\b",
-    r"^\s*(tags|tagged|topics|related topics)\s*:?\s*$",
-), max_words=12)
+TAIL_RULE = LineRule(
+    "comment_section",
+    _rx(
+        r"^\s*(\d+\s+)?(comments?|responses?|reader comments)\s*(\(\d+\))?\s*:?\s*$",
+        r"^\s*(join|start) the (conversation|discussion)\b",
+        r"^\s*(tags|tagged|topics|related topics)\s*:?\s*$",
+    ),
+    max_words=12,
+)
 
-_BYLINE = re.compile(r"^\s*(by|written by|words by|story by|von|par|por|di)\s+[\w.'’ -]{2,60}"
-                     r"(\s*(\||,|and|&|–|—|-)\s*[\w.'’ -]{2,60}){0,3}\s*$", re.IGNORECASE)
+_BYLINE = re.compile(
+    r"^\s*(by|written by|words by|story by|von|par|por|di)\s+[\w.'’ -]{2,60}"
+    r"(\s*(\||,|and|&|–|—|-)\s*[\w.'’ -]{2,60}){0,3}\s*$",
+    re.IGNORECASE,
+)
 _FOLD = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -208,8 +259,14 @@ class _Run:
             return
         words = sum(self.words[self.lines[i]] for i in indexes)
         if words > MAX_RULE_SHARE * self.total:
-            self.warnings.append({"rule": rule, "message": "not applied: would remove most of the article",
-                                  "words": words, "of_words": self.total})
+            self.warnings.append(
+                {
+                    "rule": rule,
+                    "message": "not applied: would remove most of the article",
+                    "words": words,
+                    "of_words": self.total,
+                }
+            )
             return
         gone = set(indexes)
         self.removed.extend({"rule": rule, "text": self.lines[i]} for i in sorted(gone))
@@ -217,8 +274,11 @@ class _Run:
 
 
 def _line_rule_hits(lines: list[str], rule: LineRule, words: dict[str, int], suspects: set[str]) -> list[int]:
-    return [i for i, line in enumerate(lines)
-            if line in suspects and words.get(line, 0) <= rule.max_words and rule.pattern.search(line)]
+    return [
+        i
+        for i, line in enumerate(lines)
+        if line in suspects and words.get(line, 0) <= rule.max_words and rule.pattern.search(line)
+    ]
 
 
 def _repeated_header(lines: list[str], title: str | None, author: str | None) -> list[int]:
@@ -236,8 +296,9 @@ def _repeated_header(lines: list[str], title: str | None, author: str | None) ->
     return hits
 
 
-def _tail_hits(lines: list[str], pattern: re.Pattern, words: dict[str, int], *, min_position: float,
-               max_words: int) -> list[int]:
+def _tail_hits(
+    lines: list[str], pattern: re.Pattern, words: dict[str, int], *, min_position: float, max_words: int
+) -> list[int]:
     """Indexes from the first paragraph matching `pattern` (past `min_position` of the words) to the end."""
     total = max(1, sum(words[line] for line in lines))
     seen = 0
@@ -248,25 +309,31 @@ def _tail_hits(lines: list[str], pattern: re.Pattern, words: dict[str, int], *, 
     return []
 
 
-def clean_text(text: str, rules: CleaningRules | None = None, *, title: str | None = None,
-               author: str | None = None) -> tuple[str, list[dict], list[dict]]:
+def clean_text(
+    text: str, rules: CleaningRules | None = None, *, title: str | None = None, author: str | None = None
+) -> tuple[str, list[dict], list[dict]]:
     """Clean article text; returns (text, removed, warnings). No quality gate here."""
     run = _Run(normalise_text(text).split("\n") if text else [])
     run.drop("repeated_header", _repeated_header(run.lines, title, author))
     # before the line rules, which would otherwise take the heading alone and leave the comments
-    run.drop(TAIL_RULE.name, _tail_hits(run.lines, TAIL_RULE.pattern, run.words, min_position=TAIL_START,
-                                        max_words=TAIL_RULE.max_words))
+    run.drop(
+        TAIL_RULE.name,
+        _tail_hits(run.lines, TAIL_RULE.pattern, run.words, min_position=TAIL_START, max_words=TAIL_RULE.max_words),
+    )
     # One pass of all rules' patterns together finds the few lines worth testing rule by rule.
     suspects = {line for line in run.lines if run.words[line] <= _MAX_RULE_WORDS and _ANY_RULE.search(line)}
     for rule in LINE_RULES:
         run.drop(rule.name, _line_rule_hits(run.lines, rule, run.words, suspects))
     if rules is not None:
         for pattern in _compile(rules.drop_lines, "drop_lines"):
-            run.drop(f"source:drop_lines:{pattern.pattern}",
-                     [i for i, line in enumerate(run.lines) if pattern.search(line)])
+            run.drop(
+                f"source:drop_lines:{pattern.pattern}", [i for i, line in enumerate(run.lines) if pattern.search(line)]
+            )
         for pattern in _compile(rules.truncate_after, "truncate_after"):
-            run.drop(f"source:truncate_after:{pattern.pattern}",
-                     _tail_hits(run.lines, pattern, run.words, min_position=0.0, max_words=10**9))
+            run.drop(
+                f"source:truncate_after:{pattern.pattern}",
+                _tail_hits(run.lines, pattern, run.words, min_position=0.0, max_words=10**9),
+            )
     return "\n".join(run.lines), run.removed, run.warnings
 
 
@@ -276,8 +343,9 @@ def clean_article(record: dict, rules: CleaningRules | None = None, *, language:
     Raises NotAnArticle("too_short") when too little text is left, and NotAnArticle("wrong_language")
     when `language` (the source's configured ISO 639-1 code) is given and the text is in another one.
     """
-    text, removed, warnings = clean_text(record.get("text") or "", rules, title=record.get("title"),
-                                         author=record.get("author"))
+    text, removed, warnings = clean_text(
+        record.get("text") or "", rules, title=record.get("title"), author=record.get("author")
+    )
     out = dict(record)
     out["text"] = text
     out["removed"] = list(record.get("removed") or []) + removed
@@ -352,7 +420,9 @@ def clean_outcomes(ctx: RunContext, extracted_key: str, step: CleanStep | None =
             yield record, {"error": exc.reason, "detail": exc.detail}
 
 
-def clean_stage(ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[str, list[Outcome]] | None = None) -> str:
+def clean_stage(
+    ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[str, list[Outcome]] | None = None
+) -> str:
     """Clean every extracted record of the run; writes `work/.../cleaned.jsonl.gz`, returns its key.
 
     `cleaned`, when given, holds the outcomes of extracted files already cleaned elsewhere (by
@@ -365,11 +435,19 @@ def clean_stage(ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[
     rejects: list[dict] = []
     for key in extracted_keys:
         outcomes = (cleaned or {}).get(key)
-        for record, result in (clean_outcomes(ctx, key, step) if outcomes is None else outcomes):
+        for record, result in clean_outcomes(ctx, key, step) if outcomes is None else outcomes:
             if "error" in result:
-                rejects.append(reject(record.get("url", ""), "clean", result["error"], source=record.get("source"),
-                                      detail=result.get("detail", ""), warc_key=record.get("warc_key"),
-                                      warc_record_id=record.get("warc_record_id")))
+                rejects.append(
+                    reject(
+                        record.get("url", ""),
+                        "clean",
+                        result["error"],
+                        source=record.get("source"),
+                        detail=result.get("detail", ""),
+                        warc_key=record.get("warc_key"),
+                        warc_record_id=record.get("warc_record_id"),
+                    )
+                )
             else:
                 rows.append(result)
     ctx.bucket.put_jsonl(out_key, rows)

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.core.context import RunContext
+from pipeline.core.layout import crawl_failure_key, crawl_summaries_prefix, crawl_summary_key, safe_segment
 from pipeline.core.paths import ROOT, var_dir
 from pipeline.runtime.pool import FORK_LOCK
-from pipeline.core.layout import crawl_failure_key, crawl_summaries_prefix, crawl_summary_key, safe_segment
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,19 @@ def crawl_log_path(ctx: RunContext, source_name: str) -> Path:
 
 def crawl_command(ctx: RunContext, source_name: str, *, settings: dict[str, str] | None = None) -> list[str]:
     """The child command line (also handy to reproduce a crawl by hand)."""
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "news",
-           "-a", f"source={source_name}", "-a", f"run_id={ctx.run_id}",
-           "-a", f"sources={Path(ctx.sources_path).resolve()}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scrapy",
+        "crawl",
+        "news",
+        "-a",
+        f"source={source_name}",
+        "-a",
+        f"run_id={ctx.run_id}",
+        "-a",
+        f"sources={Path(ctx.sources_path).resolve()}",
+    ]
     allow = ctx.sources.crawl.allow_private
     merged = {"NEWS_ALLOW_PRIVATE": ",".join(allow)} if allow else {}
     merged.update(settings or {})
@@ -84,8 +94,9 @@ def _refusal(tail: str) -> str | None:
     return None
 
 
-def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] | None = None,
-                timeout: float = DEFAULT_TIMEOUT) -> dict:
+def crawl_stage(
+    ctx: RunContext, source_name: str, *, settings: dict[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> dict:
     """Crawl one source; returns `{"source", "warc_keys", "stats", "rejects_key"}`.
 
     Raises ConfigError for an unknown source (before starting anything) and CrawlError when
@@ -103,16 +114,18 @@ def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] |
     with open(log_path, "wb") as out:
         # Started under the fork lock: `pipeline run` forks extraction workers from another thread.
         with FORK_LOCK:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         try:
             proc.wait(timeout=timeout)
         except BaseException as exc:  # our timeout, or e.g. Airflow's: the child must not outlive its task
             proc.kill()
             proc.wait()
             if isinstance(exc, subprocess.TimeoutExpired):
-                raise CrawlError(f"crawl of {source_name} timed out after {timeout:.0f}s; log tail:\n"
-                                 f"{_tail(log_path)}") from None
+                raise CrawlError(
+                    f"crawl of {source_name} timed out after {timeout:.0f}s; log tail:\n{_tail(log_path)}"
+                ) from None
             raise
     if proc.returncode != 0:
         tail = _tail(log_path)
@@ -124,11 +137,17 @@ def crawl_stage(ctx: RunContext, source_name: str, *, settings: dict[str, str] |
         raise CrawlError(f"crawl of {source_name} wrote no summary at {key}; log tail:\n{_tail(log_path)}")
     summary = ctx.bucket.get_json(key)
     if summary.get("finish_reason") not in ("finished", None):
-        raise CrawlError(f"crawl of {source_name} ended early ({summary.get('finish_reason')}); log tail:\n"
-                         f"{_tail(log_path)}")
-    return {"source": summary["source"], "warc_keys": summary.get("warc_keys", []),
-            "stats": summary.get("stats", {}), "rejects_key": summary.get("rejects_key"),
-            "bytes": summary.get("bytes", 0), "summary_key": key}
+        raise CrawlError(
+            f"crawl of {source_name} ended early ({summary.get('finish_reason')}); log tail:\n{_tail(log_path)}"
+        )
+    return {
+        "source": summary["source"],
+        "warc_keys": summary.get("warc_keys", []),
+        "stats": summary.get("stats", {}),
+        "rejects_key": summary.get("rejects_key"),
+        "bytes": summary.get("bytes", 0),
+        "summary_key": key,
+    }
 
 
 # --------------------------------------------------------------------------- outcome of a run's crawls
@@ -148,8 +167,9 @@ def failure_key(ctx: RunContext, source_name: str) -> str:
     return crawl_failure_key(ctx.run_id, source_name)
 
 
-def crawl_source(ctx: RunContext, source_name: str, *, try_number: int | None = None,
-                 settings: dict[str, str] | None = None) -> dict:
+def crawl_source(
+    ctx: RunContext, source_name: str, *, try_number: int | None = None, settings: dict[str, str] | None = None
+) -> dict:
     """`crawl_stage`, recording a failure in the bucket before re-raising (so the report can name it).
 
     Returns only what is small and safe for XCom: the source name and its WARC file count.
@@ -160,9 +180,16 @@ def crawl_source(ctx: RunContext, source_name: str, *, try_number: int | None = 
     except BaseException as exc:  # incl. AirflowTaskTimeout (a BaseException): record, then re-raise
         reason = f"{type(exc).__name__}: {exc}"
         try:
-            ctx.bucket.put_json(key, {"source": source_name, "run_id": ctx.run_id, "try_number": try_number,
-                                      "error": reason[-MAX_REASON_CHARS:],
-                                      "traceback": traceback.format_exc()[-MAX_REASON_CHARS:]})
+            ctx.bucket.put_json(
+                key,
+                {
+                    "source": source_name,
+                    "run_id": ctx.run_id,
+                    "try_number": try_number,
+                    "error": reason[-MAX_REASON_CHARS:],
+                    "traceback": traceback.format_exc()[-MAX_REASON_CHARS:],
+                },
+            )
         except Exception as record_exc:  # the crawl's own error is the one to surface
             log.error("could not record the failure of %s: %s", source_name, record_exc)
         raise
@@ -205,4 +232,3 @@ def finished_warc_keys(ctx: RunContext, source_names: Iterable[str]) -> tuple[li
     keys = sorted({key for s in finished for key in s.get("warc_keys", [])})
     log.info("%d WARC file(s) from %d finished crawl(s)", len(keys), len(finished))
     return keys, failed
-

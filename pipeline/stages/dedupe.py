@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.core.bucket import PreconditionFailed, StorageError
+from pipeline.core.layout import deduped_key
+from pipeline.core.layout import run_date as run_date_of
 from pipeline.stages.dedupe_index import (
     DedupeConfig,
     DedupeIndex,
@@ -42,8 +45,6 @@ from pipeline.stages.dedupe_index import (
 )
 from pipeline.text.hashing import article_id as make_article_id
 from pipeline.text.hashing import normalised_bytes
-from pipeline.core.bucket import PreconditionFailed, StorageError
-from pipeline.core.layout import deduped_key, run_date as run_date_of
 
 if TYPE_CHECKING:
     from pipeline.core.context import RunContext
@@ -72,9 +73,14 @@ def _canonical(record: dict) -> str:
     return canonicalize(url)
 
 
-def dedupe_records(records: Iterable[dict], *, config: DedupeConfig | None = None,
-                   index: DedupeIndex | None = None, run_date: str | None = None,
-                   run_id: str | None = None) -> list[dict]:
+def dedupe_records(
+    records: Iterable[dict],
+    *,
+    config: DedupeConfig | None = None,
+    index: DedupeIndex | None = None,
+    run_date: str | None = None,
+    run_id: str | None = None,
+) -> list[dict]:
     """The records (copies, same order) with cluster_id, duplicate_of, dup_kind, version, supersedes added.
 
     Records need `url` (or `canonical_url`) and `text`; `content_hash` and `article_id`
@@ -192,12 +198,16 @@ def _dedupe_batch(batch: list[dict], index: DedupeIndex, cfg: DedupeConfig, day:
                 break
         if prev is None and g_url[j] >= 0:
             r = int(g_url[j])
-            prev = (index.get(r, "cluster_id"), index.get(r, "article_id"), int(index.version[r]),
-                    index.get(r, "supersedes"), int(index.content_key[r]))
+            prev = (
+                index.get(r, "cluster_id"),
+                index.get(r, "article_id"),
+                int(index.version[r]),
+                index.get(r, "supersedes"),
+                int(index.content_key[r]),
+            )
         if prev is not None and prev[4] == int(ckeys[j]):
             # Re-fetch of an article we already hold: same story, same version; nothing new to index.
-            fields.update(cluster_id=prev[0], duplicate_of=prev[0], dup_kind="url", version=prev[2],
-                          supersedes=prev[3])
+            fields.update(cluster_id=prev[0], duplicate_of=prev[0], dup_kind="url", version=prev[2], supersedes=prev[3])
             rec.update(fields)
             continue
         if prev is not None:
@@ -226,15 +236,25 @@ def _dedupe_batch(batch: list[dict], index: DedupeIndex, cfg: DedupeConfig, day:
         added[j] = True
     if added.any():
         pick = np.nonzero(added)[0]
-        index.append(sig16=sig16[pick], bkeys=bkeys[pick], url_key=ukeys[pick], content_key=ckeys[pick],
-                     ids={"article_id": [batch[i]["article_id"] for i in pick],
-                          "cluster_id": [cluster[i] for i in pick],
-                          "supersedes": [supersedes[i] for i in pick]},
-                     version=version[pick], day=day, run_id=run, linked=linked[pick])
+        index.append(
+            sig16=sig16[pick],
+            bkeys=bkeys[pick],
+            url_key=ukeys[pick],
+            content_key=ckeys[pick],
+            ids={
+                "article_id": [batch[i]["article_id"] for i in pick],
+                "cluster_id": [cluster[i] for i in pick],
+                "supersedes": [supersedes[i] for i in pick],
+            },
+            version=version[pick],
+            day=day,
+            run_id=run,
+            linked=linked[pick],
+        )
     return batch
 
 
-def dedupe_stage(ctx: "RunContext", cleaned_key: str, *, config: DedupeConfig | None = None) -> str:
+def dedupe_stage(ctx: RunContext, cleaned_key: str, *, config: DedupeConfig | None = None) -> str:
     """Dedupe a run's cleaned articles against the persistent index; returns the deduped JSONL.gz key.
 
     Idempotent per run id: entries this run id added on an earlier attempt are
@@ -262,7 +282,12 @@ def dedupe_stage(ctx: "RunContext", cleaned_key: str, *, config: DedupeConfig | 
     bucket.put_jsonl(key, out)
     index.delete_expired(bucket)
     kinds = {k: sum(1 for r in out if r["dup_kind"] == k) for k in ("url", "exact", "near")}
-    log.info("dedupe %s: %s articles, %s new versions, duplicates %s; index %s rows",
-             ctx.run_id, len(out), sum(1 for r in out if r["version"] > 1), kinds, len(index))
+    log.info(
+        "dedupe %s: %s articles, %s new versions, duplicates %s; index %s rows",
+        ctx.run_id,
+        len(out),
+        sum(1 for r in out if r["version"] > 1),
+        kinds,
+        len(index),
+    )
     return key
-

@@ -67,7 +67,7 @@ class DedupeConfig(BaseModel):
     seed: int = 1
 
     @model_validator(mode="after")
-    def _lsh_feasible(self) -> "DedupeConfig":
+    def _lsh_feasible(self) -> DedupeConfig:
         try:
             lsh_params(self.threshold, self.num_perm)
         except ValueError as exc:  # datasketch refuses e.g. a 0.99 threshold with 64 permutations
@@ -76,6 +76,7 @@ class DedupeConfig(BaseModel):
 
 
 # --------------------------------------------------------------------------- signatures
+
 
 def fmix32(h: np.ndarray) -> np.ndarray:
     """MurmurHash3's 32-bit finalizer (the pre-mix of datasketch's affine32 scheme)."""
@@ -133,8 +134,8 @@ def lsh_params(threshold: float, num_perm: int, weights: tuple[float, float] = (
     best, opt = float("inf"), (0, 0)
     for b in range(1, num_perm + 1):
         r = np.arange(1, num_perm // b + 1, dtype=np.float64)[:, None]
-        fp = (1 - (1 - s_fp ** r) ** b) @ w_fp
-        fn = ((1 - s_fn ** r) ** b) @ w_fn
+        fp = (1 - (1 - s_fp**r) ** b) @ w_fp
+        fn = ((1 - s_fn**r) ** b) @ w_fn
         error = fp * weights[0] + fn * weights[1]
         i = int(np.argmin(error))  # the first minimum, as datasketch's strict "<" keeps the first
         if error[i] < best:
@@ -147,9 +148,21 @@ def lsh_params(threshold: float, num_perm: int, weights: tuple[float, float] = (
 # Odd multipliers: the polynomial word hash, and the k word hashes of a shingle (position-dependent).
 _P = 0x100000001B3  # FNV-64 prime (odd, so invertible mod 2**64)
 _P_INV = pow(_P, -1, 1 << 64)
-_SHINGLE_MULT = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x85EBCA77C2B2AE63,
-                          0x27D4EB2F165667C5, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53,
-                          0xA0761D6478BD642F, 0xE7037ED1A0B428DB], dtype=np.uint64)
+_SHINGLE_MULT = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0x85EBCA77C2B2AE63,
+        0x27D4EB2F165667C5,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0xA0761D6478BD642F,
+        0xE7037ED1A0B428DB,
+    ],
+    dtype=np.uint64,
+)
 _pow_cache: dict[str, np.ndarray] = {}
 
 
@@ -184,7 +197,7 @@ def shingles_of(texts: list[bytes], k: int) -> tuple[np.ndarray, np.ndarray]:
     pw, inv = _powers(len(data) + 1)
     with np.errstate(over="ignore"):
         prefix = np.zeros(len(data) + 1, dtype=np.uint64)
-        np.cumsum(data.astype(np.uint64) * pw[:len(data)], out=prefix[1:])
+        np.cumsum(data.astype(np.uint64) * pw[: len(data)], out=prefix[1:])
         tok = fmix64((prefix[ends] - prefix[starts]) * inv[starts] + (ends - starts).astype(np.uint64))
         doc = np.searchsorted(doc_start, starts, "right") - 1
         counts = np.bincount(doc, minlength=len(texts))
@@ -194,7 +207,7 @@ def shingles_of(texts: list[bytes], k: int) -> tuple[np.ndarray, np.ndarray]:
         padded = np.concatenate([tok, np.zeros(k, dtype=np.uint64)])
         h = padded[:n] * _SHINGLE_MULT[0]
         for j in range(1, k):
-            h += padded[j:n + j] * _SHINGLE_MULT[j]
+            h += padded[j : n + j] * _SHINGLE_MULT[j]
         # A text shorter than k words is one shingle of its own words only (the sums above ran past it).
         for d in np.flatnonzero((counts > 0) & (counts < k)).tolist():
             f = int(first_tok[d])
@@ -243,8 +256,8 @@ def signatures_flat(flat: np.ndarray, counts: np.ndarray, num_perm: int, seed: i
     d = 0
     while d < len(counts):
         e = max(int(np.searchsorted(ends, begins[d] + block, "right")), d + 1)
-        x = x_all[begins[d]:ends[e - 1]]
-        prod = buf[:, :len(x)]
+        x = x_all[begins[d] : ends[e - 1]]
+        prod = buf[:, : len(x)]
         np.multiply(a, x, out=prod)
         prod += b
         out[d:e] = np.minimum.reduceat(prod, begins[d:e] - begins[d], axis=1).T
@@ -255,7 +268,7 @@ def signatures_flat(flat: np.ndarray, counts: np.ndarray, num_perm: int, seed: i
 def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per LSH band (n_docs x bands): equal keys mean equal band values."""
     n = sigs.shape[0]
-    v = sigs[:, :bands * rows].reshape(n, bands, rows).astype(np.uint64)
+    v = sigs[:, : bands * rows].reshape(n, bands, rows).astype(np.uint64)
     mult = (np.arange(1, rows + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
     with np.errstate(over="ignore"):
         combined = (v * mult).sum(axis=2, dtype=np.uint64)
@@ -416,9 +429,9 @@ class DedupeIndex:
         if self._lookups is None:
             url, content, band = KeyRows(), KeyRows(), KeyRows()
             rows = np.arange(self.n, dtype=np.int32)
-            url.add(self.url_key[:self.n], rows)
-            content.add(self.content_key[:self.n], rows)
-            linked = rows[self.linked[:self.n]]
+            url.add(self.url_key[: self.n], rows)
+            content.add(self.content_key[: self.n], rows)
+            linked = rows[self.linked[: self.n]]
             bk = self.band_keys(self.sig[linked])
             band.add(bk.ravel(), np.repeat(linked, self.bands))
             self._lookups = (url, content, band)
@@ -438,7 +451,7 @@ class DedupeIndex:
     def _resize(self, cap: int) -> None:
         def fit(a: np.ndarray) -> np.ndarray:
             out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
-            out[:self.n] = a[:self.n]
+            out[: self.n] = a[: self.n]
             return out
 
         self.sig = fit(self.sig)
@@ -456,9 +469,19 @@ class DedupeIndex:
             if a.dtype.itemsize < width:
                 self.ids[f] = a.astype(f"S{width}")
 
-    def append(self, *, sig16: np.ndarray, bkeys: np.ndarray, url_key: np.ndarray, content_key: np.ndarray,
-               ids: dict[str, list[str]], version: np.ndarray, day: int, run_id: str,
-               linked: np.ndarray) -> np.ndarray:
+    def append(
+        self,
+        *,
+        sig16: np.ndarray,
+        bkeys: np.ndarray,
+        url_key: np.ndarray,
+        content_key: np.ndarray,
+        ids: dict[str, list[str]],
+        version: np.ndarray,
+        day: int,
+        run_id: str,
+        linked: np.ndarray,
+    ) -> np.ndarray:
         """Append a batch of rows (in first-seen order); returns their row numbers."""
         k = len(url_key)
         url, content, band = self.lookups()
@@ -485,10 +508,10 @@ class DedupeIndex:
     # -- bounding
     def _keep(self, mask: np.ndarray) -> int:
         """Keep only rows where mask is True (order preserved); returns how many were dropped."""
-        dropped = int(self.n - mask[:self.n].sum())
+        dropped = int(self.n - mask[: self.n].sum())
         if dropped == 0:
             return 0
-        idx = np.nonzero(mask[:self.n])[0]
+        idx = np.nonzero(mask[: self.n])[0]
         self.sig = self.sig[idx]
         for name in _ROW_FIELDS:
             setattr(self, name, getattr(self, name)[idx])
@@ -501,27 +524,37 @@ class DedupeIndex:
         """Drop rows whose run date is more than `window_days` before `run_date`; returns the count."""
         window = self.config.window_days if window_days is None else window_days
         oldest = day_number(run_date) - window
-        return self._keep(self.day[:self.n] >= oldest)
+        return self._keep(self.day[: self.n] >= oldest)
 
     def drop_run(self, run_id: str) -> int:
         """Forget the rows a run added (re-running a run id must not see its own articles)."""
         if run_id not in self._run_ix:
             return 0
-        return self._keep(self.run[:self.n] != self._run_ix[run_id])
+        return self._keep(self.run[: self.n] != self._run_ix[run_id])
 
     # -- serialisation
     def _meta(self) -> dict:
         c = self.config
-        return {"format": FORMAT_VERSION, "num_perm": c.num_perm, "shingle_size": c.shingle_size,
-                "seed": c.seed, "scheme": "datasketch-affine32-b16", "runs": self.runs}
+        return {
+            "format": FORMAT_VERSION,
+            "num_perm": c.num_perm,
+            "shingle_size": c.shingle_size,
+            "seed": c.seed,
+            "scheme": "datasketch-affine32-b16",
+            "runs": self.runs,
+        }
 
     def to_bytes(self, mask: np.ndarray | None = None) -> bytes:
         """The rows (all, or where `mask`) as an .npz object."""
-        idx = np.arange(self.n) if mask is None else np.nonzero(mask[:self.n])[0]
+        idx = np.arange(self.n) if mask is None else np.nonzero(mask[: self.n])[0]
         buf = io.BytesIO()
         np.savez_compressed(
-            buf, meta=np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8), sig=self.sig[idx],
-            **{f: getattr(self, f)[idx] for f in _ROW_FIELDS}, **{f: self.ids[f][idx] for f in _STR_FIELDS})
+            buf,
+            meta=np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8),
+            sig=self.sig[idx],
+            **{f: getattr(self, f)[idx] for f in _ROW_FIELDS},
+            **{f: self.ids[f][idx] for f in _STR_FIELDS},
+        )
         return buf.getvalue()
 
     def extend_from_bytes(self, data: bytes) -> int:
@@ -531,9 +564,11 @@ class DedupeIndex:
             mine = self._meta()
             for field in ("num_perm", "shingle_size", "seed", "scheme"):
                 if meta.get(field) != mine[field]:
-                    raise ValueError(f"dedupe index was built with {field}={meta.get(field)!r}, "
-                                     f"config has {mine[field]!r}: signatures are not comparable "
-                                     f"(delete {self.prefix} or keep the old setting)")
+                    raise ValueError(
+                        f"dedupe index was built with {field}={meta.get(field)!r}, "
+                        f"config has {mine[field]!r}: signatures are not comparable "
+                        f"(delete {self.prefix} or keep the old setting)"
+                    )
             k = len(z["day"])
             run_map = np.array([self.run_index(r) for r in meta["runs"]] or [0], dtype=np.int32)
             self._fit_ids(max(z[f].dtype.itemsize for f in _STR_FIELDS))
@@ -554,8 +589,9 @@ class DedupeIndex:
         return dedupe_shard_key(day, prefix)
 
     @classmethod
-    def load(cls, bucket: Bucket, *, key: str = DEDUPE_INDEX_PREFIX, run_date: str,
-             config: DedupeConfig | None = None) -> "DedupeIndex":
+    def load(
+        cls, bucket: Bucket, *, key: str = DEDUPE_INDEX_PREFIX, run_date: str, config: DedupeConfig | None = None
+    ) -> DedupeIndex:
         """The index as of `run_date`: the day shards within the window, oldest first, with their ETags."""
         index = cls(config)
         index.prefix = key
@@ -585,7 +621,7 @@ class DedupeIndex:
         if self.run_date is None:
             raise ValueError("save() needs an index from DedupeIndex.load (it knows the run date and ETags)")
         shard = self.shard_key(self.prefix, self.run_date)
-        body = self.to_bytes(self.day[:self.n] == day_number(self.run_date))
+        body = self.to_bytes(self.day[: self.n] == day_number(self.run_date))
         etag = self.etags.get(shard, "")
         if etag:
             new = bucket.put(shard, body, if_match=etag)
@@ -599,13 +635,26 @@ class DedupeIndex:
         if self.run_date is None:
             return []
         oldest = day_number(self.run_date) - self.config.window_days
-        old = [k for k in bucket.list(self.prefix)
-               if (day := dedupe_shard_day(k, self.prefix)) is not None and day_number(day) < oldest]
+        old = [
+            k
+            for k in bucket.list(self.prefix)
+            if (day := dedupe_shard_day(k, self.prefix)) is not None and day_number(day) < oldest
+        ]
         if old:
             bucket.delete(old)
             log.info("dedupe index: deleted %s expired shards", len(old))
         return old
 
 
-__all__ = ["DedupeConfig", "DedupeIndex", "KeyRows", "PreconditionFailed", "band_keys",
-           "day_number", "earlier_equal", "lsh_params", "shingle_hashes", "signatures"]
+__all__ = [
+    "DedupeConfig",
+    "DedupeIndex",
+    "KeyRows",
+    "PreconditionFailed",
+    "band_keys",
+    "day_number",
+    "earlier_equal",
+    "lsh_params",
+    "shingle_hashes",
+    "signatures",
+]

@@ -16,16 +16,12 @@ reported, the batch goes on. `extract_stage` is the pipeline stage over one WARC
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import re
-import sys
 from collections import Counter
-from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime, timedelta, timezone
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache, partial
 from urllib.parse import urljoin, urlsplit
 
@@ -39,13 +35,13 @@ from trafilatura.utils import load_html
 from pipeline.core.config import CleaningRules, ConfigError
 from pipeline.core.context import RunContext
 from pipeline.core.errors import NotAnArticle
+from pipeline.core.layout import extract_rejects_name, extracted_key
 from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.dataset.warc import read_warc
 from pipeline.runtime.pool import TaskFailure, bounded_map
-from pipeline.text.urls import canonicalize
-from pipeline.core.layout import extract_rejects_name, extracted_key
 from pipeline.text.gates import MIN_WORDS
 from pipeline.text.normalise import normalise_text, word_count
+from pipeline.text.urls import canonicalize
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +49,17 @@ log = logging.getLogger(__name__)
 #: so records can be re-extracted selectively when the extractor improves).
 EXTRACTOR_VERSION = f"1.0+trafilatura-{trafilatura.__version__}"
 
-__all__ = ["EXTRACTOR_VERSION", "NotAnArticle", "PageOutcome", "PageStep", "extract_page", "extract_outcomes",
-           "extract_batch", "extract_stage", "canonical_url"]
+__all__ = [
+    "EXTRACTOR_VERSION",
+    "NotAnArticle",
+    "PageOutcome",
+    "PageStep",
+    "extract_page",
+    "extract_outcomes",
+    "extract_batch",
+    "extract_stage",
+    "canonical_url",
+]
 
 #: Larger inputs are rejected ("too_large"): trafilatura's own MAX_FILE_SIZE (settings.cfg).
 MAX_HTML_CHARS = 20_000_000
@@ -74,38 +79,114 @@ BINARY_SHARE = 0.05
 MIN_DATE = date(1995, 1, 1)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ufffd]")
-_TAGGY = re.compile(r"<\s*(!doctype|html|head|body|p|div|article|main|section|span|br|h[1-6]|title|meta|a|table)\b",
-                    re.IGNORECASE)
+_TAGGY = re.compile(
+    r"<\s*(!doctype|html|head|body|p|div|article|main|section|span|br|h[1-6]|title|meta|a|table)\b", re.IGNORECASE
+)
 
 # ------------------------------------------------------------------ pruning
 
 # class/id vocabulary of widgets that are not the article; matched as whole words of the
 # attribute (split on space, '-', '_'), so "share-bar" matches and "shareholders" does not.
 _BOILER_WORDS = {
-    "share", "sharing", "sharebar", "social", "socials", "newsletter", "newsletters", "subscribe",
-    "subscription", "signup", "related", "recommended", "recommendations", "recirc", "recirculation",
-    "promo", "promos", "comments", "comment", "disqus", "respond", "replies", "cookie", "cookies",
-    "consent", "gdpr", "outbrain", "taboola", "trending", "popular", "readmore", "breadcrumb",
-    "breadcrumbs", "paywall", "bio", "byline", "tags", "tagcloud", "advert", "advertisement", "ads",
-    "sponsored", "nativo", "widget", "sidebar", "toolbar", "rail", "teaser", "teasers",
+    "share",
+    "sharing",
+    "sharebar",
+    "social",
+    "socials",
+    "newsletter",
+    "newsletters",
+    "subscribe",
+    "subscription",
+    "signup",
+    "related",
+    "recommended",
+    "recommendations",
+    "recirc",
+    "recirculation",
+    "promo",
+    "promos",
+    "comments",
+    "comment",
+    "disqus",
+    "respond",
+    "replies",
+    "cookie",
+    "cookies",
+    "consent",
+    "gdpr",
+    "outbrain",
+    "taboola",
+    "trending",
+    "popular",
+    "readmore",
+    "breadcrumb",
+    "breadcrumbs",
+    "paywall",
+    "bio",
+    "byline",
+    "tags",
+    "tagcloud",
+    "advert",
+    "advertisement",
+    "ads",
+    "sponsored",
+    "nativo",
+    "widget",
+    "sidebar",
+    "toolbar",
+    "rail",
+    "teaser",
+    "teasers",
 }
 # Pairs of words that together name a widget ("more stories", "author box", "read also").
 # Not "read more": that names collapsible article bodies as often as teaser links.
-_BOILER_PAIRS = {("more", "stories"), ("more", "news"), ("read", "also"), ("also", "read"),
-                 ("see", "also"), ("author", "box"), ("about", "author"), ("author", "info"),
-                 ("most", "read"), ("most", "popular"), ("you", "may"),
-                 ("next", "article"), ("up", "next")}
+_BOILER_PAIRS = {
+    ("more", "stories"),
+    ("more", "news"),
+    ("read", "also"),
+    ("also", "read"),
+    ("see", "also"),
+    ("author", "box"),
+    ("about", "author"),
+    ("author", "info"),
+    ("most", "read"),
+    ("most", "popular"),
+    ("you", "may"),
+    ("next", "article"),
+    ("up", "next"),
+}
 # The widget vocabulary as whole words of the class/id string (separators: space, '-', '_'), in one regex.
 _WIDGET_RX = re.compile(
     r"(?:^|[\s_\-])("
-    + "|".join(sorted([re.escape(w) for w in _BOILER_WORDS] + [rf"{a}[\s_\-]+{b}" for a, b in _BOILER_PAIRS],
-                      key=len, reverse=True))
-    + r")(?=$|[\s_\-])")
+    + "|".join(
+        sorted(
+            [re.escape(w) for w in _BOILER_WORDS] + [rf"{a}[\s_\-]+{b}" for a, b in _BOILER_PAIRS],
+            key=len,
+            reverse=True,
+        )
+    )
+    + r")(?=$|[\s_\-])"
+)
 _NOT_TEXT = {"script", "style", "noscript", "template", "svg"}
 _SPLIT = re.compile(r"[\s_\-]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _ROLES = {"complementary", "contentinfo", "navigation", "banner", "dialog", "alertdialog", "search"}
-_BLOCKS = ("div", "section", "aside", "ul", "ol", "nav", "footer", "header", "form", "figure", "table", "p", "span", "li")
+_BLOCKS = (
+    "div",
+    "section",
+    "aside",
+    "ul",
+    "ol",
+    "nav",
+    "footer",
+    "header",
+    "form",
+    "figure",
+    "table",
+    "p",
+    "span",
+    "li",
+)
 #: Block elements that carry a class, id or role: the only ones _widget_name can name. (Not aria-hidden:
 #: sites hide the collapsed rest of an article that way, e.g. behind a "continue reading" button.)
 _CANDIDATES = etree.XPath("|".join(f".//{t}[@class or @id or @role]" for t in _BLOCKS))
@@ -185,8 +266,13 @@ def _measure(root: HtmlElement, lists: list | None = None, runs: list | None = N
             runs.append(run)
         if tag == "a" and el.get("href") is not None:
             link_words, links = words, links + 1
-        elif (lists is not None and tag in _LIST_TAGS and links >= MIN_LINKS and words
-              and link_words >= LINK_DENSITY * words):
+        elif (
+            lists is not None
+            and tag in _LIST_TAGS
+            and links >= MIN_LINKS
+            and words
+            and link_words >= LINK_DENSITY * words
+        ):
             lists.append(el)
         stats[el] = (words, link_words, links)
     if lists is not None:
@@ -194,8 +280,7 @@ def _measure(root: HtmlElement, lists: list | None = None, runs: list | None = N
     return stats
 
 
-def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = (),
-                      page: dict | None = None) -> list[dict]:
+def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = (), page: dict | None = None) -> list[dict]:
     """Remove widget blocks from the tree in place; returns `removed` entries (rule, text).
 
     `page`, when given, receives the page's text size, link text size and link count before pruning.
@@ -309,9 +394,11 @@ def _iso_date(value: str | None, tree: HtmlElement) -> str | None:
         return None
     if day < MIN_DATE or day > datetime.now(timezone.utc).date() + timedelta(days=1):
         return None
-    for stamp in tree.xpath('//meta[@property="article:published_time" or @itemprop="datePublished" '
-                            'or @name="pubdate" or @name="publishdate"]/@content'
-                            '|//time[@itemprop="datePublished"]/@datetime'):
+    for stamp in tree.xpath(
+        '//meta[@property="article:published_time" or @itemprop="datePublished" '
+        'or @name="pubdate" or @name="publishdate"]/@content'
+        '|//time[@itemprop="datePublished"]/@datetime'
+    ):
         try:
             when = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
         except ValueError:
@@ -361,8 +448,10 @@ def _check_input(html: str) -> None:
         raise NotAnArticle("not_html", "no HTML markup")
 
 
-_STANDFIRST_RX = re.compile(r"(?:^|[\s_\-])(standfirst|dek|subheadline|sub-headline|subhead|subtitle|"
-                            r"strapline|summary|excerpt|teaser-text|article-summary|field-summary)(?=$|[\s_\-])")
+_STANDFIRST_RX = re.compile(
+    r"(?:^|[\s_\-])(standfirst|dek|subheadline|sub-headline|subhead|subtitle|"
+    r"strapline|summary|excerpt|teaser-text|article-summary|field-summary)(?=$|[\s_\-])"
+)
 _FOLD_SPACE = re.compile(r"\s+")
 
 
@@ -375,8 +464,10 @@ def _is_standfirst(tree: HtmlElement, text: str) -> bool:
     wanted = _fold_space(text)
     n = len(wanted)
     # length test in libxml2 first: text_content() of every block would be quadratic in depth
-    for el in tree.xpath(f"//*[self::h2 or self::h3 or self::h4 or self::p or self::div or self::span]"
-                         f"[string-length(normalize-space()) >= {n - 2} and string-length(normalize-space()) <= {n + 2}]"):
+    for el in tree.xpath(
+        f"//*[self::h2 or self::h3 or self::h4 or self::p or self::div or self::span]"
+        f"[string-length(normalize-space()) >= {n - 2} and string-length(normalize-space()) <= {n + 2}]"
+    ):
         if _fold_space(el.text_content()) != wanted:
             continue
         if el.tag in ("h2", "h3", "h4"):
@@ -400,14 +491,22 @@ def _drop_standfirst(text: str, tree: HtmlElement, description: str | None) -> t
     wanted = _fold_space(description)
     for i, line in enumerate(lines[:3]):
         if _fold_space(line) == wanted and _is_standfirst(tree, line):
-            return "\n".join(lines[:i] + lines[i + 1:]), [{"rule": "html:standfirst", "text": line.strip()[:300]}]
+            return "\n".join(lines[:i] + lines[i + 1 :]), [{"rule": "html:standfirst", "text": line.strip()[:300]}]
     return text, []
 
 
 def _trafilatura_text(tree: HtmlElement, url: str, *, fast: bool) -> str:
     """Main text by trafilatura in precision mode, comments excluded (bare_extraction copies the tree)."""
-    doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, favor_precision=True, fast=fast,
-                                      include_tables=True, with_metadata=False, output_format="python")
+    doc = trafilatura.bare_extraction(
+        tree,
+        url=url,
+        include_comments=False,
+        favor_precision=True,
+        fast=fast,
+        include_tables=True,
+        with_metadata=False,
+        output_format="python",
+    )
     return (doc.text or "").strip() if doc is not None else ""
 
 
@@ -481,8 +580,12 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
     # On the extraction benchmark it changed the date of 2 pages of 181 and saved ~10% of extraction time
     # (the free-text scan costs ~25 ms on each page without structured dates); free-text dates are the
     # least reliable ones anyway (a "related" teaser's date is as likely as the article's).
-    date_params = {"original_date": True, "extensive_search": False, "min_date": MIN_DATE.isoformat(),
-                   "max_date": (datetime.now(timezone.utc).date() + timedelta(days=1)).isoformat()}
+    date_params = {
+        "original_date": True,
+        "extensive_search": False,
+        "min_date": MIN_DATE.isoformat(),
+        "max_date": (datetime.now(timezone.utc).date() + timedelta(days=1)).isoformat(),
+    }
     meta = page_metadata(tree, url, date_params)
     declared = tree.xpath('//link[@rel="canonical"]/@href')
     published = _iso_date(meta.date, tree)
@@ -505,8 +608,12 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
         second_words = word_count(second)
         if second_words >= MIN_WORDS:
             text, words = second, second_words
-            warnings.append({"rule": "fallback:readability",
-                             "message": "trafilatura found no article text; readability-lxml's was used"})
+            warnings.append(
+                {
+                    "rule": "fallback:readability",
+                    "message": "trafilatura found no article text; readability-lxml's was used",
+                }
+            )
     if words < MIN_WORDS:
         raise _why_no_article(html, text)
     text, standfirst = _drop_standfirst(text, tree, meta.description)
@@ -591,9 +698,15 @@ def _extract_item(payload: tuple[dict, CleaningRules | None], then: PageStep | N
         return PageOutcome(record, {"error": exc.reason, "detail": exc.detail})
 
 
-def extract_outcomes(items: Iterable[dict], *, workers: int | None = None, timeout: float = 30,
-                     max_memory_mb: int = 1024, rules_for: Callable[[dict], CleaningRules | None] | None = None,
-                     then: PageStep | None = None) -> Iterator[PageOutcome]:
+def extract_outcomes(
+    items: Iterable[dict],
+    *,
+    workers: int | None = None,
+    timeout: float = 30,
+    max_memory_mb: int = 1024,
+    rules_for: Callable[[dict], CleaningRules | None] | None = None,
+    then: PageStep | None = None,
+) -> Iterator[PageOutcome]:
     """Extract {"url", "html", ...} items on all cores, then run `then` on each record in the same
     worker; yields a `PageOutcome` per item, in input order.
 
@@ -611,8 +724,9 @@ def extract_outcomes(items: Iterable[dict], *, workers: int | None = None, timeo
 
     fn = _extract_item if then is None else partial(_extract_item, then=then)  # forked, never pickled per page
     warmup = getattr(then, "warmup", None)
-    for index, result in enumerate(bounded_map(fn, payloads(), workers=workers, timeout=timeout,
-                                               max_memory_mb=max_memory_mb, warmup=warmup)):
+    for index, result in enumerate(
+        bounded_map(fn, payloads(), workers=workers, timeout=timeout, max_memory_mb=max_memory_mb, warmup=warmup)
+    ):
         url = urls.pop(index, "")
         if isinstance(result, TaskFailure):
             yield PageOutcome(_failure(url, result.reason, result.detail))
@@ -620,12 +734,18 @@ def extract_outcomes(items: Iterable[dict], *, workers: int | None = None, timeo
             yield result
 
 
-def extract_batch(items: Iterable[dict], *, workers: int | None = None, timeout: float = 30,
-                  max_memory_mb: int = 1024,
-                  rules_for: Callable[[dict], CleaningRules | None] | None = None) -> Iterator[dict]:
+def extract_batch(
+    items: Iterable[dict],
+    *,
+    workers: int | None = None,
+    timeout: float = 30,
+    max_memory_mb: int = 1024,
+    rules_for: Callable[[dict], CleaningRules | None] | None = None,
+) -> Iterator[dict]:
     """`extract_outcomes` without a step: the extracted records (or {"url", "error", "detail"}) in input order."""
-    for outcome in extract_outcomes(items, workers=workers, timeout=timeout, max_memory_mb=max_memory_mb,
-                                    rules_for=rules_for):
+    for outcome in extract_outcomes(
+        items, workers=workers, timeout=timeout, max_memory_mb=max_memory_mb, rules_for=rules_for
+    ):
         yield outcome.record
 
 
@@ -638,9 +758,15 @@ def warc_item(rec) -> dict | None:
     which are the crawl's to report)."""
     if rec.kind != "article" or not 200 <= rec.status < 300:
         return None
-    return {"url": rec.url, "source": rec.source, "warc_key": rec.warc_key,
-            "warc_record_id": rec.record_id, "fetched_at": rec.date,
-            "http_etag": rec.header("ETag"), "http_last_modified": rec.header("Last-Modified")}
+    return {
+        "url": rec.url,
+        "source": rec.source,
+        "warc_key": rec.warc_key,
+        "warc_record_id": rec.record_id,
+        "fetched_at": rec.date,
+        "http_etag": rec.header("ETag"),
+        "http_last_modified": rec.header("Last-Modified"),
+    }
 
 
 def cleaning_rules_of(ctx: RunContext) -> Callable[[dict], CleaningRules | None]:
@@ -656,9 +782,17 @@ def write_extraction(ctx, warc_key: str, outcomes: Iterable[tuple[dict, dict]]) 
     rejects: list[dict] = []
     for item, result in outcomes:
         if "error" in result:
-            rejects.append(reject(item["url"], "extract", result["error"], source=item["source"],
-                                  detail=result.get("detail", ""), warc_key=warc_key,
-                                  warc_record_id=item["warc_record_id"]))
+            rejects.append(
+                reject(
+                    item["url"],
+                    "extract",
+                    result["error"],
+                    source=item["source"],
+                    detail=result.get("detail", ""),
+                    warc_key=warc_key,
+                    warc_record_id=item["warc_record_id"],
+                )
+            )
         else:
             rows.append(result)
     out_key = extracted_key(ctx.run_id, warc_key)

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
 
 import pipeline
+from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError, describe_error
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
 from pipeline.core.layout import (
@@ -47,7 +48,6 @@ from pipeline.core.layout import (
     run_manifest_key,
 )
 from pipeline.dataset.manifest import MANIFEST_VERSION, iso_utc, load_compaction, load_run_manifests, referenced_keys
-from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError, describe_error
 from pipeline.dataset.schema import (
     ARTICLE_SCHEMA,
     JSON_PARSE_SCHEMA,
@@ -147,8 +147,12 @@ class _StreamingUpload:
 
     def _submit_part(self) -> None:
         if self._upload_id is None:
-            resp = self.bucket._call(f"start upload {self.key}", self.bucket.client.create_multipart_upload,
-                                     Key=self.key, ContentType="application/vnd.apache.parquet")
+            resp = self.bucket._call(
+                f"start upload {self.key}",
+                self.bucket.client.create_multipart_upload,
+                Key=self.key,
+                ContentType="application/vnd.apache.parquet",
+            )
             self._upload_id = resp["UploadId"]
         in_flight = [f for _, f in self._parts if not f.done()]
         if len(in_flight) >= MAX_PARTS_IN_FLIGHT:
@@ -163,16 +167,23 @@ class _StreamingUpload:
         return body
 
     def _upload_part(self, number: int, body: bytes) -> str:
-        resp = self.bucket._call(f"upload part {number} of {self.key}", self.bucket.client.upload_part,
-                                 Key=self.key, PartNumber=number, UploadId=self._upload_id, Body=body)
+        resp = self.bucket._call(
+            f"upload part {number} of {self.key}",
+            self.bucket.client.upload_part,
+            Key=self.key,
+            PartNumber=number,
+            UploadId=self._upload_id,
+            Body=body,
+        )
         return resp["ETag"]
 
     def finish(self) -> None:
         """Send what is buffered (last part, or the whole object as one PUT); returns at once."""
         if self._upload_id is None:
             body = self._take()
-            self._single = self.pool.submit(self.bucket.put, self.key, body,
-                                            content_type="application/vnd.apache.parquet")
+            self._single = self.pool.submit(
+                self.bucket.put, self.key, body, content_type="application/vnd.apache.parquet"
+            )
         elif self._chunks:
             self._submit_part()
 
@@ -182,8 +193,13 @@ class _StreamingUpload:
             self._single.result()
             return
         parts = [{"PartNumber": n, "ETag": f.result()} for n, f in self._parts]
-        self.bucket._call(f"complete upload {self.key}", self.bucket.client.complete_multipart_upload,
-                          Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+        self.bucket._call(
+            f"complete upload {self.key}",
+            self.bucket.client.complete_multipart_upload,
+            Key=self.key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": parts},
+        )
 
     def abort(self) -> None:
         """Best effort after a failure: wait for in-flight work, abort a multipart upload."""
@@ -194,8 +210,12 @@ class _StreamingUpload:
                 log.debug("upload of %s failed during abort: %s", self.key, exc)
         if self._upload_id is not None:
             try:
-                self.bucket._call(f"abort upload {self.key}", self.bucket.client.abort_multipart_upload,
-                                  Key=self.key, UploadId=self._upload_id)
+                self.bucket._call(
+                    f"abort upload {self.key}",
+                    self.bucket.client.abort_multipart_upload,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                )
             except StorageError as exc:
                 log.warning("could not abort the multipart upload of %s: %s", self.key, exc)
 
@@ -229,16 +249,25 @@ class _PartWriter:
     completes while the lane's next file is encoded, so memory stays at a few parts per lane.
     """
 
-    def __init__(self, bucket: Bucket, prefix: str, attempt: str, *, max_rows: int, max_bytes: int,
-                 part_bytes: int | None = None, encoders: int = 1, options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        bucket: Bucket,
+        prefix: str,
+        attempt: str,
+        *,
+        max_rows: int,
+        max_bytes: int,
+        part_bytes: int | None = None,
+        encoders: int = 1,
+        options: dict[str, Any] | None = None,
+    ):
         self.bucket, self.prefix, self.attempt = bucket, prefix, attempt
         self.options = PARQUET_OPTIONS if options is None else options
         self.max_rows, self.max_bytes = max_rows, max_bytes
         self.part_bytes = part_bytes or PART_BYTES
         self.files: list[dict] = []
         self.written: list[str] = []  # keys that may exist (for cleanup on failure)
-        self._pool = ThreadPoolExecutor(max_workers=MAX_PARTS_IN_FLIGHT * encoders,
-                                        thread_name_prefix="store-upload")
+        self._pool = ThreadPoolExecutor(max_workers=MAX_PARTS_IN_FLIGHT * encoders, thread_name_prefix="store-upload")
         self._lanes = [_Lane(i) for i in range(max(1, encoders))]
         self._turn = 0
 
@@ -277,8 +306,9 @@ class _PartWriter:
         sink = lane.sink
         sink.finish()
         lane.finishing.append(sink)
-        self.files.append({"key": sink.key, "rows": lane.rows, "bytes": sink.size, "sha256": sink.sha256,
-                           "runs": sorted(lane.runs)})
+        self.files.append(
+            {"key": sink.key, "rows": lane.rows, "bytes": sink.size, "sha256": sink.sha256, "runs": sorted(lane.runs)}
+        )
         lane.writer, lane.sink, lane.rows, lane.runs = None, None, 0, set()
         # Keep at most one finished file uploading behind the one being encoded.
         while len(lane.finishing) > 1:
@@ -323,8 +353,12 @@ class _PartWriter:
             try:
                 self.bucket.delete(self.written)
             except StorageError as exc:
-                log.warning("could not remove %d uncommitted files (%s); they are invisible to readers "
-                            "and the next attempt removes them", len(self.written), exc)
+                log.warning(
+                    "could not remove %d uncommitted files (%s); they are invisible to readers "
+                    "and the next attempt removes them",
+                    len(self.written),
+                    exc,
+                )
 
 
 def _batches(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -338,9 +372,16 @@ def _batches(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
-def store_articles(ctx: RunContext, records: Iterable[dict] | pa.Table | pa.RecordBatchReader, *, max_rows_per_file: int = 100_000,
-                   max_file_bytes: int = MAX_FILE_BYTES, now: datetime | None = None,
-                   attempt: str | None = None, parquet_options: dict[str, Any] | None = None) -> str:
+def store_articles(
+    ctx: RunContext,
+    records: Iterable[dict] | pa.Table | pa.RecordBatchReader,
+    *,
+    max_rows_per_file: int = 100_000,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    now: datetime | None = None,
+    attempt: str | None = None,
+    parquet_options: dict[str, Any] | None = None,
+) -> str:
     """Write a run's articles as Parquet and commit them atomically; returns the manifest key.
 
     `records`: article dicts (the dedupe stage's records), or Arrow data with those columns
@@ -368,14 +409,21 @@ def store_articles(ctx: RunContext, records: Iterable[dict] | pa.Table | pa.Reco
     manifest_key = run_manifest_key(run_id)
 
     previous = bucket.get_with_etag(manifest_key)
-    writer = _PartWriter(bucket, prefix, attempt, max_rows=max_rows_per_file, max_bytes=max_file_bytes,
-                         encoders=ENCODERS, options=parquet_options)
+    writer = _PartWriter(
+        bucket,
+        prefix,
+        attempt,
+        max_rows=max_rows_per_file,
+        max_bytes=max_file_bytes,
+        encoders=ENCODERS,
+        options=parquet_options,
+    )
     seen: set[str] = set()
     repeats = 0
     batch_rows = min(ROW_GROUP_ROWS, max_rows_per_file)
     try:
         if isinstance(records, (pa.Table, pa.RecordBatchReader)):
-            for rb in (records.to_batches(max_chunksize=batch_rows) if isinstance(records, pa.Table) else records):
+            for rb in records.to_batches(max_chunksize=batch_rows) if isinstance(records, pa.Table) else records:
                 table = table_to_articles(pa.Table.from_batches([rb]), run_id=run_id, ingested_at=stamp)
                 ids = table.column("article_id").to_pylist()
                 keep = [not (a in seen or seen.add(a)) for a in ids]  # first occurrence of each id
@@ -459,8 +507,9 @@ def _remove_others(bucket: Bucket, prefix: str, keep: set[str]) -> list[str]:
         return []
 
 
-def store_stage(ctx: RunContext, deduped_key: str, *, max_rows_per_file: int = 100_000,
-                now: datetime | None = None) -> str:
+def store_stage(
+    ctx: RunContext, deduped_key: str, *, max_rows_per_file: int = 100_000, now: datetime | None = None
+) -> str:
     """Stage 5: the dedupe stage's JSONL(.gz) -> committed Parquet; returns the manifest key.
 
     The JSON is parsed by pyarrow (C++, straight to columns); a file pyarrow cannot parse
@@ -471,9 +520,11 @@ def store_stage(ctx: RunContext, deduped_key: str, *, max_rows_per_file: int = 1
         data = gzip.decompress(data)
     records: Iterable[dict] | pa.Table
     try:
-        records = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=16 << 20),
-                               parse_options=pj.ParseOptions(explicit_schema=JSON_PARSE_SCHEMA,
-                                                             unexpected_field_behavior="ignore"))
+        records = pj.read_json(
+            io.BytesIO(data),
+            read_options=pj.ReadOptions(block_size=16 << 20),
+            parse_options=pj.ParseOptions(explicit_schema=JSON_PARSE_SCHEMA, unexpected_field_behavior="ignore"),
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         log.info("%s: not parseable as Arrow JSON (%s); converting record by record", deduped_key, exc)
         records = (json.loads(line) for line in data.splitlines() if line.strip())
@@ -483,8 +534,16 @@ def store_stage(ctx: RunContext, deduped_key: str, *, max_rows_per_file: int = 1
 # --------------------------------------------------------------------------- maintenance
 
 
-def compact(settings: S3Settings, dt: str, *, now: datetime | None = None, max_rows_per_file: int = 500_000,
-            max_file_bytes: int = MAX_FILE_BYTES, min_files: int = 2, bucket: Bucket | None = None) -> str | None:
+def compact(
+    settings: S3Settings,
+    dt: str,
+    *,
+    now: datetime | None = None,
+    max_rows_per_file: int = 500_000,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    min_files: int = 2,
+    bucket: Bucket | None = None,
+) -> str | None:
     """Rewrite a day's committed files into few large ones, committed by one manifest PUT.
 
     Returns the compaction manifest key, or None when the day has fewer than `min_files`
@@ -513,8 +572,7 @@ def compact(settings: S3Settings, dt: str, *, now: datetime | None = None, max_r
 
     stamp = now or datetime.now(timezone.utc)  # maintenance, not a run task: the wall clock is right
     attempt = uuid.uuid4().hex[:12]
-    writer = _PartWriter(bucket, compacted_prefix(dt), attempt, max_rows=max_rows_per_file,
-                         max_bytes=max_file_bytes)
+    writer = _PartWriter(bucket, compacted_prefix(dt), attempt, max_rows=max_rows_per_file, max_bytes=max_file_bytes)
     try:
         for key, keep in inputs:
             table = conform(pq.read_table(io.BytesIO(bucket.get(key))))
@@ -550,13 +608,20 @@ def compact(settings: S3Settings, dt: str, *, now: datetime | None = None, max_r
         bucket.delete(replaced)
     except StorageError as exc:
         log.warning("compacted %s, but could not remove %d replaced files: %s", dt, len(replaced), exc)
-    log.info("compacted %s: %d files -> %d (%d rows), generation %d", dt, len(inputs), len(files),
-             manifest["rows"], manifest["generation"])
+    log.info(
+        "compacted %s: %d files -> %d (%d rows), generation %d",
+        dt,
+        len(inputs),
+        len(files),
+        manifest["rows"],
+        manifest["generation"],
+    )
     return key
 
 
-def cleanup_orphans(settings: S3Settings, *, min_age_seconds: float = 3600, now: datetime | None = None,
-                    bucket: Bucket | None = None) -> list[str]:
+def cleanup_orphans(
+    settings: S3Settings, *, min_age_seconds: float = 3600, now: datetime | None = None, bucket: Bucket | None = None
+) -> list[str]:
     """Delete files under articles/ that no manifest lists and that are older than `min_age_seconds`.
 
     The age guard keeps files of an attempt that is still writing (not yet committed).
@@ -582,4 +647,3 @@ def cleanup_orphans(settings: S3Settings, *, min_age_seconds: float = 3600, now:
         bucket.delete(orphans)
         log.info("removed %d orphaned files", len(orphans))
     return orphans
-

@@ -7,11 +7,25 @@ import re
 import unicodedata
 
 # Quote and dash variants folded before hashing, so "smart" and straight quotes hash alike.
-_FOLD = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
-    "\u00ab": '"', "\u00bb": '"', "\u2013": "-", "\u2014": "-", "\u2212": "-",
-})
+_FOLD = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+    }
+)
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -22,8 +36,7 @@ def normalise_for_hash(text: str) -> str:
 
 
 # Byte table for the ASCII fast path of normalise_for_hash: letters lower-cased, digits kept, all else a space.
-_ASCII_TABLE = bytes(c + 32 if 65 <= c <= 90 else c if (48 <= c <= 57 or 97 <= c <= 122) else 32
-                     for c in range(256))
+_ASCII_TABLE = bytes(c + 32 if 65 <= c <= 90 else c if (48 <= c <= 57 or 97 <= c <= 122) else 32 for c in range(256))
 
 
 def normalised_bytes(text: str, *, collapse: bool = True) -> bytes:
@@ -51,4 +64,4 @@ def content_hash(text: str) -> str:
 
 def article_id(canonical_url: str, text_hash: str) -> str:
     """Stable id of one version of one article: the same URL and text give the same id on every run."""
-    return hashlib.sha256(f"{canonical_url}\n{text_hash}".encode("utf-8")).hexdigest()[:24]
+    return hashlib.sha256(f"{canonical_url}\n{text_hash}".encode()).hexdigest()[:24]

@@ -10,8 +10,7 @@ from ftfy.badness import is_bad
 
 # ftfy's defaults also straighten quotes and fold full-width CJK forms: both change
 # what the author wrote, so they are off; only real encoding damage is repaired.
-_FTFY = ftfy.TextFixerConfig(uncurl_quotes=False, fix_character_width=False, normalization="NFC",
-                             explain=False)
+_FTFY = ftfy.TextFixerConfig(uncurl_quotes=False, fix_character_width=False, normalization="NFC", explain=False)
 # ftfy is linear but not cheap: above this size (chars) a text is fixed paragraph by paragraph
 # so that one huge text node cannot hold a worker for long (20 MB fixes in ~2 s either way).
 _FTFY_CHUNK = 1_000_000

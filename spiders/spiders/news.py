@@ -20,8 +20,13 @@ import lxml.etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from scrapy import Request, Spider, signals
 from scrapy.exceptions import (
-    CannotResolveHostError, DownloadCancelledError, DownloadConnectionRefusedError, DownloadTimeoutError,
-    IgnoreRequest, UsageError)
+    CannotResolveHostError,
+    DownloadCancelledError,
+    DownloadConnectionRefusedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    UsageError,
+)
 from scrapy.http import HtmlResponse, Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet import error as twisted_error
@@ -165,8 +170,9 @@ class NewsSpider(Spider):
     def from_crawler(cls, crawler, *args, **kwargs):
         known = {k: kwargs.pop(k) for k in ("source", "run_id", "sources") if k in kwargs}
         if kwargs:
-            raise UsageError(f"news spider: unknown argument(s): {', '.join(sorted(kwargs))}"
-                             " (expected source, run_id, sources)")
+            raise UsageError(
+                f"news spider: unknown argument(s): {', '.join(sorted(kwargs))} (expected source, run_id, sources)"
+            )
         news_args = parse_args(known)
         try:
             config = load_sources(news_args.sources)
@@ -175,9 +181,15 @@ class NewsSpider(Spider):
             raise UsageError(f"news spider: {exc}") from None
         # Settings are still mutable here (Crawler applies them after creating the spider).
         crawler.settings.setdict(source_settings(config.crawl, source), priority="spider")
-        crawler.settings.setdict({"NEWS_SOURCE": source.name, "NEWS_RUN_ID": news_args.run_id,
-                                  "NEWS_SOURCES_PATH": str(news_args.sources),
-                                  "NEWS_REVISIT_HOURS": source.revisit_hours}, priority="spider")
+        crawler.settings.setdict(
+            {
+                "NEWS_SOURCE": source.name,
+                "NEWS_RUN_ID": news_args.run_id,
+                "NEWS_SOURCES_PATH": str(news_args.sources),
+                "NEWS_REVISIT_HOURS": source.revisit_hours,
+            },
+            priority="spider",
+        )
         spider = cls(*args, news_args=news_args, crawl=config.crawl, source_cfg=source, **kwargs)
         spider._set_crawler(crawler)
         crawler.signals.connect(spider._widen_resolver, signal=signals.spider_opened)
@@ -257,11 +269,18 @@ class NewsSpider(Spider):
         self._count(f"news/fetched/{kind}")
         self._count("news/bytes", len(response.body))
         return FetchedPage(
-            url=response.url, kind=kind, status=response.status, headers=_headers(response.headers),
-            body=response.body, request_headers=_headers(response.request.headers),
-            method=response.request.method, discovered_url=response.meta.get(DISCOVERED, response.url),
-            rel_canonical=rel_canonical, links=[tuple(x) for x in links],
-            fetched_at=datetime.now(timezone.utc).isoformat())
+            url=response.url,
+            kind=kind,
+            status=response.status,
+            headers=_headers(response.headers),
+            body=response.body,
+            request_headers=_headers(response.request.headers),
+            method=response.request.method,
+            discovered_url=response.meta.get(DISCOVERED, response.url),
+            rel_canonical=rel_canonical,
+            links=[tuple(x) for x in links],
+            fetched_at=datetime.now(timezone.utc).isoformat(),
+        )
 
     def _not_modified(self, response: Response, kind: str):
         """304: nothing parsed; the links the document announced last time are announced again."""
@@ -371,8 +390,7 @@ class NewsSpider(Spider):
             return
         ctype = response.headers.get("Content-Type") or b""
         if not isinstance(response, HtmlResponse) or (ctype and not _HTML_TYPES.match(ctype)):
-            yield self._reject(response.url, "not_html", f"Content-Type: {self._content_type(response)!r}",
-                               "article")
+            yield self._reject(response.url, "not_html", f"Content-Type: {self._content_type(response)!r}", "article")
             return
         if not response.body.strip():
             yield self._reject(response.url, "empty_body", f"HTTP {response.status} with an empty body", "article")

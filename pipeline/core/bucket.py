@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import boto3
@@ -74,7 +74,7 @@ def install_log_redaction() -> None:
             logger.addFilter(_RedactCredentials())
 
 
-def client(settings: S3Settings, *, config: Config | None = None):
+def client(settings: S3Settings, *, config: Config | None = None) -> Any:  # boto3 clients are built at runtime
     """A boto3 S3 client for these settings."""
     install_log_redaction()
     return boto3.client(
@@ -106,18 +106,19 @@ def describe_error(exc: Exception, settings: S3Settings, action: str) -> Storage
 class Bucket:
     """Small, explicit wrapper over one bucket. Keys are relative to the bucket root."""
 
-    def __init__(self, settings: S3Settings, s3_client=None):
+    def __init__(self, settings: S3Settings, s3_client: Any = None) -> None:
         self.settings = settings
         self.name = settings.bucket
         self._client = s3_client
 
     @property
-    def client(self):
+    def client(self) -> Any:
+        """The boto3 S3 client, made on first use (clients do not pickle across processes)."""
         if self._client is None:
             self._client = client(self.settings)
         return self._client
 
-    def _call(self, action: str, fn, **kwargs):
+    def _call(self, action: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             return fn(Bucket=self.name, **kwargs)
         except (ClientError, BotoCoreError) as exc:
@@ -220,7 +221,7 @@ class Bucket:
         self._call("create bucket", self.client.create_bucket)
 
     # -- JSON helpers
-    def put_json(self, key: str, obj: Any, **kwargs) -> str:
+    def put_json(self, key: str, obj: Any, **kwargs: Any) -> str:
         return self.put(
             key,
             json.dumps(obj, ensure_ascii=False, indent=1, default=str).encode(),

@@ -192,10 +192,11 @@ def summarise_run(settings: S3Settings, run_id: str) -> dict:
         entry = per_source.setdefault(row["source"], {"articles": 0, "canonical": 0})
         entry["articles"] += 1
         entry["canonical"] += row["duplicate_of"] is None
+    sources = dict(sorted(per_source.items()))
     summary = {
         "run_id": run_id,
         "articles": len(rows),
-        "sources": dict(sorted(per_source.items())),
+        "sources": sources,
         "titles": sorted({row["title"] for row in rows if row["title"]}),
     }
     key = consumer_report_key(run_id)
@@ -204,7 +205,7 @@ def summarise_run(settings: S3Settings, run_id: str) -> dict:
         "consumer: run %s has %d articles: %s",
         run_id,
         len(rows),
-        ", ".join(f"{s} {c['articles']}" for s, c in summary["sources"].items()),
+        ", ".join(f"{s} {c['articles']}" for s, c in sources.items()),
     )
     return {"run_id": run_id, "articles": len(rows), "key": key}
 

@@ -204,7 +204,8 @@ class SsrfGuardMiddleware:
 
 def _getaddrinfo(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
+    # sockaddr[0] is the address text for AF_INET/AF_INET6 (typeshed says str | int for AF_CAN etc.)
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def _reason_category(reason: str) -> str:
@@ -288,6 +289,7 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
         useragent: str | bytes | None = self._robotstxt_useragent
         if not useragent:
             useragent = request.headers.get(b"User-Agent", self._default_useragent)
+            assert useragent is not None  # as in Scrapy's RobotsTxtMiddleware: the USER_AGENT default is set
         if not entry.parser.allowed(request.url, useragent):
             self._stats.inc_value("robots/denied")
             logger.debug("robots_denied: %s", request.url)
@@ -471,7 +473,8 @@ class RetryAfterMiddleware(RetryMiddleware):
         retry.meta["retry_after_wait"] = wait
         self.waits.append((request.url, wait))
         stats.inc_value("retry_after/waited")
-        stats.inc_value("retry_after/wait_seconds_total", wait)
+        # StatsCollector adds any number; Scrapy annotates `count` as int
+        stats.inc_value("retry_after/wait_seconds_total", wait)  # type: ignore[arg-type]
         stats.max_value("retry_after/max_wait_seconds", wait)
         paused = self.pause_slot(request, wait)
         logger.info(

@@ -123,7 +123,8 @@ def _split_host_port(entry: str) -> tuple[str, int | None]:
 
 def _system_lookup(host: str) -> list[str]:
     infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    return sorted({info[4][0] for info in infos})
+    # sockaddr[0] is the address text for AF_INET/AF_INET6 (typeshed says str | int for AF_CAN etc.)
+    return sorted({str(info[4][0]) for info in infos})
 
 
 @dataclass

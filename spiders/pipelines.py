@@ -14,6 +14,7 @@ import logging
 import shutil
 import tempfile
 from datetime import datetime
+from pathlib import Path
 
 from scrapy.exceptions import NotConfigured
 
@@ -140,7 +141,9 @@ class WarcArchivePipeline:
             if self.local_dir and not self.keep_local:
                 shutil.rmtree(self.local_dir, ignore_errors=True)
         ctx = RunContext(
-            run_id=self.run_id, s3=self.bucket.settings, sources_path=self.sources_path or default_sources_path()
+            run_id=self.run_id,
+            s3=self.bucket.settings,
+            sources_path=Path(self.sources_path) if self.sources_path else default_sources_path(),
         )
         ctx.__dict__["bucket"] = self.bucket  # reuse this client (cached_property slot)
         rejects_key = write_rejects(ctx, crawl_rejects_name(self.source), self.rejects)

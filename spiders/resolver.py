@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# _ZOPE: the `type: ignore`s below marked "zope" are for mypy without a zope.interface plugin:
+# it reads interface methods as methods missing `self`, and does not see that an
+# @implementer(I...) class provides I.
+
 
 @implementer(IHostResolution)
 class _CachedResolution:
@@ -75,7 +79,7 @@ class _GuardingReceiver:
         self.refused: list[str] = []
 
     def resolutionBegan(self, resolution: IHostResolution) -> None:
-        self.receiver.resolutionBegan(resolution)
+        self.receiver.resolutionBegan(resolution)  # type: ignore[call-arg, misc]  # zope: see _ZOPE
 
     def addressResolved(self, address: IAddress) -> None:
         self.raw.append(address)
@@ -86,8 +90,9 @@ class _GuardingReceiver:
         if reason is None:
             self.delivered += 1
             if self.port and getattr(address, "port", self.port) != self.port:
-                address = attr.evolve(address, port=self.port)
-            self.receiver.addressResolved(address)
+                # IAddress is a zope interface; the addresses with a port (IPv4Address, IPv6Address) are attrs classes
+                address = attr.evolve(address, port=self.port)  # type: ignore[misc]
+            self.receiver.addressResolved(address)  # type: ignore[call-arg, misc]  # zope: see _ZOPE
         else:
             self.refused.append(reason)
             logger.warning("ssrf_blocked (resolver): %s", reason)
@@ -96,7 +101,7 @@ class _GuardingReceiver:
         if self.raw and self.resolver.cache.limit:
             self.resolver.cache[self.host] = list(self.raw)
         self.resolver.completed(self)
-        self.receiver.resolutionComplete()
+        self.receiver.resolutionComplete()  # type: ignore[misc]  # zope: see _ZOPE
 
 
 @implementer(IHostnameResolver)
@@ -136,13 +141,15 @@ class GuardedResolver:
         cached = self.cache.get(hostName) if self.cache.limit else None
         if cached:
             resolution = _CachedResolution(hostName)
-            resolutionReceiver.resolutionBegan(resolution)
+            resolutionReceiver.resolutionBegan(resolution)  # type: ignore[call-arg, misc]  # zope: see _ZOPE
             for address in cached:
                 guard.deliver(address)
             self.completed(guard)
-            resolutionReceiver.resolutionComplete()
-            return resolution
-        return self.original_resolver.resolveHostName(guard, hostName, portNumber, addressTypes, transportSemantics)
+            resolutionReceiver.resolutionComplete()  # type: ignore[misc]  # zope: see _ZOPE
+            return resolution  # type: ignore[return-value]  # zope: see _ZOPE
+        # zope: see _ZOPE (the stub's arguments look shifted by one)
+        args = (guard, hostName, portNumber, addressTypes, transportSemantics)
+        return self.original_resolver.resolveHostName(*args)  # type: ignore[call-arg, arg-type, misc]
 
     def check(self, host: str, port: int, address: IAddress) -> str | None:
         """None when ``address`` may be connected to, else why not."""

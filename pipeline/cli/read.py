@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,6 +42,15 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _open_output(out: str | None, binary: bool) -> IO[Any]:
+    """Where `read` writes: stdout or a new file (the caller closes it); bytes for Parquet, text otherwise."""
+    if out in (None, "-"):
+        return sys.stdout.buffer if binary else sys.stdout
+    if binary:
+        return open(out, "wb")
+    return open(out, "w", encoding="utf-8", newline="")
+
+
 def cmd_read(args: argparse.Namespace, *, settings: S3Settings | None = None) -> int:
     """Stream committed articles. Bad arguments raise UsageError (exit 2) before the bucket is touched;
     storage errors propagate (exit 1)."""
@@ -69,24 +78,22 @@ def cmd_read(args: argparse.Namespace, *, settings: S3Settings | None = None) ->
     schema = ARTICLE_SCHEMA if columns is None else pa.schema([ARTICLE_SCHEMA.field(c) for c in columns])
     binary = args.format == "parquet"
     try:
-        fh = (
-            (sys.stdout.buffer if binary else sys.stdout)
-            if to_stdout
-            else open(args.out, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""}))
-        )
+        fh = _open_output(args.out, binary)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     n = 0
     try:
         if binary:
             # A pipe cannot seek: buffer when writing Parquet to stdout.
-            target = io.BytesIO() if to_stdout else fh
-            with pq.ParquetWriter(target, schema.with_metadata(ARTICLE_SCHEMA.metadata), compression="zstd") as writer:
+            buffer = io.BytesIO() if to_stdout else None
+            with pq.ParquetWriter(
+                fh if buffer is None else buffer, schema.with_metadata(ARTICLE_SCHEMA.metadata), compression="zstd"
+            ) as writer:
                 for t in tables:
                     writer.write_table(t.cast(writer.schema))
                     n += t.num_rows
-            if to_stdout:
-                fh.write(target.getvalue())
+            if buffer is not None:
+                fh.write(buffer.getvalue())
         elif args.format == "jsonl":
             for t in tables:
                 for row in t.to_pylist():

@@ -137,6 +137,7 @@ def plan_files(
         covers = comp.get("covers", {}) if comp else {}
         served = {m["run_id"] for m in day_runs if covers.get(m["run_id"]) == m.get("attempt")}
         if served:
+            assert comp is not None  # `served` is non-empty only when the compaction's `covers` matched
             for f in comp["files"]:
                 file_runs = set(f.get("runs", []))
                 keep = file_runs & served

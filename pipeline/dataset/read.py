@@ -159,17 +159,29 @@ def read_articles(
     for incremental consumers; remember the largest `committed_at` of `committed_runs()`.
     `canonical_only`: drop rows that are duplicates of another article (`duplicate_of` set).
     """
-    kwargs = dict(settings=settings, committed_after=committed_after, run_id=run_id, columns=columns)
+
+    def read() -> Iterator[pa.Table]:
+        return iter_tables(
+            since,
+            until,
+            source,
+            canonical_only,
+            settings=settings,
+            committed_after=committed_after,
+            run_id=run_id,
+            columns=columns,
+        )
+
     if as_ == "records":
-        return (row for t in iter_tables(since, until, source, canonical_only, **kwargs) for row in t.to_pylist())
+        return (row for t in read() for row in t.to_pylist())
     if as_ not in ("arrow", "pandas"):
         raise ValueError(f"as_ must be 'arrow', 'pandas' or 'records', not {as_!r}")
     try:
-        tables = list(iter_tables(since, until, source, canonical_only, **kwargs))
+        tables = list(read())
     except DatasetChanged as exc:
         # Materialised reads restart cleanly: the new plan is consistent.
         log.info("%s; reading again", exc)
-        tables = list(iter_tables(since, until, source, canonical_only, **kwargs))
+        tables = list(read())
     schema = (
         ARTICLE_SCHEMA
         if columns is None

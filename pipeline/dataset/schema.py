@@ -113,7 +113,7 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _column(name: str, typ: pa.DataType, values: list) -> pa.Array:
+def _column(name: str, typ: pa.DataType, values: Sequence[Any]) -> pa.Array:
     """One column from raw record values: Arrow's C++ conversion first, Python coercion if the
     values are not already of the right shape (an int where a string belongs, a naive date ...)."""
     try:
@@ -123,6 +123,7 @@ def _column(name: str, typ: pa.DataType, values: list) -> pa.Array:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
         pass
+    fixed: list[Any]
     if name in _TIMESTAMP_COLUMNS:
         fixed = [to_utc(v) for v in values]
     elif name in _INT_COLUMNS:

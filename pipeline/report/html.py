@@ -12,7 +12,7 @@ Every chart is an `<svg class="chart" data-chart="<name>">`; every bar a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from html import escape
 
 from pipeline.core.layout import report_key
@@ -159,10 +159,10 @@ def _fmt(value: float) -> str:
 
 def hbar_chart(
     name: str,
-    rows: list[tuple[str, list[float]]],
+    rows: Sequence[tuple[str, Sequence[float]]],
     series: list[str],
     *,
-    highlight: set[str] = frozenset(),
+    highlight: Collection[str] = frozenset(),
     fmt: Callable[[float], str] = _fmt,
     max_value: float | None = None,
     colors: list[str] | None = None,
@@ -256,7 +256,7 @@ def vbar_chart(name: str, bars: list[tuple[str, float]], *, x_label: str, y_labe
     return "".join(out)
 
 
-def box_chart(name: str, rows: list[tuple[str, dict]], *, highlight: set[str] = frozenset()) -> str:
+def box_chart(name: str, rows: list[tuple[str, dict]], *, highlight: Collection[str] = frozenset()) -> str:
     """One box per row: whiskers min..max, box p25..p75, a tick at the median, on a log scale
     (body lengths span briefs of 50 words to 10,000-word pages: a linear axis hides the boxes)."""
     rows = [(label, w) for label, w in rows if w.get("median") is not None]

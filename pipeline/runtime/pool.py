@@ -175,7 +175,8 @@ def bounded_map(
             ready = wait([w.conn for w in busy], timeout=wait_for)
             now = time.monotonic()
             for i, worker in enumerate(pool):
-                if worker.task is None:
+                task = worker.task
+                if task is None:
                     continue
                 failure: TaskFailure | None = None
                 if worker.conn in ready:
@@ -196,8 +197,8 @@ def bounded_map(
                 elif now >= worker.deadline:
                     failure = TaskFailure("timeout", f"no result after {timeout:g}s")
                 if failure is not None:
-                    log.warning("task %s: %s (%s)", worker.task, failure.reason, failure.detail)
-                    results[worker.task] = failure
+                    log.warning("task %s: %s (%s)", task, failure.reason, failure.detail)
+                    results[task] = failure
                     worker.kill()
                     pool[i] = _Worker(ctx, fn, warmup, max_memory_mb)
     finally:

@@ -28,7 +28,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 #: Scrapy logs one line per response at DEBUG ("Crawled (200) <GET https://...>"); the
 #: project keeps Scrapy's default DEBUG level for crawl logs, so each line is one response.
@@ -241,7 +244,7 @@ class RichReporter(Reporter):
             redirect_stdout=False,
         )
         self.progress.start()
-        self.task = None
+        self.task: TaskID | None = None
 
     def _fields(self) -> dict:
         of = f"/{self.total}" if self.total is not None else ""
@@ -253,6 +256,7 @@ class RichReporter(Reporter):
         }
 
     def _start_stage(self) -> None:
+        assert self.current is not None  # stage() sets the name just before calling _start_stage
         self.task = self.progress.add_task(self.current, total=self.total, count="", rate="")
         self.progress.update(self.task, **self._fields())
 

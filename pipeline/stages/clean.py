@@ -297,7 +297,12 @@ def _repeated_header(lines: list[str], title: str | None, author: str | None) ->
 
 
 def _tail_hits(
-    lines: list[str], pattern: re.Pattern, words: dict[str, int], *, min_position: float, max_words: int
+    lines: list[str],
+    pattern: re.Pattern[str] | _Alternatives,
+    words: dict[str, int],
+    *,
+    min_position: float,
+    max_words: int,
 ) -> list[int]:
     """Indexes from the first paragraph matching `pattern` (past `min_position` of the words) to the end."""
     total = max(1, sum(words[line] for line in lines))

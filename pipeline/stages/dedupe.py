@@ -191,7 +191,8 @@ def _dedupe_batch(batch: list[dict], index: DedupeIndex, cfg: DedupeConfig, day:
         aid = rec["article_id"]
         fields: dict = {"cluster_id": aid, "duplicate_of": None, "dup_kind": None, "version": 1, "supersedes": None}
         # Latest version of this URL: this batch's rows are newer than the index's.
-        prev = None  # (cluster_id, article_id, version, supersedes, content key)
+        # (cluster_id, article_id, version, supersedes, content key)
+        prev: tuple[str | None, str | None, int, str | None, int] | None = None
         for i in reversed(b_url.get(j, ())):
             if added[i]:
                 prev = (cluster[i], batch[i]["article_id"], int(version[i]), supersedes[i], int(ckeys[i]))

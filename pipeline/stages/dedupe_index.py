@@ -476,7 +476,7 @@ class DedupeIndex:
         bkeys: np.ndarray,
         url_key: np.ndarray,
         content_key: np.ndarray,
-        ids: dict[str, list[str]],
+        ids: dict[str, list[str | None]],  # None: an empty id (no `supersedes`)
         version: np.ndarray,
         day: int,
         run_id: str,
@@ -553,7 +553,8 @@ class DedupeIndex:
             meta=np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8),
             sig=self.sig[idx],
             **{f: getattr(self, f)[idx] for f in _ROW_FIELDS},
-            **{f: self.ids[f][idx] for f in _STR_FIELDS},
+            # numpy's stub matches a ** dict against the allow_pickle: bool keyword too
+            **{f: self.ids[f][idx] for f in _STR_FIELDS},  # type: ignore[arg-type]
         )
         return buf.getvalue()
 

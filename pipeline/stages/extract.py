@@ -507,7 +507,10 @@ def _trafilatura_text(tree: HtmlElement, url: str, *, fast: bool) -> str:
         with_metadata=False,
         output_format="python",
     )
-    return (doc.text or "").strip() if doc is not None else ""
+    if doc is None:
+        return ""
+    assert isinstance(doc, Document)  # not as_dict: never the dict form
+    return (doc.text or "").strip()
 
 
 def _readability_text(html: str, url: str) -> str:

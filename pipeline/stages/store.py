@@ -290,6 +290,7 @@ class _PartWriter:
                 self.written.append(key)  # before any PUT: a timed-out PUT may still have landed
                 lane.sink = _StreamingUpload(self.bucket, key, self._pool, self.part_bytes)
                 lane.writer = pq.ParquetWriter(lane.sink, ARTICLE_SCHEMA, **self.options)
+            assert lane.sink is not None  # opened and closed together with lane.writer
             take = min(table.num_rows - offset, self.max_rows - lane.rows)
             chunk = table.slice(offset, take)
             lane.writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
@@ -304,6 +305,7 @@ class _PartWriter:
             return
         lane.writer.close()
         sink = lane.sink
+        assert sink is not None  # opened and closed together with lane.writer
         sink.finish()
         lane.finishing.append(sink)
         self.files.append(
@@ -418,7 +420,7 @@ def store_articles(
         encoders=ENCODERS,
         options=parquet_options,
     )
-    seen: set[str] = set()
+    seen: set[str | None] = set()  # None: a record without an id (records_to_table refuses it)
     repeats = 0
     batch_rows = min(ROW_GROUP_ROWS, max_rows_per_file)
     try:
@@ -426,7 +428,10 @@ def store_articles(
             for rb in records.to_batches(max_chunksize=batch_rows) if isinstance(records, pa.Table) else records:
                 table = table_to_articles(pa.Table.from_batches([rb]), run_id=run_id, ingested_at=stamp)
                 ids = table.column("article_id").to_pylist()
-                keep = [not (a in seen or seen.add(a)) for a in ids]  # first occurrence of each id
+                keep = []  # True at the first occurrence of each id
+                for a in ids:
+                    keep.append(a not in seen)
+                    seen.add(a)
                 if not all(keep):
                     repeats += keep.count(False)
                     table = table.filter(pa.array(keep))

@@ -168,7 +168,7 @@ class NewsSpider(Spider):
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
-        known = {k: kwargs.pop(k) for k in ("source", "run_id", "sources") if k in kwargs}
+        known: dict[str, Any] = {k: kwargs.pop(k) for k in ("source", "run_id", "sources") if k in kwargs}
         if kwargs:
             raise UsageError(
                 f"news spider: unknown argument(s): {', '.join(sorted(kwargs))} (expected source, run_id, sources)"
@@ -268,14 +268,16 @@ class NewsSpider(Spider):
         self._count("news/fetched")
         self._count(f"news/fetched/{kind}")
         self._count("news/bytes", len(response.body))
+        request = response.request
+        assert request is not None  # a response reaching a spider callback always carries its request
         return FetchedPage(
             url=response.url,
             kind=kind,
             status=response.status,
             headers=_headers(response.headers),
             body=response.body,
-            request_headers=_headers(response.request.headers),
-            method=response.request.method,
+            request_headers=_headers(request.headers),
+            method=request.method,
             discovered_url=response.meta.get(DISCOVERED, response.url),
             rel_canonical=rel_canonical,
             links=[tuple(x) for x in links],

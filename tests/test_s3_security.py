@@ -69,6 +69,8 @@ def test_unsigned_and_wrong_key_boto3_are_refused(s3_settings, bucket):
 
 def test_credentials_never_written_or_logged(s3_settings, bucket, caplog):
     caplog.set_level(logging.DEBUG)  # everything, botocore's request logging included
+    # spiders.settings quiets botocore to INFO when imported in this process (another test may have).
+    caplog.set_level(logging.DEBUG, logger="botocore")
     ctx = RunContext("20261127T060000Z", s3=s3_settings)
     store_articles(ctx, generate_articles(30, words=10), max_rows_per_file=10)
     store_articles(ctx, generate_articles(30, seed=1, words=10), max_rows_per_file=10)  # re-run

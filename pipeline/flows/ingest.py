@@ -193,13 +193,7 @@ def run_once(
                 log.error("crawl of %s failed: %s", name, exc)
         warc_keys, failed = finished_warc_keys(ctx, sources)
         timings = {"crawl": round(time.perf_counter() - t0, 3)}
-        t0 = time.perf_counter()
-        rep.stage("extract", total=len(warc_keys), unit="files")
-        extracted = []
-        for key in warc_keys:
-            extracted.append(extract_step(ctx, key))
-            rep.advance()
-        timings["extract"] = round(time.perf_counter() - t0, 3)
+        extracted = _extract_all(ctx, warc_keys, timings=timings, rep=rep)
         cleaned = None
     return _finish(ctx, sources, extracted, timings=timings, failed=failed, cleaned=cleaned, rep=rep)
 
@@ -215,15 +209,22 @@ def reextract_run(ctx: RunContext, *, say: Callable[[str], None] | None = None) 
     warc_keys = run_warc_keys(ctx.bucket, ctx.run_id)
     if not warc_keys:
         raise FileNotFoundError(f"no WARC files for run {ctx.run_id}")
+    timings: dict[str, float] = {}
+    extracted = _extract_all(ctx, warc_keys, timings=timings, rep=rep)
+    sources = sorted({s["source"] for s in crawl_summaries(ctx)})
+    return _finish(ctx, sources, extracted, timings=timings, failed={}, cleaned=None, rep=rep)
+
+
+def _extract_all(ctx: RunContext, warc_keys: list[str], *, timings: dict[str, float], rep: Reporter) -> list[str]:
+    """`extract_step` over every WARC file, one after another; its seconds go to `timings["extract"]`."""
     t0 = time.perf_counter()
     rep.stage("extract", total=len(warc_keys), unit="files")
     extracted = []
     for key in warc_keys:
         extracted.append(extract_step(ctx, key))
         rep.advance()
-    timings = {"extract": round(time.perf_counter() - t0, 3)}
-    sources = sorted({s["source"] for s in crawl_summaries(ctx)})
-    return _finish(ctx, sources, extracted, timings=timings, failed={}, cleaned=None, rep=rep)
+    timings["extract"] = round(time.perf_counter() - t0, 3)
+    return extracted
 
 
 def _finish(

@@ -1,10 +1,11 @@
 """Extraction quality and speed: `python -m benchmarks.bench_extract [--json PATH]`.
 
-One run, one table: this project's `extract_page`, trafilatura's `extract()` with its
-defaults, and readability-lxml (the text of its summary), each scored on the 181 real
-pages of ../shared/benchmarks/article-extraction-benchmark with the benchmark's own
-method (benchmarks/scoring.py), plus pages/second of `extract_batch` (process pool)
-against one process. Timings are noisy on a shared machine: compare the ratios of one
+One run, one table: this project's `article_from_html` (extract, then clean), trafilatura's
+`extract()` with its defaults, and readability-lxml (the text of its summary), each scored on
+the 181 real pages of ../shared/benchmarks/article-extraction-benchmark with the benchmark's own
+method (benchmarks/scoring.py), plus pages/second of the process pool against one process.
+A second table scores ours and trafilatura on ../shared/benchmarks/wcxb-dev: F1 on its 695
+article pages, and the page-type gate (articles kept, non-article pages refused). Timings are noisy on a shared machine: compare the ratios of one
 run, not numbers across runs. When `examples.sample_site` is importable, its articles
 are extracted too and the boilerplate phrases left in their text are counted.
 """
@@ -27,6 +28,8 @@ from benchmarks.scoring import score
 from pipeline.core.paths import ROOT
 
 BENCHMARK_DIR = ROOT.parent / "shared" / "benchmarks" / "article-extraction-benchmark"
+WCXB_DIR = ROOT.parent / "shared" / "benchmarks" / "wcxb-dev"
+OURS = "news-ingest article_from_html"
 BASELINE = Path(__file__).with_name("extract_baseline.json")
 
 
@@ -165,20 +168,67 @@ def sample_site_leftovers() -> dict | None:
     }
 
 
+def load_wcxb(folder: Path = WCXB_DIR) -> tuple[dict[str, str], dict[str, str], dict[str, dict]]:
+    """(html by id, url by id, ground-truth entry by id) of wcxb-dev, decoded as Scrapy would (w3lib)."""
+    truth = json.loads((folder / "ground-truth.json").read_text(encoding="utf-8"))
+    html, urls = {}, {}
+    for key, entry in sorted(truth.items()):
+        html[key] = html_to_unicode(None, gzip.decompress((folder / "html" / f"{key}.html.gz").read_bytes()))[1]
+        urls[key] = entry.get("url") or f"https://benchmark.invalid/{key}"
+    return html, urls, truth
+
+
+def _trafilatura_item(item: tuple[str, str]) -> str | None:
+    logging.disable(logging.WARNING)
+    return trafilatura_default(*item) or None
+
+
+def wcxb_rows(workers: int) -> dict[str, dict]:
+    """Ours and trafilatura's defaults on wcxb-dev, both over `workers` processes: article F1, and the
+    page-type gate (a page counts as refused when no text comes back)."""
+    import multiprocessing as mp
+
+    from pipeline.flows.pages import articles_from_items
+
+    html, urls, truth = load_wcxb()
+    keys = list(html)
+    outputs: dict[str, dict[str, str | None]] = {}
+    ours_out = articles_from_items(({"url": urls[k], "html": html[k]} for k in keys), workers=workers)
+    outputs[OURS] = {k: o.get("text") for k, o in zip(keys, ours_out)}
+    with mp.get_context("fork").Pool(workers) as pool:
+        theirs = pool.map(_trafilatura_item, [(html[k], urls[k]) for k in keys], chunksize=8)
+    outputs["trafilatura 2.3.1 extract() defaults"] = dict(zip(keys, theirs))
+    articles = [k for k in keys if truth[k]["page_type"] == "article"]
+    others = [k for k in keys if truth[k]["page_type"] != "article"]
+    rows = {}
+    for name, out in outputs.items():
+        result = score({k: out[k] or "" for k in articles}, {k: truth[k]["articleBody"] or "" for k in articles})
+        rows[name] = {
+            "f1": result["f1"],
+            "precision": result["precision"],
+            "recall": result["recall"],
+            "articles_kept": sum(bool(out[k]) for k in articles) / len(articles),
+            "non_articles_refused": sum(not out[k] for k in others) / len(others),
+            "articles": len(articles),
+            "non_articles": len(others),
+        }
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--workers", type=int, default=2, help="processes for the pool row (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="passes for the pool/one-process comparison (default 3)")
     parser.add_argument(
-        "--update-baseline", action="store_true", help=f"write this run's F1 of extract_page to {BASELINE.name}"
+        "--update-baseline", action="store_true", help=f"write this run's F1 of article_from_html to {BASELINE.name}"
     )
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # trafilatura logs every discarded page
 
     html, urls, truth = load_benchmark()
     fns = {
-        "news-ingest extract_page": ours,
+        OURS: ours,
         "trafilatura 2.3.1 extract() defaults": trafilatura_default,
         "readability-lxml 0.9 summary": readability_lxml,
     }
@@ -191,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     pool_preds, _ = run_pool(html, urls, args.workers)
     pool_score = score(pool_preds, truth)
     single, pool_speed = best_rates(html, urls, args.workers, args.repeat)
-    rows[f"news-ingest extract_batch ({args.workers} workers)"] = {
+    rows[f"news-ingest articles_from_items ({args.workers} workers)"] = {
         k: v for k, v in pool_score.items() if k != "per_page"
     } | {"pages_per_s": pool_speed}
 
@@ -208,6 +258,18 @@ def main(argv: list[str] | None = None) -> int:
         f"one process: {single:.1f} pages/s); "
         f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
+
+    wcxb = wcxb_rows(args.workers)
+    first = next(iter(wcxb.values()))
+    print(f"\nwcxb-dev: {first['articles']} article pages (F1), {first['non_articles']} non-article pages\n")
+    print(f"| {'extractor':<40} | {'F1':>6} | {'prec.':>6} | {'recall':>6} | {'kept':>6} | {'refused':>7} |")
+    print(f"|{'-' * 42}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
+    for name, r in wcxb.items():
+        print(
+            f"| {name:<40} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} "
+            f"| {r['articles_kept']:.4f} | {r['non_articles_refused']:7.4f} |"
+        )
+    print("(kept: share of article pages with text; refused: share of non-article pages without)")
 
     sample = sample_site_leftovers()
     if sample is not None:
@@ -229,13 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "load_average": os.getloadavg()[0],
         "sample_site": sample,
+        "wcxb_dev": wcxb,
     }
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1), encoding="utf-8")
     if args.update_baseline:
         from pipeline.stages.extract import EXTRACTOR_VERSION
 
-        r = rows["news-ingest extract_page"]
+        r = rows[OURS]
         BASELINE.write_text(
             json.dumps(
                 {

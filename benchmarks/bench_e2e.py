@@ -21,7 +21,7 @@ What it prints, as one table:
 * peak memory of the process tree (a sampling thread sums the RSS of this process and all
   its descendants: the Scrapy child, the extraction workers), the S3 server and the outlet shown apart;
 * F1 / precision / recall of the STORED text (read back with `read_articles`) against the
-  ground truth, scored with `benchmarks.scoring.score`, next to `extract_page` alone on the
+  ground truth, scored with `benchmarks.scoring.score`, next to `article_from_html` alone on the
   same pages (decoded the way Scrapy decodes them), so a loss between stages is visible.
 
 Goals: >= 50 pages/s end to end, peak memory < 1 GiB, stored F1 >= extractor-alone F1.
@@ -177,7 +177,7 @@ def decode_like_scrapy(url: str, body: bytes) -> str:
 
 
 def extractor_alone(outlet: Any, rules: Any) -> tuple[dict[str, str], float, dict[str, int]]:
-    """`extract_page` over the raw benchmark pages in this process: ({url: text}, seconds, reasons)."""
+    """`article_from_html` (extract, then clean) over the raw benchmark pages in this process: ({url: text}, seconds, reasons)."""
     from pipeline.core.errors import NotAnArticle
     from pipeline.flows.pages import article_from_html
 
@@ -411,7 +411,7 @@ def table(r: dict[str, Any]) -> str:
         f">= alone {'ok' if s['f1'] >= a['f1'] - 1e-9 else 'MISSED'}",
     )
     row(
-        "F1 extract_page alone, same pages",
+        "F1 article_from_html alone, same pages",
         f"{a['f1']:.4f}",
         f"{n / r['alone_seconds']:.1f} p/s in one process" if r["alone_seconds"] else "",
     )
@@ -433,7 +433,7 @@ def table(r: dict[str, Any]) -> str:
         lines.append("rejects: " + ", ".join(f"{k} {v}" for k, v in sorted(r["rejects_by_reason"].items())))
     if r["alone_not_articles"]:
         lines.append(
-            "extract_page alone found no article: "
+            "article_from_html alone found no article: "
             + ", ".join(f"{k} {v}" for k, v in sorted(r["alone_not_articles"].items()))
         )
     if r["failed_sources"]:

@@ -105,7 +105,7 @@ def run_pool(html: dict[str, str], urls: dict[str, str], workers: int) -> tuple[
 
 
 def best_rates(html: dict[str, str], urls: dict[str, str], workers: int, repeat: int) -> tuple[float, float]:
-    """Best-of-`repeat` pages/second of extract_page in this process and of extract_batch, alternating.
+    """Best-of-`repeat` pages/second of `article_from_html` in this process and of the pool, alternating.
 
     Best-of because other processes on a shared machine only ever slow a pass down; alternating so
     that a busy spell hits both sides."""

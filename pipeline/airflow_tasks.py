@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext, make_run_id
 from pipeline.core.errors import is_terminal
@@ -182,7 +183,6 @@ def triggering_runs(context: Mapping[str, Any]) -> list[dict]:
 
 def summarise_run(settings: S3Settings, run_id: str) -> dict:
     """Per-source article counts of ONE committed run, written to `reports/consumer/run=<id>.json`."""
-    from pipeline.core.bucket import Bucket
     from pipeline.dataset.read import read_articles
 
     table = read_articles(settings=settings, run_id=run_id, columns=["source", "duplicate_of", "title"])
@@ -253,7 +253,6 @@ def compaction_days(context: Mapping[str, Any]) -> list[str]:
 def reextract_plan(context: Mapping[str, Any]) -> list[str]:
     """Run ids to re-extract: those archived between the `reextract_from` and `reextract_to` params
     (inclusive; `reextract_to` defaults to `reextract_from`). No params: nothing."""
-    from pipeline.core.bucket import Bucket
     from pipeline.flows.maintenance import runs_between
 
     params = context.get("params") or {}
@@ -282,7 +281,6 @@ def compact_one(context: Mapping[str, Any], dt: str) -> str | None:
 def prune_state(context: Mapping[str, Any]) -> dict:
     """Prune the dedupe index (older than its window) and the seen-URL state (older than the retention),
     both relative to the run's data interval, never the wall clock; and remove orphaned article files."""
-    from pipeline.core.bucket import Bucket
     from pipeline.flows.maintenance import cleanup_orphans, prune_dedupe_index, prune_seen_state
 
     params = context.get("params") or {}

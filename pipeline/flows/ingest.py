@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipeline.core.context import RunContext
+from pipeline.core.layout import report_key
 from pipeline.runtime.progress import Reporter, reporter_for
 from pipeline.stages.crawl import crawl_outcome, crawl_source, crawl_summaries, finished_warc_keys
 
@@ -132,8 +133,6 @@ def report_step(
 
 def headline(report: Mapping[str, Any]) -> dict:
     """The small part of a report that goes through XCom to the check step."""
-    from pipeline.report.run_report import report_key
-
     return {
         "run_id": report["run_id"],
         "articles_stored": report["articles_stored"],

@@ -22,6 +22,11 @@ from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext, check_run_id
 from pipeline.core.layout import SEEN_PREFIX, WARC_SUFFIX, raw_day_prefix, raw_run_id, seen_source
+from pipeline.dataset.state import load_seen, update_json
+from pipeline.flows.ingest import reextract_run
+from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
+from pipeline.stages.store import cleanup_orphans as _cleanup
+from pipeline.stages.store import compact
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +73,6 @@ def reextract(settings: S3Settings, run_id: str, sources_path: Path | str) -> di
 
     Returns the small headline of its report (run id, manifest key, articles stored).
     """
-    from pipeline.flows.ingest import reextract_run
-
     ctx = RunContext(run_id=check_run_id(run_id), s3=settings, sources_path=Path(sources_path))
     report = reextract_run(ctx)
     return {"run_id": run_id, "manifest": report.get("manifest"), "articles_stored": report.get("articles_stored")}
@@ -77,8 +80,6 @@ def reextract(settings: S3Settings, run_id: str, sources_path: Path | str) -> di
 
 def compact_day(settings: S3Settings, dt: date | str) -> str | None:
     """Compact one day's committed Parquet files; the compaction manifest key, or None if nothing to do."""
-    from pipeline.stages.store import compact
-
     return compact(settings, _day(dt).isoformat())
 
 
@@ -87,8 +88,6 @@ def prune_dedupe_index(bucket: Bucket, as_of: date | str, *, window_days: int | 
 
     Only shard names are listed: nothing is loaded, so this is cheap on a large index.
     """
-    from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
-
     config = DedupeConfig() if window_days is None else DedupeConfig(window_days=window_days)
     index = DedupeIndex(config)
     index.run_date = _day(as_of).isoformat()
@@ -102,8 +101,6 @@ def prune_seen_state(
 
     Entries without a parseable `stored_at` are kept (never lose state on a format surprise).
     """
-    from pipeline.dataset.state import load_seen, update_json
-
     if not isinstance(as_of, datetime):
         d = _day(as_of)
         as_of = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
@@ -152,6 +149,4 @@ def _parse_ts(value) -> datetime | None:
 
 def cleanup_orphans(settings: S3Settings, as_of: datetime) -> int:
     """Delete article files no manifest lists, older than an hour before `as_of`; how many."""
-    from pipeline.stages.store import cleanup_orphans as _cleanup
-
     return len(_cleanup(settings, now=as_of))

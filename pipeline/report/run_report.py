@@ -18,8 +18,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import TextIO
 
+from pipeline.core.bucket import StorageError
 from pipeline.core.context import RunContext
 from pipeline.core.layout import REPORTS_PREFIX, deduped_key, report_key, report_run_id, run_manifest_key
+from pipeline.dataset.rejects import read_rejects
+from pipeline.report.html import render_html
+from pipeline.stages.crawl import crawl_summaries
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,6 @@ def write_report(
     manifest_key: str | None,
 ) -> dict:
     """Assemble the run report from what the stages wrote, store it (JSON + HTML) under reports/, return it."""
-    from pipeline.dataset.rejects import read_rejects
-    from pipeline.stages.crawl import crawl_summaries
 
     summaries = {s["source"]: s for s in crawl_summaries(ctx)}
     rejects = read_rejects(ctx)
@@ -77,7 +79,6 @@ def write_report(
 
 def store_report(bucket, report: dict) -> None:
     """Write the report's JSON and its HTML page to the bucket (deterministic keys: a re-run overwrites)."""
-    from pipeline.report.html import render_html
 
     report["html"] = report_key(report["run_id"], "html")
     bucket.put(report["html"], render_html(report).encode("utf-8"), content_type="text/html; charset=utf-8")
@@ -341,7 +342,6 @@ def trend_flags(quality: dict[str, dict], previous: dict | None) -> list[dict]:
 
 def previous_report(bucket, run_id: str) -> dict | None:
     """The report of the latest run before `run_id` (run ids sort by time), or None."""
-    from pipeline.core.bucket import StorageError
 
     # Compare run ids, not keys: `<id>.json` sorts a suffixed id (`<id>-a`) before its base id.
     before = sorted((rid, k) for k in bucket.list(REPORTS_PREFIX) if (rid := report_run_id(k)) and rid < run_id)
@@ -390,7 +390,6 @@ def latest_run(bucket) -> str | None:
 
 def rebuild_report(ctx: RunContext, previous: dict | None = None) -> dict:
     """Recompute a run's report from its stage outputs; timings and failures come from `previous`."""
-    from pipeline.stages.crawl import crawl_summaries
 
     previous = previous or {}
     deduped = deduped_key(ctx.run_id)

@@ -27,11 +27,11 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.core.bucket import PreconditionFailed, StorageError
+from pipeline.core.context import RunContext
 from pipeline.core.layout import deduped_key
 from pipeline.core.layout import run_date as run_date_of
 from pipeline.stages.dedupe_index import (
@@ -45,9 +45,7 @@ from pipeline.stages.dedupe_index import (
 )
 from pipeline.text.hashing import article_id as make_article_id
 from pipeline.text.hashing import normalised_bytes
-
-if TYPE_CHECKING:
-    from pipeline.core.context import RunContext
+from pipeline.text.urls import canonicalize
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +66,6 @@ def _canonical(record: dict) -> str:
         raise ValueError("article has no url")
     if record.get("canonical_url"):
         return url  # extract already canonicalised it (rel=canonical or pipeline.text.urls)
-    from pipeline.text.urls import canonicalize
-
     return canonicalize(url)
 
 

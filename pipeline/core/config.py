@@ -119,6 +119,14 @@ class CleaningRules(BaseModel):
     truncate_after: RegexList = Field(default_factory=list)
     #: CSS selectors removed from the HTML before extraction.
     drop_selectors: list[str] = Field(default_factory=list)
+    #: Built-in rules turned off for this source, by the name they carry in an article's `removed`
+    #: (e.g. "html:widget:paywall") or by a prefix of it ("html:widget"); also
+    #: "trafilatura:favor_precision" (extract in trafilatura's balanced mode) and "safety_net".
+    disable: list[str] = Field(default_factory=list)
+
+    def disables(self, rule: str) -> bool:
+        """Is the built-in rule `rule` (or a family it belongs to) turned off?"""
+        return any(rule == d or rule.startswith(d + ":") for d in self.disable)
 
 
 class Source(BaseModel):

@@ -18,7 +18,7 @@ import gzip
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pipeline.core.config import CleaningRules
@@ -246,16 +246,17 @@ def _compile(patterns: Iterable[str], field: str) -> list[re.Pattern]:
 class _Run:
     """The paragraphs of one article being cleaned, with the log of what went and why."""
 
-    def __init__(self, lines: list[str]):
+    def __init__(self, lines: list[str], disabled: Callable[[str], bool] | None = None):
         self.lines = lines
+        self.disabled = disabled
         self.words = {line: word_count(line) for line in lines}
         self.total = max(1, sum(self.words[line] for line in lines))
         self.removed: list[dict] = []
         self.warnings: list[dict] = []
 
     def drop(self, rule: str, indexes: list[int]) -> None:
-        """Remove these paragraphs unless that would take most of the article."""
-        if not indexes:
+        """Remove these paragraphs unless that would take most of the article (or the rule is turned off)."""
+        if not indexes or (self.disabled is not None and self.disabled(rule)):
             return
         words = sum(self.words[self.lines[i]] for i in indexes)
         if words > MAX_RULE_SHARE * self.total:
@@ -318,7 +319,7 @@ def clean_text(
     text: str, rules: CleaningRules | None = None, *, title: str | None = None, author: str | None = None
 ) -> tuple[str, list[dict], list[dict]]:
     """Clean article text; returns (text, removed, warnings). No quality gate here."""
-    run = _Run(normalise_text(text).split("\n") if text else [])
+    run = _Run(normalise_text(text).split("\n") if text else [], rules.disables if rules and rules.disable else None)
     run.drop("repeated_header", _repeated_header(run.lines, title, author))
     # before the line rules, which would otherwise take the heading alone and leave the comments
     run.drop(

@@ -280,17 +280,32 @@ def _measure(root: HtmlElement, lists: list | None = None, runs: list | None = N
     return stats
 
 
-def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = (), page: dict | None = None) -> list[dict]:
+def prune_boilerplate(
+    tree: HtmlElement,
+    drop_selectors: Iterable[str] = (),
+    page: dict | None = None,
+    *,
+    disabled: Callable[[str], bool] | None = None,
+) -> list[dict]:
     """Remove widget blocks from the tree in place; returns `removed` entries (rule, text).
 
-    `page`, when given, receives the page's text size, link text size and link count before pruning.
+    `page`, when given, receives the page's text size, link text size and link count before pruning,
+    and under "dropped" the (rule, whole text) of every removed block (the safety net's evidence).
+    `disabled(rule)` true turns a rule off (a source's `cleaning.disable`).
     """
     removed: list[dict] = []
+    dropped: list[tuple[str, str]] = []
+    if page is not None:
+        page["dropped"] = dropped
+
+    def off(rule: str) -> bool:
+        return disabled is not None and disabled(rule)
 
     def drop(el: HtmlElement, rule: str) -> None:
         text = " ".join(" ".join(el.itertext()).split())
         if text:
             removed.append({"rule": rule, "text": text[:300]})
+            dropped.append((rule, text))
         parent = el.getparent()
         if parent is not None:
             # keep the text that follows the element (its tail) in the document
@@ -330,17 +345,19 @@ def prune_boilerplate(tree: HtmlElement, drop_selectors: Iterable[str] = (), pag
         name = _widget_name(el)
         if name is None or stats[el][0] > limit or gone(el) or el.find(".//h1") is not None:
             continue
+        if off(f"html:widget:{name}"):
+            continue
         detached.add(el)
         drop(el, f"html:widget:{name}")
 
     for el in link_lists:
-        if stats[el][0] > limit or el is root or el in detached or gone(el):
+        if stats[el][0] > limit or el is root or el in detached or gone(el) or off("html:link_list"):
             continue
         detached.add(el)
         drop(el, "html:link_list")
     for run in link_runs:
         for el in run:
-            if el not in detached and not gone(el):
+            if el not in detached and not gone(el) and not off("html:link_run"):
                 detached.add(el)
                 drop(el, "html:link_run")
     return removed
@@ -495,13 +512,13 @@ def _drop_standfirst(text: str, tree: HtmlElement, description: str | None) -> t
     return text, []
 
 
-def _trafilatura_text(tree: HtmlElement, url: str, *, fast: bool) -> str:
-    """Main text by trafilatura in precision mode, comments excluded (bare_extraction copies the tree)."""
+def _trafilatura_text(tree: HtmlElement, url: str, *, fast: bool, precision: bool = True) -> str:
+    """Main text by trafilatura (precision or balanced mode), comments excluded (bare_extraction copies the tree)."""
     doc = trafilatura.bare_extraction(
         tree,
         url=url,
         include_comments=False,
-        favor_precision=True,
+        favor_precision=precision,
         fast=fast,
         include_tables=True,
         with_metadata=False,
@@ -564,6 +581,80 @@ def _why_no_article(html: str, text: str) -> NotAnArticle:
     return NotAnArticle("no_article_text")
 
 
+# ------------------------------------------------------------------ safety net
+
+#: The safety net consults a plain trafilatura pass when the extracted text holds less than this share
+#: of the page's non-link text (or is too short to keep). On the two shared benchmark sets every page
+#: where the plain pass keeps far more words sits below 0.5; 12-19% of article pages get the extra pass.
+NET_TRIGGER = 0.5
+#: ... and re-decides the page when the extracted text has fewer words than this share of the plain pass's.
+NET_FLOOR = 0.6
+#: A pruning rule whose removed blocks hold at least this share of the plain pass's words removed the
+#: body, not a widget: it is undone for the page. Smaller removals (a share bar) stay removed.
+NET_RULE_SHARE = 0.2
+#: The name the safety net's own events carry (in `warnings`, prefixed to the undone rule's name).
+SAFETY_NET = "safety_net"
+#: Trafilatura's precision mode, named like a rule: the net undoes it as it undoes a pruning rule.
+PRECISION_RULE = "trafilatura:favor_precision"
+
+
+def _plain_text(html: str, url: str) -> str:
+    """What a plain trafilatura pass keeps: balanced mode with its own fallbacks, on the unpruned page
+    (comments excluded: they are never article text)."""
+    tree = load_html(html)
+    return _trafilatura_text(tree, url, fast=False, precision=False) if tree is not None else ""
+
+
+def _redecide(
+    text: str, plain: str, removed: list[dict], dropped: list[tuple[str, str]], precision: bool
+) -> tuple[str, list[dict], list[dict]]:
+    """The page re-decided against the plain pass: (text, removed, warnings).
+
+    Each line of the plain text is traced to the pruned block that held it. A rule whose blocks held at
+    least NET_RULE_SHARE of the plain words is undone (its blocks come back and leave `removed`); the
+    other rules' lines stay out. Words the plain pass keeps that no rule removed were lost to
+    trafilatura's precision mode, which is undone the same way. The plain pass is the floor.
+    """
+    lines = [line for line in plain.split("\n") if line.strip()]
+    total = max(1, word_count(plain))
+    folded_blocks = [(rule, _fold_space(block)) for rule, block in dropped]
+    ours = _fold_space(text)
+    owner: list[str | None] = []
+    cost: Counter = Counter()
+    for line in lines:
+        folded = _fold_space(line)
+        rule = next((r for r, block in folded_blocks if folded in block), None)
+        if rule is None and folded not in ours:
+            rule = PRECISION_RULE if precision else None
+        owner.append(rule)
+        if rule is not None:
+            cost[rule] += word_count(line)
+    undone = {rule for rule, words in cost.items() if words >= NET_RULE_SHARE * total}
+    kept = "\n".join(line for line, rule in zip(lines, owner) if rule is None or rule in undone)
+    events = [
+        {
+            "rule": f"{SAFETY_NET}:{rule}",
+            "message": f"undone: it removed {cost[rule]} of the {total} words a plain trafilatura pass keeps",
+            "words": cost[rule],
+        }
+        for rule in sorted(undone, key=lambda r: -cost[r])
+    ]
+    if word_count(kept) < MIN_WORDS:
+        # Many small removals, none the culprit alone, left no article: the plain pass is the floor.
+        events = [
+            {
+                "rule": SAFETY_NET,
+                "message": f"plain trafilatura pass kept: only {word_count(kept)} of its {total} words were left",
+                "words": total - word_count(kept),
+            }
+        ]
+        kept, undone = plain, set(cost)
+    elif not events:
+        # Each removal alone is small (widgets, link lists): the rules stand and the text is what they left.
+        return text, removed, []
+    return kept, [r for r in removed if r["rule"] not in undone], events
+
+
 def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> dict:
     """The article record of one page, its text normalised but not yet cleaned (the clean stage's
     line rules come next: `pipeline.flows.pages.article_from_html` does both); raises
@@ -594,17 +685,29 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
     published = _iso_date(meta.date, tree)
 
     page: dict = {}
-    removed = prune_boilerplate(tree, rules.drop_selectors if rules else (), page)
+    disabled = rules.disables if rules and rules.disable else None
+    removed = prune_boilerplate(tree, rules.drop_selectors if rules else (), page, disabled=disabled)
     warnings: list[dict] = []
-    text = _trafilatura_text(tree, url, fast=True)
+    precision = not (disabled and disabled(PRECISION_RULE))
+    text = _trafilatura_text(tree, url, fast=True, precision=precision)
     words = word_count(text)
     if words < SECOND_OPINION_WORDS:
         # Short: trafilatura's full path (its own readability/jusText comparison) sometimes finds the body
         # that the fast path missed; it costs about as much as the fast path again, so only when needed.
-        full = _trafilatura_text(tree, url, fast=False)
+        full = _trafilatura_text(tree, url, fast=False, precision=precision)
         full_words = word_count(full)
         if full_words > words:
             text, words = full, full_words
+    if (words < MIN_WORDS or len(text) < NET_TRIGGER * (page["chars"] - page["link_chars"])) and not (
+        disabled and disabled(SAFETY_NET)
+    ):
+        # The safety net: pruning and precision mode must never cost an article a plain pass finds.
+        plain = _plain_text(html, url)
+        if words < NET_FLOOR * word_count(plain):
+            text, removed, events = _redecide(text, plain, removed, page["dropped"], precision)
+            words = word_count(text)
+            warnings += events
+            log.info("safety net on %s: %s", url, "; ".join(f"{e['rule']} ({e['words']} words)" for e in events))
     if words < MIN_WORDS:
         # Last opinion: readability-lxml scores blocks differently (on the pruned page: the widgets stay out).
         second = _readability_text(lxml_html.tostring(tree, encoding="unicode"), url)
@@ -619,7 +722,9 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
             )
     if words < MIN_WORDS:
         raise _why_no_article(html, text)
-    text, standfirst = _drop_standfirst(text, tree, meta.description)
+    text, standfirst = _drop_standfirst(
+        text, tree, None if disabled and disabled("html:standfirst") else meta.description
+    )
     if standfirst:
         removed += standfirst
         words = word_count(text)

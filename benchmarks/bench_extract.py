@@ -1,19 +1,23 @@
-"""Extraction quality and speed: `python -m benchmarks.bench_extract [--json PATH]`.
+"""Extraction quality and speed: `python -m benchmarks.bench_extract [--json PATH] [--update-baseline]`.
 
-One run, one table: this project's `article_from_html` (extract, then clean), trafilatura's
-`extract()` with its defaults, and readability-lxml (the text of its summary), each scored on
-the 181 real pages of ../shared/benchmarks/article-extraction-benchmark with the benchmark's own
-method (benchmarks/scoring.py), plus pages/second of the process pool against one process.
-A second table scores ours and trafilatura on ../shared/benchmarks/wcxb-dev: F1 on its 695
-article pages, and the page-type gate (articles kept, non-article pages refused). Timings are noisy on a shared machine: compare the ratios of one
-run, not numbers across runs. When `examples.sample_site` is importable, its articles
-are extracted too and the boilerplate phrases left in their text are counted.
+1. The 181 pages of ../shared/benchmarks/article-extraction-benchmark in one process: this project's
+   `article_from_html` (extract, then clean), trafilatura's `extract()` with its defaults and
+   readability-lxml, taking turns page by page, scored with the benchmark's own method
+   (benchmarks/scoring.py), with pages/s; then the process pool against one process.
+2. Both shared sets (that one and the 695 article pages of ../shared/benchmarks/wcxb-dev), ours and
+   plain trafilatura over the same pool: F1/P/R, pages/s, pages lost, the page-type gate (wcxb-dev's
+   609 non-article pages refused) and the boilerplate left (wcxb-dev's `must_not_contain` strings, CMS
+   widget phrases), plus the safety net's events.
+3. A rule ablation: each pruning or cleaning rule turned off where it fired, the F1 change on each set.
+4. The 10 pages where ours is furthest below plain trafilatura, with the rule responsible.
+
+Timings are noisy on a shared machine: compare the ratios of one run, not numbers across runs. When
+`examples.sample_site` is importable, its articles are extracted too and the boilerplate left is counted.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import os
@@ -24,25 +28,18 @@ from pathlib import Path
 
 from w3lib.encoding import html_to_unicode
 
+from benchmarks import extract_eval as ev
+from benchmarks.extract_eval import load_set
 from benchmarks.scoring import score
-from pipeline.core.paths import ROOT
 
-BENCHMARK_DIR = ROOT.parent / "shared" / "benchmarks" / "article-extraction-benchmark"
-WCXB_DIR = ROOT.parent / "shared" / "benchmarks" / "wcxb-dev"
 OURS = "news-ingest article_from_html"
 BASELINE = Path(__file__).with_name("extract_baseline.json")
 
 
-def load_benchmark(folder: Path = BENCHMARK_DIR) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """(html by id, url by id, true article body by id); pages decoded as Scrapy would (w3lib)."""
-    truth_raw = json.loads((folder / "ground-truth.json").read_text(encoding="utf-8"))
-    html, urls, truth = {}, {}, {}
-    for key, entry in sorted(truth_raw.items()):
-        data = gzip.decompress((folder / "html" / f"{key}.html.gz").read_bytes())
-        html[key] = html_to_unicode(None, data)[1]
-        urls[key] = entry.get("url") or f"https://benchmark.invalid/{key}"
-        truth[key] = entry.get("articleBody") or ""
-    return html, urls, truth
+def load_benchmark() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(html by id, url by id, true article body by id) of the article-extraction-benchmark."""
+    pages = load_set("article-extraction-benchmark")
+    return pages.html, pages.urls, pages.truth
 
 
 def ours(html: str, url: str) -> str:
@@ -168,51 +165,78 @@ def sample_site_leftovers() -> dict | None:
     }
 
 
-def load_wcxb(folder: Path = WCXB_DIR) -> tuple[dict[str, str], dict[str, str], dict[str, dict]]:
-    """(html by id, url by id, ground-truth entry by id) of wcxb-dev, decoded as Scrapy would (w3lib)."""
-    truth = json.loads((folder / "ground-truth.json").read_text(encoding="utf-8"))
-    html, urls = {}, {}
-    for key, entry in sorted(truth.items()):
-        html[key] = html_to_unicode(None, gzip.decompress((folder / "html" / f"{key}.html.gz").read_bytes()))[1]
-        urls[key] = entry.get("url") or f"https://benchmark.invalid/{key}"
-    return html, urls, truth
+def refused_share(pages: ev.PageSet, workers: int) -> tuple[float, float]:
+    """Share of the set's non-article pages (wcxb-dev's listings, products, forums ...) that ours and plain
+    trafilatura refuse (return no text)."""
+    keys = list(pages.others)
+    if not keys:
+        return float("nan"), float("nan")
+    url = "https://benchmark.invalid/{}".format
+    ours_out = ev.run_ours(((pages.name, url(k), pages.others[k]) for k in keys), workers)
+    plain = ev.run_plain([(pages.others[k], url(k)) for k in keys], workers)
+    return (
+        sum(not rec.get("text") for rec in ours_out.values()) / len(keys),
+        sum(not text for text in plain) / len(keys),
+    )
 
 
-def _trafilatura_item(item: tuple[str, str]) -> str | None:
-    logging.disable(logging.WARNING)
-    return trafilatura_default(*item) or None
+def print_sets(sets: list[ev.PageSet], results: list[ev.SetResult], workers: int) -> None:
+    print(
+        f"\n| {'set':<28} | {'extractor':<12} | {'F1':>6} | {'prec.':>6} | {'recall':>6} | {'pages/s':>7} "
+        f"| {'lost':>4} | {'kept':>6} | {'refused':>7} | {'must_not left':>13} | {'CMS widgets left':>16} |"
+    )
+    print("|" + "|".join("-" * (w + 2) for w in (28, 12, 6, 6, 6, 7, 4, 6, 7, 13, 16)) + "|")
+    for pages, r in zip(sets, results):
+        refused = refused_share(pages, workers)
+        for i, name in enumerate(("ours", "trafilatura")):
+            m = r.summary[name]
+            texts = {k: r.text(k) for k in pages.html} if name == "ours" else r.plain
+            left = ev.boilerplate_left(texts, pages)
+            kept = sum(bool(t) for t in texts.values()) / len(texts)
+            lost = len(r.lost()) if name == "ours" else "-"
+            must = f"{left['must_not_contain']}/{left['must_not_contain_total']}" if pages.must_not_contain else "-"
+            ref = "-" if refused[i] != refused[i] else f"{refused[i]:.4f}"  # nan: the set has no non-article pages
+            print(
+                f"| {pages.name:<28} | {name:<12} | {m['f1']:.4f} | {m['precision']:.4f} | {m['recall']:.4f} "
+                f"| {m['pages_per_s']:7.1f} | {lost:>4} | {kept:.4f} | {ref:>7} | {must:>13} | {left['cms_widgets']:>16} |"
+            )
+    print(
+        f"(lost: pages plain trafilatura scores >= {ev.LOST_THEIRS} and ours < {ev.LOST_OURS}; kept: article pages "
+        "with text; refused: non-article pages without; must_not left: wcxb-dev's boilerplate strings found in "
+        "the text; CMS widgets left: share/like/related/comment-form phrases found)"
+    )
+    for r in results:
+        events = r.safety_net_events()
+        print(f"safety net on {r.name}: {sum(events.values())} events {dict(events.most_common(6))}")
 
 
-def wcxb_rows(workers: int) -> dict[str, dict]:
-    """Ours and trafilatura's defaults on wcxb-dev, both over `workers` processes: article F1, and the
-    page-type gate (a page counts as refused when no text comes back)."""
-    import multiprocessing as mp
+def print_ablation(rows: list[dict], names: list[str]) -> None:
+    print("\nrule ablation: each rule turned off on the pages where it fired; F1 change of the whole set")
+    print("(positive: the set is better without the rule)\n")
+    head = " | ".join(f"{'fired ' + n[:10]:>17} | {'dF1 ' + n[:10]:>15}" for n in names)
+    print(f"| {'rule':<34} | {head} |")
+    print("|" + "-" * 36 + "|" + "|".join("-" * 19 + "|" + "-" * 17 for _ in names) + "|")
+    for row in rows:
+        cells = " | ".join(f"{row['fired'][n]:>17} | {row['delta'][n]:+15.4f}" for n in names)
+        flag = "  <- hurts both" if all(row["delta"][n] > 0.0005 for n in names) else ""
+        print(f"| {row['rule']:<34} | {cells} |{flag}")
 
-    from pipeline.flows.pages import articles_from_items
 
-    html, urls, truth = load_wcxb()
-    keys = list(html)
-    outputs: dict[str, dict[str, str | None]] = {}
-    ours_out = articles_from_items(({"url": urls[k], "html": html[k]} for k in keys), workers=workers)
-    outputs[OURS] = {k: o.get("text") for k, o in zip(keys, ours_out)}
-    with mp.get_context("fork").Pool(workers) as pool:
-        theirs = pool.map(_trafilatura_item, [(html[k], urls[k]) for k in keys], chunksize=8)
-    outputs["trafilatura 2.3.1 extract() defaults"] = dict(zip(keys, theirs))
-    articles = [k for k in keys if truth[k]["page_type"] == "article"]
-    others = [k for k in keys if truth[k]["page_type"] != "article"]
-    rows = {}
-    for name, out in outputs.items():
-        result = score({k: out[k] or "" for k in articles}, {k: truth[k]["articleBody"] or "" for k in articles})
-        rows[name] = {
-            "f1": result["f1"],
-            "precision": result["precision"],
-            "recall": result["recall"],
-            "articles_kept": sum(bool(out[k]) for k in articles) / len(articles),
-            "non_articles_refused": sum(not out[k] for k in others) / len(others),
-            "articles": len(articles),
-            "non_articles": len(others),
-        }
-    return rows
+def print_worst(sets: list[ev.PageSet], results: list[ev.SetResult], ablation: list[dict], top: int = 10) -> None:
+    print(f"\nthe {top} pages where ours is furthest below plain trafilatura, with the rule responsible:\n")
+    gaps = [
+        (r.ours_f1[k] - r.plain_f1[k], pages.name, k)
+        for pages, r in zip(sets, results)
+        for k in pages.html
+        if r.ours_f1[k] < r.plain_f1[k]
+    ]
+    print(f"| {'set':<28} | {'page':<16} | {'ours':>5} | {'plain':>5} | rule (the one whose removal helps most) |")
+    print(f"|{'-' * 30}|{'-' * 18}|{'-' * 7}|{'-' * 7}|{'-' * 42}|")
+    by_name = {r.name: r for r in results}
+    for _gap, name, key in sorted(gaps)[:top]:
+        r = by_name[name]
+        rule = ev.culprit(ablation, name, key) or "none (trafilatura's own choice)"
+        print(f"| {name:<28} | {key[:16]:<16} | {r.ours_f1[key]:.2f} | {r.plain_f1[key]:.2f} | {rule} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,17 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
 
-    wcxb = wcxb_rows(args.workers)
-    first = next(iter(wcxb.values()))
-    print(f"\nwcxb-dev: {first['articles']} article pages (F1), {first['non_articles']} non-article pages\n")
-    print(f"| {'extractor':<40} | {'F1':>6} | {'prec.':>6} | {'recall':>6} | {'kept':>6} | {'refused':>7} |")
-    print(f"|{'-' * 42}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
-    for name, r in wcxb.items():
-        print(
-            f"| {name:<40} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} "
-            f"| {r['articles_kept']:.4f} | {r['non_articles_refused']:7.4f} |"
-        )
-    print("(kept: share of article pages with text; refused: share of non-article pages without)")
+    print("\nboth shared sets, each over its pool of workers (pages/s: wall time of the pool):")
+    sets = [load_set(name) for name in ev.SETS]
+    results = [ev.evaluate(pages, args.workers) for pages in sets]
+    print_sets(sets, results, args.workers)
+    ablation = ev.ablation(list(zip(sets, results)), args.workers)
+    print_ablation(ablation, [p.name for p in sets])
+    print_worst(sets, results, ablation)
 
     sample = sample_site_leftovers()
     if sample is not None:
@@ -291,28 +311,16 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "load_average": os.getloadavg()[0],
         "sample_site": sample,
-        "wcxb_dev": wcxb,
+        "sets": {r.name: r.summary for r in results},
+        "ablation": [{k: v for k, v in row.items() if k != "pages"} for row in ablation],
     }
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1), encoding="utf-8")
     if args.update_baseline:
         from pipeline.stages.extract import EXTRACTOR_VERSION
 
-        r = rows[OURS]
-        BASELINE.write_text(
-            json.dumps(
-                {
-                    "f1": round(r["f1"], 4),
-                    "precision": round(r["precision"], 4),
-                    "recall": round(r["recall"], 4),
-                    "extractor_version": EXTRACTOR_VERSION,
-                    "pages": len(truth),
-                },
-                indent=1,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
+        ev.write_baseline(BASELINE, results, EXTRACTOR_VERSION)
+        print(f"\nwrote {BASELINE}")
     return 0
 
 

@@ -150,8 +150,10 @@ LINE_RULES: tuple[LineRule, ...] = (
     LineRule(
         "subscribe_prompt",
         _rx(
-            r"\bclick here (to|for) ",
             r"^\s*(subscribe|sign up|register) (now|today|here)\b",
+            # "click here" only next to an offer: alone it is as often a link in the article's own prose
+            r"\b(subscri\w*|delivered|issues for|newsletter|membership)\b.{0,120}\bclick here\b",
+            r"\bclick here to (subscribe|sign up|register|join)\b",
             r"^\s*(get|download) (the )?.{0,40}\bapp\b.{0,40}$",
             r"^\s*(already a subscriber|subscribers? only|become a (member|subscriber))\b",
             r"^\s*support (our|independent) journalism\b",
@@ -214,7 +216,8 @@ _MAX_RULE_WORDS = max(rule.max_words for rule in LINE_RULES)
 TAIL_RULE = LineRule(
     "comment_section",
     _rx(
-        r"^\s*(\d+\s+)?(comments?|responses?|reader comments)\s*(\(\d+\))?\s*:?\s*$",
+        # "Responses" only in the plural: a lone "Response:" heads a paragraph of a Q&A as often as comments
+        r"^\s*(\d+\s+)?(comments?|responses|reader comments)\s*(\(\d+\))?\s*:?\s*$",
         r"^\s*(join|start) the (conversation|discussion)\b",
         r"^\s*(tags|tagged|topics|related topics)\s*:?\s*$",
     ),

@@ -87,6 +87,8 @@ _TAGGY = re.compile(
 
 # class/id vocabulary of widgets that are not the article; matched as whole words of the
 # attribute (split on space, '-', '_'), so "share-bar" matches and "shareholders" does not.
+# Not "widget": page builders (Elementor's "elementor-widget-container", SiteOrigin's "so-panel widget")
+# wrap the article itself in it; measured on wcxb-dev, 16 articles lost most of their text to it.
 _BOILER_WORDS = {
     "share",
     "sharing",
@@ -131,7 +133,6 @@ _BOILER_WORDS = {
     "ads",
     "sponsored",
     "nativo",
-    "widget",
     "sidebar",
     "toolbar",
     "rail",
@@ -191,6 +192,8 @@ _BLOCKS = (
 #: sites hide the collapsed rest of an article that way, e.g. behind a "continue reading" button.)
 _CANDIDATES = etree.XPath("|".join(f".//{t}[@class or @id or @role]" for t in _BLOCKS))
 _KEEP_TAGS = {"html", "body", "main", "article", "head"}
+#: Inside code, class names are syntax highlighting ("token comment", "hljs-comment"), not widgets.
+_IN_CODE = etree.XPath("boolean(ancestor-or-self::pre or ancestor-or-self::code)")
 #: A pruned block never holds more than this share of the page's text: a wrapper that
 #: happens to carry a widget-like class (e.g. "article social-affairs") is not a widget.
 PRUNE_MAX_SHARE = 0.3
@@ -340,7 +343,7 @@ def prune_boilerplate(
         return any(a in detached for a in el.iterancestors())
 
     for el in _CANDIDATES(root):
-        if el.tag in _KEEP_TAGS or el is root:
+        if el.tag in _KEEP_TAGS or el is root or _IN_CODE(el):
             continue
         name = _widget_name(el)
         if name is None or stats[el][0] > limit or gone(el) or el.find(".//h1") is not None:

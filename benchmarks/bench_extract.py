@@ -26,11 +26,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from w3lib.encoding import html_to_unicode
 
 from benchmarks import extract_eval as ev
 from benchmarks.extract_eval import load_set
 from benchmarks.scoring import score
+from pipeline.text.decoding import decode_html
 
 OURS = "news-ingest article_from_html"
 BASELINE = Path(__file__).with_name("extract_baseline.json")
@@ -136,7 +136,7 @@ def sample_site_leftovers() -> dict | None:
         preds, truth, leftovers, headlines, failures = {}, {}, {}, 0, []
         for e in entries:
             with urlopen(e["url"], timeout=10) as resp:  # 127.0.0.1 only: the project's own site
-                _, text = html_to_unicode(resp.headers.get("Content-Type"), resp.read())
+                text = decode_html(resp.headers.get("Content-Type"), resp.read())
             try:
                 got = article_from_html(text, e["url"])["text"]
             except NotAnArticle as exc:

@@ -18,11 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from w3lib.encoding import html_to_unicode
-
 from benchmarks.scoring import score
 from pipeline.core.config import CleaningRules
 from pipeline.core.paths import ROOT
+from pipeline.text.decoding import decode_html
 
 SHARED = ROOT.parent / "shared" / "benchmarks"
 SETS = {"article-extraction-benchmark": SHARED / "article-extraction-benchmark", "wcxb-dev": SHARED / "wcxb-dev"}
@@ -48,12 +47,12 @@ class PageSet:
 
 
 def load_set(name: str) -> PageSet:
-    """A shared set, decoded as Scrapy decodes a response without a charset header (w3lib)."""
+    """A shared set, decoded as the crawl decodes a response without a charset header."""
     folder = SETS[name]
     truth_raw = json.loads((folder / "ground-truth.json").read_text(encoding="utf-8"))
     out = PageSet(name, {}, {}, {})
     for key, entry in sorted(truth_raw.items()):
-        page = html_to_unicode(None, gzip.decompress((folder / "html" / f"{key}.html.gz").read_bytes()))[1]
+        page = decode_html(None, gzip.decompress((folder / "html" / f"{key}.html.gz").read_bytes()))
         if entry.get("page_type", "article") != "article":
             out.others[key] = page
             continue

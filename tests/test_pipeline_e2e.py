@@ -83,6 +83,18 @@ def test_no_boilerplate_survives(first_run, settings, sample_site):
         assert row["word_count"] > 100
 
 
+def test_stored_text_survives_a_misdeclared_charset(first_run, settings, sample_site):
+    # the sample site serves UTF-8 bytes as ISO-8859-1; its curly quotes are what Scrapy's decoding destroys
+    rows = {r["url"]: r for r in read_articles(settings=settings, run_id=RUN_1).to_pylist()}
+    checked = [e for e in sample_site.expected() if e.get("must_contain") and e["expected"] == "stored"]
+    assert checked
+    for e in checked:
+        stored = rows[e["url"]]["title"] + "\n" + rows[e["url"]]["text"]
+        for word in e["must_contain"]:
+            assert word in stored, (e["url"], word)
+    assert not [url for url, r in rows.items() if "\ufffd" in r["text"] + (r["title"] or "")]
+
+
 def test_syndicated_copies_point_at_one_article(first_run, settings, sample_site):
     rows = {r["url"]: r for r in read_articles(settings=settings, run_id=RUN_1).to_pylist()}
     copies = _expected(sample_site, "syndicated")

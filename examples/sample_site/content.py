@@ -684,4 +684,7 @@ CHARSET_PARAGRAPHS = [
     "“Saltmere reminds me a little of the lake at Zürich on a grey day,” said Lindqvist, smiling. “Only "
     "with more seagulls, and better fish and chips.”",
 ]
+#: Curly quotes whose UTF-8 bytes (E2 80 9C / E2 80 9D) hold a byte cp1252 leaves undefined: read as the
+#: declared ISO-8859-1 they turn into U+FFFD, which no repair can undo.
+CURLY_QUOTED = ["“We wanted a place", "so curious and kind.”"]
 ACCENTED_WORDS = ["Café", "Zürich", "São Paulo", "Renée", "João", "crème brûlée", "pão de queijo"]

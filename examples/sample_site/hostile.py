@@ -175,7 +175,7 @@ def build_hostile(
         expected="stored",
         hint="mis-declared charset: header and <meta> say ISO-8859-1, bytes are UTF-8; "
         "stored text must read café, Zürich, São Paulo",
-        extra={"must_contain": content.ACCENTED_WORDS},
+        extra={"must_contain": content.ACCENTED_WORDS + content.CURLY_QUOTED},
     )
     story = content.make_story("hostile-times-rate-limited", "politics")
     limited = Article(

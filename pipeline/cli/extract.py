@@ -75,9 +75,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
         raise UsageError("--url URL is required for a single page (or use --jsonl)")
     with open_input(args.file, binary=True) as stream:
         data = stream.read()
-    from w3lib.encoding import html_to_unicode
+    from pipeline.text.decoding import decode_html
 
-    _, html = html_to_unicode(None, data)  # the same detection Scrapy uses, without HTTP headers
+    html = decode_html(None, data)  # the crawl's decoding, without HTTP headers
     record = extract_page(html, args.url) if args.raw else article_from_html(html, args.url)
     sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
     return 0

@@ -23,12 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from w3lib.encoding import html_to_unicode
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import GzippingWrapper, WARCWriter
 
 from pipeline.core.layout import WARC_SUFFIX, raw_prefix, warc_file_name
+from pipeline.text.decoding import decode_html
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,9 @@ class WarcResponse:
         return None
 
     def text(self) -> str:
-        """The body decoded exactly as Scrapy's TextResponse.text decodes it (w3lib's detection)."""
-        _, text = html_to_unicode(self.header("Content-Type"), self.body)
-        return text
+        """The body decoded as `pipeline.text.decoding.decode_html` does: Scrapy's (w3lib's) order, except that
+        bytes contradicting their declared charset are decoded as what they are."""
+        return decode_html(self.header("Content-Type"), self.body)
 
 
 class RotatingWarcWriter:

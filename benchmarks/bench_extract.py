@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-
 from benchmarks import extract_eval as ev
 from benchmarks.extract_eval import load_set
 from benchmarks.scoring import score

@@ -37,6 +37,7 @@ def _article(
     dup_of: str | None = None,
     dup_kind: str | None = None,
     removed: list[str] = ("related_link",),
+    undone: list[str] = (),
 ) -> dict:
     aid = f"{source}-{i}"
     return {
@@ -50,6 +51,7 @@ def _article(
         "text": "word " * words,
         "word_count": words,
         "removed": [{"rule": r, "text": "See also: something"} for r in removed],
+        "warnings": [{"rule": f"safety_net:{r}", "message": "undone", "words": 300} for r in undone],
         "article_id": aid,
         "content_hash": aid,
         "cluster_id": cluster or aid,
@@ -80,7 +82,9 @@ def make_synthetic_run(settings, run_id: str = RUN) -> tuple[RunContext, dict]:
     for i in range(10):
         articles.append(_article("alpha", i, words=300 + 40 * i, removed=["related_link", "share_bar"]))
         articles.append(_article("beta", i, author=i % 4 != 0, words=500 + 30 * i))
-        articles.append(_article("gamma", i, title=i < 2, words=60 + i, removed=[]))
+        articles.append(
+            _article("gamma", i, title=i < 2, words=60 + i, removed=[], undone=["html:widget:paywall"] if i < 3 else [])
+        )
     # one story run by three outlets (near copies), one by two (exact copy)
     articles.append(_article("beta", 10, cluster="alpha-0", dup_of="alpha-0", dup_kind="near"))
     articles.append(_article("gamma", 10, cluster="alpha-0", dup_of="alpha-0", dup_kind="near"))
@@ -177,6 +181,10 @@ def test_quality_signals_and_clusters(synthetic):
     assert q["alpha"]["removed_by_rule"] == {"related_link": 11, "share_bar": 10}
     assert q["alpha"]["removals_per_article"] == pytest.approx(21 / 11, abs=0.01)
     assert report["removed_by_rule"]["related_link"] == 11 + 11 + 2
+    # the safety net's events, per source: the outlet whose paywall wrapper holds its articles shows up
+    assert q["gamma"]["safety_net_by_rule"] == {"safety_net:html:widget:paywall": 3}
+    assert q["alpha"]["safety_net_by_rule"] == {}
+    assert report["safety_net_by_rule"] == {"safety_net:html:widget:paywall": 3}
     clusters = report["clusters"]
     assert clusters["outlets_histogram"] == {"1": 28, "2": 1, "3": 1}  # alpha-1: 2 copies, 1 outlet
     assert clusters["top"][0]["cluster_id"] == "alpha-0"
@@ -244,6 +252,10 @@ def test_html_is_self_contained_escaped_and_has_every_chart(synthetic):
     assert "gamma: articles with a title 33% vs 100%" in alerts
     flagged_labels = [t.text_content() for t in doc.xpath('//svg[@data-chart="metadata"]//text[@class="flag"]')]
     assert flagged_labels == ["gamma ⚠"]
+    (net,) = [s for s in doc.xpath("//section") if s.findtext("h2").startswith("Safety net")]
+    assert [[td.text_content() for td in tr.xpath("td")] for tr in net.xpath(".//tr[td]")] == [
+        ["gamma", "3", "html:widget:paywall (3)"]
+    ]
 
 
 def test_html_of_an_empty_run_renders_without_charts(s3_settings):

@@ -16,10 +16,11 @@ from typing import Any
 import pyarrow as pa
 
 #: Version of ARTICLE_SCHEMA written into every file, row and manifest.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _TS = pa.timestamp("us", tz="UTC")
 REMOVED_TYPE = pa.list_(pa.struct([("rule", pa.string()), ("text", pa.string())]))
+WARNINGS_TYPE = pa.list_(pa.struct([("rule", pa.string()), ("message", pa.string()), ("words", pa.int32())]))
 
 #: (name, type, nullable, meaning): the single source of the schema and of its documentation.
 FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
@@ -50,6 +51,12 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("warc_record_id", pa.string(), True, "WARC-Record-ID of the response in that file"),
     ("extractor_version", pa.string(), True, "extractor (trafilatura + rules) version that produced text"),
     ("removed", REMOVED_TYPE, True, "boilerplate blocks removed from text, each with the rule that removed it"),
+    (
+        "warnings",
+        WARNINGS_TYPE,
+        True,
+        "extraction decisions worth a look: a rule not applied or undone by the safety net (since schema 2)",
+    ),
     ("run_id", pa.string(), False, "the pipeline run that stored the row (YYYYMMDDTHHMMSSZ[suffix])"),
     ("ingested_at", _TS, False, "when the run stored the row (UTC; the run's clock, deterministic per run)"),
     ("fetched_at", _TS, True, "when the page was fetched (UTC)"),
@@ -109,6 +116,20 @@ def _removed(value: Any) -> list[dict] | None:
     return out
 
 
+def _warnings(value: Any) -> list[dict] | None:
+    if not value:
+        return [] if value == [] else None
+    return [
+        {
+            "rule": _str_or_none(w.get("rule")),
+            "message": _str_or_none(w.get("message")),
+            "words": _int_or_none(w.get("words")),
+        }
+        for w in value
+        if isinstance(w, dict)
+    ]
+
+
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -130,6 +151,8 @@ def _column(name: str, typ: pa.DataType, values: Sequence[Any]) -> pa.Array:
         fixed = [_int_or_none(v) for v in values]
     elif name == "removed":
         fixed = [_removed(v) for v in values]
+    elif name == "warnings":
+        fixed = [_warnings(v) for v in values]
     else:
         fixed = [_str_or_none(v) for v in values]
     return pa.array(fixed, type=typ)

@@ -94,6 +94,7 @@ def render_html(report: dict) -> str:
         _section("Boilerplate removed, by rule", _removals(report)),
         "</div><br>",
         _section("Removals per source and rule", _removal_table(report, flagged)),
+        _section("Safety net: rules undone because they removed an article's body", _safety_net(report, flagged)),
         _section("Sources", _source_table(report, flagged)),
         f"<footer>generated from {escape(_source_key(report))}</footer>",
         "</main></body></html>",
@@ -435,6 +436,21 @@ def _removal_table(report: dict, flagged: set[str], top: int = 10) -> str:
             f"<tr><td{cls}>{escape(name)}</td><td>{q.get('removals_per_article') or 0}</td>{''.join(cells)}</tr>"
         )
     return f'<div class="scroll"><table><tr><th>source</th><th>per article</th>{head}</tr>{"".join(body)}</table></div>'
+
+
+def _safety_net(report: dict, flagged: set[str]) -> str:
+    """Per source, the rules the extraction safety net undid (each a page whose body a rule had removed)."""
+    body = []
+    for name, q in report.get("quality", {}).items():
+        undone = q.get("safety_net_by_rule") or {}
+        if not undone:
+            continue
+        rules = ", ".join(f"{rule.removeprefix('safety_net:')} ({n})" for rule, n in undone.items())
+        cls = ' class="flagged"' if name in flagged else ""
+        body.append(f"<tr><td{cls}>{escape(name)}</td><td>{sum(undone.values())}</td><td>{escape(rules)}</td></tr>")
+    if not body:
+        return '<p class="empty">no rule undone: no pruning or precision rule removed an article body</p>'
+    return f"<table><tr><th>source</th><th>pages</th><th>rules undone (pages)</th></tr>{''.join(body)}</table>"
 
 
 def _short_rule(rule: str) -> str:

@@ -144,6 +144,7 @@ def build_report(
         "rejects_by_stage": {s: dict(c.most_common()) for s, c in sorted(by_stage.items())},
         "quality": quality,
         "removed_by_rule": dict(acc.removed_total.most_common()),
+        "safety_net_by_rule": dict(acc.net_total.most_common()),
         "length_bins": list(LENGTH_BINS),
         "flags": quality_flags(quality, per_source) + trend_flags(quality, previous),
         "previous_run": previous.get("run_id") if previous else None,
@@ -170,6 +171,9 @@ class _Accumulator:
         self.words: dict[str, list[int]] = defaultdict(list)
         self.removed: dict[str, Counter] = defaultdict(Counter)
         self.removed_total: Counter = Counter()
+        # the extraction safety net's events (rules undone on a page), per source: a misfiring rule shows here
+        self.net: dict[str, Counter] = defaultdict(Counter)
+        self.net_total: Counter = Counter()
         self.dup_kinds: Counter = Counter()
         self.cluster_sources: dict[str, set] = defaultdict(set)
         self.cluster_size: Counter = Counter()
@@ -191,6 +195,11 @@ class _Accumulator:
             rule = str(r.get("rule") if isinstance(r, dict) else r)
             self.removed[name][rule] += 1
             self.removed_total[rule] += 1
+        for w in a.get("warnings") or []:
+            rule = str(w.get("rule") if isinstance(w, dict) else w)
+            if rule.startswith("safety_net"):
+                self.net[name][rule] += 1
+                self.net_total[rule] += 1
         if a.get("dup_kind"):
             self.dup_kinds[a["dup_kind"]] += 1
         cid = a.get("cluster_id")
@@ -224,6 +233,7 @@ class _Accumulator:
             },
             "length_histogram": hist,
             "removed_by_rule": dict(removed.most_common()),
+            "safety_net_by_rule": dict(self.net.get(name, Counter()).most_common()),
             "removals_per_article": round(sum(removed.values()) / n, 2) if n else None,
         }
 

@@ -77,7 +77,7 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "use_dictionary": ["source", "language", "sitename", "dup_kind", "run_id", "extractor_version"],
     # Statistics (min/max per page and row group) for the columns readers filter on; none for
     # the long free text, where they are useless and cost ~1% of the file.
-    "write_statistics": [n for n in ARTICLE_SCHEMA.names if n not in ("text", "removed")],
+    "write_statistics": [n for n in ARTICLE_SCHEMA.names if n not in ("text", "removed", "warnings")],
 }
 
 

@@ -147,6 +147,8 @@ def test_store_stage_arrow_and_fallback_paths_agree(s3_settings, bucket, odd):
     ctx = RunContext(RUN, s3=s3_settings)
     recs = generate_articles(12, words=10)
     recs[3].update(odd)
+    # a safety-net event, with a key the column does not hold (dropped, not fatal)
+    recs[0]["warnings"] = [{"rule": "safety_net:html:widget:paywall", "message": "undone", "words": 812, "of_words": 9}]
     deduped = deduped_key(RUN)
     bucket.put_jsonl(deduped, recs)
     store_stage(ctx, deduped)
@@ -162,6 +164,10 @@ def test_store_stage_arrow_and_fallback_paths_agree(s3_settings, bucket, odd):
         assert row["published"] is None  # unparseable metadata is dropped, not fatal
     assert got[recs[0]["article_id"]]["published"] == datetime(2026, 11, 27, 6, tzinfo=timezone.utc)
     assert got[recs[0]["article_id"]]["removed"] == recs[0]["removed"]
+    assert got[recs[0]["article_id"]]["warnings"] == [
+        {"rule": "safety_net:html:widget:paywall", "message": "undone", "words": 812}
+    ]
+    assert got[recs[1]["article_id"]]["warnings"] is None
 
 
 def test_arrow_input_matches_record_input(s3_settings, bucket):
@@ -355,4 +361,8 @@ def test_records_of_other_shapes_take_the_coercing_path(s3_settings, bucket):
     # The rows of the other shapes' batch-mates are converted exactly like the fast path's.
     assert got[recs[0]["article_id"]]["published"] == datetime(2026, 11, 27, 6, tzinfo=timezone.utc)
     assert got[recs[0]["article_id"]]["removed"] == recs[0]["removed"]
+    assert got[recs[0]["article_id"]]["warnings"] == [
+        {"rule": "safety_net:html:widget:paywall", "message": "undone", "words": 812}
+    ]
+    assert got[recs[1]["article_id"]]["warnings"] is None
     assert got[recs[12]["article_id"]]["text"] == recs[12]["text"]

@@ -85,14 +85,20 @@ def test_cleaning_disable_turns_one_built_in_rule_off():
 def test_a_disabled_widget_family_is_not_pruned():
     page = _page("article-body")
     rules = CleaningRules(disable=["html:widget"])
-    assert rules.disables("html:widget:share") and rules.disables("html:widget") and not rules.disables("html:link_list")
+    assert (
+        rules.disables("html:widget:share") and rules.disables("html:widget") and not rules.disables("html:link_list")
+    )
     record = article_from_html(page, URL, rules=rules)
     assert not [r for r in record["removed"] if r["rule"].startswith("html:widget")]
 
 
 def test_sources_file_accepts_cleaning_disable():
     source = Source.model_validate(
-        {"name": "harbour", "feeds": ["https://news.example.org/feed"], "cleaning": {"disable": ["html:widget:paywall"]}}
+        {
+            "name": "harbour",
+            "feeds": ["https://news.example.org/feed"],
+            "cleaning": {"disable": ["html:widget:paywall"]},
+        }
     )
     assert source.cleaning.disables("html:widget:paywall")
     assert not source.cleaning.disables("html:widget:promo")

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when the output for the same input changes (it is stored with every record,
 #: so records can be re-extracted selectively when the extractor improves).
-EXTRACTOR_VERSION = f"1.0+trafilatura-{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"1.1+trafilatura-{trafilatura.__version__}"
 
 __all__ = [
     "EXTRACTOR_VERSION",

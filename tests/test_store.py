@@ -167,6 +167,9 @@ def test_store_stage_arrow_and_fallback_paths_agree(s3_settings, bucket, odd):
     assert got[recs[0]["article_id"]]["warnings"] == [
         {"rule": "safety_net:html:widget:paywall", "message": "undone", "words": 812}
     ]
+    assert got[recs[0]["article_id"]]["warnings"] == [
+        {"rule": "safety_net:html:widget:paywall", "message": "undone", "words": 812}
+    ]
     assert got[recs[1]["article_id"]]["warnings"] is None
 
 
@@ -348,6 +351,7 @@ def test_records_of_other_shapes_take_the_coercing_path(s3_settings, bucket):
         removed=[{"rule": "ads", "text": "Buy now", "extra": 1}, "junk"],
     )
     recs[7]["author"] = None
+    recs[0]["warnings"] = [{"rule": "safety_net:html:widget:paywall", "message": "undone", "words": "812"}, "junk"]
     store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=10)
     got = {r["article_id"]: r for r in read_articles(settings=s3_settings, as_="records")}
     assert sorted(got) == sorted(r["article_id"] for r in recs)

@@ -601,11 +601,47 @@ SAFETY_NET = "safety_net"
 PRECISION_RULE = "trafilatura:favor_precision"
 
 
-def _plain_text(html: str, url: str) -> str:
-    """What a plain trafilatura pass keeps: balanced mode with its own fallbacks, on the unpruned page
-    (comments excluded: they are never article text)."""
+#: A plain-pass text with at least this share of its words in teasers is a list of teasers (a tag page, a
+#: section front), not an article body the rules took: the net does not bring it back. A teaser is a list
+#: item or <article> card of at most TEASER_MAX_WORDS words holding a headline link (3+ words); a checklist
+#: article's items hold no such link.
+NET_MAX_TEASER_SHARE = 0.8
+TEASER_MAX_WORDS = 80
+
+
+def _teasers(tree: HtmlElement) -> list[str]:
+    """The folded texts of the page's teaser cards (see NET_MAX_TEASER_SHARE)."""
+    out = []
+    for el in tree.iter("li", "article"):
+        text = _fold_space(el.text_content())
+        if len(text.split()) > TEASER_MAX_WORDS:
+            continue
+        if any(a.get("href") and len(" ".join(a.itertext()).split()) >= 3 for a in el.iter("a")):
+            out.append(text)
+    return out
+
+
+def _plain_body(html: str, url: str) -> str:
+    """What a plain trafilatura pass keeps (balanced mode with its own fallbacks, on the unpruned page,
+    comments excluded), or "" when that is not an article body either: the page's own link texts
+    (navigation) or a list of teasers."""
     tree = load_html(html)
-    return _trafilatura_text(tree, url, fast=False, precision=False) if tree is not None else ""
+    if tree is None:
+        return ""
+    text = _trafilatura_text(tree, url, fast=False, precision=False)
+    total = word_count(text)
+    if not total or _link_share(text, _anchor_words(tree)) >= LINK_DENSITY:
+        return ""
+    teasers = _teasers(tree)
+    if teasers:
+        in_teasers = sum(
+            word_count(line)
+            for line in text.split("\n")
+            if (folded := _fold_space(line.lstrip("- "))) and any(folded in t for t in teasers)
+        )
+        if in_teasers >= NET_MAX_TEASER_SHARE * total:
+            return ""
+    return text
 
 
 def _redecide(
@@ -705,7 +741,7 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
         disabled and disabled(SAFETY_NET)
     ):
         # The safety net: pruning and precision mode must never cost an article a plain pass finds.
-        plain = _plain_text(html, url)
+        plain = _plain_body(html, url)
         if words < NET_FLOOR * word_count(plain):
             text, removed, events = _redecide(text, plain, removed, page["dropped"], precision)
             words = word_count(text)

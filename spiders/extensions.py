@@ -21,7 +21,7 @@ from scrapy.exceptions import NotConfigured
 from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.layout import crawl_summary_key
-from pipeline.dataset.state import load_http, load_seen, seen_lookup
+from pipeline.dataset.state import DEFAULT_REFUSED_HOURS, load_http, load_refused, load_seen, seen_lookup
 from spiders.spiders.news import CACHED_LINKS, DISCOVERED, KIND, OWN, SkippedSeen
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,10 @@ class IncrementalMiddleware:
         self.stats = crawler.stats
         self.source = source
         self.revisit = timedelta(hours=revisit_hours)
+        # a page refused as not an article is skipped this long (its type does not change overnight)
+        self.refused_for = timedelta(hours=revisit_hours or DEFAULT_REFUSED_HOURS)
         self.seen: dict[str, dict] = {}
+        self.refused: dict[str, dict] = {}
         self.http: dict[str, dict] = {}
 
     @classmethod
@@ -52,25 +55,33 @@ class IncrementalMiddleware:
 
     def spider_opened(self, spider=None):
         bucket = Bucket(S3Settings.from_env())
-        self.seen = seen_lookup(load_seen(bucket, self.source, exclude_run=self.crawler.settings.get("NEWS_RUN_ID")))
+        run_id = self.crawler.settings.get("NEWS_RUN_ID")
+        self.seen = seen_lookup(load_seen(bucket, self.source, exclude_run=run_id))
+        self.refused = seen_lookup(load_refused(bucket, self.source, exclude_run=run_id))
         self.http = load_http(bucket, self.source)
         log.info(
-            "incremental state of %s: %s seen URL(s), %s validated document(s)",
+            "incremental state of %s: %s seen URL(s), %s refused, %s validated document(s)",
             self.source,
             len(self.seen),
+            len(self.refused),
             len(self.http),
         )
 
-    def _young(self, entry: dict) -> bool:
-        if not self.revisit:
+    @staticmethod
+    def _within(when: object, window: timedelta) -> bool:
+        """Is the ISO time `when` less than `window` ago?"""
+        if not window:
             return False
         try:
-            stored = datetime.fromisoformat(str(entry.get("stored_at")))
+            stamp = datetime.fromisoformat(str(when))
         except ValueError:
             return False
-        if stored.tzinfo is None:
-            stored = stored.replace(tzinfo=timezone.utc)
-        return datetime.now(timezone.utc) - stored < self.revisit
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=timezone.utc)
+        return datetime.now(timezone.utc) - stamp < window
+
+    def _young(self, entry: dict) -> bool:
+        return self._within(entry.get("stored_at"), self.revisit)
 
     def process_request(self, request, spider=None):
         if not request.meta.get(OWN):
@@ -85,6 +96,13 @@ class IncrementalMiddleware:
             request.meta["news_revalidating"] = True
             self.stats.inc_value("news/revalidated")
             self._conditional(request, entry.get("etag"), entry.get("last_modified"))
+        elif (
+            kind == "article"
+            and url in self.refused
+            and self._within(self.refused[url].get("refused_at"), self.refused_for)
+        ):
+            self.stats.inc_value("news/skipped_refused")
+            raise SkippedSeen(f"refused as not an article ({self.refused[url].get('reason')}): {url}")
         elif kind in _VALIDATED_KINDS and url in self.http:
             entry = self.http[url]
             self._conditional(request, entry.get("etag"), entry.get("last_modified"))

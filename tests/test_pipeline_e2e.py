@@ -140,10 +140,15 @@ def test_rerun_same_run_id_adds_no_rows(first_run, settings, sources):
 
 def test_second_run_fetches_no_stored_article_again(first_run, settings, sources, sample_site):
     sample_site.reset_hits()
-    run_once(RunContext(run_id=RUN_2, s3=settings, sources_path=sources))
+    report = run_once(RunContext(run_id=RUN_2, s3=settings, sources_path=sources))
     stored = [e for e in sample_site.expected() if e["expected"] == "stored"]
     refetched = [e["url"] for e in stored if sample_site.hits(e["url"]) > 0]
     assert refetched == []
+    # pages refused as not articles (about, contact, tag pages) are remembered, not fetched again ...
+    refused = [e["url"] for e in sample_site.expected() if e.get("kind") == "nonarticle"]
+    assert refused and [url for url in refused if sample_site.hits(url) > 0] == []
+    # ... so the quiet second run raises no "article pages fetched, no article kept" CHECK
+    assert not [f["message"] for f in report.get("flags", []) if "no article kept" in f.get("message", "")]
     # The whole bucket still has each article once.
     everything = read_articles(settings=settings)
     assert everything.num_rows == len(set(everything.column("article_id").to_pylist()))

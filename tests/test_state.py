@@ -101,3 +101,30 @@ def test_http_state_merges(bucket):
     assert set(state) == {"http://a.example/feed", "http://a.example/sitemap.xml"}
     assert state["http://a.example/feed"]["links"] == [["http://a.example/1", "article"]]
     assert bucket.exists(http_key("alpha"))
+
+
+def test_refused_pages_are_remembered_per_source(bucket):
+    from pipeline.core.layout import refused_key
+    from pipeline.dataset.rejects import reject
+    from pipeline.dataset.state import is_refusal, load_refused, record_refused
+
+    rejects = [
+        reject("http://a.example/tag/x?utm_source=feed", "extract", "not_article:listing", source="alpha"),
+        reject("http://a.example/about", "clean", "too_short", source="alpha"),
+        reject("http://a.example/slow", "extract", "timeout", source="alpha"),  # a failed fetch: tried again
+        reject("http://a.example/gone", "crawl", "http_404", source="alpha"),
+        reject("http://b.example/nav", "extract", "navigation_only", source="beta"),
+    ]
+    assert is_refusal("not_article:other") and not is_refusal("timeout")
+    record_refused(bucket, rejects, "20261130T100000Z")
+    alpha = load_refused(bucket, "alpha")
+    assert set(alpha) == {"http://a.example/tag/x", "http://a.example/about"}
+    assert alpha["http://a.example/about"]["reason"] == "too_short"
+    assert (
+        alpha["http://a.example/about"]["run_id"] == "20261130T100000Z"
+        and alpha["http://a.example/about"]["refused_at"]
+    )
+    assert set(load_refused(bucket, "beta")) == {"http://b.example/nav"}
+    assert bucket.exists(refused_key("alpha"))
+    # a re-run of the same run id fetches its own refusals again (as with stored articles)
+    assert load_refused(bucket, "alpha", exclude_run="20261130T100000Z") == {}

@@ -285,6 +285,7 @@ def compaction_manifest_key(dt: str | date) -> str:
 
 SEEN_PREFIX = "state/seen/"
 HTTP_PREFIX = "state/http/"
+REFUSED_PREFIX = "state/refused/"
 DEDUPE_INDEX_PREFIX = "state/dedupe/v1/"
 
 
@@ -296,6 +297,11 @@ def seen_key(source: str) -> str:
 def seen_source(key: str) -> str | None:
     """The source segment of a `state/seen/<source>.json` key (`seen_key` of it is `key` again); else None."""
     return _strip(key, SEEN_PREFIX, ".json")
+
+
+def refused_key(source: str) -> str:
+    """`state/refused/<source>.json`: URLs fetched as articles and refused as not articles."""
+    return f"{REFUSED_PREFIX}{safe_segment(source)}.json"
 
 
 def http_key(source: str) -> str:

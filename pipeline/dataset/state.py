@@ -4,6 +4,10 @@
   stored_at, article_id} of every stored article. Written ONLY by the store stage after the
   run's manifest commit (``record_stored``), so a crawl killed mid-run loses nothing: its
   pages were never marked seen and the next run fetches them again.
+- ``state/refused/<source>.json``: canonical URL -> {url, reason, refused_at, run_id} of every page
+  fetched as an article and refused as not one (a tag page, an about page ...): the spider skips it
+  while the refusal is younger than the source's `revisit_hours` (a week when that is 0). Written
+  after the commit too (``record_refused``).
 - ``state/http/<source>.json``: feed/sitemap/robots URL -> {etag, last_modified, links}
   written by the crawl at its end; ``links`` are the (url, kind) pairs the document
   announced, so a 304 can re-announce them without parsing.
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from pipeline.core.bucket import Bucket, PreconditionFailed
-from pipeline.core.layout import http_key, seen_key
+from pipeline.core.layout import http_key, refused_key, seen_key
 from pipeline.text.urls import canonicalize
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,49 @@ def record_stored(bucket: Bucket, rows: list[dict]) -> None:
 
         update_json(bucket, seen_key(source), merge)
         log.info("seen state of %s: %s article(s) recorded", source, len(entries))
+
+
+#: Extraction reasons that mean "this page is not an article" (not "this fetch went wrong"): the page's
+#: type will not change by fetching it again tomorrow. Page-type refusals are "not_article:<type>".
+REFUSAL_REASONS = ("navigation_only", "too_short", "no_article_text")
+#: How long a refusal holds when the source does not revisit stored articles (`revisit_hours: 0`).
+DEFAULT_REFUSED_HOURS = 7 * 24
+
+
+def is_refusal(reason: str) -> bool:
+    """Does this reject reason say the page is not an article (rather than that its fetch failed)?"""
+    return reason.startswith("not_article") or reason in REFUSAL_REASONS
+
+
+def record_refused(bucket: Bucket, rejects: list[dict], run_id: str) -> None:
+    """Remember the pages the run refused as not articles (extract and clean rejects); call after the commit."""
+    now = datetime.now(timezone.utc).isoformat()
+    by_source: dict[str, dict] = {}
+    for r in rejects:
+        if r.get("stage") not in ("extract", "clean") or not r.get("source") or not is_refusal(str(r.get("reason"))):
+            continue
+        by_source.setdefault(r["source"], {})[canonicalize(r["url"])] = {
+            "url": r["url"],
+            "reason": r["reason"],
+            "refused_at": now,
+            "run_id": run_id,
+        }
+    for source, entries in by_source.items():
+
+        def merge(current: dict, entries=entries) -> dict:
+            current.update(entries)
+            return current
+
+        update_json(bucket, refused_key(source), merge)
+        log.info("refused state of %s: %s page(s) recorded", source, len(entries))
+
+
+def load_refused(bucket: Bucket, source: str, *, exclude_run: str | None = None) -> dict:
+    """{canonical URL: {url, reason, refused_at, run_id}} ({} when new); `exclude_run` as for `load_seen`."""
+    data, _ = _load(bucket, refused_key(source))
+    if exclude_run:
+        data = {k: v for k, v in data.items() if v.get("run_id") != exclude_run}
+    return data
 
 
 def seen_lookup(seen: dict) -> dict[str, dict]:

@@ -92,14 +92,17 @@ def dedupe_step(ctx: RunContext, cleaned_key: str) -> str:
 
 
 def commit_step(ctx: RunContext, deduped_key: str) -> str:
-    """Store the run's articles (one atomic commit), then mark their URLs seen; the manifest key."""
-    from pipeline.dataset.state import record_stored
+    """Store the run's articles (one atomic commit), then mark their URLs seen and remember the pages
+    refused as not articles; the manifest key."""
+    from pipeline.dataset.rejects import read_rejects
+    from pipeline.dataset.state import record_refused, record_stored
     from pipeline.stages.store import store_stage
 
     manifest_key = store_stage(ctx, deduped_key)
     # After the commit only: a URL marked seen is never fetched again, so it must be stored first.
     rows = [{**row, "run_id": ctx.run_id} for row in ctx.bucket.iter_jsonl(deduped_key)]
     record_stored(ctx.bucket, rows)
+    record_refused(ctx.bucket, read_rejects(ctx), ctx.run_id)
     return manifest_key
 
 

@@ -113,10 +113,9 @@ def build_report(
         stats = summaries.get(name, {}).get("stats", {})
         per_source[name] = {
             "pages_fetched": int(stats.get("news/fetched", 0)),
-            # article pages only (feeds, sitemaps, robots.txt and section pages left out)
-            "article_pages": int(
-                stats.get("news/fetched/article", stats.get("news/archived/article", stats.get("news/fetched", 0)))
-            ),
+            # article pages only (feeds, sitemaps, robots.txt and section pages left out); no such stat means
+            # none was archived (a quiet incremental run), not "count every page fetched"
+            "article_pages": int(stats.get("news/fetched/article", stats.get("news/archived/article", 0))),
             "articles": acc.count[name],
             "canonical": acc.canonical[name],
             "duplicates": acc.count[name] - acc.canonical[name],

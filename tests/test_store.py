@@ -351,6 +351,7 @@ def test_records_of_other_shapes_take_the_coercing_path(s3_settings, bucket):
         removed=[{"rule": "ads", "text": "Buy now", "extra": 1}, "junk"],
     )
     recs[7]["author"] = None
+    recs[7].update(authors=("Ana Lima", None, 7), keywords="not a list", published_offset_minutes="330")
     recs[0]["warnings"] = [{"rule": "safety_net:html:widget:paywall", "message": "undone", "words": "812"}, "junk"]
     store_articles(RunContext(RUN, s3=s3_settings), recs, max_rows_per_file=10)
     got = {r["article_id"]: r for r in read_articles(settings=s3_settings, as_="records")}
@@ -362,6 +363,8 @@ def test_records_of_other_shapes_take_the_coercing_path(s3_settings, bucket):
     assert row["fetched_at"] == datetime(2026, 11, 27, 10, tzinfo=timezone.utc) and row["published"] is None
     assert row["removed"] == [{"rule": "ads", "text": "Buy now"}]
     assert got[recs[7]["article_id"]]["author"] is None
+    assert got[recs[7]["article_id"]]["authors"] == ["Ana Lima", "7"] and got[recs[7]["article_id"]]["keywords"] is None
+    assert got[recs[7]["article_id"]]["published_offset_minutes"] == 330
     # The rows of the other shapes' batch-mates are converted exactly like the fast path's.
     assert got[recs[0]["article_id"]]["published"] == datetime(2026, 11, 27, 6, tzinfo=timezone.utc)
     assert got[recs[0]["article_id"]]["removed"] == recs[0]["removed"]

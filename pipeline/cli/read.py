@@ -105,9 +105,9 @@ def cmd_read(args: argparse.Namespace, *, settings: S3Settings | None = None) ->
             out.writeheader()
             for t in tables:
                 for row in t.to_pylist():
-                    for column in ("removed", "warnings"):  # lists of structs: JSON text in a CSV cell
-                        if isinstance(row.get(column), list):
-                            row[column] = json.dumps(row[column], ensure_ascii=False)
+                    for column, value in row.items():  # lists (authors, removed ...): JSON text in a CSV cell
+                        if isinstance(value, list):
+                            row[column] = json.dumps(value, ensure_ascii=False)
                     out.writerow({k: _jsonable(v) if isinstance(v, datetime) else v for k, v in row.items()})
                     n += 1
         fh.flush()

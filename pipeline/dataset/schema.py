@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 #: Version of ARTICLE_SCHEMA written into every file, row and manifest.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TS = pa.timestamp("us", tz="UTC")
 REMOVED_TYPE = pa.list_(pa.struct([("rule", pa.string()), ("text", pa.string())]))
@@ -34,8 +34,27 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("canonical_url", pa.string(), True, "rel=canonical when same-site, else the canonicalised URL"),
     ("source", pa.string(), True, "configured source (outlet) name"),
     ("title", pa.string(), True, "headline"),
-    ("author", pa.string(), True, "byline as extracted"),
+    ("author", pa.string(), True, "the authors joined with '; ' (kept for readers of schema 1-2; use authors)"),
+    ("authors", pa.list_(pa.string()), True, "the article's authors, people only, in page order (since schema 3)"),
+    ("publisher", pa.string(), True, "the organisation that published the article, when the page names it (since 3)"),
+    (
+        "credit",
+        pa.list_(pa.string()),
+        True,
+        "agencies and organisations named as author, e.g. a wire service (since 3)",
+    ),
     ("published", _TS, True, "publication time (UTC) from the page metadata; null when unknown"),
+    (
+        "published_precision",
+        pa.string(),
+        True,
+        "'second' when the page states the time, 'day' when only the day (published is then 00:00 UTC) (since 3)",
+    ),
+    ("published_offset_minutes", pa.int16(), True, "the page's own UTC offset of published, in minutes (since 3)"),
+    ("modified", _TS, True, "last modification time (UTC) stated by the page (since 3)"),
+    ("section", pa.string(), True, "the section the page files the article under (since 3)"),
+    ("keywords", pa.list_(pa.string()), True, "keywords / tags the page states (since 3)"),
+    ("page_type", pa.string(), True, "'article' or 'liveblog': what the page-type decision kept (since 3)"),
     ("language", pa.string(), True, "ISO 639-1 language code"),
     ("sitename", pa.string(), True, "site name from the page metadata"),
     ("image", pa.string(), True, "lead image URL"),
@@ -69,8 +88,9 @@ ARTICLE_SCHEMA: pa.Schema = pa.schema(
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(ARTICLE_SCHEMA.names)
-_TIMESTAMP_COLUMNS = ("published", "fetched_at")
-_INT_COLUMNS = ("word_count", "version")
+_TIMESTAMP_COLUMNS = ("published", "modified", "fetched_at")
+_INT_COLUMNS = ("word_count", "version", "published_offset_minutes")
+_STRING_LIST_COLUMNS = ("authors", "credit", "keywords")
 
 
 def to_utc(value: Any) -> datetime | None:
@@ -141,7 +161,9 @@ def _column(name: str, typ: pa.DataType, values: Sequence[Any]) -> pa.Array:
         if name in _TIMESTAMP_COLUMNS:
             # ISO 8601 text with a zone offset (what extract writes) parses in C++.
             return pa.array(values, type=pa.string()).cast(typ)
-        return pa.array(values, type=typ)
+        # Arrow reads a string as a list of its characters: list columns with a string go the Python way
+        if name not in _STRING_LIST_COLUMNS or not any(isinstance(v, str) for v in values):
+            return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
         pass
     fixed: list[Any]
@@ -153,6 +175,8 @@ def _column(name: str, typ: pa.DataType, values: Sequence[Any]) -> pa.Array:
         fixed = [_removed(v) for v in values]
     elif name == "warnings":
         fixed = [_warnings(v) for v in values]
+    elif name in _STRING_LIST_COLUMNS:
+        fixed = [[str(x) for x in v if x is not None] if isinstance(v, (list, tuple)) else None for v in values]
     else:
         fixed = [_str_or_none(v) for v in values]
     return pa.array(fixed, type=typ)

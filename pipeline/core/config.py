@@ -108,6 +108,19 @@ def _check_regexes(value: list[str]) -> list[str]:
 RegexList = Annotated[list[str], AfterValidator(_check_regexes)]
 
 
+def _check_zone(value: str | None) -> str | None:
+    """An IANA time zone name, or a ValueError naming it."""
+    if value is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Europe/Berlin')") from exc
+    return value
+
+
 class CleaningRules(BaseModel):
     """Per-source extra cleaning rules, applied after the built-in ones (no code needed)."""
 
@@ -123,6 +136,13 @@ class CleaningRules(BaseModel):
     #: (e.g. "html:widget:paywall") or by a prefix of it ("html:widget"); also
     #: "trafilatura:favor_precision" (extract in trafilatura's balanced mode) and "safety_net".
     disable: list[str] = Field(default_factory=list)
+    #: IANA time zone of a page time stated without an offset; filled from the source's `timezone`.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _check_zone(value)
 
     def disables(self, rule: str) -> bool:
         """Is the built-in rule `rule` (or a family it belongs to) turned off?"""
@@ -151,7 +171,15 @@ class Source(BaseModel):
     #: Revisit stored articles younger than this many hours (conditional GET); 0 = never.
     revisit_hours: float = Field(default=0, ge=0)
     language: str | None = None
+    #: IANA time zone (e.g. "Europe/Berlin") of page times stated without an offset; without it such a
+    #: time is kept as a day only, never given an invented zone.
+    timezone: str | None = None
     cleaning: CleaningRules = Field(default_factory=CleaningRules)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _check_zone(value)
 
     @field_validator("feeds", "sitemaps", "sections")
     @classmethod
@@ -201,8 +229,11 @@ class SourcesConfig(BaseModel):
         raise ConfigError(f"no source named {name!r} (have: {', '.join(s.name for s in self.sources)})")
 
     def cleaning_rules(self) -> dict[str, CleaningRules | None]:
-        """source name -> its cleaning rules (None: the built-in rules only)."""
-        return {s.name: s.cleaning for s in self.sources}
+        """source name -> its cleaning rules (None: the built-in rules only), with the source's `timezone`."""
+        return {
+            s.name: s.cleaning.model_copy(update={"timezone": s.timezone}) if s.timezone else s.cleaning
+            for s in self.sources
+        }
 
     def languages(self) -> dict[str, str | None]:
         """source name -> its configured language (ISO 639-1), or None."""

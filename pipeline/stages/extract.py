@@ -3,9 +3,10 @@
 `extract_page` is a pure function: trafilatura on the decoded text, after a general
 pruning pass that removes what trafilatura is known to let through on news pages
 (related-link lists, share bars, newsletter and comment boxes: found by class/id
-vocabulary, ARIA roles and link density, never by site), with metadata (title,
-author, date in ISO 8601 checked for sanity, language, site name, canonical URL,
-top image) and readability-lxml as a second opinion when trafilatura finds nothing.
+vocabulary, ARIA roles and link density, never by site), with the page's metadata
+(`pipeline.stages.metadata`: title without the site name, authors as people, times with their
+zone) and readability-lxml as a second opinion when trafilatura finds nothing. A safety net
+against a plain trafilatura pass undoes a rule that removed an article's body.
 Cleaning (`pipeline.stages.clean`) comes next; this module never imports it: a worker runs
 whatever per-page step it is handed (`extract_outcomes(then=...)`).
 
@@ -21,7 +22,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache, partial
 from urllib.parse import urljoin, urlsplit
 
@@ -39,6 +39,7 @@ from pipeline.core.layout import extract_rejects_name, extracted_key
 from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.dataset.warc import read_warc
 from pipeline.runtime.pool import TaskFailure, bounded_map
+from pipeline.stages.metadata import extract_metadata
 from pipeline.text.gates import MIN_WORDS
 from pipeline.text.normalise import normalise_text, word_count
 from pipeline.text.urls import canonicalize
@@ -74,9 +75,6 @@ PARSER_MAX_DEPTH = 255
 #: Real HTML has next to none; random, gzip or image bytes decoded as text have ~11% (as Latin-1) to ~55%
 #: (as UTF-8, U+FFFD per bad byte), measured with w3lib on such bytes; 5% sits well between.
 BINARY_SHARE = 0.05
-#: Dates outside [MIN_DATE, today + 1 day] are wrong (news on the web starts in the mid-1990s;
-#: a day of slack for time zones ahead of UTC).
-MIN_DATE = date(1995, 1, 1)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ufffd]")
 _TAGGY = re.compile(
@@ -366,66 +364,7 @@ def prune_boilerplate(
     return removed
 
 
-# ------------------------------------------------------------------ metadata
-
-
-def page_metadata(tree: HtmlElement, url: str, date_params: dict) -> Document:
-    """trafilatura 2.3.1's `extract_metadata`, step for step, minus categories, tags and licence.
-
-    The record carries none of those three, and they cost about a third of metadata time
-    (measured with cProfile over the extraction benchmark: extract_catstags + extract_license
-    ~3.5 ms of ~10 ms per page). Re-check against trafilatura/metadata.py when upgrading it.
-    """
-    from htmldate import find_date
-    from trafilatura import metadata as tm
-
-    doc = tm.examine_meta(tree)
-    if doc.author and " " not in doc.author:
-        doc.author = None  # as trafilatura: a single token is a handle, not a name
-    try:
-        doc = tm.extract_meta_json(tree, doc)
-    except Exception as exc:  # trafilatura guards this call the same way (bugs in its JSON-LD parser)
-        log.debug("JSON-LD metadata failed on %s: %s", url, exc)
-    doc.title = doc.title or tm.extract_title(tree)
-    doc.author = doc.author or tm.extract_author(tree)
-    doc.url = doc.url or tm.extract_url(tree, url)
-    doc.date = find_date(tree, **{**date_params, "url": doc.url})
-    if not doc.sitename:
-        doc.sitename = tm.extract_sitename(tree)
-    if doc.sitename:
-        doc.sitename = doc.sitename.lstrip("@")
-        if doc.sitename and "." not in doc.sitename and not doc.sitename[0].isupper():
-            doc.sitename = doc.sitename.title()
-    elif doc.url:
-        match = tm.META_URL.match(doc.url)
-        if match:
-            doc.sitename = match[1]
-    doc.clean_and_trim()
-    return doc
-
-
-def _iso_date(value: str | None, tree: HtmlElement) -> str | None:
-    """ISO 8601 date within [MIN_DATE, tomorrow]; with time when the page states the time."""
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-    if day < MIN_DATE or day > datetime.now(timezone.utc).date() + timedelta(days=1):
-        return None
-    for stamp in tree.xpath(
-        '//meta[@property="article:published_time" or @itemprop="datePublished" '
-        'or @name="pubdate" or @name="publishdate"]/@content'
-        '|//time[@itemprop="datePublished"]/@datetime'
-    ):
-        try:
-            when = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        if when.date() == day:
-            return when.isoformat()
-    return day.isoformat()
+# ------------------------------------------------------------------ URLs
 
 
 def canonical_url(url: str, declared: str | None = None) -> str:
@@ -709,19 +648,8 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
     if n_elements > MAX_ELEMENTS:
         raise NotAnArticle("too_large", f"{n_elements} elements (limit {MAX_ELEMENTS})")
 
-    # extensive_search=False: htmldate then reads markup only (meta, JSON-LD, <time>, URL), not free text.
-    # On the extraction benchmark it changed the date of 2 pages of 181 and saved ~10% of extraction time
-    # (the free-text scan costs ~25 ms on each page without structured dates); free-text dates are the
-    # least reliable ones anyway (a "related" teaser's date is as likely as the article's).
-    date_params = {
-        "original_date": True,
-        "extensive_search": False,
-        "min_date": MIN_DATE.isoformat(),
-        "max_date": (datetime.now(timezone.utc).date() + timedelta(days=1)).isoformat(),
-    }
-    meta = page_metadata(tree, url, date_params)
-    declared = tree.xpath('//link[@rel="canonical"]/@href')
-    published = _iso_date(meta.date, tree)
+    # What the page says about itself (read before pruning: bylines and dates sit in blocks the pruning removes).
+    meta = extract_metadata(tree, url, default_tz=rules.timezone if rules else None)
 
     page: dict = {}
     disabled = rules.disables if rules and rules.disable else None
@@ -775,10 +703,18 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
     words = word_count(text)
     record = {
         "url": url,
-        "canonical_url": canonical_url(url, declared[0] if declared else None),
+        "canonical_url": canonical_url(url, meta.canonical),
         "title": normalise_text(meta.title) if meta.title else None,
-        "author": normalise_text(meta.author) if meta.author else None,
-        "published": published,
+        "author": "; ".join(meta.authors) or None,
+        "authors": list(meta.authors),
+        "publisher": meta.publisher,
+        "credit": list(meta.credit),
+        "published": meta.published,
+        "published_precision": meta.published_precision,
+        "published_offset_minutes": meta.published_offset_minutes,
+        "modified": meta.modified,
+        "section": meta.section,
+        "keywords": list(meta.keywords),
         "language": None,  # detected on the final text by the clean stage
         "sitename": meta.sitename or None,
         "image": meta.image or None,

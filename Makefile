@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install demo test lint format test-fast lock s3-up s3-down s3-status site bench bench-extract bench-dedupe bench-store bench-crawl bench-e2e clean
+.PHONY: help install demo test lint format test-fast lock s3-up s3-down s3-status site bench bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e clean
 
 help:
 	@echo "make demo         start embedded S3 + sample site, run the news_ingest DAG once, read articles back"
@@ -55,10 +55,14 @@ s3-status: $(STAMP)
 site: $(STAMP)
 	$(BIN)/python -m examples.sample_site serve
 
-bench: bench-extract bench-dedupe bench-store bench-crawl bench-e2e
+bench: bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e
 
 bench-extract: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_extract
+bench-meta: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_meta
+bench-page-type: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_page_type
 bench-dedupe: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_dedupe
 bench-store: $(STAMP)

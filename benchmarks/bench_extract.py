@@ -165,8 +165,8 @@ def sample_site_leftovers() -> dict | None:
 
 
 def refused_share(pages: ev.PageSet, workers: int) -> tuple[float, float]:
-    """Share of the set's non-article pages (wcxb-dev's listings, products, forums ...) that ours and plain
-    trafilatura refuse (return no text)."""
+    """Share of the set's non-article pages (wcxb-dev's listings, products, forums ...) that ours (the whole
+    page flow, page-type decision included) and plain trafilatura refuse (return no text)."""
     keys = list(pages.others)
     if not keys:
         return float("nan"), float("nan")

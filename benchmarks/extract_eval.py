@@ -31,6 +31,10 @@ LOST_THEIRS, LOST_OURS = 0.8, 0.5
 FLOOR_MARGIN = 0.3
 #: Always-on "rules" the ablation also turns off (they fire on every page, so every page is re-run).
 GLOBAL_RULES = ("trafilatura:favor_precision", "safety_net")
+#: Extraction quality is measured on the labelled article pages with the page-type decision off: that decision
+#: has its own measure and goal (`make bench-page-type`, tests/test_page_type.py), and a page it refuses would
+#: count here as text lost by extraction.
+EXTRACTION_ONLY = ("page_type",)
 
 
 @dataclass
@@ -79,11 +83,12 @@ def run_ours(
 ) -> dict[tuple[str, str], dict]:
     """Records of `article_from_html` for (tag, url, html) items over `workers` processes, by (tag, url).
 
-    `disable` maps a tag to the rules turned off for its items (the tag is passed as the item's source)."""
+    `disable` maps a tag to the rules turned off for its items (the tag is passed as the item's source); a tag in
+    it also has the page-type decision off (EXTRACTION_ONLY). Without `disable`: the whole page flow."""
     from pipeline.flows.pages import articles_from_items
     from pipeline.stages.clean import CleanStep
 
-    rules = {tag: CleaningRules(disable=names) for tag, names in (disable or {}).items()}
+    rules = {tag: CleaningRules(disable=[*names, *EXTRACTION_ONLY]) for tag, names in (disable or {}).items()}
     items = list(items)
     out = articles_from_items(
         ({"url": url, "html": html, "source": tag} for tag, url, html in items),
@@ -142,7 +147,7 @@ def evaluate(pages: PageSet, workers: int, *, with_plain: bool = True) -> SetRes
     """Ours (and plain trafilatura) over the set's article pages; pages/s from the pools' wall time."""
     keys = list(pages.html)
     start = time.perf_counter()
-    records = run_ours(((pages.name, pages.urls[k], pages.html[k]) for k in keys), workers)
+    records = run_ours(((pages.name, pages.urls[k], pages.html[k]) for k in keys), workers, {pages.name: []})
     ours_s = time.perf_counter() - start
     ours = {k: records[(pages.name, pages.urls[k])] for k in keys}
     plain: dict[str, str] = {}

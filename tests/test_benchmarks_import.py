@@ -10,7 +10,15 @@ import pytest
 
 from pipeline.core.paths import ROOT
 
-BENCHMARKS = ["bench_extract", "bench_dedupe", "bench_store", "bench_crawl", "bench_e2e"]
+BENCHMARKS = [
+    "bench_extract",
+    "bench_meta",
+    "bench_page_type",
+    "bench_dedupe",
+    "bench_store",
+    "bench_crawl",
+    "bench_e2e",
+]
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)

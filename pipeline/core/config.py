@@ -134,7 +134,8 @@ class CleaningRules(BaseModel):
     drop_selectors: list[str] = Field(default_factory=list)
     #: Built-in rules turned off for this source, by the name they carry in an article's `removed`
     #: (e.g. "html:widget:paywall") or by a prefix of it ("html:widget"); also
-    #: "trafilatura:favor_precision" (extract in trafilatura's balanced mode) and "safety_net".
+    #: "trafilatura:favor_precision" (extract in trafilatura's balanced mode), "safety_net" and "page_type"
+    #: (store every page with text, whatever its type).
     disable: list[str] = Field(default_factory=list)
     #: IANA time zone of a page time stated without an offset; filled from the source's `timezone`.
     timezone: str | None = None

@@ -17,6 +17,7 @@ reported, the batch goes on. `extract_stage` is the pipeline stage over one WARC
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections import Counter
@@ -40,6 +41,7 @@ from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.dataset.warc import read_warc
 from pipeline.runtime.pool import TaskFailure, bounded_map
 from pipeline.stages.metadata import extract_metadata
+from pipeline.stages.page_type import classify_page
 from pipeline.text.gates import MIN_WORDS
 from pipeline.text.normalise import normalise_text, word_count
 from pipeline.text.urls import canonicalize
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when the output for the same input changes (it is stored with every record,
 #: so records can be re-extracted selectively when the extractor improves).
-EXTRACTOR_VERSION = f"1.1+trafilatura-{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"1.2+trafilatura-{trafilatura.__version__}"
 
 __all__ = [
     "EXTRACTOR_VERSION",
@@ -538,6 +540,8 @@ NET_RULE_SHARE = 0.2
 SAFETY_NET = "safety_net"
 #: Trafilatura's precision mode, named like a rule: the net undoes it as it undoes a pruning rule.
 PRECISION_RULE = "trafilatura:favor_precision"
+#: The page-type decision (`pipeline.stages.page_type`), named like a rule so that `cleaning.disable` turns it off.
+PAGE_TYPE_RULE = "page_type"
 
 
 #: A plain-pass text with at least this share of its words in teasers is a list of teasers (a tag page, a
@@ -651,8 +655,10 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
     # What the page says about itself (read before pruning: bylines and dates sit in blocks the pruning removes).
     meta = extract_metadata(tree, url, default_tz=rules.timezone if rules else None)
 
-    page: dict = {}
     disabled = rules.disables if rules and rules.disable else None
+    # The page-type decision reads the page as published (teaser blocks, link density): pruning edits `tree`.
+    whole = None if disabled and disabled(PAGE_TYPE_RULE) else copy.deepcopy(tree)
+    page: dict = {}
     removed = prune_boilerplate(tree, rules.drop_selectors if rules else (), page, disabled=disabled)
     warnings: list[dict] = []
     precision = not (disabled and disabled(PRECISION_RULE))
@@ -701,6 +707,12 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
 
     text = normalise_text(text)
     words = word_count(text)
+    kind = "article"
+    if whole is not None:
+        decided = classify_page(whole, url, text, schema_types=meta.schema_types, og_type=meta.og_type)
+        if not decided.kept:
+            raise NotAnArticle(f"not_article:{decided.kind}", decided.detail())
+        kind = decided.kind
     record = {
         "url": url,
         "canonical_url": canonical_url(url, meta.canonical),
@@ -722,6 +734,7 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
         "word_count": words,
         "removed": removed,
         "warnings": warnings,
+        "page_type": kind,
         "extractor_version": EXTRACTOR_VERSION,
     }
     return record

@@ -437,3 +437,29 @@ def test_related_headlines_spliced_into_the_body_are_removed():
     assert "one link in running text" in rec["text"]
     rules = [r["rule"] for r in rec["removed"]]
     assert "html:link_list" in rules and rules.count("html:link_run") == 2
+
+
+def test_a_sources_timezone_dates_naive_page_times():
+    # the page states a time without an offset; the source's `timezone:` says where the newsroom is
+    from pipeline.core.config import SourcesConfig
+
+    config = SourcesConfig.model_validate(
+        {
+            "sources": [
+                {"name": "mumbai", "feeds": ["https://news.example.in/feed"], "timezone": "Asia/Kolkata"},
+                {"name": "nowhere", "feeds": ["https://news.example.org/feed"]},
+            ]
+        }
+    )
+    rules = config.cleaning_rules()
+    page = _page(
+        "<article><h1>Monsoon arrives early</h1>" + PARAS + "</article>",
+        "<title>Monsoon arrives early</title>"
+        "<meta property='article:published_time' content='2026-06-02T08:15:00'>",
+    )
+    dated = extract_page(page, "https://news.example.in/2026/06/02/monsoon", rules=rules["mumbai"])
+    assert dated["published"] == "2026-06-02T08:15:00+05:30"
+    assert dated["published_precision"] == "second" and dated["published_offset_minutes"] == 330
+    undated = extract_page(page, "https://news.example.org/2026/06/02/monsoon", rules=rules["nowhere"])
+    assert undated["published"] == "2026-06-02" and undated["published_precision"] == "day"
+    assert undated["published_offset_minutes"] is None

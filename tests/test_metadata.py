@@ -358,3 +358,18 @@ def test_sample_site_article_templates(sample_site: SampleSite) -> None:
                 assert m.authors == [] and m.credit == [entry["author"]], where
             else:
                 assert m.authors == [entry["author"]], where
+
+
+def test_malformed_page_urls_do_not_break_metadata_or_page_type():
+    from pipeline.stages.page_type import classify_page
+
+    html = (
+        "<html><head><title>Harbour news - The Courier</title><meta property='og:image' content='/img/a.jpg'>"
+        "<meta property='article:published_time' content='2026-11-02T10:00:00Z'></head>"
+        "<body><article><h1>Harbour news</h1><p>Some text about the harbour.</p></article></body></html>"
+    )
+    for url in ("https://[broken-ipv6/x", "not a url", ""):
+        tree = load_html(html)
+        meta = extract_metadata(tree, url)
+        assert meta.published == "2026-11-02T10:00:00+00:00" and meta.image is None
+        assert classify_page(tree, url, "Some text about the harbour.").kind

@@ -29,7 +29,7 @@ from functools import lru_cache
 from html import unescape
 from itertools import islice
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lxml import etree
@@ -37,6 +37,7 @@ from lxml.html import HtmlElement
 
 from pipeline.text.jsonld import jsonld_nodes, node_types
 from pipeline.text.normalise import normalise_text
+from pipeline.text.urls import split_url
 
 __all__ = ["MIN_DATE", "PageMeta", "extract_metadata"]
 
@@ -208,7 +209,7 @@ def _name_of(value: Any) -> str | None:
 
 def _host_label(url: str) -> str:
     """The registrable label of the host ("theguardian" of www.theguardian.com, "golem" of golem.de)."""
-    host = (urlsplit(url).hostname or "").lower()
+    host = (split_url(url).hostname or "").lower()
     labels = [x for x in host.split(".") if x and x not in ("www", "m", "amp")]
     if len(labels) >= 3 and len(labels[-2]) <= 3:  # bbc.co.uk, abc.net.au
         return labels[-3]
@@ -255,7 +256,7 @@ class _Site:
         # "The Nutrition Source - Harvard Chan School" is also "The Nutrition Source" in a title
         self.parts = {k for n in declared for k in map(_key, _TITLE_SEP.split(n)) if len(k) >= 4} - self.keys
         self.label = _host_label(url)
-        self.host = (urlsplit(url).hostname or "").lower().removeprefix("www.")
+        self.host = (split_url(url).hostname or "").lower().removeprefix("www.")
 
     def equals(self, text: str) -> bool:
         """`text` is one of the site's declared names (exactly, but for case, spaces and punctuation)."""
@@ -894,7 +895,7 @@ def _published_candidates(page: _Page) -> Iterator[Any]:
     yield from _TIME_PUBLISHED(page.tree)
     # A full date in the URL path (/2024/05/03/) is the publication day; a <time> in the article may be an
     # update's, or a comment's.
-    match = _URL_DATE.search(urlsplit(page.url).path)
+    match = _URL_DATE.search(split_url(page.url).path)
     if match:
         yield f"{match[1]}-{int(match[2]):02d}-{int(match[3]):02d}"
     yield from _TIME_IN_ARTICLE(page.tree)
@@ -1074,8 +1075,11 @@ def _image(page: _Page) -> str | None:
             value = value.get("url") or value.get("contentUrl")
     if not isinstance(value, str) or not value.strip():
         return None
-    url = urljoin(page.url, value.strip())  # a relative image is useless away from the page
-    return url if urlsplit(url).scheme in ("http", "https") else None
+    try:
+        url = urljoin(page.url, value.strip())  # a relative image is useless away from the page
+    except ValueError:  # a malformed page or image URL
+        return None
+    return url if split_url(url).scheme in ("http", "https") else None
 
 
 def _canonical(tree: HtmlElement) -> str | None:

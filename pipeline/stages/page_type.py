@@ -24,12 +24,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from lxml import etree
 from lxml.html import HtmlElement
 
 from pipeline.text.normalise import word_count
+from pipeline.text.urls import split_url
 
 __all__ = [
     "KEPT_KINDS",
@@ -392,7 +392,7 @@ def _fmt(value: float | str) -> str:
 
 
 def _url_features(url: str) -> dict[str, float]:
-    parts = urlsplit(url)
+    parts = split_url(url)
     segments = [s for s in parts.path.lower().split("/") if s]
     labels = (parts.hostname or "").split(".")[:-1]  # "docs.", "forum.", "shop.", "readthedocs." ...
     path = "/" + "/".join(segments)
@@ -596,7 +596,7 @@ KIND_LINK_DENSITY = 0.5
 
 def _url_token(url: str, group: str) -> str:
     """The URL part that set `url_<group>` ("/tag/", "docs."), for the signals."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     tokens = URL_TOKENS[group]
     segment = next((s for s in parts.path.lower().split("/") if s in tokens), None)
     if segment is not None:
@@ -684,23 +684,17 @@ def _refused_kind(
 
 
 #: A tag, category, section, author or archive page: such a segment followed by at most one short segment.
-LISTING_SEGMENTS = frozenset(
-    {
-        "tag",
-        "tags",
-        "category",
-        "categories",
-        "section",
-        "sections",
-        "topic",
-        "topics",
-        "author",
-        "authors",
-        "archive",
-        "archives",
-        "search",
-    }
-)
+LISTING_SEGMENTS = URL_TOKENS["listing"] - {
+    "browse",
+    "c",
+    "cat",
+    "collection",
+    "collections",
+    "issues",
+    "list",
+    "page",
+    "shows",
+}
 LISTING_TAIL_WORDS = 3
 #: A page of teasers (a section front): at least LISTING_MIN_HEADINGS h2-h4 headings, LISTING_HEADING_LINKS of
 #: them links, and LISTING_TEASER_SHARE of the page's words in teaser cards. Strict: on wcxb-dev, looser
@@ -712,7 +706,7 @@ LISTING_TEASER_SHARE = 0.5
 
 def _listing_url(url: str) -> str | None:
     """ "/tag/politics"-like paths (the listing segment and its one short tail), or None."""
-    segments = [s for s in urlsplit(url).path.lower().split("/") if s]
+    segments = [s for s in split_url(url).path.lower().split("/") if s]
     for i, segment in enumerate(segments):
         if segment in LISTING_SEGMENTS:
             tail = segments[i + 1 :]
@@ -752,7 +746,7 @@ def _liveblog(url: str, schema_types: Sequence[str], values: Mapping[str, float]
     if "LiveBlogPosting" in schema_types:
         return {"schema": "LiveBlogPosting"}
     times = round(math.expm1(values["time_log"]))
-    if _LIVE_IN_PATH.search(urlsplit(url).path.lower()) and times >= LIVEBLOG_MIN_TIMES:
+    if _LIVE_IN_PATH.search(split_url(url).path.lower()) and times >= LIVEBLOG_MIN_TIMES:
         return {"url": "/live/", "time": float(times)}
     return None
 

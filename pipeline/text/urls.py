@@ -9,13 +9,22 @@ documented parameters are always removed whatever courlan's list holds.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url
 from w3lib.url import canonicalize_url
 
 #: Query parameters that only track the visitor; never part of an article's identity.
 TRACKING_PARAM = re.compile(r"^(utm_[a-z0-9_]*|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_ga|igshid)$", re.I)
+
+
+def split_url(url: str) -> SplitResult:
+    """`urlsplit`, or an empty result for a malformed URL (a broken IPv6 literal raises in urlsplit): page
+    analysis reads URL shape as one signal among many and must not fail on it."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return SplitResult("", "", "", "", "")
 
 
 def _strip_trackers(url: str) -> str:

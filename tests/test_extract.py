@@ -454,8 +454,7 @@ def test_a_sources_timezone_dates_naive_page_times():
     rules = config.cleaning_rules()
     page = _page(
         "<article><h1>Monsoon arrives early</h1>" + PARAS + "</article>",
-        "<title>Monsoon arrives early</title>"
-        "<meta property='article:published_time' content='2026-06-02T08:15:00'>",
+        "<title>Monsoon arrives early</title><meta property='article:published_time' content='2026-06-02T08:15:00'>",
     )
     dated = extract_page(page, "https://news.example.in/2026/06/02/monsoon", rules=rules["mumbai"])
     assert dated["published"] == "2026-06-02T08:15:00+05:30"

@@ -187,7 +187,11 @@ def test_crashing_worker_is_replaced():
 
 
 def test_extract_batch_tiny_timeout_yields_timeout_errors_in_order():
-    html = _page(ARTICLE)
+    # a page that takes seconds to extract (~1 s per 1,000 paragraphs), so that no scheduling delay of the
+    # parent on a busy machine can let its result arrive before the parent notices the 1 ms deadline
+    html = _page(
+        "<article>" + "<p>A line of the article text, long enough to count as prose here.</p>" * 3000 + "</article>"
+    )
     out = list(extract_batch([{"url": f"{URL}/{i}", "html": html} for i in range(3)], workers=2, timeout=0.001))
     assert [o["url"] for o in out] == [f"{URL}/{i}" for i in range(3)]
     assert {o["error"] for o in out} == {"timeout"}

@@ -41,7 +41,7 @@ from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.dataset.warc import read_warc
 from pipeline.runtime.pool import TaskFailure, bounded_map
 from pipeline.stages.metadata import extract_metadata
-from pipeline.stages.page_type import classify_page
+from pipeline.stages.page_type import classify_page, teaser_cards
 from pipeline.text.gates import MIN_WORDS
 from pipeline.text.normalise import normalise_text, word_count
 from pipeline.text.urls import canonicalize
@@ -544,38 +544,23 @@ PRECISION_RULE = "trafilatura:favor_precision"
 PAGE_TYPE_RULE = "page_type"
 
 
-#: A plain-pass text with at least this share of its words in teasers is a list of teasers (a tag page, a
-#: section front), not an article body the rules took: the net does not bring it back. A teaser is a list
-#: item or <article> card of at most TEASER_MAX_WORDS words holding a headline link (3+ words); a checklist
-#: article's items hold no such link.
+#: A plain-pass text with at least this share of its words in teaser cards (`page_type.teaser_cards`) is a list
+#: of teasers (a tag page, a section front), not an article body the rules took: the net does not bring it
+#: back. A checklist article's items hold no headline link, so they are no teasers.
 NET_MAX_TEASER_SHARE = 0.8
-TEASER_MAX_WORDS = 80
 
 
-def _teasers(tree: HtmlElement) -> list[str]:
-    """The folded texts of the page's teaser cards (see NET_MAX_TEASER_SHARE)."""
-    out = []
-    for el in tree.iter("li", "article"):
-        text = _fold_space(el.text_content())
-        if len(text.split()) > TEASER_MAX_WORDS:
-            continue
-        if any(a.get("href") and len(" ".join(a.itertext()).split()) >= 3 for a in el.iter("a")):
-            out.append(text)
-    return out
-
-
-def _plain_body(html: str, url: str) -> str:
-    """What a plain trafilatura pass keeps (balanced mode with its own fallbacks, on the unpruned page,
-    comments excluded), or "" when that is not an article body either: the page's own link texts
-    (navigation) or a list of teasers."""
-    tree = load_html(html)
+def _plain_body(tree: HtmlElement | None, url: str) -> str:
+    """What a plain trafilatura pass keeps on the unpruned page `tree` (balanced mode with its own fallbacks,
+    comments excluded; it works on a copy), or "" when that is not an article body either: the page's own
+    link texts (navigation) or a list of teasers."""
     if tree is None:
         return ""
     text = _trafilatura_text(tree, url, fast=False, precision=False)
     total = word_count(text)
     if not total or _link_share(text, _anchor_words(tree)) >= LINK_DENSITY:
         return ""
-    teasers = _teasers(tree)
+    teasers = [_fold_space(el.text_content()) for el in teaser_cards(tree)]
     if teasers:
         in_teasers = sum(
             word_count(line)
@@ -675,7 +660,8 @@ def extract_page(html: str, url: str, *, rules: CleaningRules | None = None) -> 
         disabled and disabled(SAFETY_NET)
     ):
         # The safety net: pruning and precision mode must never cost an article a plain pass finds.
-        plain = _plain_body(html, url)
+        # the unpruned copy kept for the page type, else a fresh parse (page type turned off)
+        plain = _plain_body(whole if whole is not None else load_html(html), url)
         if words < NET_FLOOR * word_count(plain):
             text, removed, events = _redecide(text, plain, removed, page["dropped"], precision)
             words = word_count(text)

@@ -39,6 +39,7 @@ __all__ = [
     "classify_page",
     "load_model",
     "page_features",
+    "teaser_cards",
 ]
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -454,21 +455,25 @@ def _text_features(text: str) -> dict[str, float]:
     }
 
 
-def _teasers(tree: HtmlElement) -> tuple[int, int]:
-    """(teaser cards, words in them): list items and <article>s of at most TEASER_MAX_WORDS words holding a
-    headline link (3+ words). A card inside another counts once (the outer one)."""
-    found: set[HtmlElement] = set()
-    words = 0
+def teaser_cards(tree: HtmlElement) -> list[HtmlElement]:
+    """The page's teaser cards: list items and <article>s of at most TEASER_MAX_WORDS words holding a headline
+    link (3+ words). A card inside another counts once (the outer one). Also the extraction safety net's test
+    of "a list of teasers, not an article body"."""
+    found: list[HtmlElement] = []
     for el in _CARDS(tree)[:MAX_CARDS]:
-        n = len(el.text_content().split())
-        if n > TEASER_MAX_WORDS or not any(
+        if len(el.text_content().split()) > TEASER_MAX_WORDS or not any(
             a.get("href") and len(" ".join(a.itertext()).split()) >= 3 for a in el.iter("a")
         ):
             continue
         if not any(p in found for p in el.iterancestors("li", "article")):
-            found.add(el)
-            words += n
-    return len(found), words
+            found.append(el)
+    return found
+
+
+def _teasers(tree: HtmlElement) -> tuple[int, int]:
+    """(teaser cards, words in them)."""
+    cards = teaser_cards(tree)
+    return len(cards), sum(len(el.text_content().split()) for el in cards)
 
 
 @dataclass

@@ -62,13 +62,28 @@ def update_json(bucket: Bucket, key: str, merge: Callable[[dict], dict]) -> dict
     raise PreconditionFailed(f"state {key}: gave up after {MAX_ATTEMPTS} concurrent-write conflicts")
 
 
+def merge_entries(bucket: Bucket, key: str, entries: dict) -> dict:
+    """Add `entries` to the JSON object at `key` (newer values win), with `update_json`'s conditional write."""
+
+    def merge(current: dict) -> dict:
+        current.update(entries)
+        return current
+
+    return update_json(bucket, key, merge)
+
+
 def load_seen(bucket: Bucket, source: str, *, exclude_run: str | None = None) -> dict:
     """{canonical URL: {url, content_hash, etag, last_modified, stored_at, article_id, run_id}} ({} when new).
 
     `exclude_run` leaves out what that run stored itself: re-running a run id must
     fetch its own articles again, or the re-run would commit an empty run over them.
     """
-    data, _ = _load(bucket, seen_key(source))
+    return _entries(bucket, seen_key(source), exclude_run)
+
+
+def _entries(bucket: Bucket, key: str, exclude_run: str | None) -> dict:
+    """The entries of a per-source state object, without those `exclude_run` wrote."""
+    data, _ = _load(bucket, key)
     if exclude_run:
         data = {k: v for k, v in data.items() if v.get("run_id") != exclude_run}
     return data
@@ -98,12 +113,7 @@ def record_stored(bucket: Bucket, rows: list[dict]) -> None:
                 "article_id": row.get("article_id"),
                 "run_id": row.get("run_id"),
             }
-
-        def merge(current: dict, entries=entries) -> dict:
-            current.update(entries)
-            return current
-
-        update_json(bucket, seen_key(source), merge)
+        merge_entries(bucket, seen_key(source), entries)
         log.info("seen state of %s: %s article(s) recorded", source, len(entries))
 
 
@@ -133,21 +143,13 @@ def record_refused(bucket: Bucket, rejects: list[dict], run_id: str) -> None:
             "run_id": run_id,
         }
     for source, entries in by_source.items():
-
-        def merge(current: dict, entries=entries) -> dict:
-            current.update(entries)
-            return current
-
-        update_json(bucket, refused_key(source), merge)
+        merge_entries(bucket, refused_key(source), entries)
         log.info("refused state of %s: %s page(s) recorded", source, len(entries))
 
 
 def load_refused(bucket: Bucket, source: str, *, exclude_run: str | None = None) -> dict:
     """{canonical URL: {url, reason, refused_at, run_id}} ({} when new); `exclude_run` as for `load_seen`."""
-    data, _ = _load(bucket, refused_key(source))
-    if exclude_run:
-        data = {k: v for k, v in data.items() if v.get("run_id") != exclude_run}
-    return data
+    return _entries(bucket, refused_key(source), exclude_run)
 
 
 def seen_lookup(seen: dict) -> dict[str, dict]:
@@ -168,9 +170,4 @@ def load_http(bucket: Bucket, source: str) -> dict:
 
 def save_http(bucket: Bucket, source: str, entries: dict) -> None:
     """Merge validators of documents fetched this crawl into `state/http/<source>.json`."""
-
-    def merge(current: dict) -> dict:
-        current.update(entries)
-        return current
-
-    update_json(bucket, http_key(source), merge)
+    merge_entries(bucket, http_key(source), entries)

@@ -25,18 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.train_page_type import (
-    DEFAULT_KEEP,
-    DEFAULT_L2,
-    Page,
-    fit,
-    fold_of,
-    keep_threshold,
-    model_document,
-    out_of_fold,
-    page_inputs,
-    training_data,
-)
+from benchmarks.train_page_type import DEFAULT_KEEP, DEFAULT_L2, Page, fold_of, page_inputs, training_data
 from benchmarks.train_page_type import load_pages as load_wcxb
 from pipeline.stages.page_type import PageModel, PageType, classify_page, load_model
 
@@ -45,14 +34,11 @@ LABEL_ORDER = ("article", "listing", "collection", "product", "service", "forum"
 
 def cv_models(pages: Sequence[Page], *, l2: float = DEFAULT_L2, keep: float = DEFAULT_KEEP) -> dict[int, PageModel]:
     """{fold: the model trained without that fold}, each threshold set by an inner cross-validation."""
-    _, names, X, y, folds = training_data(pages)
-    models = {}
-    for k in np.unique(folds):
-        train = folds != k
-        inner, _ = out_of_fold(X[train], y[train], folds[train], l2=l2, keep=keep, nested=False)
-        threshold = keep_threshold(inner[y[train] == 1], keep)
-        models[int(k)] = PageModel.from_dict(model_document(names, fit(X[train], y[train], l2=l2), threshold))
-    return models
+    data = training_data(pages)
+    return {
+        int(k): PageModel.from_dict(data.model(np.flatnonzero(data.folds != k), l2=l2, keep=keep))
+        for k in np.unique(data.folds)
+    }
 
 
 def classify_all(pages: Sequence[Page], model_of: Callable[[Page], PageModel]) -> tuple[dict[str, PageType], dict]:

@@ -2,8 +2,11 @@
 
     python -m benchmarks.train_page_type [--workers N] [--refresh] [--keep 0.993] [--l2 30]
 
-Logistic regression (numpy, Newton's method with an L2 penalty) over `pipeline.stages.page_type.page_features`,
-on the wcxb-dev pages that extraction gives text for (the others are refused before the page type is asked).
+Logistic regression (numpy, Newton's method with an L2 penalty) over `pipeline.stages.page_type.page_features`
+plus one vocabulary feature per field (`vocab_features`: hashed words of the text, URL path and title, each
+bucket weighted by its naive-Bayes log-count ratio), on the wcxb-dev pages that extraction gives text for (the
+others are refused before the page type is asked). The vocabulary tables a training row sees are learned
+without that row's fold, so the regression does not learn to trust an in-sample table.
 The threshold is set from 5-fold cross-validated scores, folds split by site, so that `--keep` of the
 articles are kept on sites the model never saw: the decision leans to keeping.
 
@@ -32,7 +35,7 @@ from pipeline.core.errors import NotAnArticle
 from pipeline.core.paths import ROOT
 from pipeline.runtime.pool import TaskFailure, bounded_map
 from pipeline.stages import extract as extract_module
-from pipeline.stages.page_type import MODEL_PATH, page_features
+from pipeline.stages.page_type import MODEL_PATH, VOCAB_BUCKETS, VOCAB_FIELDS, page_features, vocab_buckets
 from pipeline.text.decoding import decode_html
 from pipeline.text.jsonld import jsonld_nodes, node_types
 
@@ -135,17 +138,19 @@ def page_inputs(html: str) -> tuple[HtmlElement | None, list[str], str | None]:
     return tree, types, (og[0] if og else None)
 
 
-def feature_rows(pages: Iterable[Page]) -> tuple[list[str], np.ndarray]:
-    """(feature names, one row per page)."""
+def feature_rows(pages: Iterable[Page]) -> tuple[list[str], np.ndarray, list[dict[str, frozenset[int]]]]:
+    """(feature names, one row per page, each page's vocabulary buckets)."""
     names: list[str] = []
     rows = []
+    buckets = []
     for page in pages:
         tree, types, og = page_inputs(page.html)
         assert tree is not None, page.key
         values = page_features(tree, page.url, page.text, schema_types=types, og_type=og)
         names = names or list(values)
         rows.append([values[n] for n in names])
-    return names, np.asarray(rows, dtype=float)
+        buckets.append(vocab_buckets(tree, page.url, page.text))
+    return names, np.asarray(rows, dtype=float), buckets
 
 
 @dataclass
@@ -192,28 +197,80 @@ def keep_threshold(article_scores: np.ndarray, keep: float) -> float:
     return float(ordered[lost]) if len(ordered) else 0.5
 
 
-def out_of_fold(
-    X: np.ndarray, y: np.ndarray, folds: np.ndarray, *, l2: float, keep: float, nested: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, thresholds) for each page from a model that never saw its fold. Each fold's threshold comes
-    from the other folds alone (an inner cross-validation) when `nested`, so no label of the fold is used."""
-    scores = np.zeros(len(y))
-    thresholds = np.zeros(len(y))
-    for k in np.unique(folds):
-        train, test = folds != k, folds == k
-        model = fit(X[train], y[train], l2=l2)
-        scores[test] = model.scores(X[test])
-        if nested:
-            inner, _ = out_of_fold(X[train], y[train], folds[train], l2=l2, keep=keep, nested=False)
-            thresholds[test] = keep_threshold(inner[y[train] == 1], keep)
-    return scores, thresholds
+@dataclass
+class Training:
+    """The training set: pages with extracted text, their structural features `X` (columns `names`), vocabulary
+    buckets, labels `y` (1 = article) and site folds."""
+
+    pages: list[Page]
+    names: list[str]
+    X: np.ndarray
+    buckets: list[dict[str, frozenset[int]]]
+    y: np.ndarray
+    folds: np.ndarray
+
+    def vocab_tables(self, rows: np.ndarray, alpha: float = 1.0) -> dict[str, np.ndarray]:
+        """{field: per-bucket log P(bucket | article) - log P(bucket | other)} over `rows`, Laplace-smoothed."""
+        n_pos = float((self.y[rows] == 1).sum())
+        n_neg = float(len(rows) - n_pos)
+        tables = {}
+        for name in VOCAB_FIELDS:
+            pos = np.full(VOCAB_BUCKETS, alpha)
+            neg = np.full(VOCAB_BUCKETS, alpha)
+            for i in rows:
+                (pos if self.y[i] == 1 else neg)[list(self.buckets[i][name])] += 1
+            tables[name] = np.log(pos / (n_pos + 2 * alpha)) - np.log(neg / (n_neg + 2 * alpha))
+        return tables
+
+    def design(self, rows: np.ndarray, tables: dict[str, np.ndarray]) -> np.ndarray:
+        """The model's input for `rows`: structural features, then the vocabulary features from `tables`."""
+        vocab = [
+            [
+                float(tables[f][list(self.buckets[i][f])].sum()) / max(1, len(self.buckets[i][f])) ** 0.5
+                for f in VOCAB_FIELDS
+            ]
+            for i in rows
+        ]
+        return np.hstack([self.X[rows], np.asarray(vocab, dtype=float).reshape(len(rows), len(VOCAB_FIELDS))])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [*self.names, *(f"vocab_{f}" for f in VOCAB_FIELDS)]
+
+    def fit(self, rows: np.ndarray, *, l2: float) -> tuple[Fit, dict[str, np.ndarray]]:
+        """(the regression over `rows`, the vocabulary tables over all of `rows`). Each row's vocabulary features
+        come from tables learned without its own fold."""
+        Z = np.zeros((len(rows), len(self.feature_names)))
+        for k in np.unique(self.folds[rows]):
+            inside = self.folds[rows] == k
+            Z[inside] = self.design(rows[inside], self.vocab_tables(rows[~inside]))
+        return fit(Z, self.y[rows], l2=l2), self.vocab_tables(rows)
+
+    def out_of_fold(self, rows: np.ndarray, *, l2: float) -> np.ndarray:
+        """Scores for `rows`, each from a model (and tables) that never saw its fold."""
+        scores = np.zeros(len(rows))
+        for k in np.unique(self.folds[rows]):
+            test = self.folds[rows] == k
+            model, tables = self.fit(rows[~test], l2=l2)
+            scores[test] = model.scores(self.design(rows[test], tables))
+        return scores
+
+    def model(self, rows: np.ndarray, *, l2: float, keep: float, about: dict | None = None) -> dict:
+        """The model document trained on `rows`, its threshold keeping `keep` of their cross-validated articles."""
+        oof = self.out_of_fold(rows, l2=l2)
+        model, tables = self.fit(rows, l2=l2)
+        threshold = keep_threshold(oof[self.y[rows] == 1], keep)
+        return model_document(self.feature_names, model, threshold, tables, **(about or {}))
 
 
-def model_document(names: Sequence[str], model: Fit, threshold: float, **about: object) -> dict:
+def model_document(
+    names: Sequence[str], model: Fit, threshold: float, tables: dict[str, np.ndarray], **about: object
+) -> dict:
     """The JSON document `page_type.load_model` reads, for a fit over the features `names`."""
     return {
         "about": "P(article) = sigmoid(bias + sum(weight * (value - mean) / scale)); kept when >= threshold. "
-        "Written by benchmarks/train_page_type.py; features: pipeline.stages.page_type.page_features.",
+        "Written by benchmarks/train_page_type.py; features: pipeline.stages.page_type.page_features and "
+        "vocab_features (vocabulary: per-bucket log-count ratios per field).",
         **about,
         "features": list(names),
         "mean": dict(zip(names, np.round(model.mean, 6).tolist())),
@@ -221,28 +278,28 @@ def model_document(names: Sequence[str], model: Fit, threshold: float, **about: 
         "weights": dict(zip(names, np.round(model.weights, 6).tolist())),
         "bias": round(model.bias, 6),
         "threshold": round(threshold, 6),
+        "vocabulary": {name: np.round(table, 3).tolist() for name, table in tables.items()},
     }
 
 
-def training_data(pages: Sequence[Page]) -> tuple[list[Page], list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """(pages with extracted text, feature names, X, y, fold of each page)."""
+def training_data(pages: Sequence[Page]) -> Training:
+    """The pages with extracted text, featurised."""
     usable = [p for p in pages if p.refused is None]
-    names, X = feature_rows(usable)
+    names, X, buckets = feature_rows(usable)
     y = np.array([1.0 if p.is_article else 0.0 for p in usable])
     folds = np.array([fold_of(p.domain) for p in usable])
-    return usable, names, X, y, folds
+    return Training(usable, names, X, buckets, y, folds)
 
 
 def train(pages: Sequence[Page], *, l2: float = DEFAULT_L2, keep: float = DEFAULT_KEEP) -> dict:
     """The model trained on every page, its threshold from cross-validated scores (see the module docstring)."""
-    usable, names, X, y, folds = training_data(pages)
-    oof, _ = out_of_fold(X, y, folds, l2=l2, keep=keep, nested=False)
+    data = training_data(pages)
     about = {
-        "trained_on": f"wcxb-dev: {len(usable)} pages with extracted text ({int(y.sum())} articles)",
+        "trained_on": f"wcxb-dev: {len(data.pages)} pages with extracted text ({int(data.y.sum())} articles)",
         "l2": l2,
         "keep_target": keep,
     }
-    return model_document(names, fit(X, y, l2=l2), keep_threshold(oof[y == 1], keep), **about)
+    return data.model(np.arange(len(data.y)), l2=l2, keep=keep, about=about)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -254,8 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     args = parser.parse_args(argv)
     model = train(load_pages(workers=args.workers, refresh=args.refresh), l2=args.l2, keep=args.keep)
-    args.out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
     top = sorted(model["weights"].items(), key=lambda kv: -abs(kv[1]))[:10]
+    # compact: the vocabulary tables are long lists of numbers
+    args.out.write_text(json.dumps(model, separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"wrote {args.out}: {len(model['features'])} features, threshold {model['threshold']:.3f}")
     for name, weight in top:
         print(f"  {name:28s} {weight:+.3f}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ __all__ = [
     "load_model",
     "page_features",
     "teaser_cards",
+    "vocab_buckets",
+    "vocab_features",
 ]
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -354,6 +357,8 @@ class PageModel:
     weights: tuple[float, ...]
     bias: float
     threshold: float
+    #: {field: VOCAB_BUCKETS log-count ratios} for `vocab_features` (empty: a model without vocabulary).
+    vocabulary: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     def contributions(self, values: Mapping[str, float]) -> dict[str, float]:
         """Each feature's share of the logit (positive: towards article)."""
@@ -377,6 +382,7 @@ class PageModel:
             weights=tuple(float(data["weights"][f]) for f in feats),
             bias=float(data["bias"]),
             threshold=float(data["threshold"]),
+            vocabulary={name: tuple(map(float, table)) for name, table in (data.get("vocabulary") or {}).items()},
         )
 
 
@@ -586,6 +592,50 @@ def page_features(
     return features
 
 
+# ------------------------------------------------------------------ the vocabulary
+
+#: Words are hashed into this many buckets per field; the model holds one log-count ratio per bucket
+#: (naive-Bayes style: log P(bucket | article) - log P(bucket | other), learned by benchmarks/train_page_type.py).
+VOCAB_BUCKETS = 4096
+#: The fields whose words are hashed, each with its own table: the extracted text (its first words), the URL
+#: path and the <title>. "pricing", "docs", "forum", "login" lean one way; "said", "minister" the other.
+VOCAB_FIELDS = ("text", "url", "title")
+VOCAB_TEXT_WORDS = 600
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def vocab_words(tree: HtmlElement, url: str, text: str) -> dict[str, dict[str, int]]:
+    """{field: {distinct lower-cased word: its bucket}} for `VOCAB_FIELDS`."""
+    title = tree.findtext(".//title") or ""
+    words = {
+        "text": _WORD.findall(text.lower())[:VOCAB_TEXT_WORDS],
+        "url": _WORD.findall(split_url(url).path.lower()),
+        "title": _WORD.findall(title.lower())[:40],
+    }
+    # the field name salts the hash so "news" in a URL and in a title are different words
+    return {name: {w: zlib.crc32(f"{name}:{w}".encode()) % VOCAB_BUCKETS for w in words[name]} for name in VOCAB_FIELDS}
+
+
+def vocab_buckets(tree: HtmlElement, url: str, text: str) -> dict[str, frozenset[int]]:
+    """{field: the buckets of its distinct lower-cased words} for `VOCAB_FIELDS`."""
+    return {name: frozenset(words.values()) for name, words in vocab_words(tree, url, text).items()}
+
+
+def _telling_words(words: Mapping[str, int], table: Sequence[float], sign: float, n: int = 3) -> str:
+    """The `n` words of a field that pushed hardest in the direction decided, for the signals."""
+    ranked = sorted((w for w in words if sign * table[words[w]] > 0), key=lambda w: -sign * table[words[w]])
+    return ",".join(ranked[:n]) or "none"
+
+
+def vocab_features(buckets: Mapping[str, frozenset[int]], tables: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """{"vocab_<field>": the summed log-count ratios of the field's words / sqrt(their number)}: one feature per
+    field, so a long page does not outvote the structural features by length alone."""
+    return {
+        f"vocab_{name}": sum(tables[name][b] for b in buckets[name]) / math.sqrt(max(1, len(buckets[name])))
+        for name in tables
+    }
+
+
 # ------------------------------------------------------------------ the decision
 
 #: Signals named in a result (the features that pushed the decision most, besides a rule's own).
@@ -646,15 +696,23 @@ def _explain(
     url: str,
     schema_types: Sequence[str],
     og_type: str | None,
+    words: Mapping[str, Mapping[str, int]],
 ) -> dict[str, float | str]:
-    """The MAX_SIGNALS features that pushed hardest in the direction decided."""
+    """The MAX_SIGNALS features that pushed hardest in the direction decided; a vocabulary feature is shown as
+    its field's most telling words ("title_words=pricing,plans")."""
     sign = 1.0 if towards_article else -1.0
     ranked = sorted(model.contributions(values).items(), key=lambda kv: -sign * kv[1])
     signals: dict[str, float | str] = {}
     for name, contribution in ranked:
         if sign * contribution <= 0 or len(signals) >= MAX_SIGNALS:
             break
-        key, shown = _signal(name, values[name], url, schema_types, og_type)
+        if name.startswith("vocab_"):
+            field_name = name[len("vocab_") :]
+            # the feature pushed `sign` * its weight's direction: its words count the way the weight says
+            towards = sign if model.weights[model.features.index(name)] > 0 else -sign
+            key, shown = f"{field_name}_words", _telling_words(words[field_name], model.vocabulary[field_name], towards)
+        else:
+            key, shown = _signal(name, values[name], url, schema_types, og_type)
         signals.setdefault(key, shown)
     return signals
 
@@ -770,6 +828,10 @@ def classify_page(
     committed one. News markup (NewsArticle and its kin) keeps a page whatever the model says."""
     model = model or load_model()
     values = page_features(tree, url, text, schema_types=schema_types, og_type=og_type)
+    words = vocab_words(tree, url, text) if model.vocabulary else {}
+    if words:
+        buckets = {name: frozenset(w.values()) for name, w in words.items()}
+        values.update(vocab_features(buckets, model.vocabulary))
     score = model.probability(values)
     live = _liveblog(url, schema_types, values)
     if live is not None:
@@ -777,14 +839,14 @@ def classify_page(
     news = sorted(set(schema_types) & NEWS_TYPES)
     if news:
         signals: dict[str, float | str] = {"schema": ",".join(news)}
-        for key, shown in _explain(model, values, True, url, schema_types, og_type).items():
+        for key, shown in _explain(model, values, True, url, schema_types, og_type, words).items():
             signals.setdefault(key, shown)
         return PageType("article", score, signals)
     article = score >= model.threshold
     if article and (rule := _listing_rule(tree, url, values)) is not None:
-        for key, shown in _explain(model, values, False, url, schema_types, og_type).items():
+        for key, shown in _explain(model, values, False, url, schema_types, og_type, words).items():
             rule.setdefault(key, shown)
         return PageType("listing", score, rule)
-    signals = _explain(model, values, article, url, schema_types, og_type)
+    signals = _explain(model, values, article, url, schema_types, og_type, words)
     kind = "article" if article else _refused_kind(tree, values, schema_types, og_type)
     return PageType(kind, score, signals)

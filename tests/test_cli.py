@@ -80,10 +80,18 @@ def test_extract_one_page(pages):
 
 
 def test_extract_non_article_exits_3_with_reason(pages):
+    from pipeline.core.errors import NotAnArticle
+    from pipeline.flows.pages import article_from_html
+
     _, (url, html, _) = pages
+    with pytest.raises(NotAnArticle) as why:  # the same page, judged in this process
+        article_from_html(html, url)
     out = pipeline("extract", "-", "--url", url, stdin=html)
     assert out.returncode == 3
-    assert out.stdout == "" and out.stderr.strip()
+    assert out.stdout == ""
+    # exactly one line: the reason's stable name, then its detail (e.g. "too_short (36 words (minimum 40))")
+    assert why.value.reason in ("too_short", "navigation_only", "no_article_text")
+    assert out.stderr == f"error: not an article: {why.value.reason} ({why.value.detail})\n"
 
 
 def test_extract_bad_usage_exits_2(tmp_path):
@@ -102,6 +110,52 @@ def test_extract_jsonl_keeps_order_one_line_per_line(pages):
     assert [g["url"] for g in got] == [x["url"] for x in lines]
     assert "error" in got[1] and "error" in got[-1]
     assert all("text" in g for i, g in enumerate(got) if i not in (1, len(got) - 1))
+
+
+def test_extract_jsonl_bad_lines_lose_no_other_line(pages, tmp_path):
+    """Invalid UTF-8, a blank line, no "url", not JSON: each gets its own error line (with its line
+    number), every other line is still extracted, in order; the exit code is 1 once all lines are out."""
+    articles, _ = pages
+    (url1, html1, _), (url3, html3, _) = articles[0], articles[1]
+    lines = [
+        json.dumps({"url": url1, "html": html1}).encode(),
+        b'{"url": "http://bad.example/2", "html": "<p>caf\xe9</p>"}',  # Latin-1 byte in UTF-8 input
+        json.dumps({"url": url3, "html": html3}).encode(),
+        b"   ",
+        json.dumps({"html": html1}).encode(),
+        json.dumps({"url": "", "html": html1}).encode(),
+        b"[1, 2]",
+        json.dumps({"url": url1}).encode(),  # no "html": the URL is kept to match the error to the page
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(lines))  # no newline after the last line: still a line
+    out = pipeline("extract", "--jsonl", str(src), "--workers", "2")
+    got = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(got) == len(lines)
+    assert got[0]["url"] == url1 and "text" in got[0] and "error" not in got[0]
+    assert got[2]["url"] == url3 and "text" in got[2] and "error" not in got[2]
+    detail = {
+        2: "line 2: not UTF-8 (byte 0xe9 at column 48)",
+        4: "line 4: blank line",
+        5: 'line 5: "url" missing or not a non-empty string',
+        6: 'line 6: "url" missing or not a non-empty string',
+        7: "line 7: not a JSON object",
+        8: 'line 8: "html" missing or not a string',
+    }
+    urls = {2: "http://bad.example/2", 8: url1}
+    for n, text in detail.items():
+        assert got[n - 1] == {"line": n, "url": urls.get(n), "error": "bad_input", "detail": text}
+    assert out.returncode == 1
+    assert out.stderr.endswith(f"error: 6 of 8 input lines unusable: {detail[2]} (and 5 more)\n"), out.stderr
+
+
+@pytest.mark.parametrize(
+    "option", [["--workers", "-1"], ["--workers", "0"], ["--workers", "1000000"], ["--timeout", "0"]]
+)
+def test_extract_jsonl_refuses_bad_worker_counts_and_timeouts(option):
+    out = pipeline("extract", "--jsonl", "-", *option, stdin='{"url": "http://x.example/", "html": ""}\n', timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert f"argument {option[0]}: must be" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_dedupe_contract(pages):
@@ -184,11 +238,22 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("bad-files")
     (d / "broken.yaml").write_text("sources:\n  - name: x\n    feeds: [a\n  bad: : :\n", encoding="utf-8")
     (d / "empty.html").write_bytes(b"")
+    feed = "    feeds: ['https://news.example.org/feed']\n"
+    bodies = {
+        "selectors": f"sources:\n  - name: x\n{feed}    cleaning:\n      drop_selectors: ['<<<>>>']\n",
+        "entry": f"crawl:\n  allow_private: ['not-an-entry']\nsources:\n  - name: x\n{feed}",
+        "everything": f"crawl:\n  allow_private: ['0.0.0.0/0']\nsources:\n  - name: x\n{feed}",
+        "private": "sources:\n  - name: x\n    feeds: ['http://10.0.0.1/feed']\n",
+        "userinfo": "sources:\n  - name: x\n    feeds: ['https://bob:hunter2@news.example.org/feed']\n",
+    }
+    for name, body in bodies.items():
+        (d / f"{name}.yaml").write_text(body, encoding="utf-8")
     return {
         "missing": str(d / "missing.yaml"),
         "broken": str(d / "broken.yaml"),
         "empty": str(d / "empty.html"),
         "valid": str(ROOT / "config" / "sources.example.yaml"),
+        **{name: str(d / f"{name}.yaml") for name in bodies},
     }
 
 
@@ -208,13 +273,22 @@ BAD_INVOCATIONS = [
     (["run", "--run-id", "yesterday"], 2, BAD_RUN),
     (["run", "--sources", "{missing}"], 2, "error: cannot read sources file"),
     (["run", "--sources", "{broken}"], 2, "not valid YAML"),
+    (["run", "--run-id", "../../etc"], 2, "error: bad run id '../../etc'"),
+    (["run", "--run-id", ""], 2, "error: bad run id ''"),
+    (["run", "--sources", "{selectors}"], 2, "sources.0.cleaning.drop_selectors: bad CSS selector '<<<>>>'"),
+    (["run", "--sources", "{entry}"], 2, "crawl.allow_private: 'not-an-entry' is not an IP address"),
+    (["run", "--sources", "{everything}"], 2, "crawl.allow_private: entry 0 '0.0.0.0/0' is too broad"),
+    (["run", "--sources", "{private}"], 2, "sources.0.feeds.0: 'http://10.0.0.1/feed' is on a non-public address"),
+    (["run", "--sources", "{userinfo}"], 2, "sources.0.feeds: credentials (user:password@) in URL"),
     (["crawl"], 2, USAGE),
     (["crawl", "--source", "example-news", "--run-id", "yesterday"], 2, BAD_RUN),
     (["crawl", "--source", "example-news", "--sources", "{missing}"], 2, "error: cannot read sources file"),
     (["crawl", "--source", "example-news", "--sources", "{broken}"], 2, "not valid YAML"),
     (["crawl", "--source", "no-such-source", "--sources", "{valid}"], 2, "error: no source named 'no-such-source'"),
+    (["crawl", "--source", "x", "--sources", "{private}"], 2, "sources.0.feeds.0: 'http://10.0.0.1/feed'"),
     (["reextract"], 2, USAGE),
     (["reextract", "--run-id", "yesterday"], 2, BAD_RUN),
+    (["reextract", "--run-id", "../../etc"], 2, "error: bad run id '../../etc'"),
     (["reextract", "--run-id", "20261126T080000Z", "--sources", "{broken}"], 2, "not valid YAML"),
     (["read", "--format", "xml"], 2, USAGE),
     (["read", "--run", "yesterday"], 2, BAD_RUN),
@@ -269,9 +343,37 @@ def test_vv_adds_the_traceback_for_debugging(no_s3):
     assert out.stderr.rstrip().splitlines()[-1].startswith("error: bad run id 'yesterday'")
 
 
+@pytest.mark.parametrize("verbosity", [[], ["-v"], ["-vv"]])
+def test_a_password_in_the_sources_file_is_never_echoed(verbosity, no_s3, bad_files):
+    out = pipeline(*verbosity, "run", "--sources", bad_files["userinfo"], env=no_s3, timeout=60)
+    assert out.returncode == 2
+    assert "credentials (user:password@)" in out.stderr
+    assert "hunter2" not in out.stderr + out.stdout and "bob" not in out.stderr
+
+
+def test_error_lines_and_logs_of_the_cli_redact_urls(capsys):
+    import logging
+
+    from pipeline.cli.main import _redact_log_handlers, report_error
+
+    assert report_error(RuntimeError("GET http://bob:hunter2@h.example/f failed")) == 1
+    assert capsys.readouterr().err == "error: RuntimeError: GET http://***@h.example/f failed\n"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        _redact_log_handlers()
+        logging.getLogger("pipeline.test").error("redirect to %s", "https://h.example/?access_token=abc123")
+    finally:
+        root.removeHandler(handler)
+    assert stream.getvalue() == "redirect to https://h.example/?access_token=***\n"
+
+
 def test_exit_code_table():
     """The table itself, for errors the subprocess cases above cannot provoke cheaply."""
     from pipeline.cli.common import NothingToDo, UsageError
+    from pipeline.cli.extract import BadInputLines
     from pipeline.cli.main import exit_code
     from pipeline.core.errors import BadRunId, ConfigError, NotAnArticle, StorageError
     from pipeline.flows.ingest import RunFailed
@@ -287,6 +389,7 @@ def test_exit_code_table():
         StorageError("x"): 1,
         CrawlError("x"): 1,
         RunFailed("x"): 1,
+        BadInputLines("x"): 1,
         KeyError("x"): 1,
         ValueError("x"): 1,
     }

@@ -401,11 +401,12 @@ def test_cli_jsonl_one_line_out_per_line_in(tmp_path, capsys):
     ]
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert cmd_extract(_args("--jsonl", str(src), "--workers", "2")) == 0
+    with pytest.raises(Exception, match="1 of 3 input lines unusable: line 2: not JSON"):  # exit 1, after all lines
+        cmd_extract(_args("--jsonl", str(src), "--workers", "2"))
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(out) == 3
     assert out[0]["url"] == "https://example.org/1" and "text" in out[0]
-    assert out[1]["error"] == "bad_input"
+    assert out[1]["error"] == "bad_input" and out[1]["line"] == 2
     assert out[2] == {"url": "https://example.org/3", "error": "empty", "detail": ""}
 
 

@@ -7,7 +7,8 @@ every command (`EXIT_CODES`, first match wins):
 
     exit  meaning                     raised as
     0     ok                          (the handler returns)
-    1     failure                     StorageError, CrawlError, RunFailed, any other exception
+    1     failure                     StorageError, CrawlError, RunFailed, BadInputLines (`extract --jsonl`),
+                                      any other exception
     2     bad usage or configuration  argparse errors; ConfigError: a bad sources file, BadRunId, UsageError
     3     nothing to do               NotAnArticle, NothingToDo (no report yet, a run without WARC files)
     130   interrupted                 KeyboardInterrupt
@@ -17,6 +18,7 @@ A handler may still return 1 itself where nothing was raised (`s3 status`: not a
 An error is one line on stderr, `error: <message>`, never a traceback. A long message of several
 lines (a crawl's log tail) is cut to its first line there; `-v` prints the rest below it. `-vv`
 (debug) also prints the traceback, above the `error:` line: that is for debugging, not for scripts.
+Credentials in URLs (`user:password@`, token parameters) are redacted in the message and in log lines.
 Handlers do not catch these errors themselves, except to add what only they know (which log file,
 which run) or to turn a failure of the user's input into a UsageError.
 """
@@ -98,11 +100,21 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    _redact_log_handlers()
     try:
         handler = getattr(_load(COMMANDS[args.command][0]), f"cmd_{args.command}")
         return int(handler(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # not SystemExit: a handler that exits chose its code
         return report_error(exc, verbose=args.verbose)
+
+
+def _redact_log_handlers() -> None:
+    """Credentials in URLs (``user:password@``, token parameters) never reach a log line of this process."""
+    from pipeline.text.urls import RedactSecretsFilter
+
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactSecretsFilter) for f in handler.filters):
+            handler.addFilter(RedactSecretsFilter())
 
 
 def exit_code(exc: BaseException) -> int:
@@ -116,7 +128,9 @@ def error_message(exc: BaseException) -> str:
         return f"not an article: {exc.reason}" + (f" ({exc.detail})" if exc.detail else "")
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    text = str(exc).strip()
+    from pipeline.text.urls import redact_secrets
+
+    text = redact_secrets(str(exc).strip())  # a URL in a message may carry a password
     if type(exc).__module__.startswith("pipeline."):
         return text or type(exc).__name__
     # A bare KeyError('x') or OSError says little without its type.

@@ -45,7 +45,8 @@ def _ctx(args: argparse.Namespace, run_id: str) -> RunContext:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    ctx = _ctx(args, args.run_id or make_run_id(datetime.now(timezone.utc)))
+    # `--run-id ""` is a bad run id like any other, not "now".
+    ctx = _ctx(args, make_run_id(datetime.now(timezone.utc)) if args.run_id is None else args.run_id)
 
     # Live bars on a terminal; a few plain lines when stderr is a log or a pipe.
     with progress_reporter(sys.stderr) as progress:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from pipeline.core.context import RunContext
 from pipeline.core.layout import rejects_key, rejects_prefix
+from pipeline.text.urls import redact_secrets, redact_url
 
 
 def reject(
@@ -18,13 +19,17 @@ def reject(
     warc_key: str | None = None,
     warc_record_id: str | None = None,
 ) -> dict:
-    """One rejects row. `reason` is a short stable name (a counter name); `detail` is free text."""
+    """One rejects row. `reason` is a short stable name (a counter name); `detail` is free text.
+
+    Credentials in the URL (``user:password@``, token parameters) and in URLs quoted by `detail` are
+    redacted: rejects are written to the bucket, where anyone reading the dataset sees them.
+    """
     return {
-        "url": url,
+        "url": redact_url(url),
         "source": source,
         "stage": stage,
         "reason": reason,
-        "detail": detail[:500],
+        "detail": redact_secrets(detail)[:500],
         "warc_key": warc_key,
         "warc_record_id": warc_record_id,
     }

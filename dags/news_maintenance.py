@@ -13,6 +13,9 @@ Daily upkeep of the bucket, and on-demand re-extraction from the WARC archive.
   the day before) into few large files (`pipeline.stages.store.compact`; readers are unaffected).
 * **Prune**: dedupe index shards older than the dedupe window, seen-URL entries older than
   `seen_retention_days`, and article files no manifest lists.
+* **Abort stale uploads**: multipart uploads open for more than a day (left by a store that
+  died mid-way) are aborted, so their parts stop taking space. An upload's age is measured
+  on the wall clock (S3 stamps its start with the server's).
 
 All dates are relative to the run's data interval, never the wall clock, so a re-run of a
 day does the same thing. Bucket and sources as in `news_ingest` (`conn_id`, `sources_path`).
@@ -99,11 +102,21 @@ def news_maintenance():
         with fail_fast():
             return prune_state(context)
 
+    @task
+    def abort_stale_uploads(**context) -> dict:
+        from pipeline.airflow_tasks import fail_fast, settings_from_airflow
+        from pipeline.core.bucket import Bucket
+        from pipeline.flows.maintenance import abort_stale_uploads as abort
+
+        with fail_fast():
+            return {"uploads_aborted": len(abort(Bucket(settings_from_airflow(context))))}
+
     rebuilt = reextract.expand(archived_run=runs_to_reextract())
     days = days_to_compact()
     rebuilt >> days  # compact after re-extraction replaced files (skipped when there was none)
     compact.expand(dt=days)
     prune()
+    abort_stale_uploads()
 
 
 news_maintenance_dag = news_maintenance()

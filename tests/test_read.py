@@ -183,3 +183,29 @@ def test_cli_read_and_compact_through_python_m_pipeline(s3_settings, dataset, mo
     assert main(["compact", "--dt", "../../etc"]) == 2
     assert main(["read", "--since", "2026-11-27"]) == 0
     assert ids(json.loads(x) for x in capsys.readouterr().out.splitlines()) == ids(dataset[RUN_B] + dataset[RUN_C])
+
+
+def test_read_command_exits_0_in_50_consecutive_processes(s3_settings, dataset):
+    """Issue #16: `read` once aborted at exit (134, SIGABRT in pyarrow's teardown) in a few % of runs
+    after complete output. Every one of 50 fresh processes must exit 0 with all rows out."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.core.paths import ROOT
+
+    env = {**os.environ, "NEWS_INGEST_BUCKET": s3_settings.bucket}  # the session server's env, this bucket
+    want = len(ids(dataset[RUN_A] + dataset[RUN_B] + dataset[RUN_C]))
+    codes = []
+    for _ in range(50):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", "read", "--columns", "article_id"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        codes.append(proc.returncode)
+        assert len(proc.stdout.splitlines()) == want, proc.stderr
+    assert codes == [0] * 50, {code: codes.count(code) for code in set(codes)}

@@ -4,9 +4,11 @@ a missing bucket, hostile names. Nothing partial is ever visible; no row is lost
 from __future__ import annotations
 
 import http.client
+import random
 import re
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -320,3 +322,89 @@ def test_hostile_names_stay_inside_their_prefix(s3_settings, bucket, hostile):
     # The hostile value is data, kept verbatim, and filters work on it.
     got = read_articles(source=hostile, settings=s3_settings, columns=["source"])
     assert got.column("source").to_pylist() == [hostile] * 4
+
+
+# --------------------------------------------------------------------------- multipart uploads left open
+
+
+def _open_uploads(bucket: Bucket) -> list[dict]:
+    return bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", [])
+
+
+def _big_records(n: int, seed: int = 0) -> list[dict]:
+    """Articles of ~12 KB of incompressible text each: a few hundred rows outgrow a 5 MiB part."""
+    rng = random.Random(seed)
+    recs = generate_articles(n, seed=seed, words=5)
+    for r in recs:
+        r["text"] = rng.randbytes(6_000).hex()
+    return recs
+
+
+@pytest.fixture
+def small_parts(monkeypatch):
+    import pipeline.stages.store as store
+
+    monkeypatch.setattr(store, "PART_BYTES", 5 * 1024 * 1024)  # the smallest part S3 accepts
+    monkeypatch.setattr(store, "ENCODERS", 1)
+    monkeypatch.setattr(store, "ROW_GROUP_ROWS", 100)  # rows reach the encoder in small batches
+
+
+def test_caller_failure_mid_upload_aborts_the_multipart_upload(s3_settings, bucket, small_parts):
+    recs = _big_records(1200)
+
+    def records_then_crash():
+        for i, rec in enumerate(recs):
+            if i == 1100:
+                # Fail only once a multipart upload is open on the server: a real mid-upload failure.
+                deadline = time.monotonic() + 30
+                while not _open_uploads(bucket) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert _open_uploads(bucket), "no multipart upload open before the injected failure"
+                raise RuntimeError("injected failure")
+            yield rec
+
+    with pytest.raises(RuntimeError, match="injected failure"):
+        store_articles(RunContext(RUN, s3=s3_settings), records_then_crash(), max_rows_per_file=5000)
+    assert _open_uploads(bucket) == []
+    assert bucket.list("articles/") == [] and committed_runs(s3_settings) == []
+
+
+def test_failed_part_upload_aborts_the_multipart_upload(s3_settings, bucket, small_parts):
+    # Part 2 of the file fails every time (retries included); part 1 has landed by then.
+    with FaultProxy(s3_settings.endpoint_url, pattern=r"^PUT .*partNumber=2\b", times=10_000) as proxy:
+        with pytest.raises(StorageError, match="upload part 2"):
+            store_articles(_ctx_via(proxy, s3_settings), _big_records(1200), max_rows_per_file=5000)
+        assert proxy.count(r"^PUT .*partNumber=1\b") >= 1 and proxy.count(r"^POST .*\?uploads\b") == 1
+    assert _open_uploads(bucket) == []
+    assert bucket.list("articles/") == [] and committed_runs(s3_settings) == []
+
+
+def test_maintenance_aborts_only_stale_uploads(s3_settings, bucket):
+    from pipeline.flows.maintenance import abort_stale_uploads
+
+    stale = bucket.client.create_multipart_upload(Bucket=bucket.name, Key="articles/stale.parquet")["UploadId"]
+    bucket.client.upload_part(Bucket=bucket.name, Key="articles/stale.parquet", UploadId=stale, PartNumber=1, Body=b"x")
+    started = {u["UploadId"]: u["Initiated"] for u in _open_uploads(bucket)}[stale]
+    time.sleep(1.1)  # so the two uploads' start times differ (S3 reports whole seconds)
+    fresh = bucket.client.create_multipart_upload(Bucket=bucket.name, Key="articles/fresh.parquet")["UploadId"]
+    # "Now" is a day after the stale upload started, and less than a day after the fresh one.
+    as_of = started + timedelta(days=1)
+    assert abort_stale_uploads(bucket, as_of, max_age=timedelta(days=1)) == ["articles/stale.parquet"]
+    assert [u["UploadId"] for u in _open_uploads(bucket)] == [fresh]
+    assert abort_stale_uploads(bucket, as_of, max_age=timedelta(days=1)) == []  # idempotent
+    # With the default age of a day, a run at the real time leaves the just-started upload alone.
+    assert abort_stale_uploads(bucket, datetime.now(timezone.utc)) == []
+    assert [u["UploadId"] for u in _open_uploads(bucket)] == [fresh]
+
+
+def test_upload_whose_start_answer_was_lost_is_aborted_too(s3_settings, bucket, small_parts):
+    # Two proxies in a row: the first loses the answer to the first "start upload" (the server opened
+    # one; the client retries and gets a second), the second fails every part 2.
+    with FaultProxy(s3_settings.endpoint_url, pattern=r"^PUT .*partNumber=2\b", times=10_000) as failing:
+        with FaultProxy(failing.url, pattern=r"^POST .*\?uploads\b", times=1, mode="lose") as losing:
+            ctx = _ctx_via(losing, s3_settings, read_timeout=1)
+            with pytest.raises(StorageError, match="upload part 2"):
+                store_articles(ctx, _big_records(1200), max_rows_per_file=5000)
+        assert failing.count(r"^POST .*\?uploads\b") == 2, "the start was retried after the lost answer"
+    assert _open_uploads(bucket) == []
+    assert bucket.list("articles/") == [] and committed_runs(s3_settings) == []

@@ -1,9 +1,13 @@
-"""Security of the bucket: the embedded server refuses anonymous and wrong-key access, and the
+"""Security of the bucket: the embedded server refuses anonymous and wrong-key access on its S3 port
+and has no other door (filer, volume and master HTTP, gRPC), its files are private, and the
 credentials never end up in logs, manifests, rejects, reports or any other object we write."""
 
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
+import stat
 import urllib.error
 import urllib.request
 
@@ -14,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from benchmarks.bench_store import generate_articles
-from pipeline.core.bucket import Bucket, StorageError
+from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError
 from pipeline.core.context import RunContext
 from pipeline.core.layout import report_key
 from pipeline.dataset.read import read_articles
@@ -95,3 +99,143 @@ def test_credentials_never_written_or_logged(s3_settings, bucket, caplog):
     assert "botocore" in " ".join(r.name for r in caplog.records), "debug logging of botocore was captured"
     for name, value in secrets.items():
         assert value not in log_text, f"{name} found in the log"
+
+
+# --------------------------------------------------------------------------- SeaweedFS's other ports
+
+
+def _local(port: int, path: str) -> str:
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def _form(body: bytes) -> tuple[bytes, dict]:
+    """A multipart/form-data upload of one file, as `curl -F file=@x` sends it."""
+    data = b'--XX\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n' + body + b"\r\n--XX--\r\n"
+    return data, {"Content-Type": "multipart/form-data; boundary=XX"}
+
+
+def _http_h(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> int:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.fixture
+def ports(s3_server, bucket) -> dict[str, int]:
+    bucket.put("doc.txt", b"original")
+    return s3_server.info().ports
+
+
+def test_filer_http_refuses_anonymous_read_write_delete(s3_settings, bucket, ports):
+    base = _local(ports["filer"], f"/buckets/{s3_settings.bucket}/")
+    form, headers = _form(b"evil")
+    answers = {
+        "list": _http_h("GET", base, headers={"Accept": "application/json"}),
+        "read": _http_h("GET", base + "doc.txt"),
+        "write": _http_h("POST", base + "evil.txt", form, headers),
+        "put": _http_h("PUT", base + "evil2.txt", b"evil"),
+        "delete": _http_h("DELETE", base + "doc.txt"),
+    }
+    assert all(code >= 400 for code in answers.values()), answers
+    assert bucket.get("doc.txt") == b"original"
+    assert not bucket.exists("evil.txt") and not bucket.exists("evil2.txt")
+
+
+def test_volume_http_refuses_unsigned_needles(ports):
+    form, headers = _form(b"evil")
+    volume = ports["volume"]
+    answers = {
+        "write": _http_h("POST", _local(volume, "/1,01637037d6"), form, headers),
+        "read": _http_h("GET", _local(volume, "/1,01637037d6")),
+        "delete": _http_h("DELETE", _local(volume, "/1,01637037d6")),
+        "ui": _http_h("GET", _local(volume, "/ui/index.html")),
+    }
+    assert answers == {"write": 401, "read": 401, "delete": 401, "ui": 401}
+
+
+def test_master_http_hands_out_nothing(ports):
+    master = ports["master"]
+    form, headers = _form(b"evil")
+    answers = {
+        # /dir/assign would hand a signed write token to anyone; /submit writes through the master.
+        path: _http_h(
+            "POST" if path == "/submit" else "GET",
+            _local(master, path),
+            *((form, headers) if path == "/submit" else ()),
+        )
+        for path in (
+            "/dir/assign",
+            "/submit",
+            "/vol/grow?count=1",
+            "/dir/lookup?volumeId=1",
+            "/dir/status",
+            "/col/delete?collection=x",
+        )
+    }
+    assert all(code >= 400 for code in answers.values()), answers
+
+
+def _tls_client(port: int, context: ssl.SSLContext) -> bytes:
+    """Open TLS to a gRPC port and read; what the server sent (b"" when it hung up)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        # An HTTP/2 preface: an accepting gRPC server answers with a SETTINGS frame.
+        tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        return tls.recv(64)
+
+
+@pytest.mark.parametrize("part", ["master_grpc", "volume_grpc", "filer_grpc", "s3_grpc"])
+def test_grpc_ports_require_the_install_certificate(s3_server, part):
+    port = s3_server.info().ports[part]
+    tls_dir = s3_server.state_dir / "tls"
+    stranger = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    stranger.check_hostname, stranger.verify_mode = False, ssl.CERT_NONE
+    stranger.set_alpn_protocols(["h2"])
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        if not _tls_client(port, stranger):  # TLS 1.3 reports a refused client certificate on read
+            raise ConnectionError("closed")
+    # Plain gRPC (no TLS), as `weed shell` without this install's security.toml speaks it, gets no HTTP/2.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        try:
+            answer = raw.recv(64)
+        except ConnectionError:
+            answer = b""
+    assert not answer.startswith(b"\x00\x00"), "a plaintext HTTP/2 SETTINGS frame came back"
+    # With the install's own certificate the same handshake succeeds: the refusals above are the check.
+    member = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    member.check_hostname = False
+    member.load_verify_locations(tls_dir / "ca.crt")
+    member.load_cert_chain(tls_dir / "node.crt", tls_dir / "node.key")
+    member.set_alpn_protocols(["h2"])
+    assert _tls_client(port, member)
+
+
+def test_s3_keeps_working_with_conditional_writes(bucket):
+    etag = bucket.put("cond", b"1", if_none_match="*")
+    with pytest.raises(PreconditionFailed):
+        bucket.put("cond", b"2", if_none_match="*")
+    with pytest.raises(PreconditionFailed):
+        bucket.put("cond", b"2", if_match='"0123456789abcdef0123456789abcdef"')
+    bucket.put("cond", b"3", if_match=etag)
+    assert bucket.get("cond") == b"3"
+
+
+def test_server_files_are_private(s3_server, bucket):
+    bucket.put("private.txt", b"x")  # something on disk
+    state = s3_server.state_dir
+    for path in [state, *state.rglob("*")]:
+        mode = path.lstat().st_mode
+        if stat.S_ISSOCK(mode) or stat.S_ISLNK(mode):
+            continue
+        if path.is_dir():
+            assert stat.S_IMODE(mode) == 0o700, path
+        # weed writes its small volume-info files (.vif: collection and version, no object data) 644
+        # whatever the umask; they sit in 700 folders, so no other user can reach them.
+        elif path.suffix != ".vif":
+            assert stat.S_IMODE(mode) == 0o600, path
+    for name in ("security.toml", "server.json", "identities.json", "tls/node.key"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600

@@ -192,6 +192,30 @@ class Bucket:
             raise describe_error(exc, self.settings, f"list {prefix}") from None
         return sorted(out)
 
+    # -- multipart uploads
+    def open_uploads(self, prefix: str = "") -> list[dict]:
+        """Multipart uploads under a prefix that were started and neither completed nor aborted.
+
+        Each is S3's own entry: `Key`, `UploadId` and `Initiated` (an aware datetime).
+        """
+        out: list[dict] = []
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.name, Prefix=prefix):
+                out.extend(page.get("Uploads", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise describe_error(exc, self.settings, f"list uploads {prefix}") from None
+        return out
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload (its parts are freed); one already gone is fine."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
+                raise describe_error(exc, self.settings, f"abort upload {key}") from None
+        except BotoCoreError as exc:
+            raise describe_error(exc, self.settings, f"abort upload {key}") from None
+
     def check(self) -> None:
         """Fail fast with a clear StorageError if the bucket cannot be reached.
 

@@ -7,6 +7,8 @@ from a shell. They are idempotent: running one twice for the same day leaves the
   current extractor and cleaner (no crawling), e.g. after an extractor upgrade.
 * `compact_day()`: `pipeline.stages.store.compact` for one `dt=` partition.
 * `prune_dedupe_index()`: delete near-duplicate index shards older than the dedupe window.
+* `abort_stale_uploads()`: abort multipart uploads left open for more than a day (by a store
+  that died, or lost the server, before it could abort its own).
 * `prune_seen_state()`: drop seen-URL entries stored longer ago than a retention period.
   (`pipeline.dataset.state` has no prune of its own; this uses its conditional `update_json`, so a
   crawl recording URLs at the same time loses nothing.)
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 #: Seen-URL entries older than this are forgotten (a feed rarely re-lists an article after
 #: a few days, `max_age_days` cuts sitemaps at 3 by default; 90 leaves a wide margin).
 SEEN_RETENTION_DAYS = 90
+#: A multipart upload open this long is a leftover: a store takes minutes, and its own
+#: failure handling aborts what it started whenever the server can still be reached.
+STALE_UPLOAD_AGE = timedelta(days=1)
 #: The most days one re-extraction request may cover (a typo in a date should not queue a year).
 MAX_REEXTRACT_DAYS = 62
 
@@ -92,6 +97,25 @@ def prune_dedupe_index(bucket: Bucket, as_of: date | str, *, window_days: int | 
     index = DedupeIndex(config)
     index.run_date = _day(as_of).isoformat()
     return index.delete_expired(bucket)
+
+
+def abort_stale_uploads(
+    bucket: Bucket, as_of: datetime | None = None, *, max_age: timedelta = STALE_UPLOAD_AGE
+) -> list[str]:
+    """Abort multipart uploads started more than `max_age` before `as_of` (default: now); their keys.
+
+    Their parts take space and are invisible to every reader; no committed object depends on them.
+    `as_of` is the wall clock by default, because S3 stamps an upload's start with the server's clock.
+    """
+    cutoff = (as_of or datetime.now(timezone.utc)) - max_age
+    aborted = []
+    for upload in bucket.open_uploads():
+        if upload["Initiated"] <= cutoff:
+            bucket.abort_upload(upload["Key"], upload["UploadId"])
+            aborted.append(upload["Key"])
+    if aborted:
+        log.info("aborted %d multipart uploads started before %s", len(aborted), cutoff.isoformat())
+    return sorted(aborted)
 
 
 def prune_seen_state(

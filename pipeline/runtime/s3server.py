@@ -4,6 +4,16 @@
 project-local, git-ignored folder (``var/s3`` by default). An S3 identity is
 generated on first start and written, readable by the owner only, to
 ``server.json``; the server then refuses anonymous and wrong-key requests.
+
+Only the S3 port is a door. SeaweedFS's own HTTP ports (master, volume, filer) would
+otherwise let any local process list, write and delete objects, so each install gets
+random JWT signing keys in ``security.toml`` (mode 600, read by weed from its working
+directory, the state folder): the master and volume servers then refuse unsigned writes and
+reads, and the filer's HTTP API is turned off (the S3 gateway talks to it over gRPC). The
+master's HTTP API, which would hand a signed write token to anyone who asks
+(``/dir/assign``), is turned off too. The gRPC ports (what `weed shell` and `weed filer.copy`
+use) require mutual TLS with a certificate of this install's own CA (``tls/``, keys 600).
+Everything weed writes is private to the owner (umask 077: folders 700, files 600).
 """
 
 from __future__ import annotations
@@ -14,13 +24,22 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from ipaddress import IPv4Address
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from pipeline.core.bucket import Bucket
 from pipeline.core.config import DEFAULT_S3_PORT, S3Settings
@@ -29,6 +48,21 @@ from pipeline.core.paths import var_dir
 
 # Every port is given explicitly so two instances (a demo and a test run) never collide.
 PORT_NAMES = ("s3", "s3_grpc", "master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc")
+
+#: Bumped whenever the server's security settings change: `up` restarts a server started
+#: with an older version (same ports and identity) so existing installs upgrade in place.
+SECURITY_VERSION = 2
+
+#: security.toml sections holding a JWT key, and the environment variable weed reads for each
+#: (a set variable wins over the file, so an inherited one must not override ours).
+JWT_KEYS = {
+    "jwt.signing": "WEED_JWT_SIGNING_KEY",  # master -> volume: writes
+    "jwt.signing.read": "WEED_JWT_SIGNING_READ_KEY",  # master -> volume: reads
+    "jwt.filer_signing": "WEED_JWT_FILER_SIGNING_KEY",  # S3 gateway -> filer: writes
+    "jwt.filer_signing.read": "WEED_JWT_FILER_SIGNING_READ_KEY",  # S3 gateway -> filer: reads
+}
+#: gRPC servers of `weed server -s3` that get the install's certificate (and require one of clients).
+GRPC_SERVERS = ("master", "volume", "filer", "s3")
 
 
 def free_port() -> int:
@@ -61,6 +95,8 @@ class ServerInfo:
     pid: int
     ports: dict[str, int]
     data_dir: str
+    #: SECURITY_VERSION the server was started with (0: an install older than the JWT keys).
+    security: int = 0
 
 
 class EmbeddedS3:
@@ -79,12 +115,8 @@ class EmbeddedS3:
             return None
 
     def _write_info(self, info: ServerInfo) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.info_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(info), fh, indent=1)
-        os.replace(tmp, self.info_path)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_private(self.info_path, json.dumps(asdict(info), indent=1))
 
     def running(self) -> bool:
         info = self.info()
@@ -101,6 +133,9 @@ class EmbeddedS3:
     def up(self, bucket: str | None = None, *, timeout: float = 90) -> ServerInfo:
         """Start the server unless it already runs; create the bucket. Idempotent."""
         info = self.info()
+        if info and self.running() and info.security < SECURITY_VERSION:
+            # Started by an older install with open doors: restart it in the secure config.
+            self.down()
         if info and self.running():
             self._wait_ready(info, timeout)
         else:
@@ -120,9 +155,30 @@ class EmbeddedS3:
                     raise
         raise AssertionError("unreachable")
 
+    def security_keys(self) -> dict[str, str]:
+        """This install's JWT keys ({section: key}), made on first use and kept in security.toml (600)."""
+        path = self.state_dir / "security.toml"
+        try:
+            config = tomllib.loads(path.read_text())
+            keys = {name: _section(config, name).get("key", "") for name in JWT_KEYS}
+            if all(keys.values()):
+                return keys
+        except (OSError, tomllib.TOMLDecodeError, AttributeError):
+            pass
+        keys = {name: secrets.token_urlsafe(32) for name in JWT_KEYS}
+        lines = [f'[{name}]\nkey = "{key}"\nexpires_after_seconds = 10\n' for name, key in keys.items()]
+        # No volume or filer UI, and no directory metadata in the filer's answers.
+        lines += ["[access]\nui = false\n", "[filer.expose_directory_metadata]\nenabled = false\n"]
+        # Mutual TLS on every gRPC port: one certificate for all parts of this one process.
+        ca, cert, key = _make_tls(self.state_dir / "tls")
+        lines.append(f'[grpc]\nca = "{ca}"\n')
+        lines += [f'[grpc.{part}]\ncert = "{cert}"\nkey = "{key}"\n' for part in (*GRPC_SERVERS, "client")]
+        _write_private(path, "\n".join(lines))
+        return keys
+
     def _start_once(self, previous: ServerInfo | None) -> ServerInfo:
         data_dir = self.state_dir / "data"
-        data_dir.mkdir(parents=True, exist_ok=True)
+        _make_private(self.state_dir)
         if previous:  # restart on the same ports and identity: clients keep working
             ports, key, secret = previous.ports, previous.access_key_id, previous.secret_access_key
         else:
@@ -139,9 +195,9 @@ class EmbeddedS3:
             ]
         }
         config_path = self.state_dir / "identities.json"
-        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(identities, fh)
+        _write_private(config_path, json.dumps(identities))
+        keys = self.security_keys()
+        jwt_env = {var: keys[name] for name, var in JWT_KEYS.items()}
         cmd = [
             weed_binary(),
             "server",
@@ -160,6 +216,11 @@ class EmbeddedS3:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={config_path}",
+            # The S3 gateway reaches the filer over gRPC; its HTTP API would be a second, weaker door.
+            "-filer.disableHttp",
+            # The master's HTTP API hands out signed write tokens (/dir/assign) to anyone who asks;
+            # volume servers and the filer talk to the master over gRPC.
+            "-disableHttp",
             "-master.telemetry=false",
             # Small volumes: a laptop demo should not preallocate gigabytes.
             # Every bucket is a collection with volumes of its own: allow many (sparse files,
@@ -168,19 +229,22 @@ class EmbeddedS3:
             "-volume.max=2000",
             "-volume.preStopSeconds=0",
         ]
-        log = open(self.state_dir / "weed.log", "ab")
+        log_fd = os.open(self.state_dir / "weed.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         # SeaweedFS reads master.toml settings from WEED_* variables: grow 2 volumes per collection.
-        env = {**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "2"}
+        # It reads security.toml from its working directory (the state folder); the same keys go in
+        # the environment too, because an inherited WEED_JWT_* variable would win over the file.
+        env = {**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "2", **jwt_env}
         proc = subprocess.Popen(
             cmd,
-            stdout=log,
+            stdout=log_fd,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=self.state_dir,
             env=env,
+            umask=0o077,  # volumes, indexes and the filer's store: readable by the owner only
         )
-        log.close()
+        os.close(log_fd)
         info = ServerInfo(
             endpoint_url=f"http://127.0.0.1:{ports['s3']}",
             access_key_id=key,
@@ -188,6 +252,7 @@ class EmbeddedS3:
             pid=proc.pid,
             ports=ports,
             data_dir=str(data_dir),
+            security=SECURITY_VERSION,
         )
         self._write_info(info)
         try:
@@ -253,6 +318,84 @@ class EmbeddedS3:
             "pid": info.pid if info else None,
             "state_dir": str(self.state_dir),
         }
+
+
+def _section(config: dict, dotted: str) -> dict:
+    """The table `a.b.c` of a parsed TOML document."""
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _make_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA of this install's own and one certificate it signed (for 127.0.0.1); (ca, cert, key) paths.
+
+    weed checks that a gRPC peer's certificate is signed by the CA (host names are not checked),
+    so a process that cannot read the key (600) cannot talk to any gRPC port.
+    """
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    now = datetime.now(timezone.utc) - timedelta(minutes=5)
+    until = now + timedelta(days=3650)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "news-ingest local CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "news-ingest")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = folder / "ca.crt", folder / "node.crt", folder / "node.key"
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    for path, data in zip(paths, (ca.public_bytes(pem), cert.public_bytes(pem), key_pem)):
+        _write_private(path, data.decode())
+    return paths
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (600), replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)  # an older leftover .tmp keeps its mode through O_CREAT
+    os.replace(tmp, path)
+
+
+def _make_private(state_dir: Path) -> None:
+    """State folder and everything in it owner-only: folders 700, files 600.
+
+    New files are private by weed's umask; this also tightens what an older install left (755/644).
+    """
+    (state_dir / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(state_dir, 0o700)
+    for root, dirs, files in os.walk(state_dir):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o700)
+        for name in files:
+            path = os.path.join(root, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.chmod(path, 0o600)
 
 
 def _port_free(port: int) -> bool:

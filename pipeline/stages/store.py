@@ -109,6 +109,7 @@ class _StreamingUpload:
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._upload_id: str | None = None
+        self._started = False  # a multipart upload was asked for (its answer may have been lost)
         self._parts: list[tuple[int, Future]] = []
         self._single: Future | None = None
 
@@ -147,6 +148,7 @@ class _StreamingUpload:
 
     def _submit_part(self) -> None:
         if self._upload_id is None:
+            self._started = True
             resp = self.bucket._call(
                 f"start upload {self.key}",
                 self.bucket.client.create_multipart_upload,
@@ -208,16 +210,17 @@ class _StreamingUpload:
                 fut.result()
             except Exception as exc:  # the failure being handled already; this one adds nothing
                 log.debug("upload of %s failed during abort: %s", self.key, exc)
-        if self._upload_id is not None:
-            try:
-                self.bucket._call(
-                    f"abort upload {self.key}",
-                    self.bucket.client.abort_multipart_upload,
-                    Key=self.key,
-                    UploadId=self._upload_id,
-                )
-            except StorageError as exc:
-                log.warning("could not abort the multipart upload of %s: %s", self.key, exc)
+        if not self._started:
+            return
+        try:
+            # Every upload of this key, not only ours: when the answer to a start was lost (and retried),
+            # the server holds an upload whose id we never learnt. The key is unique to this attempt.
+            uploads = {u["UploadId"] for u in self.bucket.open_uploads(self.key) if u["Key"] == self.key}
+            for upload_id in uploads | ({self._upload_id} if self._upload_id else set()):
+                self.bucket.abort_upload(self.key, upload_id)
+        except StorageError as exc:
+            # The maintenance DAG aborts uploads left open for more than a day.
+            log.warning("could not abort the multipart upload of %s: %s", self.key, exc)
 
 
 class _Lane:

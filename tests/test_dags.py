@@ -22,6 +22,7 @@ from pipeline.core.layout import (
     crawl_summary_key,
     dedupe_shard_key,
     raw_prefix,
+    refused_key,
     report_key,
     run_manifest_key,
     seen_key,
@@ -432,6 +433,21 @@ def test_prune_seen_state_forgets_only_old_entries(bucket):
     assert removed == {"alpha": 1, "beta": 0}
     assert sorted(load_seen(bucket, "alpha")) == ["https://a.example/new", "https://a.example/undated"]
     assert prune_seen_state(bucket, "2026-11-27", retention_days=90) == {"alpha": 0, "beta": 0}
+
+
+def test_prune_refused_state_forgets_old_refusals_and_keeps_seen_state(bucket):
+    from pipeline.dataset.state import load_refused, load_seen
+    from pipeline.flows.maintenance import prune_refused_state
+
+    old = {"url": "https://g.example/tag/x", "reason": "not_article:listing", "refused_at": "2026-09-01T00:00:00Z"}
+    new = {"url": "https://g.example/about", "reason": "not_article:other", "refused_at": "2026-11-25T00:00:00Z"}
+    bucket.put_json(refused_key("gamma"), {old["url"]: old, new["url"]: new})
+    seen = {"https://g.example/a": {"url": "https://g.example/a", "stored_at": "2026-09-01T00:00:00Z"}}
+    bucket.put_json(seen_key("gamma"), seen)
+    assert prune_refused_state(bucket, "2026-11-27", retention_days=30) == {"gamma": 1}
+    assert list(load_refused(bucket, "gamma")) == [new["url"]]
+    assert load_seen(bucket, "gamma") == seen  # the seen state has its own retention
+    assert prune_refused_state(bucket, "2026-11-27", retention_days=30) == {"gamma": 0}
 
 
 def test_prune_dedupe_index_deletes_only_expired_shards(bucket):

@@ -2,7 +2,7 @@
 
 Bucket layout (a contract for consumers; `tests/test_layout.py` pins it)::
 
-    raw/dt=YYYY-MM-DD/run=<run_id>/<source>/<source>-<seq:05d>.warc.gz   WARC 1.1, gzip per record
+    raw/dt=YYYY-MM-DD/run=<run_id>/<source>/<source>-<attempt>-<seq:05d>.warc.gz   WARC 1.1, gzip per record
     work/dt=YYYY-MM-DD/run=<run_id>/...        intermediate stage outputs; not for consumers
         crawl/<source>.json                    crawl summary (stats counters, WARC keys, rejects key)
         crawl-failed/<source>.json             written when a crawl raised; deleted by a successful retry
@@ -142,9 +142,10 @@ def raw_prefix(run_id: str, source: str | None = None) -> str:
     return prefix if source is None else f"{prefix}{safe_segment(source)}/"
 
 
-def warc_basename(source: str) -> str:
-    """The file name stem of a source's WARC files (`<source>` of `<source>-00001.warc.gz`)."""
-    return safe_segment(source)
+def warc_basename(source: str, attempt: str | None = None) -> str:
+    """The file name stem of a source's WARC files: `<source>` of `<source>-00001.warc.gz`, or
+    `<source>-<attempt>` for one crawl attempt's files (unique per attempt: never overwritten)."""
+    return safe_segment(source) if attempt is None else f"{safe_segment(source)}-{safe_segment(attempt)}"
 
 
 def warc_file_name(basename: str, seq: int) -> str:
@@ -297,6 +298,11 @@ def seen_key(source: str) -> str:
 def seen_source(key: str) -> str | None:
     """The source segment of a `state/seen/<source>.json` key (`seen_key` of it is `key` again); else None."""
     return _strip(key, SEEN_PREFIX, ".json")
+
+
+def refused_source(key: str) -> str | None:
+    """The source a `state/refused/<source>.json` key belongs to (None for other keys)."""
+    return _strip(key, REFUSED_PREFIX, ".json")
 
 
 def refused_key(source: str) -> str:

@@ -9,22 +9,32 @@ from a shell. They are idempotent: running one twice for the same day leaves the
 * `prune_dedupe_index()`: delete near-duplicate index shards older than the dedupe window.
 * `abort_stale_uploads()`: abort multipart uploads left open for more than a day (by a store
   that died, or lost the server, before it could abort its own).
-* `prune_seen_state()`: drop seen-URL entries stored longer ago than a retention period.
-  (`pipeline.dataset.state` has no prune of its own; this uses its conditional `update_json`, so a
+* `prune_seen_state()`: drop seen-URL entries stored longer ago than a retention period, and
+  `prune_refused_state()` refusals recorded longer ago than theirs.
+  (`pipeline.dataset.state` has no prune of its own; these use its conditional `update_json`, so a
   crawl recording URLs at the same time loses nothing.)
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext, check_run_id
-from pipeline.core.layout import SEEN_PREFIX, WARC_SUFFIX, raw_day_prefix, raw_run_id, seen_source
-from pipeline.dataset.state import load_seen, update_json
+from pipeline.core.layout import (
+    REFUSED_PREFIX,
+    SEEN_PREFIX,
+    WARC_SUFFIX,
+    raw_day_prefix,
+    raw_run_id,
+    refused_source,
+    seen_source,
+)
+from pipeline.dataset.state import load_refused, load_seen, update_json
 from pipeline.flows.ingest import reextract_run
 from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
 from pipeline.stages.store import cleanup_orphans as _cleanup
@@ -35,6 +45,9 @@ log = logging.getLogger(__name__)
 #: Seen-URL entries older than this are forgotten (a feed rarely re-lists an article after
 #: a few days, `max_age_days` cuts sitemaps at 3 by default; 90 leaves a wide margin).
 SEEN_RETENTION_DAYS = 90
+#: Refusals older than this are forgotten: a refusal holds for the source's `revisit_hours` (a week by
+#: default), after which the page is fetched again anyway; the entry is only history by then.
+REFUSED_RETENTION_DAYS = 30
 #: A multipart upload open this long is a leftover: a store takes minutes, and its own
 #: failure handling aborts what it started whenever the server can still be reached.
 STALE_UPLOAD_AGE = timedelta(days=1)
@@ -125,16 +138,39 @@ def prune_seen_state(
 
     Entries without a parseable `stored_at` are kept (never lose state on a format surprise).
     """
+    return _prune_state(bucket, SEEN_PREFIX, seen_source, load_seen, "stored_at", _cutoff(as_of, retention_days))
+
+
+def prune_refused_state(
+    bucket: Bucket, as_of: datetime | date | str, *, retention_days: float = REFUSED_RETENTION_DAYS
+) -> dict[str, int]:
+    """Forget refusals (pages refused as not articles) recorded more than `retention_days` before `as_of`."""
+    cutoff = _cutoff(as_of, retention_days)
+    return _prune_state(bucket, REFUSED_PREFIX, refused_source, load_refused, "refused_at", cutoff)
+
+
+def _cutoff(as_of: datetime | date | str, retention_days: float) -> datetime:
     if not isinstance(as_of, datetime):
         d = _day(as_of)
         as_of = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
-    cutoff = as_of - timedelta(days=retention_days)
+    return as_of - timedelta(days=retention_days)
+
+
+def _prune_state(
+    bucket: Bucket,
+    prefix: str,
+    source_of: Callable[[str], str | None],
+    load: Callable[[Bucket, str], dict],
+    stamp: str,
+    cutoff: datetime,
+) -> dict[str, int]:
+    """Drop the entries of every `prefix` state object whose `stamp` is before `cutoff`; {source: removed}."""
     removed: dict[str, int] = {}
-    for key in bucket.list(SEEN_PREFIX):
-        source = seen_source(key)
+    for key in bucket.list(prefix):
+        source = source_of(key)
         if source is None:
             continue
-        if not any(_expired(e, cutoff) for e in load_seen(bucket, source).values()):
+        if not any(_expired(e, stamp, cutoff) for e in load(bucket, source).values()):
             removed[source] = 0  # nothing to do: no write, no race with a crawl recording URLs
             continue
         count = {"n": 0}
@@ -143,7 +179,7 @@ def prune_seen_state(
             keep = {}
             count["n"] = 0
             for url, entry in current.items():
-                if _expired(entry, cutoff):
+                if _expired(entry, stamp, cutoff):
                     count["n"] += 1
                 else:
                     keep[url] = entry
@@ -152,12 +188,12 @@ def prune_seen_state(
         update_json(bucket, key, merge)
         removed[source] = count["n"]
         if count["n"]:
-            log.info("seen state of %s: forgot %d entries stored before %s", source, count["n"], cutoff.date())
+            log.info("%s%s: forgot %d entries from before %s", prefix, source, count["n"], cutoff.date())
     return removed
 
 
-def _expired(entry, cutoff: datetime) -> bool:
-    stored = _parse_ts(entry.get("stored_at") if isinstance(entry, dict) else None)
+def _expired(entry, stamp: str, cutoff: datetime) -> bool:
+    stored = _parse_ts(entry.get(stamp) if isinstance(entry, dict) else None)
     return stored is not None and stored < cutoff
 
 

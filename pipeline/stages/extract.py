@@ -323,7 +323,8 @@ def prune_boilerplate(
     for selector in drop_selectors:
         try:
             matches = tree.cssselect(selector)
-        except (etree.XPathError, ValueError, SyntaxError) as exc:
+        # cssselect's ExpressionError (`div::text`) is a RuntimeError; config validation refuses these first
+        except (etree.XPathError, ValueError, SyntaxError, RuntimeError) as exc:
             raise ConfigError(f"cleaning.drop_selectors: bad CSS selector {selector!r}: {exc}") from exc
         for el in matches:
             if el.tag not in ("html", "body"):

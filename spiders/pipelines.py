@@ -5,14 +5,23 @@
 (response records carry WARC-X-Source / WARC-X-Kind), collects `CrawlReject` items into
 `rejects/dt=/run=/crawl-<source>.jsonl`, and merges the ETag / Last-Modified of fetched
 feeds, sitemaps and robots.txt (plus the links they announced) into `state/http/<source>.json`.
-Keys are deterministic: opening deletes this source's earlier files of the same run.
+
+WARC keys are unique per crawl attempt (`raw/dt=/run=/<source>/<source>-<attempt>-NNNNN.warc.gz`)
+and never deleted or overwritten here: two crawls of one run and source (a retry, or two runs at
+once) each keep their own files, so a row committed from either still finds its record. The crawl
+summary names the files of the attempt that wrote it last; earlier attempts' files go with the run.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import secrets
 import shutil
+import signal
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +30,7 @@ from scrapy.exceptions import NotConfigured
 from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
-from pipeline.core.layout import crawl_rejects_name, crawl_summary_key, http_key, raw_prefix, warc_basename
+from pipeline.core.layout import crawl_rejects_name, http_key, raw_prefix, warc_basename
 from pipeline.core.paths import default_sources_path
 from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.dataset.state import save_http
@@ -34,6 +43,34 @@ log = logging.getLogger(__name__)
 CANONICAL_FIELD = "WARC-X-Canonical-URL"
 DISCOVERED_FIELD = "WARC-X-Discovered-URL"
 _VALIDATED_KINDS = ("feed", "sitemap", "robots")
+
+
+#: Set by `pipeline.stages.crawl` to its pid (`pipeline.runtime.pool.PARENT_PID_ENV`; the spiders may
+#: not import the runtime layer, so the parent-death signal is armed here as `die_with_parent` does).
+PARENT_PID_ENV = "NEWS_PARENT_PID"
+
+
+def die_with_crawl_parent() -> None:
+    """SIGKILL this crawl when the process that started it dies (Linux PR_SET_PDEATHSIG); exit now if it is gone.
+
+    Without it a `kill -9` of `pipeline run` leaves the crawl fetching and writing to the bucket for a dead run.
+    """
+    try:
+        parent = int(os.environ[PARENT_PID_ENV])
+    except (KeyError, ValueError):
+        return  # started by hand: nobody to die with
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
+    except (OSError, AttributeError) as exc:  # not Linux
+        log.debug("no parent-death signal: %s", exc)
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before the signal was armed
+
+
+def new_attempt_id() -> str:
+    """A crawl attempt's id: seconds since the epoch (hex, so attempts sort by start) and 4 random hex digits."""
+    return f"{int(time.time()):x}{secrets.token_hex(2)}"
 
 
 class WarcArchivePipeline:
@@ -55,12 +92,14 @@ class WarcArchivePipeline:
         self.local_dir: str | None = local_dir or None
         self.rejects: list[dict] = []
         self.http: dict[str, dict] = {}
+        self.attempt = new_attempt_id()
 
     @classmethod
     def from_crawler(cls, crawler):
         s = crawler.settings
         if not s.get("NEWS_SOURCE") or not s.get("NEWS_RUN_ID"):
             raise NotConfigured("WarcArchivePipeline needs NEWS_SOURCE and NEWS_RUN_ID")
+        die_with_crawl_parent()
         return cls(
             crawler,
             s.get("NEWS_SOURCE"),
@@ -74,18 +113,13 @@ class WarcArchivePipeline:
         self.bucket = Bucket(S3Settings.from_env())
         self.bucket.check()
         prefix = raw_prefix(self.run_id, self.source)
-        stale = self.bucket.list(prefix) + [
-            k for k in [crawl_summary_key(self.run_id, self.source)] if self.bucket.exists(k)
-        ]
-        if stale:
-            log.info("re-run of %s for run %s: deleting %s earlier file(s)", self.source, self.run_id, len(stale))
-            self.bucket.delete(stale)
+        log.info("crawl attempt %s of %s for run %s", self.attempt, self.source, self.run_id)
         if not self.keep_local:
             self.local_dir = tempfile.mkdtemp(prefix=f"warc-{self.source}-")
         bucket = self.bucket
         self.writer = RotatingWarcWriter(
             prefix,
-            warc_basename(self.source),
+            warc_basename(self.source, self.attempt),
             upload=lambda path, key: bucket.put_file(key, path, content_type="application/warc"),
             max_bytes=self.max_bytes,
             local_dir=self.local_dir,

@@ -12,10 +12,14 @@ drop `Content-Encoding`/`Transfer-Encoding` (the originals are kept as
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import logging
 import os
+import shutil
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +31,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import GzippingWrapper, WARCWriter
 
-from pipeline.core.layout import WARC_SUFFIX, raw_prefix, warc_file_name
+from pipeline.core.layout import WARC_SUFFIX, crawl_summaries_prefix, raw_prefix, warc_file_name
 from pipeline.text.decoding import decode_html
 
 log = logging.getLogger(__name__)
@@ -236,8 +240,21 @@ def read_warc(bucket, warc_key: str) -> Iterator[WarcResponse]:
 
 
 def run_warc_keys(bucket, run_id: str) -> list[str]:
-    """Every WARC file archived for a run, all sources, in key order."""
-    return sorted(k for k in bucket.list(raw_prefix(run_id)) if k.endswith(WARC_SUFFIX))
+    """The WARC files of a run, all sources, in key order: those its crawl summaries name.
+
+    A source crawled more than once for the run (a retry, two runs at once) keeps every attempt's
+    files; the summary names the attempt whose pages the run used, so its pages are not read twice.
+    A run without summaries (archived by an older version) gives every WARC file under its folder.
+    """
+    present = sorted(k for k in bucket.list(raw_prefix(run_id)) if k.endswith(WARC_SUFFIX))
+    summaries = [k for k in bucket.list(crawl_summaries_prefix(run_id)) if k.endswith(".json")]
+    if not summaries:
+        return present
+    named = {key for s in summaries for key in bucket.get_json(s).get("warc_keys", [])}
+    missing = named.difference(present)
+    if missing:
+        log.warning("run %s: %d WARC file(s) named by its crawl summaries are gone", run_id, len(missing))
+    return sorted(named.intersection(present))
 
 
 class WarcTail:
@@ -275,6 +292,87 @@ class WarcTail:
 
     def keys(self) -> list[str]:
         return sorted(self.key_prefix + p.name for p in self.folder.glob("*.warc.gz"))
+
+
+# --------------------------------------------------------------------------- local spool folders
+#
+# A crawl builds its WARC files in a local folder (`var/warc-*`). Each folder holds a lock file,
+# flock'ed by the process that made it for as long as it lives (and by its forked workers, which die
+# with it): the kernel drops the lock when they are all gone, however they ended, so a later start
+# can tell a dead run's folder from a live one without trusting a pid that may have been reused.
+
+#: The lock file in each spool folder (holds the owner's pid, for people; the lock is what counts).
+SPOOL_LOCK = ".owner"
+#: A spool folder without a lock file is left alone this long (seconds): its owner may be creating it.
+SPOOL_GRACE_SECONDS = 60.0
+
+
+class Spool:
+    """A local folder of WARC files, held by this process (its lock) until `release()`."""
+
+    def __init__(self, parent: str | Path, prefix: str):
+        parent = Path(parent)
+        parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        self._fd: int | None = os.open(self.path / SPOOL_LOCK, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new folder: nobody else can hold it
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        """Remove the folder and drop the lock."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_stale_spools(parent: str | Path, prefix: str = "warc-", *, grace: float = SPOOL_GRACE_SECONDS) -> list[Path]:
+    """Delete the spool folders under `parent` whose owner is gone (their lock is free); the folders removed.
+
+    A folder without a lock file (made by an older version, or one being made right now) goes once it
+    is older than `grace` seconds.
+    """
+    removed: list[Path] = []
+    parent = Path(parent)
+    if not parent.is_dir():
+        return removed
+    for folder in sorted(parent.glob(f"{prefix}*")):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        lock = folder / SPOOL_LOCK
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            try:
+                stale = time.time() - folder.stat().st_mtime > grace
+            except FileNotFoundError:
+                continue
+            if stale:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+            continue
+        except OSError as exc:
+            log.warning("spool folder %s: cannot open its lock: %s", folder, exc)
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    continue  # its owner (or one of its workers) still runs
+                raise
+            log.info("removing the spool folder of a process that is gone: %s", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _complete_members(data: bytes) -> tuple[int, bytes]:

@@ -18,20 +18,17 @@ dropped, as in the DAG (the next run fetches them).
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.core.context import RunContext
 from pipeline.core.layout import raw_prefix, safe_segment
 from pipeline.core.paths import var_dir
-from pipeline.dataset.warc import WarcTail
+from pipeline.dataset.warc import Spool, WarcTail, remove_stale_spools
 from pipeline.runtime.progress import Reporter
 from pipeline.stages.crawl import crawl_log_path, crawl_outcome, crawl_source
 
@@ -109,8 +106,10 @@ def crawl_and_extract(
     ctx: RunContext, sources: list[str], *, rep: Reporter, workers: int | None = None, timeout: float = 30
 ) -> StreamedCrawl:
     """Crawl `sources` one after another, extracting (and cleaning) their pages as they are archived."""
-    var_dir().mkdir(parents=True, exist_ok=True)
-    spool = Path(tempfile.mkdtemp(prefix=f"warc-{safe_segment(ctx.run_id)}-", dir=var_dir()))
+    for folder in remove_stale_spools(var_dir()):  # left by a run that was killed
+        log.warning("removed the stale spool folder %s", folder)
+    held = Spool(var_dir(), f"warc-{safe_segment(ctx.run_id)}-")
+    spool = held.path
     t0 = time.perf_counter()
     crawl_end = t0
     crawls: dict[str, _Crawl] = {}
@@ -188,7 +187,7 @@ def crawl_and_extract(
         for crawl in crawls.values():  # an exception above: do not leave a crawl thread behind
             if crawl.thread is not None:
                 crawl.thread.join()
-        shutil.rmtree(spool, ignore_errors=True)
+        held.release()
     end = time.perf_counter()
     return StreamedCrawl(
         keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)}, failed, cleaned

@@ -8,6 +8,11 @@ on top of what it holds after start-up fails that task with MemoryError and is r
 Workers are forked from the caller, which has already imported the task's module, so a
 replacement starts in milliseconds. (spawn and forkserver re-run the caller's main script
 in every child, which breaks scripts and notebooks that call this without a main guard.)
+
+Workers die with their parent: each sets PR_SET_PDEATHSIG (`die_with_parent`) and closes every
+pipe end it inherited but its own, so neither a `kill -9` of the caller nor a crash leaves one
+blocked on a pipe forever. (The death signal follows the *thread* that forked the worker: iterate
+`bounded_map` from a thread that outlives it, as every caller does.)
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -44,6 +51,37 @@ class TaskFailure:
 FORK_LOCK = threading.Lock()
 
 
+#: The environment variable naming the pid an exec'd child must die with (the crawl child reads it:
+#: `spiders.pipelines.die_with_crawl_parent`, the same as `die_with_parent`).
+PARENT_PID_ENV = "NEWS_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+#: The parent's ends of every live worker's pipe: a new worker closes its copies of them (fork
+#: duplicates every descriptor), else a worker holds its siblings' pipes open and none of them
+#: ever reads end-of-file when the parent is gone.
+_PARENT_ENDS: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+def die_with_parent(parent_pid: int | None = None, sig: int = signal.SIGKILL) -> bool:
+    """Have the kernel send `sig` to this process when its parent dies (Linux PR_SET_PDEATHSIG).
+
+    `parent_pid`: the pid the parent had; if it is already gone (it died before this call), exit
+    now. Returns False where prctl is not available (not Linux): the caller's other means apply.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError) as exc:
+        log.debug("no parent-death signal: %s", exc)
+        return False
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the signal was armed: nobody is left to kill us
+    return True
+
+
 def default_workers() -> int:
     """Cores this process may use."""
     try:
@@ -67,8 +105,15 @@ def _limit_memory(max_memory_mb: int) -> None:
 
 
 def _worker_main(
-    conn: Connection, fn: Callable[[Any], Any], warmup: Callable[[], None] | None, max_memory_mb: int
+    conn: Connection,
+    fn: Callable[[Any], Any],
+    warmup: Callable[[], None] | None,
+    max_memory_mb: int,
+    parent_pid: int,
 ) -> None:
+    die_with_parent(parent_pid)
+    for inherited in list(_PARENT_ENDS):  # our parent's end and our siblings': only our own end stays open
+        inherited.close()
     if warmup is not None:
         warmup()  # load models before the memory cap is measured, so they are not charged to tasks
     _limit_memory(max_memory_mb)
@@ -92,7 +137,9 @@ def _worker_main(
 class _Worker:
     def __init__(self, ctx, fn, warmup, max_memory_mb: int):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, fn, warmup, max_memory_mb), daemon=True)
+        _PARENT_ENDS.add(self.conn)
+        args = (child, fn, warmup, max_memory_mb, os.getpid())
+        self.proc = ctx.Process(target=_worker_main, args=args, daemon=True)
         with FORK_LOCK:
             self.proc.start()
         child.close()
@@ -104,6 +151,7 @@ class _Worker:
             self.proc.kill()
         self.proc.join(5)
         self.conn.close()
+        _PARENT_ENDS.discard(self.conn)
 
     def stop(self) -> None:
         try:

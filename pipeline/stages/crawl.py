@@ -5,8 +5,10 @@ Scrapy's Twisted reactor cannot be restarted inside a long-lived worker (Airflow
 repository root with the bucket settings in its environment. The spider writes its WARC
 files, its rejects and a summary to the bucket; this function returns that summary.
 
-Deterministic keys: a re-run of a source for the same run id first deletes that source's
-earlier raw files and summary of the run (done by the WARC pipeline when it opens).
+WARC keys are unique per crawl attempt and never overwritten: a re-run of a source for the same
+run id (a retry, or a second run at once) writes files of its own next to the earlier ones, and
+its summary, written last, names them. The child dies with this process (a parent-death signal
+armed by `spiders.pipelines`), so a `kill -9` here does not leave it crawling for a dead run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from pipeline.core.context import RunContext
 from pipeline.core.layout import crawl_failure_key, crawl_summaries_prefix, crawl_summary_key, safe_segment
 from pipeline.core.paths import ROOT, var_dir
-from pipeline.runtime.pool import FORK_LOCK
+from pipeline.runtime.pool import FORK_LOCK, PARENT_PID_ENV
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,9 @@ def crawl_stage(
     logs = var_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = crawl_log_path(ctx, source_name)
-    env = {**os.environ, **ctx.s3.as_env(), "PYTHONUNBUFFERED": "1"}
+    # PARENT_PID_ENV: the child arms a parent-death signal (spiders.pipelines), so a `kill -9` of
+    # this process does not leave it crawling and writing to the bucket for a run that is gone.
+    env = {**os.environ, **ctx.s3.as_env(), "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
     cmd = crawl_command(ctx, source_name, settings=settings)
     log.info("crawl %s (run %s): %s; log in %s", source_name, ctx.run_id, " ".join(cmd), log_path)
     with open(log_path, "wb") as out:

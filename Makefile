@@ -5,12 +5,13 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install demo test lint format test-fast lock s3-up s3-down s3-status site bench bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e clean
+.PHONY: help install demo test lint format test-fast lock mutation s3-up s3-down s3-status site bench bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e clean
 
 help:
 	@echo "make demo         start embedded S3 + sample site, run the news_ingest DAG once, read articles back"
 	@echo "make test         lint (ruff, mypy), then the test suite (what CI runs)"
 	@echo "make bench-*      benchmarks: extract, dedupe, store, crawl, e2e"
+	@echo "make mutation     break each safety guarantee in a copy of the tree; fails if a test misses one"
 	@echo "make s3-up|s3-down|s3-status   the embedded SeaweedFS"
 	@echo "make site         serve the offline sample news site on 127.0.0.1:8701-8703"
 
@@ -40,6 +41,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix pipeline spiders dags tests benchmarks examples
 	$(BIN)/ruff format pipeline spiders dags tests benchmarks examples
+
+# Break each safety guarantee (SSRF, robots, limits, digests, conditional writes ...) in a temporary copy of the
+# tree and run the tests that must notice; exits 1 on a survivor. Run it before changing a guard.
+mutation: $(STAMP)
+	$(BIN)/python scripts/mutation.py
 
 # Regenerate the lock from the current environment (after changing requirements.txt).
 lock: $(STAMP)

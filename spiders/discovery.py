@@ -17,6 +17,7 @@ from io import BytesIO
 
 import lxml.etree
 import lxml.html
+from scrapy.utils._compression import _DecompressionMaxSizeExceeded  # what gunzip raises over max_size
 from scrapy.utils.gz import gunzip
 from scrapy.utils.sitemap import sitemap_urls_from_robots
 
@@ -91,11 +92,24 @@ def is_fresh(published: datetime | None, max_age_days: float, now: datetime | No
     return published >= now - timedelta(days=max_age_days)
 
 
-def maybe_gunzip(body: bytes, max_size: int = 0) -> bytes:
-    """Body of a gzip sitemap decompressed (bounded by `max_size`), other bodies unchanged."""
-    if body[:2] == b"\x1f\x8b":
+class DecompressionBomb(ValueError):
+    """A gzip document decompresses to more than the allowed size."""
+
+
+def maybe_gunzip(body: bytes, *, max_size: int) -> bytes:
+    """Body of a gzip sitemap decompressed, other bodies unchanged.
+
+    `max_size` (bytes, > 0) is required: an unbounded gunzip of a hostile sitemap is a memory bomb.
+    Over it, DecompressionBomb is raised.
+    """
+    if max_size <= 0:
+        raise ValueError(f"max_size must be positive, got {max_size}")
+    if body[:2] != b"\x1f\x8b":
+        return body
+    try:
         return gunzip(body, max_size=max_size)
-    return body
+    except _DecompressionMaxSizeExceeded as exc:
+        raise DecompressionBomb(f"gzip body decompresses to more than {max_size} bytes") from exc
 
 
 # --------------------------------------------------------------------------- feeds

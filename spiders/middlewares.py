@@ -8,6 +8,7 @@ Wiring (``spiders/settings.py``)::
         "spiders.middlewares.StrictRobotsTxtMiddleware": 100,
         "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
         "spiders.middlewares.RetryAfterMiddleware": 550,
+        "spiders.middlewares.HeaderLimitMiddleware": 950,        # first to see a response
     }
     TWISTED_DNS_RESOLVER = "spiders.resolver.GuardedResolver"
     NEWS_ALLOW_PRIVATE = [...]      # from crawl.allow_private
@@ -15,13 +16,14 @@ Wiring (``spiders/settings.py``)::
 Every refusal raises ``IgnoreRequest`` whose message starts with a stable
 reason code, so a spider errback can record it in the rejects file as is:
 ``ssrf_blocked: ...``, ``robots_denied: ...``, ``robots_unreachable: ...``,
-``retry_after_too_long: ...``.
+``retry_after_too_long: ...``, ``headers_too_large: ...``.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -225,6 +227,56 @@ def _reason_category(reason: str) -> str:
     return "other"
 
 
+# --------------------------------------------------------------------------- response headers
+
+
+def header_size(response: Response) -> tuple[int, int]:
+    """(number of header lines, their bytes as sent: name, ": ", value, CRLF) of a response."""
+    count = size = 0
+    for name, values in response.headers.items():
+        for value in values:
+            count += 1
+            size += len(name) + len(value) + 4
+    return count, size
+
+
+class HeaderLimitMiddleware:
+    """Refuse responses with too many or too large headers (``headers_too_large: ...``).
+
+    ``DOWNLOAD_MAXSIZE`` counts only the body: a server could send megabytes of headers
+    that would be archived and parsed with the page. Placed after the downloader
+    (order 950), so an oversized response is refused before redirects or decompression.
+
+    Settings: ``NEWS_MAX_HEADER_BYTES`` (65536, from ``crawl.max_header_bytes``),
+    ``NEWS_MAX_HEADER_COUNT`` (500). Stats: ``news/headers_too_large``.
+    """
+
+    def __init__(self, crawler: Crawler, max_bytes: int, max_count: int):
+        self.stats = crawler.stats
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        return cls(
+            crawler,
+            settings.getint("NEWS_MAX_HEADER_BYTES", 64 * 1024),
+            settings.getint("NEWS_MAX_HEADER_COUNT", 500),
+        )
+
+    def process_response(self, request: Request, response: Response, spider: Any = None) -> Response:
+        count, size = header_size(response)
+        if count <= self.max_count and size <= self.max_bytes:
+            return response
+        self.stats.inc_value("news/headers_too_large")
+        logger.warning("headers_too_large: %s sent %s headers, %s bytes", request.url, count, size)
+        raise IgnoreRequest(
+            f"headers_too_large: {request.url} sent {count} headers ({size} bytes); "
+            f"limits are {self.max_count} headers and {self.max_bytes} bytes"
+        )
+
+
 # --------------------------------------------------------------------------- robots.txt
 
 
@@ -237,6 +289,18 @@ class RobotsEntry:
     expires: float  # time.monotonic() after which it is fetched again
     reason: str
     robots_url: str
+
+
+def product_token(useragent: str | bytes) -> str:
+    """The product token of a User-Agent ("news-ingest" of "news-ingest/0.1 (+https://...)").
+
+    RFC 9309 2.2.1 matches robots.txt groups against the product token only: the whole header
+    would also match groups named after words of its comment ("example", "ops").
+    """
+    if isinstance(useragent, bytes):
+        useragent = useragent.decode("latin-1")
+    match = re.match(r"\s*([A-Za-z_-]+)", useragent)
+    return match.group(1) if match else useragent.strip()
 
 
 class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
@@ -253,6 +317,9 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
       ``ROBOTS_RETRY_SECONDS`` (60).
     * Requests refused raise ``IgnoreRequest("robots_denied: ...")`` or
       ``IgnoreRequest("robots_unreachable: ...")`` and count ``robots/denied``.
+
+    * Groups are matched on the product token of ``ROBOTSTXT_USER_AGENT`` (else the
+      request's User-Agent): our own group wins over ``*`` (RFC 9309 2.2.1).
 
     Each fetch fires the ``robots_fetched`` signal (see module) so robots.txt
     can be archived.
@@ -290,7 +357,7 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
         if not useragent:
             useragent = request.headers.get(b"User-Agent", self._default_useragent)
             assert useragent is not None  # as in Scrapy's RobotsTxtMiddleware: the USER_AGENT default is set
-        if not entry.parser.allowed(request.url, useragent):
+        if not entry.parser.allowed(request.url, product_token(useragent)):
             self._stats.inc_value("robots/denied")
             logger.debug("robots_denied: %s", request.url)
             raise IgnoreRequest(f"robots_denied: {request.url} is disallowed by {entry.robots_url}")

@@ -51,6 +51,9 @@ DOWNLOAD_TIMEOUT = 30
 DOWNLOAD_MAXSIZE = 32 * 1024 * 1024  # also bounds the decompressed size (HttpCompressionMiddleware)
 DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
 REDIRECT_MAX_TIMES = 5
+NEWS_MAX_HEADER_BYTES = 64 * 1024  # response headers (DOWNLOAD_MAXSIZE counts only the body)
+NEWS_MAX_HEADER_COUNT = 500
+NEWS_MAX_SITEMAP_DEPTH = 3  # sitemap-index levels followed below a configured sitemap
 RETRY_TIMES = 1  # transient errors once more; Retry-After (429/503) is honoured by its own middleware
 METAREFRESH_ENABLED = False
 
@@ -140,4 +143,6 @@ DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddlewa
 DOWNLOADER_MIDDLEWARES["spiders.middlewares.StrictRobotsTxtMiddleware"] = 100
 DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.retry.RetryMiddleware"] = None
 DOWNLOADER_MIDDLEWARES["spiders.middlewares.RetryAfterMiddleware"] = 550
+# Highest order: the first to see a response, before redirects and decompression act on it.
+DOWNLOADER_MIDDLEWARES["spiders.middlewares.HeaderLimitMiddleware"] = 950
 TWISTED_DNS_RESOLVER = "spiders.resolver.GuardedResolver"

@@ -10,6 +10,10 @@ import pytest
 from pipeline.text.urls import canonicalize
 from spiders import discovery
 
+# Per test: pure parsing: a bomb that is no longer bounded must fail fast, not exhaust memory slowly.
+pytestmark = pytest.mark.timeout(30)
+
+
 BASE = "http://news.example/"
 
 
@@ -79,10 +83,27 @@ def test_feed_with_external_entity_is_not_expanded(tmp_path):
     secret.write_text("TOPSECRET")
     xxe = (
         f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret}">]>'
-        "<rss><channel><item><title>&x;</title><link>http://news.example/x</link></item></channel></rss>"
+        "<rss><channel><item><title>Before &x; after</title><link>http://news.example/x</link></item></channel></rss>"
     )
     entries = discovery.parse_feed(xxe.encode(), BASE)
-    assert all("TOPSECRET" not in (e.title or "") for e in entries)
+    # parsed (so the check below is not vacuous), and the entity left unexpanded
+    assert [e.url for e in entries] == ["http://news.example/x"]
+    assert entries[0].title and entries[0].title.startswith("Before")
+    assert "TOPSECRET" not in entries[0].title
+
+
+def test_sitemap_with_external_entity_is_not_expanded(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET")
+    xxe = (
+        f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret}">]>'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        "<url><loc>http://news.example/a/&x;</loc></url><url><loc>http://news.example/b</loc></url></urlset>"
+    )
+    doc = discovery.parse_sitemap(xxe.encode(), BASE)
+    assert doc.kind == "urlset" and len(doc.entries) == 2
+    assert doc.entries[1].url == "http://news.example/b"
+    assert not any("TOPSECRET" in e.url for e in doc.entries)
 
 
 NEWS_SITEMAP = b"""<?xml version="1.0" encoding="UTF-8"?>
@@ -108,7 +129,7 @@ def test_news_sitemap_publication_date_and_lastmod():
 
 
 def test_sitemap_index_and_gzip():
-    doc = discovery.parse_sitemap(discovery.maybe_gunzip(gzip.compress(INDEX)), BASE)
+    doc = discovery.parse_sitemap(discovery.maybe_gunzip(gzip.compress(INDEX), max_size=2**20), BASE)
     assert doc.kind == "sitemapindex"
     assert [e.url for e in doc.entries] == [
         "http://news.example/sitemap-1.xml.gz",
@@ -118,8 +139,16 @@ def test_sitemap_index_and_gzip():
 
 def test_gzip_sitemap_bomb_is_bounded():
     bomb = gzip.compress(b"<urlset>" + b" " * (4 * 2**20))
-    with pytest.raises(ValueError):
+    with pytest.raises(discovery.DecompressionBomb, match=r"more than 1048576 bytes"):
         discovery.maybe_gunzip(bomb, max_size=2**20)
+    assert len(discovery.maybe_gunzip(bomb, max_size=8 * 2**20)) == 8 + 4 * 2**20
+
+
+def test_gzip_limit_is_required():
+    with pytest.raises(TypeError):
+        discovery.maybe_gunzip(gzip.compress(INDEX))  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="max_size must be positive"):
+        discovery.maybe_gunzip(gzip.compress(INDEX), max_size=0)
 
 
 def test_not_a_sitemap_raises():

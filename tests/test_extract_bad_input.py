@@ -15,6 +15,9 @@ from pipeline.flows.pages import article_from_html
 from pipeline.runtime.pool import TaskFailure, bounded_map
 from pipeline.stages.extract import MAX_ELEMENTS, MAX_HTML_CHARS, extract_batch
 
+# Per test: a broken per-page timeout would otherwise hang a test until the suite's 600 s.
+pytestmark = pytest.mark.timeout(120)
+
 URL = "https://example.org/page"
 PARAS = [
     f"Paragraph {n}: the harbour tram line will get four new stops by the end of next year, the council "

@@ -11,8 +11,14 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response, TextResponse
 from scrapy.utils.test import get_crawler
 
-from spiders.middlewares import StrictRobotsTxtMiddleware
+from pipeline.core.config import CrawlSettings, Source
+from spiders.middlewares import StrictRobotsTxtMiddleware, product_token
+from spiders.spiders.news import source_settings
 from tests.crawl_helpers import LocalServer, Reply, free_port, guard_settings, page, redirect, run_crawl
+
+# Per test: real crawls run in a child with its own 120 s limit; the unit tests take milliseconds.
+pytestmark = pytest.mark.timeout(120)
+
 
 ROBOTS_URL = "http://news.example/robots.txt"
 
@@ -103,6 +109,51 @@ def test_entries_are_reused_until_they_expire_then_fetched_again():
     assert later.outcome == "4xx_allow"
 
 
+OWN_GROUP_DENIES = "User-agent: news-ingest\nDisallow: /\n\nUser-agent: *\nAllow: /\n"
+
+
+def _project_mw() -> StrictRobotsTxtMiddleware:
+    """The middleware with the settings the news spider derives from a sources file."""
+    crawl = CrawlSettings()
+    return _mw(**source_settings(crawl, Source(name="outlet", feeds=["http://news.example/feed.xml"])))
+
+
+def test_our_own_group_is_obeyed_although_star_allows():
+    mw = _project_mw()
+    assert mw._robotstxt_useragent == CrawlSettings().user_agent
+    entry = mw._from_response(_robots_response(200, OWN_GROUP_DENIES.encode()), ROBOTS_URL)
+    with pytest.raises(IgnoreRequest, match=r"^robots_denied: http://news.example/story "):
+        mw.check(entry, Request("http://news.example/story"))
+
+
+def test_our_own_group_is_preferred_over_star_not_merged_with_it():
+    # RFC 9309 2.2.1: the matching group (case-insensitive product token) replaces `*`'s rules
+    body = b"User-agent: *\nDisallow: /\n\nUser-agent: News-Ingest\nDisallow: /private/\n"
+    mw = _project_mw()
+    entry = mw._from_response(_robots_response(200, body), ROBOTS_URL)
+    mw.check(entry, Request("http://news.example/story"))  # `*` disallows it; our group does not
+    with pytest.raises(IgnoreRequest, match=r"^robots_denied: "):
+        mw.check(entry, Request("http://news.example/private/x"))
+
+
+def test_groups_match_the_product_token_not_words_of_the_comment():
+    # our User-Agent's comment holds "example.org" and "ops@": groups named so are someone else's
+    body = b"User-agent: example\nDisallow: /\n\nUser-agent: ops\nDisallow: /\n\nUser-agent: *\nAllow: /\n"
+    mw = _project_mw()
+    entry = mw._from_response(_robots_response(200, body), ROBOTS_URL)
+    mw.check(entry, Request("http://news.example/story"))
+    assert product_token(CrawlSettings().user_agent) == "news-ingest"
+    assert product_token(b"news-ingest-test/0.1") == "news-ingest-test"
+
+
+def test_without_robots_user_agent_the_request_user_agent_is_used():
+    mw = _mw(USER_AGENT="news-ingest/0.1 (+https://example.org/news-ingest)")
+    entry = mw._from_response(_robots_response(200, OWN_GROUP_DENIES.encode()), ROBOTS_URL)
+    with pytest.raises(IgnoreRequest, match=r"^robots_denied: "):
+        mw.check(entry, Request("http://news.example/story"))
+    mw.check(entry, Request("http://news.example/story", headers={"User-Agent": "otherbot/1.0"}))
+
+
 def test_meta_and_non_http_requests_skip_robots():
     mw = _mw()
 
@@ -151,6 +202,16 @@ def test_crawl_200_rules_fetched_once_and_archived_via_signal():
             "kind": "robots",
             "body": body,
         }
+
+
+def test_crawl_site_that_disallows_us_but_allows_everyone_else_is_not_crawled():
+    user_agent = CrawlSettings().user_agent
+    routes = {"/robots.txt": Reply(200, OWN_GROUP_DENIES, content_type="text/plain"), "/a": page("a")}
+    with LocalServer(routes) as site:
+        result = _crawl(site, ["/a"], USER_AGENT=user_agent, ROBOTSTXT_USER_AGENT=user_agent)
+        assert site.hits("/robots.txt") == 1 and site.hits("/a") == 0
+        assert result["pages"] == []
+        assert _by_url(result)[site.base + "/a"].startswith(f"robots_denied: {site.base}/a is disallowed")
 
 
 def test_crawl_404_allows_all():

@@ -17,7 +17,12 @@ from lxml import etree, html
 
 from examples.sample_site import BOILERPLATE_PHRASES, SampleSite
 from examples.sample_site.build import OLD_DAYS
+from examples.sample_site.hostile import SITEMAP_BOMB_BYTES, SITEMAP_HEAD
 from pipeline.core.config import load_sources
+
+# Per test: the slow and endless pages must never hold a test up.
+pytestmark = pytest.mark.timeout(60)
+
 
 SM = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -180,7 +185,10 @@ def test_every_discoverable_link_is_described_by_expected(sample_site):
 def _links_in_xml(url: str) -> set[str]:
     body = fetch(url)[2]
     if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        body = d.decompress(body, 2**24)
+        if d.unconsumed_tail:  # the hostile outlet's sitemap bomb: it announces nothing
+            return set()
     root = etree.fromstring(body)
     out = {el.text for el in root.iter(f"{SM}loc", "link") if el.text}
     out |= {el.get("href") for el in root.iter(f"{ATOM}link") if el.get("rel") == "alternate"}
@@ -481,6 +489,50 @@ def test_gzip_bomb_is_small_on_the_wire_and_huge_decompressed(sample_site):
         total += len(d.decompress(data, 2**24))
         data = d.unconsumed_tail
     assert total == 2**30 and d.eof  # zlib checked the trailer (CRC32, size) at eof
+
+
+def test_sitemap_bomb_is_a_valid_gzip_urlset_of_256_mib(sample_site):
+    status, headers, body = fetch(hostile(sample_site, "/sitemap-archive.xml.gz"), timeout=30)
+    assert status == 200 and headers["Content-Type"] == "application/gzip" and "Content-Encoding" not in headers
+    assert len(body) < 2**20
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    first = d.decompress(body, 4096)
+    assert first.startswith(SITEMAP_HEAD)
+    total, data = len(first), d.unconsumed_tail
+    while data:
+        total += len(d.decompress(data, 2**24))
+        data = d.unconsumed_tail
+    assert total == SITEMAP_BOMB_BYTES == 2**28 and d.eof
+    assert hostile(sample_site, "/sitemap-archive.xml.gz") in sample_site.surfaces()["hostile-times"]["sitemaps"]
+
+
+def test_sitemap_index_chain_is_ten_levels_deep(sample_site):
+    url = hostile(sample_site, "/sitemap-chain-1.xml")
+    assert url in sample_site.surfaces()["hostile-times"]["sitemaps"]
+    levels = []
+    while url:
+        root = etree.fromstring(fetch(url)[2])
+        levels.append(etree.QName(root).localname)
+        locs = [el.text for el in root.iter(f"{SM}loc")]
+        url = locs[0] if locs else None
+    assert levels == ["sitemapindex"] * 9 + ["urlset"]
+
+
+def test_many_headers_page_sends_100003_headers(sample_site):
+    import socket
+
+    port = urlsplit(hostile(sample_site, "/")).port
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /story/many-headers HTTP/1.0\r\nHost: x\r\n\r\n")
+        while chunk := sock.recv(2**20):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0].startswith(b"HTTP/1.0 200")
+    assert sum(1 for ln in lines if ln.startswith(b"X-Hostile-")) == 100_003
+    assert len(head) > 10 * 2**20 and b"Headers all the way down" in body
+    assert entry(sample_site, "/story/many-headers")["reject_reason"] == "headers_too_large"
 
 
 # --------------------------------------------------------------------------- config, determinism, bulk

@@ -59,6 +59,7 @@ ENABLED = {
         "scrapy.downloadermiddlewares.redirect.RedirectMiddleware",
         "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware",
         "scrapy.downloadermiddlewares.stats.DownloaderStats",
+        "spiders.middlewares.HeaderLimitMiddleware",
     ],
     "spider middlewares": [
         "scrapy.spidermiddlewares.start.StartSpiderMiddleware",

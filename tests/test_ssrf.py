@@ -20,6 +20,10 @@ from spiders.netguard import Allowlist, check_address, classify, parse_ip_litera
 from spiders.resolver import GuardedResolver
 from tests.crawl_helpers import LocalServer, guard_settings, page, redirect, run_crawl
 
+# Per test: a guard that let a request through to a blackholed address would wait on the connection.
+pytestmark = pytest.mark.timeout(120)
+
+
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
+from pipeline.core.bucket import PreconditionFailed
 from pipeline.core.layout import http_key, seen_key
-from pipeline.dataset.state import load_http, load_seen, record_stored, save_http, seen_lookup, update_json
+from pipeline.dataset.state import (
+    load_http,
+    load_seen,
+    merge_entries,
+    record_stored,
+    save_http,
+    seen_lookup,
+    update_json,
+)
+
+# Per test: the first test also starts SeaweedFS; a retry loop that never ends must fail.
+pytestmark = pytest.mark.timeout(120)
 
 
 def _row(i: int, source: str = "alpha", **extra) -> dict:
@@ -128,3 +142,32 @@ def test_refused_pages_are_remembered_per_source(bucket):
     assert bucket.exists(refused_key("alpha"))
     # a re-run of the same run id fetches its own refusals again (as with stored articles)
     assert load_refused(bucket, "alpha", exclude_run="20261130T100000Z") == {}
+
+
+def test_stale_etag_on_an_existing_object_is_refused_by_the_store(bucket):
+    key = "state/existing.json"
+    bucket.put_json(key, {"a": 1})
+    _, stale = bucket.get_with_etag(key)
+    bucket.put_json(key, {"a": 2})  # another writer: the ETag we read is now stale
+    with pytest.raises(PreconditionFailed):
+        bucket.put_json(key, {"a": 3}, if_match=stale)
+    assert bucket.get_json(key) == {"a": 2}
+
+
+@pytest.mark.parametrize("rounds", range(3))  # every time, not most times: the order is forced, not timed
+def test_if_match_race_on_an_existing_object_is_detected_every_time(bucket, rounds):
+    """Two writers read the same version; B writes first, so A's If-Match carries a stale ETag."""
+    key = f"state/seen/race-{rounds}.json"
+    bucket.put_json(key, {"old": 1})
+    calls: list[dict] = []
+
+    def writer_a(current: dict) -> dict:
+        calls.append(dict(current))
+        if len(calls) == 1:  # writer B read the same version and commits between A's read and A's write
+            merge_entries(bucket, key, {"b": 1})
+        current["a"] = 1
+        return current
+
+    result = update_json(bucket, key, writer_a)
+    assert calls == [{"old": 1}, {"old": 1, "b": 1}]  # A's stale put failed, A re-read B's write and retried
+    assert result == bucket.get_json(key) == {"old": 1, "b": 1, "a": 1}

@@ -7,9 +7,14 @@ import io
 import zlib
 from pathlib import Path
 
+import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.dataset.warc import GZIP_LEVEL, RotatingWarcWriter, iter_responses
+
+# Per test: in-memory WARC files: seconds at most.
+pytestmark = pytest.mark.timeout(30)
+
 
 HTML = (
     "<html><head><title>Story</title></head><body>"
@@ -69,13 +74,30 @@ def test_warcio_reads_the_records_with_valid_digests(tmp_path):
         body = record.content_stream().read()
         if record.rec_type == "response":
             assert body == HTML
-        assert record.digest_checker.passed is not False, record.digest_checker.problems
+        if record.rec_type in ("response", "request"):
+            # Both digests written, and checked: `passed` is None when a record has no digest at all.
+            assert record.rec_headers.get_header("WARC-Block-Digest"), record.rec_type
+            assert record.rec_headers.get_header("WARC-Payload-Digest"), record.rec_type
+            assert record.digest_checker.passed is True, record.digest_checker.problems
+        else:
+            assert record.digest_checker.passed is not False, record.digest_checker.problems
     assert kinds == ["warcinfo", "response", "request", "response", "request"]
     responses = list(iter_responses(io.BytesIO(data), "raw/x/x-00001.warc.gz"))
     assert [r.url for r in responses] == ["https://example.org/news/0", "https://example.org/news/1"]
     # Scrapy hands over decompressed bodies: the original Content-Encoding is kept aside.
     assert responses[0].header("X-Archive-Orig-Content-Encoding") == "gzip"
     assert responses[0].header("Content-Encoding") is None
+
+
+def test_a_corrupted_body_fails_its_digest_check(tmp_path):
+    data = _write(tmp_path, 1)
+    members = _members(data)
+    response = gzip.decompress(members[1])
+    assert b"WARC-Payload-Digest: sha1:" in response
+    broken = response.replace(b"Ministers met", b"Ministers MET", 1)  # same length, other bytes
+    (record,) = [r for r in ArchiveIterator(io.BytesIO(gzip.compress(broken)), check_digests=True)]
+    record.content_stream().read()
+    assert record.digest_checker.passed is False
 
 
 def test_tail_reads_records_as_they_are_written_across_rotations(tmp_path):

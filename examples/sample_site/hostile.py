@@ -18,11 +18,16 @@ from examples.sample_site.reply import XML, Reply, Request, page
 from examples.sample_site.templates import Outlet, render_article, render_listing, render_nav_only
 
 BOMB_BYTES = 2**30  # decompressed size of the gzip bomb
+SITEMAP_BOMB_BYTES = 2**28  # the sitemap bomb: 32 times the default page limit, lighter on a test machine
+HTML_HEAD = b"<!DOCTYPE html><html><head><title>Bomb</title></head><body><p>"
+SITEMAP_HEAD = b'<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+N_HEADERS = 100_003  # the many-headers page: ~11 MB of headers, a tiny body
+SITEMAP_CHAIN = 10  # levels of the sitemap-index chain
 _bomb_lock = threading.Lock()
-_bomb_cache: dict[int, bytes] = {}
+_bomb_cache: dict[tuple[int, bytes], bytes] = {}
 
 
-def gzip_bomb(size: int = BOMB_BYTES) -> bytes:
+def gzip_bomb(size: int = BOMB_BYTES, head: bytes = HTML_HEAD) -> bytes:
     """A valid single-member gzip stream of `size` decompressed bytes (mostly spaces), about 1 MB.
 
     Built without compressing 1 GiB: after a full flush a deflate compressor has no
@@ -30,9 +35,8 @@ def gzip_bomb(size: int = BOMB_BYTES) -> bytes:
     are repeated and the gzip trailer's CRC is computed over the repeated block.
     """
     with _bomb_lock:
-        if size in _bomb_cache:
-            return _bomb_cache[size]
-        head = b"<!DOCTYPE html><html><head><title>Bomb</title></head><body><p>"
+        if (size, head) in _bomb_cache:
+            return _bomb_cache[(size, head)]
         block = b" " * 2**20
         n_blocks, rest = divmod(size - len(head), len(block))
         comp = zlib.compressobj(9, zlib.DEFLATED, -15)
@@ -46,8 +50,17 @@ def gzip_bomb(size: int = BOMB_BYTES) -> bytes:
         crc = zlib.crc32(b" " * rest, crc)
         header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # magic, deflate, no flags, mtime 0, max compression
         trailer = crc.to_bytes(4, "little") + (size % 2**32).to_bytes(4, "little")
-        _bomb_cache[size] = header + b"".join(parts) + trailer
-        return _bomb_cache[size]
+        _bomb_cache[(size, head)] = header + b"".join(parts) + trailer
+        return _bomb_cache[(size, head)]
+
+
+def many_headers(n: int = N_HEADERS) -> dict[str, str]:
+    """`n` distinct response headers of about 110 bytes each."""
+    return {f"X-Hostile-{i:06d}": "h" * 90 for i in range(n)}
+
+
+def sitemap_chain_path(level: int) -> str:
+    return f"/sitemap-chain-{level}.xml"
 
 
 def _huge_chunks(total: int) -> Iterator[bytes]:
@@ -63,36 +76,70 @@ def _huge_chunks(total: int) -> Iterator[bytes]:
         yield piece
 
 
-# path -> (title, expected outcome, reason hint); every one is listed in the feed and the sitemap
-HOSTILE: dict[str, tuple[str, str, str]] = {
-    "/story/server-error": ("Council statement on budget (server error)", "rejected", "HTTP 500 on every request"),
+# path -> (title, expected outcome, reason hint, reject reason a crawl records); each is listed in the feed
+# and the sitemap
+HOSTILE: dict[str, tuple[str, str, str, str]] = {
+    "/story/server-error": (
+        "Council statement on budget (server error)",
+        "rejected",
+        "HTTP 500 on every request",
+        "http_500",
+    ),
     "/story/slow-loading": (
         "Live: results night",
         "rejected",
         "download timeout: the server waits slow_seconds before answering",
+        "timeout",
     ),
     "/story/endless-archive": (
         "The complete archive",
         "rejected",
         "larger than max_page_bytes (streamed, no Content-Length)",
+        "too_large",
     ),
     "/story/compressed-report": (
         "Compressed report",
         "rejected",
         "gzip bomb: Content-Encoding gzip, ~1 GiB decompressed",
+        "decompression_bomb",
     ),
-    "/story/loop-a": ("Redirect loop", "rejected", "redirect loop (loop-a -> loop-b -> loop-a)"),
-    "/story/budget-figures": ("Budget figures (PDF)", "rejected", "not HTML: application/pdf"),
-    "/story/photo-of-the-day": ("Photo of the day (JPEG)", "rejected", "not HTML: image/jpeg"),
-    "/story/live-data": ("Live data (JSON)", "rejected", "not HTML: application/json"),
+    "/story/loop-a": ("Redirect loop", "rejected", "redirect loop (loop-a -> loop-b -> loop-a)", "redirect_loop"),
+    "/story/budget-figures": ("Budget figures (PDF)", "rejected", "not HTML: application/pdf", "not_html"),
+    "/story/photo-of-the-day": ("Photo of the day (JPEG)", "rejected", "not HTML: image/jpeg", "not_html"),
+    "/story/live-data": ("Live data (JSON)", "rejected", "not HTML: application/json", "not_html"),
     "/story/cloud-metadata": (
         "Redirect to cloud metadata",
         "rejected",
         "SSRF: redirects to http://169.254.169.254/latest/meta-data/",
+        "ssrf_blocked",
     ),
-    "/story/intranet-link": ("Redirect to a private address", "rejected", "SSRF: redirects to http://10.0.0.1/"),
-    "/story/empty": ("Empty page", "rejected", "empty body (200, Content-Length 0)"),
-    "/story/navigation-only": ("Navigation only", "rejected", "no article: the page is only navigation"),
+    "/story/intranet-link": (
+        "Redirect to a private address",
+        "rejected",
+        "SSRF: redirects to http://10.0.0.1/",
+        "ssrf_blocked",
+    ),
+    "/story/empty": ("Empty page", "rejected", "empty body (200, Content-Length 0)", "empty_body"),
+    "/story/navigation-only": (
+        "Navigation only",
+        "rejected",
+        "no article: the page is only navigation (its few words fail the clean stage's minimum length)",
+        "too_short",
+    ),
+    "/story/many-headers": (
+        "Story with 100,003 headers",
+        "rejected",
+        f"{N_HEADERS:,} response headers (~11 MB) over max_header_bytes",
+        "headers_too_large",
+    ),
+}
+#: Discovery documents of the outlet (configured sitemaps, not links): path -> (hint, reject reason).
+HOSTILE_SITEMAPS: dict[str, tuple[str, str]] = {
+    "/sitemap-archive.xml.gz": ("gzip bomb: a sitemap of 256 MiB decompressed", "decompression_bomb"),
+    sitemap_chain_path(1): (
+        f"a chain of {SITEMAP_CHAIN} nested sitemap indexes; levels past the depth limit are rejected",
+        "sitemap_too_deep",
+    ),
 }
 PRIVATE_FEED_LINK = "http://192.168.1.10/story"
 
@@ -142,8 +189,12 @@ def build_hostile(
     r["/story/intranet-link"] = lambda req: Reply(status=302, headers={"Location": "http://10.0.0.1/"})
     r["/story/empty"] = lambda req: Reply(body=b"")
     r["/story/navigation-only"] = page(lambda: (render_nav_only(o), now - timedelta(hours=2)))
+    r["/story/many-headers"] = lambda req: Reply(
+        body=b"<html><body><p>Headers all the way down.</p></body></html>", headers=many_headers()
+    )
     site.others = [
-        _other(o, path, "hostile", title, hint, expected) for path, (title, expected, hint) in HOSTILE.items()
+        _other(o, path, "hostile", title, hint, expected, reject_reason=reason)
+        for path, (title, expected, hint, reason) in HOSTILE.items()
     ]
     site.others.append(
         {
@@ -156,6 +207,7 @@ def build_hostile(
             ),
             "url": PRIVATE_FEED_LINK,
             "story_id": f"{o.name}:{PRIVATE_FEED_LINK}",
+            "reject_reason": "ssrf_blocked",
         }
     )
 
@@ -223,7 +275,19 @@ def build_hostile(
     )
     front = render_listing(o, o.display, [(e.title, e.url, e.summary) for e in listed], "front")
     r["/"] = page(lambda: (front, now))
+    r["/sitemap-archive.xml.gz"] = lambda req: Reply(
+        body=gzip_bomb(SITEMAP_BOMB_BYTES, SITEMAP_HEAD), content_type="application/gzip"
+    )
+    for level in range(1, SITEMAP_CHAIN + 1):
+        r[sitemap_chain_path(level)] = page(lambda level=level: (_chain_level(o, level, now), now), XML)
     site.sections = [url(o, "/")]
     site.feeds = [url(o, "/feed.xml")]
-    site.sitemaps = [url(o, "/sitemap.xml")]
+    site.sitemaps = [url(o, "/sitemap.xml"), *(url(o, path) for path in HOSTILE_SITEMAPS)]
     return site
+
+
+def _chain_level(o: Outlet, level: int, now: datetime) -> str:
+    """Level `level` of the sitemap chain: an index of the next level; the last is an empty urlset."""
+    if level == SITEMAP_CHAIN:
+        return feeds.urlset([])
+    return feeds.sitemapindex([(url(o, sitemap_chain_path(level + 1)), now)])

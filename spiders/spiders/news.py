@@ -46,6 +46,7 @@ KIND = "news_kind"
 DEPTH = "news_depth"
 CACHED_LINKS = "news_cached_links"
 DISCOVERED = "news_discovered_url"
+SITEMAP_DEPTH = "news_sitemap_depth"
 OWN = "news_spider_request"
 
 _CODED = re.compile(r"^([a-z][a-z0-9_]{2,40}): ")
@@ -97,6 +98,8 @@ def source_settings(crawl: CrawlSettings, source: Source) -> dict[str, Any]:
         "DOWNLOAD_MAXSIZE": crawl.max_page_bytes,
         "DOWNLOAD_WARNSIZE": max(1, crawl.max_page_bytes // 2),
         "REDIRECT_MAX_TIMES": crawl.max_redirects,
+        "NEWS_MAX_HEADER_BYTES": crawl.max_header_bytes,
+        "NEWS_MAX_SITEMAP_DEPTH": crawl.max_sitemap_depth,
         "NEWS_ALLOW_PRIVATE": list(crawl.allow_private),
     }
 
@@ -240,10 +243,21 @@ class NewsSpider(Spider):
         req = self._request(url, "article", self.parse_article)
         return [req] if req else []
 
-    def _sitemap(self, url: str) -> list[Request]:
+    def _sitemap(self, url: str, depth: int = 0) -> list[Request]:
+        """A request for a sitemap `depth` index levels below a configured (or robots.txt) one."""
         self._count("news/discovered/sitemap")
-        req = self._request(url, "sitemap", self.parse_sitemap)
+        req = self._request(url, "sitemap", self.parse_sitemap, **{SITEMAP_DEPTH: depth})
         return [req] if req else []
+
+    def _child_sitemap(self, url: str, parent: Response):
+        """A sitemap announced by a sitemap index: followed up to NEWS_MAX_SITEMAP_DEPTH levels, else a reject."""
+        depth = parent.meta.get(SITEMAP_DEPTH, 0) + 1
+        limit = self.crawler.settings.getint("NEWS_MAX_SITEMAP_DEPTH", 3)
+        if depth > limit:
+            detail = f"sitemap index {parent.url} is nested {depth} levels deep; the limit is {limit}"
+            yield self._reject(url, "sitemap_too_deep", detail, "sitemap")
+            return
+        yield from self._sitemap(url, depth)
 
     async def start(self):
         src = self.source_cfg
@@ -292,8 +306,10 @@ class NewsSpider(Spider):
         for url, link_kind in response.meta.get(CACHED_LINKS) or []:
             if link_kind == "article":
                 yield from self._article(url)
+            elif link_kind == "sitemap" and kind == "robots":
+                yield from self._sitemap(url)  # announced by robots.txt: a top-level sitemap
             elif link_kind == "sitemap":
-                yield from self._sitemap(url)
+                yield from self._child_sitemap(url, response)
 
     def _reject(self, url: str, reason: str, detail: str = "", kind: str = "") -> CrawlReject:
         self._count(f"news/rejected/{reason}")
@@ -338,10 +354,13 @@ class NewsSpider(Spider):
             yield from self._not_modified(response, "sitemap")
             return
         try:
-            body = discovery.maybe_gunzip(response.body, self.crawler.settings.getint("DOWNLOAD_MAXSIZE"))
+            body = discovery.maybe_gunzip(response.body, max_size=self.crawler.settings.getint("DOWNLOAD_MAXSIZE"))
             doc = discovery.parse_sitemap(body, response.url)
+        except discovery.DecompressionBomb as exc:
+            # not archived: the compressed body is what a bomb is made of
+            yield self._reject(response.url, "decompression_bomb", str(exc), "sitemap")
+            return
         except (OSError, ValueError, lxml.etree.XMLSyntaxError) as exc:
-            # scrapy.utils.gz raises _DecompressionMaxSizeExceeded (a ValueError) on a bomb
             yield self._page(response, "sitemap")
             yield self._reject(response.url, "bad_sitemap", str(exc), "sitemap")
             return
@@ -353,7 +372,7 @@ class NewsSpider(Spider):
             url = canonicalize(entry.url)
             if doc.kind == "sitemapindex":
                 links.append((url, "sitemap"))
-                yield from self._sitemap(url)
+                yield from self._child_sitemap(url, response)
             else:
                 links.append((url, "article"))
                 yield from self._article(url)

@@ -22,6 +22,7 @@ from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.layout import crawl_summary_key
 from pipeline.dataset.state import DEFAULT_REFUSED_HOURS, load_http, load_refused, load_seen, seen_lookup
+from pipeline.text.urls import RedactSecretsFilter
 from spiders.spiders.news import CACHED_LINKS, DISCOVERED, KIND, OWN, SkippedSeen
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,21 @@ class IncrementalMiddleware:
             entry = self.http.get(request.meta.get(DISCOVERED, request.url)) or {}
             request.meta[CACHED_LINKS] = entry.get("links") or []
         return response
+
+
+class RedactedLogs:
+    """Puts `RedactSecretsFilter` on every root log handler of the crawl process: a link or redirect found on a
+    crawled page may carry `user:password@` or a token, and the crawl logs URLs at every step."""
+
+    def __init__(self) -> None:
+        root = logging.getLogger()
+        for handler in root.handlers:
+            if not any(isinstance(f, RedactSecretsFilter) for f in handler.filters):
+                handler.addFilter(RedactSecretsFilter())
+
+    @classmethod
+    def from_crawler(cls, crawler) -> RedactedLogs:
+        return cls()
 
 
 class CrawlReport:

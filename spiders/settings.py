@@ -63,7 +63,7 @@ NEWS_WARC_MAX_BYTES = 100 * 1024 * 1024  # rotate WARC files at ~100 MiB compres
 NEWS_ALLOW_PRIVATE = [e.strip() for e in os.environ.get("NEWS_ALLOW_PRIVATE", "").split(",") if e.strip()]
 
 ITEM_PIPELINES = {"spiders.pipelines.WarcArchivePipeline": 300}
-EXTENSIONS = {"spiders.extensions.CrawlReport": 500}
+EXTENSIONS = {"spiders.extensions.CrawlReport": 500, "spiders.extensions.RedactedLogs": 0}
 
 DOWNLOADER_MIDDLEWARES: dict[str, int | None] = {
     # Before robots: an article already stored is skipped without any robots.txt work.

@@ -136,3 +136,32 @@ def test_switched_off_components_stay_off():
     assert "scrapy.extensions.throttle.AutoThrottle" in project.EXTENSIONS_BASE
     assert "scrapy.extensions.closespider.CloseSpider" in project.EXTENSIONS_BASE
     assert {"http", "https", "data"}.isdisjoint(k for k, v in project.DOWNLOAD_HANDLERS.items() if v is None)
+
+
+def test_crawl_logs_are_redacted_by_the_redacted_logs_extension():
+    """A URL with a password or token that a crawled page links to never reaches the crawl's log output."""
+    import io
+    import logging
+
+    from scrapy.utils.test import get_crawler
+
+    import spiders.settings as project
+    from spiders.extensions import RedactedLogs
+
+    assert project.EXTENSIONS.get("spiders.extensions.RedactedLogs") is not None
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        RedactedLogs.from_crawler(get_crawler())
+        RedactedLogs.from_crawler(get_crawler())  # a second crawler adds no second filter
+        logging.getLogger("scrapy.core.engine").warning(
+            "Crawled (200) <GET %s>", "http://editor:hunter2@127.0.0.1:8701/story?token=abc123"
+        )
+    finally:
+        root.removeHandler(handler)
+    out = stream.getvalue()
+    assert "Crawled (200)" in out and "127.0.0.1:8701/story" in out
+    assert "hunter2" not in out and "abc123" not in out
+    assert len(handler.filters) == 1

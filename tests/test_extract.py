@@ -29,6 +29,9 @@ from pipeline.stages.extract import (
 )
 from pipeline.text.normalise import word_count
 
+#: A news article's URL: the page-type decision reads the URL too, and these tests are not about it.
+ARTICLE_URL = "https://example.org/2024/05/01/tram-line-gets-four-new-stops"
+
 DATA = Path(__file__).parent / "data" / "extract"
 FIXTURES = sorted(p.stem for p in DATA.glob("*.html") if (DATA / f"{p.stem}.expected.txt").exists())
 PARA = (
@@ -160,16 +163,16 @@ def test_source_drop_selectors_remove_html_blocks():
         f"week with the support of readers like you and many others.</p></div>{PARA}</article>"
     )
     rules = CleaningRules(drop_selectors=[".partner-box"])
-    assert "Acme" in article_from_html(_page(body), "https://example.org/t")["text"]
-    rec = article_from_html(_page(body), "https://example.org/t", rules=rules)
+    assert "Acme" in article_from_html(_page(body), ARTICLE_URL)["text"]
+    rec = article_from_html(_page(body), ARTICLE_URL, rules=rules)
     assert "Acme" not in rec["text"]
     assert rec["removed"][0]["rule"] == "source:drop_selectors:.partner-box"
 
 
 def test_extract_page_leaves_cleaning_to_the_clean_stage():
     body = f"<article>{PARAS}<p>See also <a href='/x'>Ferry fares rise again</a></p>{PARA}</article>"
-    assert "See also" not in article_from_html(_page(body), "https://example.org/t")["text"]
-    raw = extract_page(_page(body), "https://example.org/t")
+    assert "See also" not in article_from_html(_page(body), ARTICLE_URL)["text"]
+    raw = extract_page(_page(body), ARTICLE_URL)
     assert "See also Ferry fares rise again" in raw["text"]
     # The language is the cleaning layer's to detect, on the final text: once, not here as well.
     assert raw["language"] is None
@@ -178,14 +181,14 @@ def test_extract_page_leaves_cleaning_to_the_clean_stage():
 
 def test_not_an_article_has_a_reason():
     with pytest.raises(NotAnArticle) as err:
-        article_from_html(_page("<p>Hello.</p>"), "https://example.org/t")
+        article_from_html(_page("<p>Hello.</p>"), ARTICLE_URL)
     assert err.value.reason in {"too_short", "no_article_text"}
     assert isinstance(err.value.reason, str)
 
 
 def test_bytes_are_refused():
     with pytest.raises(TypeError):
-        extract_page(b"<html></html>", "https://example.org/t")  # type: ignore[arg-type]
+        extract_page(b"<html></html>", ARTICLE_URL)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ batch
@@ -432,7 +435,7 @@ def test_related_headlines_spliced_into_the_body_are_removed():
         f"<p>The closing paragraph of the story has <a href='/x'>one link</a> in running text, which stays.</p>"
         f"</article>"
     )
-    rec = article_from_html(_page(body), "https://example.org/t")
+    rec = article_from_html(_page(body), ARTICLE_URL)
     assert "Headline number" not in rec["text"] and "Another story" not in rec["text"]
     assert "DON'T MISS" not in rec["text"]
     assert "one link in running text" in rec["text"]

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 #: Version of ARTICLE_SCHEMA written into every file, row and manifest.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _TS = pa.timestamp("us", tz="UTC")
 REMOVED_TYPE = pa.list_(pa.struct([("rule", pa.string()), ("text", pa.string())]))
@@ -63,11 +63,44 @@ FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("content_hash", pa.string(), True, "sha256 of the normalised text (equal for exact duplicates)"),
     ("cluster_id", pa.string(), True, "duplicate cluster: same story across URLs and outlets"),
     ("duplicate_of", pa.string(), True, "article_id of the cluster's first article; null for that first one"),
-    ("dup_kind", pa.string(), True, "why it is a duplicate: url, exact, near; null if not a duplicate"),
+    ("dup_kind", pa.string(), True, "why it is a duplicate: url, exact, near, rewrite (since 4); null if not one"),
+    (
+        "dup_similarity",
+        pa.float32(),
+        True,
+        "the similarity that decided dup_kind: 1 for url/exact, shingle Jaccard for near, aligned coverage for"
+        " rewrite (since 4)",
+    ),
+    (
+        "dup_evidence",
+        pa.string(),
+        True,
+        "JSON: for rewrite and related stories, the aligned sentences and the matching names, numbers, quotes"
+        " (since 4)",
+    ),
+    (
+        "story_id",
+        pa.string(),
+        True,
+        "same story, not necessarily the same text: groups copies and related stories (follow-ups) (since 4)",
+    ),
     ("version", pa.int32(), True, "1, 2, ... for the same canonical URL with changed text"),
     ("supersedes", pa.string(), True, "article_id of the previous version, or null"),
-    ("warc_key", pa.string(), True, "bucket key of the raw WARC file holding the response"),
+    (
+        "warc_key",
+        pa.string(),
+        True,
+        "bucket key of the raw WARC file holding the response; for an imported archive its URI (s3://, https://,"
+        " a path) (since 4)",
+    ),
     ("warc_record_id", pa.string(), True, "WARC-Record-ID of the response in that file"),
+    (
+        "warc_offset",
+        pa.int64(),
+        True,
+        "imported archives: byte offset of the response record in the file (a range request from here) (since 4)",
+    ),
+    ("warc_length", pa.int64(), True, "imported archives: the record's length in bytes, as stored (since 4)"),
     ("extractor_version", pa.string(), True, "extractor (trafilatura + rules) version that produced text"),
     ("removed", REMOVED_TYPE, True, "boilerplate blocks removed from text, each with the rule that removed it"),
     (
@@ -89,7 +122,7 @@ ARTICLE_SCHEMA: pa.Schema = pa.schema(
 
 COLUMN_NAMES: tuple[str, ...] = tuple(ARTICLE_SCHEMA.names)
 _TIMESTAMP_COLUMNS = ("published", "modified", "fetched_at")
-_INT_COLUMNS = ("word_count", "version", "published_offset_minutes")
+_INT_COLUMNS = ("word_count", "version", "published_offset_minutes", "warc_offset", "warc_length")
 _STRING_LIST_COLUMNS = ("authors", "credit", "keywords")
 
 

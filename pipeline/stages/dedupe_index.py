@@ -17,6 +17,14 @@ queried for a whole batch at once (~0.7 KiB per document in all, measured by the
 benchmark). In the bucket it is one `.npz` object per run date under
 ``state/dedupe/v1/day=YYYY-MM-DD.npz``, written with S3 conditional puts; shards
 older than the window are deleted.
+
+With ``DedupeConfig.rewrite`` (the default) each row also keeps what the ``rewrite`` kind
+needs (`pipeline.text.rewrite`): the document's term ids per sentence (at most
+`REWRITE_MAX_TERMS`, 2 bytes each, plus one byte per sentence), and a 48-value MinHash of its
+term set whose 24 two-row LSH bands find candidates; and every row keeps its ``story_id``.
+At most ~2,000 bytes per document in all (the benchmark measures the average). Shards
+written before rewrite features existed load with none (their rows are never rewrite
+candidates) and their ``story_id`` taken from ``cluster_id``.
 """
 
 from __future__ import annotations
@@ -38,6 +46,14 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _EPOCH = date(1970, 1, 1)
+
+#: The rewrite candidates' MinHash: 48 values of the document's term set, LSH in 24 bands of 2
+#: rows. Rewrites replacing 40% of the words keep a term-set Jaccard of 0.26-0.41 with their
+#: original (benchmarks/bench_dedupe.py); 24 x 2 finds a pair at Jaccard 0.26 / 0.3 / 0.36 with
+#: probability 0.81 / 0.90 / 0.96, and candidates of the near-duplicate bands are added to these.
+REWRITE_PERM, REWRITE_BANDS, REWRITE_ROWS, REWRITE_SEED = 48, 24, 2, 2
+#: Term ids kept per document: 2 bytes each (pipeline.text.rewrite.MAX_TERMS).
+REWRITE_MAX_TERMS = 384
 
 
 class DedupeConfig(BaseModel):
@@ -65,6 +81,8 @@ class DedupeConfig(BaseModel):
     window_days: int = Field(default=30, ge=1)
     #: Seed of the MinHash permutations (stored with the index; changing it invalidates the index).
     seed: int = 1
+    #: Look for rewritten copies (`dup_kind='rewrite'`) and related stories (`story_id`) too.
+    rewrite: bool = True
 
     @model_validator(mode="after")
     def _lsh_feasible(self) -> DedupeConfig:
@@ -325,12 +343,24 @@ class KeyRows:
         order = np.argsort(keys, kind="stable")
         self.levels.append((keys[order], rows[order]))
 
-    def query(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """All (query index, row) pairs with keys[row] == q[query index]."""
+    def query(self, q: np.ndarray, max_per_key: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """All (query index, row) pairs with keys[row] == q[query index].
+
+        `max_per_key`: skip keys held by more rows than this (per level), without materialising them.
+        """
         order = np.argsort(q)  # sorted probes make searchsorted walk the level in order (cache-friendly)
         qs = q[order]
         qi_parts, row_parts = [], []
         for keys, rows in self.levels:
+            if max_per_key is not None:
+                lo = np.searchsorted(keys, qs, "left")
+                n = np.searchsorted(keys, qs, "right") - lo
+                ok = (n > 0) & (n <= max_per_key)
+                lo, n, probe = lo[ok], n[ok], np.flatnonzero(ok)
+                at = np.repeat(lo, n) + (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
+                qi_parts.append(order[np.repeat(probe, n)])
+                row_parts.append(rows[at])
+                continue
             pos = np.searchsorted(keys, qs, "left")
             probe = np.arange(len(qs))
             # Walk forward over equal keys: most keys occur once, a cluster's band key a few times.
@@ -368,8 +398,53 @@ def earlier_equal(keys: np.ndarray, owners: np.ndarray, depth: int) -> tuple[np.
 
 # --------------------------------------------------------------------------- the index
 
-_STR_FIELDS = ("article_id", "cluster_id", "supersedes")
-_ROW_FIELDS = ("url_key", "content_key", "version", "day", "run", "linked")
+_REWRITE_SCHEME = f"terms16-v1:{REWRITE_PERM}x{REWRITE_SEED}:{REWRITE_BANDS}x{REWRITE_ROWS}:{REWRITE_MAX_TERMS}"
+
+_STR_FIELDS = ("article_id", "cluster_id", "supersedes", "story_id")
+_REWRITE_FIELDS = ("rw_sig", "t_n", "s_n")
+_ROW_FIELDS = (
+    "url_key",
+    "content_key",
+    "version",
+    "day",
+    "run",
+    "linked",
+    "rw_sig",
+    "t_start",
+    "t_n",
+    "s_start",
+    "s_n",
+)
+
+
+class Ragged:
+    """Variable-length rows of one dtype in one growing buffer (capacity doubles): a row is data[start:start+n]."""
+
+    def __init__(self, dtype: type) -> None:
+        self.data: np.ndarray = np.zeros(0, dtype=dtype)
+        self.used = 0
+
+    def append(self, flat: np.ndarray) -> int:
+        """Append values; returns where they start."""
+        start = self.used
+        end = start + len(flat)
+        if end > len(self.data):
+            grown = np.zeros(max(end, 2 * len(self.data), 4096), dtype=self.data.dtype)
+            grown[:start] = self.data[:start]
+            self.data = grown
+        self.data[start:end] = flat
+        self.used = end
+        return start
+
+    def gather(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """The rows (starts[i], counts[i]) back to back."""
+        counts = counts.astype(np.int64)
+        idx = np.repeat(starts.astype(np.int64) - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        return self.data[idx]
+
+    @property
+    def nbytes(self) -> int:
+        return self.used * self.data.itemsize
 
 
 class DedupeIndex:
@@ -394,6 +469,15 @@ class DedupeIndex:
         self.day = np.zeros(0, dtype=np.int32)
         self.run = np.zeros(0, dtype=np.int32)
         self.linked = np.zeros(0, dtype=bool)  # False for exact copies: their signature is indexed already
+        # Rewrite features: MinHash of the term set, and term ids / sentence lengths as ragged rows.
+        self.rw_sig = np.zeros((0, REWRITE_PERM), dtype=np.uint16)
+        self.t_start = np.zeros(0, dtype=np.uint32)
+        self.t_n = np.zeros(0, dtype=np.uint16)
+        self.s_start = np.zeros(0, dtype=np.uint32)
+        self.s_n = np.zeros(0, dtype=np.uint8)
+        self.terms = Ragged(np.uint16)
+        self.sent_lens = Ragged(np.uint8)
+        self._rw_lookup: KeyRows | None = None
         self.runs: list[str] = []
         self._run_ix: dict[str, int] = {}
         self._lookups: tuple[KeyRows, KeyRows, KeyRows] | None = None
@@ -410,9 +494,11 @@ class DedupeIndex:
     def nbytes(self) -> int:
         """Bytes held by the row arrays and the lookup multimaps."""
         total = self.sig.nbytes + sum(getattr(self, f).nbytes for f in _ROW_FIELDS)
-        total += sum(a.nbytes for a in self.ids.values())
+        total += sum(a.nbytes for a in self.ids.values()) + self.terms.nbytes + self.sent_lens.nbytes
         if self._lookups is not None:
             total += sum(m.nbytes for m in self._lookups)
+        if self._rw_lookup is not None:
+            total += self._rw_lookup.nbytes
         return total
 
     def run_index(self, run_id: str) -> int:
@@ -436,6 +522,24 @@ class DedupeIndex:
             band.add(bk.ravel(), np.repeat(linked, self.bands))
             self._lookups = (url, content, band)
         return self._lookups
+
+    def rewrite_lookup(self) -> KeyRows:
+        """The rewrite LSH band multimap over the rows that have rewrite features, built on first use."""
+        if self._rw_lookup is None:
+            lookup = KeyRows()
+            rows = np.flatnonzero(self.linked[: self.n] & (self.t_n[: self.n] > 0)).astype(np.int32)
+            bk = band_keys(self.rw_sig[rows], REWRITE_BANDS, REWRITE_ROWS)
+            lookup.add(bk.ravel(), np.repeat(rows, REWRITE_BANDS))
+            self._rw_lookup = lookup
+        return self._rw_lookup
+
+    def rewrite_features(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(term ids, sentence lengths) of a row (empty when it has none)."""
+        t0, s0 = int(self.t_start[row]), int(self.s_start[row])
+        return (
+            self.terms.data[t0 : t0 + int(self.t_n[row])],
+            self.sent_lens.data[s0 : s0 + int(self.s_n[row])],
+        )
 
     def get(self, row: int, field: str) -> str | None:
         value = self.ids[field][row].decode()
@@ -481,10 +585,15 @@ class DedupeIndex:
         day: int,
         run_id: str,
         linked: np.ndarray,
+        rewrite: tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]] | None = None,
     ) -> np.ndarray:
-        """Append a batch of rows (in first-seen order); returns their row numbers."""
+        """Append a batch of rows (in first-seen order); returns their row numbers.
+
+        `rewrite`: (MinHash uint16 rows, band keys, term ids per row, sentence lengths per row).
+        """
         k = len(url_key)
         url, content, band = self.lookups()
+        rw_lookup = self.rewrite_lookup()
         rows = np.arange(self.n, self.n + k, dtype=np.int32)
         encoded = {f: [(v or "").encode() for v in vals] for f, vals in ids.items()}
         self._fit_ids(max((len(v) for vals in encoded.values() for v in vals), default=1))
@@ -499,6 +608,15 @@ class DedupeIndex:
         self.day[sl] = day
         self.run[sl] = self.run_index(run_id)
         self.linked[sl] = linked
+        if rewrite is not None:
+            rw_sig, rw_bkeys, terms, lens = rewrite
+            self.rw_sig[sl] = rw_sig
+            for r, t, s in zip(rows.tolist(), terms, lens):
+                if len(t):
+                    self.t_start[r], self.t_n[r] = self.terms.append(t), len(t)
+                    self.s_start[r], self.s_n[r] = self.sent_lens.append(s), len(s)
+            has = linked & (self.t_n[sl] > 0)
+            rw_lookup.add(rw_bkeys[has].ravel(), np.repeat(rows[has], REWRITE_BANDS))
         self.n += k
         url.add(url_key, rows)
         content.add(content_key, rows)
@@ -516,9 +634,21 @@ class DedupeIndex:
         for name in _ROW_FIELDS:
             setattr(self, name, getattr(self, name)[idx])
         self.ids = {f: a[idx] for f, a in self.ids.items()}
+        self._compact_ragged()
         self.n = len(idx)
         self._lookups = None
+        self._rw_lookup = None
         return dropped
+
+    def _compact_ragged(self) -> None:
+        """Rebuild the ragged buffers for the rows kept (after the row arrays were filtered)."""
+        terms = self.terms.gather(self.t_start, self.t_n)
+        lens = self.sent_lens.gather(self.s_start, self.s_n)
+        self.terms, self.sent_lens = Ragged(np.uint16), Ragged(np.uint8)
+        self.t_start = (np.cumsum(self.t_n, dtype=np.int64) - self.t_n).astype(np.uint32)
+        self.s_start = (np.cumsum(self.s_n, dtype=np.int64) - self.s_n).astype(np.uint32)
+        self.terms.append(terms)
+        self.sent_lens.append(lens)
 
     def prune(self, run_date: str, window_days: int | None = None) -> int:
         """Drop rows whose run date is more than `window_days` before `run_date`; returns the count."""
@@ -541,6 +671,7 @@ class DedupeIndex:
             "shingle_size": c.shingle_size,
             "seed": c.seed,
             "scheme": "datasketch-affine32-b16",
+            "rewrite": _REWRITE_SCHEME,
             "runs": self.runs,
         }
 
@@ -552,7 +683,9 @@ class DedupeIndex:
             buf,
             meta=np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8),
             sig=self.sig[idx],
-            **{f: getattr(self, f)[idx] for f in _ROW_FIELDS},
+            terms=self.terms.gather(self.t_start[idx], self.t_n[idx]),
+            sent_lens=self.sent_lens.gather(self.s_start[idx], self.s_n[idx]),
+            **{f: getattr(self, f)[idx] for f in _ROW_FIELDS if f not in ("t_start", "s_start")},
             # numpy's stub matches a ** dict against the allow_pickle: bool keyword too
             **{f: self.ids[f][idx] for f in _STR_FIELDS},  # type: ignore[arg-type]
         )
@@ -572,16 +705,30 @@ class DedupeIndex:
                     )
             k = len(z["day"])
             run_map = np.array([self.run_index(r) for r in meta["runs"]] or [0], dtype=np.int32)
-            self._fit_ids(max(z[f].dtype.itemsize for f in _STR_FIELDS))
+            names = set(z.files)
+            self._fit_ids(max(z[f].dtype.itemsize for f in _STR_FIELDS if f in names))
             self._reserve(self.n + k)
             sl = slice(self.n, self.n + k)
             self.sig[sl] = z["sig"]
+            # Shards of an older format, or another rewrite scheme: no rewrite features (never candidates).
+            has_rw = meta.get("rewrite") == _REWRITE_SCHEME
             for f in _ROW_FIELDS:
-                getattr(self, f)[sl] = run_map[z[f]] if (f == "run" and k) else z[f]
+                if f in ("t_start", "s_start"):
+                    continue
+                if f in names and (has_rw or f not in _REWRITE_FIELDS):
+                    getattr(self, f)[sl] = run_map[z[f]] if (f == "run" and k) else z[f]
+                else:
+                    getattr(self, f)[sl] = 0
+            if has_rw:
+                self.t_start[sl] = self.terms.append(z["terms"]) + np.cumsum(z["t_n"], dtype=np.int64) - z["t_n"]
+                self.s_start[sl] = (
+                    self.sent_lens.append(z["sent_lens"]) + np.cumsum(z["s_n"], dtype=np.int64) - z["s_n"]
+                )
             for f in _STR_FIELDS:
-                self.ids[f][sl] = z[f]
+                self.ids[f][sl] = z[f] if f in names else z["cluster_id"]  # story_id: since the rewrite kind
         self.n += k
         self._lookups = None
+        self._rw_lookup = None
         return k
 
     @staticmethod
@@ -652,6 +799,7 @@ __all__ = [
     "DedupeIndex",
     "KeyRows",
     "PreconditionFailed",
+    "Ragged",
     "band_keys",
     "day_number",
     "earlier_equal",

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install demo test lint format test-fast lock mutation s3-up s3-down s3-status site bench bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e clean
+.PHONY: help install demo test lint format test-fast lock mutation s3-up s3-down s3-status site bench bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e bench-warc clean
 
 help:
 	@echo "make demo         start embedded S3 + sample site, run the news_ingest DAG once, read articles back"
@@ -61,7 +61,7 @@ s3-status: $(STAMP)
 site: $(STAMP)
 	$(BIN)/python -m examples.sample_site serve
 
-bench: bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e
+bench: bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e bench-warc
 
 bench-extract: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_extract
@@ -77,6 +77,8 @@ bench-crawl: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_crawl --news --repeat 3
 bench-e2e: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_e2e
+bench-warc: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_warc
 
 clean:
 	-$(BIN)/python -m pipeline s3 down

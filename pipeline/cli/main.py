@@ -1,4 +1,4 @@
-"""``python -m pipeline``: the stable command-line contract (see DESIGN.md).
+"""``python -m pipeline``: the stable command-line contract (see README.md).
 
 Each command's arguments and handler live in `pipeline/cli/<module>.py` (`configure_<cmd>(parser)`
 and `cmd_<cmd>(args) -> int`); this file wires them up, importing a module only when its command
@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("pipeline.cli.run", "crawl, extract, clean, dedupe and store once for the configured sources"),
     "crawl": ("pipeline.cli.crawl", "crawl one source into the raw WARC archive (ad hoc)"),
     "reextract": ("pipeline.cli.run", "rebuild a run's articles from its WARC files alone, no network"),
+    "import-warc": ("pipeline.cli.import_warc", "import WARC archives (CC-NEWS, any collection): extract to store"),
     "read": ("pipeline.cli.read", "stream committed articles from the bucket"),
     "compact": ("pipeline.cli.compact", "compact a day's small Parquet files (atomic)"),
     "report": ("pipeline.cli.report", "write or print the report of the latest or a given run"),
@@ -81,7 +82,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         if only in (None, name):
-            configure = getattr(_load(module), f"configure_{name}", None)
+            configure = getattr(_load(module), f"configure_{name.replace('-', '_')}", None)
             if configure is not None:
                 configure(sp)
     return parser
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _redact_log_handlers()
     try:
-        handler = getattr(_load(COMMANDS[args.command][0]), f"cmd_{args.command}")
+        handler = getattr(_load(COMMANDS[args.command][0]), f"cmd_{args.command.replace('-', '_')}")
         return int(handler(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # not SystemExit: a handler that exits chose its code
         return report_error(exc, verbose=args.verbose)

@@ -214,24 +214,28 @@ class RotatingWarcWriter:
 def iter_responses(stream: BinaryIO, warc_key: str = "") -> Iterator[WarcResponse]:
     """Response records of a WARC (gzip or not), in file order."""
     for record in ArchiveIterator(stream):
-        if record.rec_type != "response":
-            continue
-        http = record.http_headers
-        status = int(http.get_statuscode() or 0) if http else 0
-        headers = list(http.headers) if http else []
-        rec = record.rec_headers
-        yield WarcResponse(
-            record_id=rec.get_header("WARC-Record-ID"),
-            url=rec.get_header("WARC-Target-URI"),
-            status=status,
-            headers=headers,
-            body=record.content_stream().read(),
-            source=rec.get_header(SOURCE_FIELD),
-            kind=rec.get_header(KIND_FIELD),
-            date=rec.get_header("WARC-Date"),
-            warc_key=warc_key,
-            extra={k: v for k, v in rec.headers if k.startswith("WARC-X-") and k not in (SOURCE_FIELD, KIND_FIELD)},
-        )
+        if record.rec_type == "response":
+            yield _response_of(record, warc_key)
+
+
+def _response_of(record, warc_key: str) -> WarcResponse:
+    """A warcio response record (its content not read yet) as a WarcResponse."""
+    http = record.http_headers
+    status = int(http.get_statuscode() or 0) if http else 0
+    headers = list(http.headers) if http else []
+    rec = record.rec_headers
+    return WarcResponse(
+        record_id=rec.get_header("WARC-Record-ID"),
+        url=rec.get_header("WARC-Target-URI"),
+        status=status,
+        headers=headers,
+        body=record.content_stream().read(),
+        source=rec.get_header(SOURCE_FIELD),
+        kind=rec.get_header(KIND_FIELD),
+        date=rec.get_header("WARC-Date"),
+        warc_key=warc_key,
+        extra={k: v for k, v in rec.headers if k.startswith("WARC-X-") and k not in (SOURCE_FIELD, KIND_FIELD)},
+    )
 
 
 def read_warc(bucket, warc_key: str) -> Iterator[WarcResponse]:
@@ -407,3 +411,243 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+# --------------------------------------------------------------------------- archives from elsewhere
+#
+# `iter_archive` reads any WARC file (CC-NEWS, a research collection) as a stream and says where each
+# record lies, so a reader can fetch it back with one range request. Records compressed one by one
+# (the standard `.warc.gz`) are split into gzip members here (zlib, one member in memory at a time),
+# which gives each record's compressed offset and length, tells a cut-off last record from a clean
+# end, and lets a corrupt member be skipped to the next one. A whole-file gzip or an uncompressed
+# WARC goes through warcio in one stream; offsets are then positions in the uncompressed bytes.
+
+#: Bytes read at a time from an archive stream.
+READ_CHUNK = 1 << 20
+#: A record larger than this once decompressed is skipped ("too_large"): a gzip bomb, not a news page.
+MAX_RECORD_BYTES = 64 << 20
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
+@dataclass
+class ArchiveRecord:
+    """One record of an archive and where it lies; `response` is None for other record types and
+    for records that could not be read (`problem`: truncated, corrupt, too_large)."""
+
+    offset: int
+    length: int
+    rec_type: str
+    response: WarcResponse | None = None
+    problem: str | None = None
+    detail: str = ""
+    #: True when offset/length are positions in the compressed file (a range request returns the record).
+    compressed: bool = True
+
+
+def iter_archive(stream: BinaryIO, warc_key: str, *, start: int = 0, skip_before: int = 0) -> Iterator[ArchiveRecord]:
+    """Every record of a WARC stream, in file order, with its offset and length.
+
+    `start`: the offset the stream begins at (a resumed read of a gzip-per-record or uncompressed
+    file: a record boundary). Records before `skip_before` are read but not yielded (resuming a
+    whole-file gzip, which cannot be entered part-way). A truncated or corrupt record is yielded
+    with its `problem`; reading goes on with the next record when there is one.
+    """
+    for rec in _archive_records(stream, warc_key, start):
+        if rec.offset >= skip_before:
+            yield rec
+
+
+def _archive_records(stream: BinaryIO, warc_key: str, start: int) -> Iterator[ArchiveRecord]:
+    head = stream.read(READ_CHUNK)
+    if not head:
+        return
+    if head[:2] == _GZIP_MAGIC[:2]:
+        per_record = _one_record_per_member(head)
+        if per_record:
+            yield from _member_records(stream, head, warc_key, start)
+            return
+        import gzip as _gzip
+
+        yield from _stream_records(_gzip.GzipFile(fileobj=_Chained(head, stream)), warc_key, 0, compressed=False)
+        return
+    yield from _stream_records(_Chained(head, stream), warc_key, start, compressed=True)
+
+
+def _one_record_per_member(head: bytes) -> bool:
+    """Whether a gzip file starting with `head` holds one record per member: its first member ends
+    within `head` and holds exactly one record (a whole-file gzip's first member holds them all)."""
+    d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    try:
+        first = d.decompress(head, MAX_RECORD_BYTES)
+    except zlib.error:
+        return True  # a corrupt first member: the member reader reports it and resyncs
+    if not d.eof:
+        return False
+    try:
+        records = ArchiveIterator(io.BytesIO(first))
+        for _ in records:
+            pass
+        return records.get_record_offset() == 0
+    except Exception:  # not a WARC record: the member reader reports it as corrupt
+        return True
+
+
+def _member_records(stream: BinaryIO, pending: bytes, warc_key: str, offset: int) -> Iterator[ArchiveRecord]:
+    """Records of a gzip-per-record stream, one gzip member at a time."""
+    while True:
+        if not pending:
+            pending = stream.read(READ_CHUNK)
+            if not pending:
+                return
+        d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        parts: list[bytes] = []
+        size = used = 0
+        data, pending = pending, b""
+        problem = ""
+        while True:
+            try:
+                out = d.decompress(data)
+            except zlib.error as exc:
+                problem = f"corrupt: {exc}"
+                break
+            if size <= MAX_RECORD_BYTES:
+                parts.append(out)
+            size += len(out)
+            if d.eof:
+                used += len(data) - len(d.unused_data)
+                pending = d.unused_data
+                break
+            used += len(data)
+            data = stream.read(READ_CHUNK)
+            if not data:
+                problem = "truncated"
+                break
+        if problem == "truncated":
+            yield ArchiveRecord(offset, used, "unknown", problem="truncated", detail="the file ends inside this record")
+            return
+        if problem:  # skip to the next gzip member that starts a record
+            used, pending = _resync(stream, data, used)
+            yield ArchiveRecord(offset, used, "unknown", problem="corrupt", detail=problem[len("corrupt: ") :])
+            offset += used
+            continue
+        if size > MAX_RECORD_BYTES:
+            yield ArchiveRecord(offset, used, "unknown", problem="too_large", detail=f"{size} bytes decompressed")
+        else:
+            yield _parse_member(b"".join(parts), warc_key, offset, used)
+        offset += used
+
+
+def _resync(stream: BinaryIO, data: bytes, used: int) -> tuple[int, bytes]:
+    """After a corrupt member whose bytes so far were `used` + `data`: (its length, the bytes from the next
+    member on). The next member is the next gzip header whose start decompresses to a WARC record."""
+    buf = data
+    pos = 1
+    while True:
+        at = buf.find(_GZIP_MAGIC, pos)
+        if at >= 0:
+            probe = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            try:
+                if probe.decompress(buf[at : at + 4096], 8).startswith(b"WARC/"):
+                    return used + at, buf[at:]
+            except zlib.error:
+                pass
+            pos = at + 1
+            continue
+        more = stream.read(READ_CHUNK)
+        if not more:
+            return used + len(buf), b""
+        keep = len(buf) - len(_GZIP_MAGIC) + 1 if len(buf) >= len(_GZIP_MAGIC) else 0
+        used += keep
+        buf = buf[keep:] + more
+        pos = 0
+
+
+def _parse_member(raw: bytes, warc_key: str, offset: int, length: int) -> ArchiveRecord:
+    """The one record of a decompressed gzip member."""
+    try:
+        for record in ArchiveIterator(io.BytesIO(raw)):
+            if record.rec_type != "response":
+                return ArchiveRecord(offset, length, record.rec_type)
+            declared = int(record.rec_headers.get_header("Content-Length") or 0)
+            response = _response_of(record, warc_key)
+            if len(raw) < declared:
+                return ArchiveRecord(
+                    offset, length, "response", problem="truncated", detail="record shorter than its Content-Length"
+                )
+            return ArchiveRecord(offset, length, "response", response)
+    except Exception as exc:  # warcio raises many kinds on malformed headers
+        return ArchiveRecord(offset, length, "unknown", problem="corrupt", detail=f"{type(exc).__name__}: {exc}")
+    return ArchiveRecord(offset, length, "unknown", problem="corrupt", detail="no WARC record in this gzip member")
+
+
+def _stream_records(stream: BinaryIO, warc_key: str, start: int, *, compressed: bool) -> Iterator[ArchiveRecord]:
+    """Records of an uncompressed or whole-file gzip stream (warcio in one pass) that begins at offset `start`.
+
+    `compressed` False: offsets are positions in the decompressed bytes (no range request returns a record)."""
+    counted = _Counting(stream)
+    it = ArchiveIterator(counted)
+    end = 0
+    try:
+        for record in it:
+            if record.rec_type == "response":
+                response = _response_of(record, warc_key)
+            else:
+                response = None
+                record.content_stream().read()
+            offset, length = start + it.get_record_offset(), it.get_record_length()
+            end = offset + length
+            yield ArchiveRecord(offset, length, record.rec_type, response, compressed=compressed)
+    except (EOFError, zlib.error) as exc:  # a whole-file gzip cut short
+        yield ArchiveRecord(
+            end, 0, "unknown", problem="truncated", detail=f"{type(exc).__name__}: {exc}", compressed=compressed
+        )
+        return
+    counted.read()  # warcio stops quietly at a record cut short: what is left after the last record is one
+    end = max(end, start)
+    if start + counted.total > end + 4:
+        yield ArchiveRecord(
+            end,
+            start + counted.total - end,
+            "unknown",
+            problem="truncated",
+            detail="the file ends inside this record",
+            compressed=compressed,
+        )
+
+
+class _Chained(io.RawIOBase):
+    """`head` then the rest of `stream`, as one stream."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+class _Counting(io.RawIOBase):
+    """A stream that counts the bytes read through it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+        data = self._stream.read(len(b))
+        b[: len(data)] = data
+        self.total += len(data)
+        return len(data)

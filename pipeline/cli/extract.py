@@ -145,8 +145,9 @@ def _extract_jsonl(args: argparse.Namespace) -> int:
             else articles_from_items(items, workers=args.workers, timeout=args.timeout)
         )
         for index, result in enumerate(results):
-            if bad[index]:
-                result = _error_line(*bad[index])
+            problem = bad[index]
+            if problem is not None:
+                result = _error_line(*problem)
             sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
             sys.stdout.flush()
     problems = [b[2] for b in bad if b]

@@ -7,6 +7,7 @@ and the bucket, never a botocore traceback, and never a credential.
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import io
 import json
@@ -193,12 +194,12 @@ class Bucket:
         return sorted(out)
 
     # -- multipart uploads
-    def open_uploads(self, prefix: str = "") -> list[dict]:
+    def open_uploads(self, prefix: str = "") -> builtins.list[dict]:
         """Multipart uploads under a prefix that were started and neither completed nor aborted.
 
         Each is S3's own entry: `Key`, `UploadId` and `Initiated` (an aware datetime).
         """
-        out: list[dict] = []
+        out: builtins.list[dict] = []
         try:
             for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.name, Prefix=prefix):
                 out.extend(page.get("Uploads", []))

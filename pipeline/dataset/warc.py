@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
@@ -211,7 +211,7 @@ class RotatingWarcWriter:
         return list(self.keys)
 
 
-def iter_responses(stream: BinaryIO, warc_key: str = "") -> Iterator[WarcResponse]:
+def iter_responses(stream: IO[bytes], warc_key: str = "") -> Iterator[WarcResponse]:
     """Response records of a WARC (gzip or not), in file order."""
     for record in ArchiveIterator(stream):
         if record.rec_type == "response":
@@ -444,7 +444,7 @@ class ArchiveRecord:
     compressed: bool = True
 
 
-def iter_archive(stream: BinaryIO, warc_key: str, *, start: int = 0, skip_before: int = 0) -> Iterator[ArchiveRecord]:
+def iter_archive(stream: IO[bytes], warc_key: str, *, start: int = 0, skip_before: int = 0) -> Iterator[ArchiveRecord]:
     """Every record of a WARC stream, in file order, with its offset and length.
 
     `start`: the offset the stream begins at (a resumed read of a gzip-per-record or uncompressed
@@ -457,7 +457,7 @@ def iter_archive(stream: BinaryIO, warc_key: str, *, start: int = 0, skip_before
             yield rec
 
 
-def _archive_records(stream: BinaryIO, warc_key: str, start: int) -> Iterator[ArchiveRecord]:
+def _archive_records(stream: IO[bytes], warc_key: str, start: int) -> Iterator[ArchiveRecord]:
     head = stream.read(READ_CHUNK)
     if not head:
         return
@@ -468,9 +468,11 @@ def _archive_records(stream: BinaryIO, warc_key: str, start: int) -> Iterator[Ar
             return
         import gzip as _gzip
 
-        yield from _stream_records(_gzip.GzipFile(fileobj=_Chained(head, stream)), warc_key, 0, compressed=False)
+        yield from _stream_records(
+            cast(IO[bytes], _gzip.GzipFile(fileobj=_Chained(head, stream))), warc_key, 0, compressed=False
+        )
         return
-    yield from _stream_records(_Chained(head, stream), warc_key, start, compressed=True)
+    yield from _stream_records(cast(IO[bytes], _Chained(head, stream)), warc_key, start, compressed=True)
 
 
 def _one_record_per_member(head: bytes) -> bool:
@@ -492,7 +494,7 @@ def _one_record_per_member(head: bytes) -> bool:
         return True
 
 
-def _member_records(stream: BinaryIO, pending: bytes, warc_key: str, offset: int) -> Iterator[ArchiveRecord]:
+def _member_records(stream: IO[bytes], pending: bytes, warc_key: str, offset: int) -> Iterator[ArchiveRecord]:
     """Records of a gzip-per-record stream, one gzip member at a time."""
     while True:
         if not pending:
@@ -537,7 +539,7 @@ def _member_records(stream: BinaryIO, pending: bytes, warc_key: str, offset: int
         offset += used
 
 
-def _resync(stream: BinaryIO, data: bytes, used: int) -> tuple[int, bytes]:
+def _resync(stream: IO[bytes], data: bytes, used: int) -> tuple[int, bytes]:
     """After a corrupt member whose bytes so far were `used` + `data`: (its length, the bytes from the next
     member on). The next member is the next gzip header whose start decompresses to a WARC record."""
     buf = data
@@ -580,7 +582,7 @@ def _parse_member(raw: bytes, warc_key: str, offset: int, length: int) -> Archiv
     return ArchiveRecord(offset, length, "unknown", problem="corrupt", detail="no WARC record in this gzip member")
 
 
-def _stream_records(stream: BinaryIO, warc_key: str, start: int, *, compressed: bool) -> Iterator[ArchiveRecord]:
+def _stream_records(stream: IO[bytes], warc_key: str, start: int, *, compressed: bool) -> Iterator[ArchiveRecord]:
     """Records of an uncompressed or whole-file gzip stream (warcio in one pass) that begins at offset `start`.
 
     `compressed` False: offsets are positions in the decompressed bytes (no range request returns a record)."""
@@ -618,14 +620,14 @@ def _stream_records(stream: BinaryIO, warc_key: str, start: int, *, compressed: 
 class _Chained(io.RawIOBase):
     """`head` then the rest of `stream`, as one stream."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
         self._head = memoryview(head)
         self._stream = stream
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, b) -> int:
         if self._head:
             n = min(len(b), len(self._head))
             b[:n] = self._head[:n]
@@ -639,14 +641,14 @@ class _Chained(io.RawIOBase):
 class _Counting(io.RawIOBase):
     """A stream that counts the bytes read through it."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self.total = 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, b) -> int:
         data = self._stream.read(len(b))
         b[: len(data)] = data
         self.total += len(data)

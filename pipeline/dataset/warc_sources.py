@@ -15,7 +15,7 @@ import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
 from pipeline.core.config import ConfigError, S3Settings
@@ -171,7 +171,7 @@ def open_range(uri: str, remote: Remote, offset: int = 0, length: int | None = N
         bucket, key = _split_s3(uri)
         kwargs = {"Range": f"bytes={offset}-{end}"} if offset or length else {}
         body = remote.s3_client().get_object(Bucket=bucket, Key=key, **kwargs)["Body"]
-        return _BotoStream(body)
+        return cast(IO[bytes], _BotoStream(body))
     if _is_http(uri):
         import requests
 
@@ -182,7 +182,7 @@ def open_range(uri: str, remote: Remote, offset: int = 0, length: int | None = N
             resp.close()
             raise OSError(f"{uri}: the server ignored the Range request (status {resp.status_code})")
         resp.raw.decode_content = False  # the archive's own bytes (a .gz stays compressed)
-        return resp.raw  # type: ignore[no-any-return]
+        return resp.raw
     fh = open(uri.removeprefix("file://"), "rb")
     fh.seek(offset)
     if length is None:

@@ -227,7 +227,7 @@ def _ctx_kwargs(opts: ImportOptions) -> dict:
     return out
 
 
-def _clean_step(ctx: RunContext):  # type: ignore[no-untyped-def]
+def _clean_step(ctx: RunContext):
     """The clean stage's step with the configured sources' rules when a sources file is there."""
     from pipeline.core.config import ConfigError
     from pipeline.stages.clean import CleanStep

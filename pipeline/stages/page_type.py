@@ -710,7 +710,8 @@ def _explain(
             field_name = name[len("vocab_") :]
             # the feature pushed `sign` * its weight's direction: its words count the way the weight says
             towards = sign if model.weights[model.features.index(name)] > 0 else -sign
-            key, shown = f"{field_name}_words", _telling_words(words[field_name], model.vocabulary[field_name], towards)
+            shown: float | str = _telling_words(words[field_name], model.vocabulary[field_name], towards)
+            key = f"{field_name}_words"
         else:
             key, shown = _signal(name, values[name], url, schema_types, og_type)
         signals.setdefault(key, shown)

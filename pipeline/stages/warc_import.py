@@ -126,7 +126,7 @@ class ImportCounts:
     kept: int = 0
     samples: list[dict] = field(default_factory=list)
 
-    def skip(self, reason: str, url: str, source: str, stage: str, *, detail: str = "", **pointer) -> None:
+    def skip(self, reason: str, url: str, source: str, stage: str, *, detail: str = "", **pointer: str | None) -> None:
         """Count a skipped record; keep it as a reject when its reason has fewer than REJECT_SAMPLE."""
         self.skipped[reason] += 1
         if self.skipped[reason] <= REJECT_SAMPLE:
@@ -182,17 +182,17 @@ def select(
     """(record, item with its HTML) for each record that passes the filters; the others counted."""
     for rec in records:
         counts.records[rec.rec_type if rec.problem is None else "unreadable"] += 1
-        pointer = {"warc_key": rec.response.warc_key if rec.response else None}
+        warc_key = rec.response.warc_key if rec.response else None
         if rec.problem is not None:
             detail = f"offset {rec.offset}, {rec.length} bytes: {rec.detail}"
-            counts.skip(rec.problem, "", source, "import", detail=detail, **pointer)
+            counts.skip(rec.problem, "", source, "import", detail=detail, warc_key=warc_key)
             continue
         if rec.response is None:
             continue  # request, metadata, warcinfo ...: not pages
         reason = filters.skip_reason(rec)
         if reason is not None:
             resp = rec.response
-            counts.skip(reason, resp.url, source, "import", warc_record_id=resp.record_id, **pointer)
+            counts.skip(reason, resp.url, source, "import", warc_record_id=resp.record_id, warc_key=warc_key)
             continue
         item = record_item(rec, source)
         yield rec, {**item, "html": rec.response.text()}

@@ -1,13 +1,15 @@
 """Discovery helpers: pure functions from a fetched document to the URLs it announces.
 
 No Scrapy reactor needed: each takes bytes/text and returns plain dataclasses, so they are
-tested with literal documents. XML is parsed with lxml in recover mode with entity
+tested with literal documents. Sitemaps are parsed with lxml in recover mode with entity
 resolution and network access off (XXE / billion-laughs safe), the way Scrapy's own
-`scrapy.utils.sitemap.Sitemap` does.
+`scrapy.utils.sitemap.Sitemap` does; feeds with feedparser after their DOCTYPE (and so every
+entity declaration) is removed, JSON Feeds with `json`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from io import BytesIO
 
+import feedparser
 import lxml.etree
 import lxml.html
 from scrapy.utils._compression import _DecompressionMaxSizeExceeded  # what gunzip raises over max_size
@@ -115,36 +118,104 @@ def maybe_gunzip(body: bytes, *, max_size: int) -> bytes:
 # --------------------------------------------------------------------------- feeds
 
 
-def parse_feed(body: bytes, base_url: str) -> list[Entry]:
-    """Item links of an RSS 0.9x/1.0/2.0 or Atom feed, resolved against `base_url`."""
+class BadFeed(ValueError):
+    """A document that is neither an XML feed (RSS/Atom) nor a JSON Feed."""
+
+
+#: The DOCTYPE of an XML prolog with its internal subset (entity declarations live there).
+_DOCTYPE = re.compile(rb"<!DOCTYPE(?:[^\[>]*)(?:\[.*?\])?\s*>", re.S | re.I)
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
+JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+
+
+def strip_doctype(body: bytes) -> bytes:
+    """`body` without the DOCTYPE of its prolog.
+
+    Checked before any XML parser sees the document: without a DOCTYPE there is no entity
+    declaration, so neither an external entity (XXE) nor a nested one (billion laughs) can be
+    expanded, whatever the parser behind it does. Entity references left in the text are then
+    undeclared and kept as text by feedparser's fallback parser.
+    """
+    first = _FIRST_ELEMENT.search(body)
+    head_end = first.start() if first else len(body)
+    head = body[:head_end]
+    if b"<!" not in head:
+        return body
+    return _DOCTYPE.sub(b"", head) + body[head_end:]
+
+
+def _struct_to_dt(value) -> datetime | None:
+    """feedparser's `*_parsed` (a UTC `time.struct_time`) as an aware datetime."""
+    if not value:
+        return None
+    try:
+        y, mo, d, h, mi, sec = value[:6]
+        return datetime(y, mo, d, h, mi, sec, tzinfo=timezone.utc)
+    except (TypeError, ValueError):
+        return None
+
+
+def _entry_link(entry) -> str | None:
+    """The article URL of a feedparser entry: FeedBurner's origLink, the alternate link, a permalink guid."""
+    for key in ("feedburner_origlink", "pheedo_origlink"):
+        if entry.get(key):
+            return entry[key]
+    for link in entry.get("links") or []:
+        if link.get("rel", "alternate") == "alternate" and link.get("href"):
+            return link["href"]
+    if entry.get("link"):
+        return entry["link"]
+    guid = entry.get("id") or ""
+    return guid if guid.startswith(("http://", "https://")) else None
+
+
+def parse_json_feed(body: bytes, base_url: str) -> list[Entry]:
+    """Items of a JSON Feed 1.0/1.1 (https://jsonfeed.org): `url`, else `external_url`; `date_published`."""
+    try:
+        doc = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadFeed(f"not a JSON Feed: {exc}") from None
+    if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith(JSON_FEED_VERSION):
+        raise BadFeed("JSON without a jsonfeed.org version")
+    items = doc.get("items")
     entries: list[Entry] = []
-    for _, elem in _iterparse(body):
-        tag = _tag(elem)
-        if tag not in ("item", "entry"):
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
             continue
-        link = title = date = None
-        for child in elem:
-            ctag = _tag(child)
-            if ctag == "link":
-                href = child.get("href")
-                if href is not None:  # Atom: prefer rel=alternate (or no rel)
-                    if child.get("rel", "alternate") == "alternate" and link is None:
-                        link = href
-                elif child.text and link is None:
-                    link = child.text
-            elif ctag == "guid" and link is None and child.get("isPermaLink", "true") != "false":
-                if child.text and child.text.strip().startswith("http"):
-                    link = child.text
-            elif ctag == "title":
-                title = (child.text or "").strip() or None
-            elif ctag in ("pubdate", "published", "updated", "date") and date is None:
-                date = child.text
-        if elem.get("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about") and link is None:
-            link = elem.get("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about")
-        url = absolute(base_url, link)
+        link = item.get("url") or item.get("external_url")
+        url = absolute(base_url, link) if isinstance(link, str) else None
         if url:
-            entries.append(Entry(url=url, published=parse_date(date), title=title))
-        elem.clear()
+            title = item.get("title") if isinstance(item.get("title"), str) else None
+            date = item.get("date_published") or item.get("date_modified")
+            entries.append(
+                Entry(url=url, published=parse_date(date if isinstance(date, str) else None), title=title or None)
+            )
+    return entries
+
+
+def parse_feed(body: bytes, base_url: str, content_type: str | None = None) -> list[Entry]:
+    """Item links of an RSS 0.9x/1.0/2.0, Atom or JSON Feed document, resolved against `base_url`.
+
+    XML goes through feedparser (xml:base, FeedBurner origLink, wrong or missing encodings, malformed
+    markup) after `strip_doctype`. Raises BadFeed when the document is no feed at all.
+    """
+    if body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":  # JSON (after an optional UTF-8 BOM)
+        return parse_json_feed(body, base_url)
+    headers = {"content-location": base_url}
+    if content_type:
+        headers["content-type"] = content_type
+    parsed = feedparser.parse(BytesIO(strip_doctype(body)), response_headers=headers)
+    if not parsed.get("version") and not parsed.entries:
+        why = parsed.get("bozo_exception") or "no RSS, RDF or Atom root"
+        raise BadFeed(f"not a feed: {why}")
+    entries: list[Entry] = []
+    for item in parsed.entries:
+        url = absolute(base_url, _entry_link(item))
+        if not url:
+            continue
+        published = _struct_to_dt(item.get("published_parsed") or item.get("updated_parsed"))
+        title = (item.get("title") or "").strip() or None
+        entries.append(Entry(url=url, published=published, title=title))
     return entries
 
 
@@ -251,3 +322,51 @@ def rel_canonical(html: str, base_url: str) -> str | None:
         if "canonical" in (link.get("rel") or "").lower().split():
             return absolute(base_url, link.get("href"))
     return None
+
+
+# --------------------------------------------------------------------------- autodiscovery
+
+#: `<link rel="alternate" type=...>` types that announce a feed.
+FEED_TYPES = {
+    "application/rss+xml": "rss",
+    "application/atom+xml": "atom",
+    "application/feed+json": "json",
+    "application/json": "json",  # JSON Feed 1.0 announced itself with the generic type
+    "application/rdf+xml": "rdf",
+}
+
+
+@dataclass(frozen=True)
+class FeedLink:
+    """A feed a page announces: absolute URL, format (rss, atom, json, rdf) and its title."""
+
+    url: str
+    format: str
+    title: str | None = None
+
+
+def feed_links(html: str, base_url: str) -> list[FeedLink]:
+    """Feeds announced by `<link rel="alternate" type="application/(rss|atom)+xml|feed+json">`, in page order.
+
+    Comment feeds (a title or URL saying so) come last: a site's main feed is what a source wants.
+    """
+    head_end = html.find("</head", 0, 512 * 1024) if html else -1
+    if head_end > 0:  # the links belong in <head>; do not build a tree of the whole body
+        html = html[:head_end] + "</head><body></body></html>"
+    try:
+        doc = lxml.html.document_fromstring(html or "<html></html>")
+    except (lxml.etree.ParserError, ValueError):
+        return []
+    base = doc.xpath("//base/@href")
+    page_base = absolute(base_url, base[0]) if base else base_url
+    found: list[FeedLink] = []
+    seen: set[str] = set()
+    for link in doc.xpath("//link[@href][@type]"):
+        rel = (link.get("rel") or "").lower().split()
+        kind = FEED_TYPES.get((link.get("type") or "").split(";")[0].strip().lower())
+        url = absolute(page_base or base_url, link.get("href"))
+        if "alternate" not in rel or kind is None or not url or url in seen:
+            continue
+        seen.add(url)
+        found.append(FeedLink(url=url, format=kind, title=(link.get("title") or "").strip() or None))
+    return sorted(found, key=lambda f: "comment" in f"{f.title or ''} {f.url}".lower())

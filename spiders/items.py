@@ -26,6 +26,8 @@ class FetchedPage:
     #: so a later 304 can re-announce them without parsing.
     links: list[tuple[str, str]] = field(default_factory=list, repr=False)
     fetched_at: str = ""
+    #: The body is the DOM headless Chromium rendered from the response (`render: js|auto`), not its bytes.
+    rendered: bool = False
 
 
 @dataclass

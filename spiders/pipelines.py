@@ -41,6 +41,8 @@ from spiders.items import CrawlReject, FetchedPage, NotModified
 log = logging.getLogger(__name__)
 
 CANONICAL_FIELD = "WARC-X-Canonical-URL"
+#: On a response record whose payload is the DOM the browser rendered (headers then say UTF-8).
+RENDERED_FIELD = "WARC-X-Rendered"
 DISCOVERED_FIELD = "WARC-X-Discovered-URL"
 _VALIDATED_KINDS = ("feed", "sitemap", "robots")
 
@@ -140,6 +142,8 @@ class WarcArchivePipeline:
         extra = {SOURCE_FIELD: self.source, KIND_FIELD: page.kind}
         if page.rel_canonical:
             extra[CANONICAL_FIELD] = page.rel_canonical
+        if page.rendered:
+            extra[RENDERED_FIELD] = "chromium"
         if page.discovered_url and page.discovered_url != page.url:
             extra[DISCOVERED_FIELD] = page.discovered_url
         fetched = datetime.fromisoformat(page.fetched_at) if page.fetched_at else None

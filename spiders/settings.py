@@ -143,6 +143,9 @@ DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddlewa
 DOWNLOADER_MIDDLEWARES["spiders.middlewares.StrictRobotsTxtMiddleware"] = 100
 DOWNLOADER_MIDDLEWARES["scrapy.downloadermiddlewares.retry.RetryMiddleware"] = None
 DOWNLOADER_MIDDLEWARES["spiders.middlewares.RetryAfterMiddleware"] = 550
+# `render: js|auto` sources only (NotConfigured otherwise): after redirects, decompression and retries,
+# so the browser gets the final page; every request it makes goes back through the guards above.
+DOWNLOADER_MIDDLEWARES["spiders.render.RenderMiddleware"] = 540
 # Highest order: the first to see a response, before redirects and decompression act on it.
 DOWNLOADER_MIDDLEWARES["spiders.middlewares.HeaderLimitMiddleware"] = 950
 TWISTED_DNS_RESOLVER = "spiders.resolver.GuardedResolver"

@@ -13,7 +13,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -307,6 +307,20 @@ class CleaningRules(BaseModel):
         return any(rule == d or rule.startswith(d + ":") for d in self.disable)
 
 
+class HealthThresholds(BaseModel):
+    """When a source's run counts as `degraded` (`pipeline.report.health`); unreachable is always `failed`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Degraded above this share of requests ending in an HTTP 5xx / 429 or a network error.
+    max_error_rate: float = Field(default=0.2, ge=0, le=1)
+    #: Degraded when the run kept fewer articles than this share of the source's median over recent runs.
+    min_yield_ratio: float = Field(default=0.3, ge=0, le=1)
+    #: How many recent runs (that kept articles) the median is taken over; fewer than `min_history`: no judgement.
+    history_runs: int = Field(default=10, ge=1, le=100)
+    min_history: int = Field(default=3, ge=1, le=100)
+
+
 class Source(BaseModel):
     """One outlet: how to discover its articles and how politely to fetch them."""
 
@@ -333,6 +347,13 @@ class Source(BaseModel):
     #: time is kept as a day only, never given an invented zone.
     timezone: str | None = None
     cleaning: CleaningRules = Field(default_factory=CleaningRules)
+    health: HealthThresholds = Field(default_factory=HealthThresholds)
+    #: The outlet's home page: its `<link rel=alternate>` feeds and its robots.txt sitemaps are discovered
+    #: at crawl time (the home page is also crawled as a section page).
+    home: str | None = None
+    #: "js": fetch article and section pages, then render them in headless Chromium behind the same guards;
+    #: "auto": render only a page whose HTML is an app shell with too little text; "off": never.
+    render: Literal["off", "js", "auto"] = "off"
 
     @field_validator("timezone")
     @classmethod
@@ -343,6 +364,11 @@ class Source(BaseModel):
     @classmethod
     def _http_urls(cls, value: list[str]) -> list[str]:
         return [_check_url(url) for url in value]
+
+    @field_validator("home")
+    @classmethod
+    def _home_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
 
 
 class CrawlSettings(BaseModel):

@@ -48,6 +48,8 @@ CACHED_LINKS = "news_cached_links"
 DISCOVERED = "news_discovered_url"
 SITEMAP_DEPTH = "news_sitemap_depth"
 OWN = "news_spider_request"
+#: Set by spiders.render.RenderMiddleware on a response whose body is the DOM Chromium rendered.
+RENDERED = "news_rendered"
 
 _CODED = re.compile(r"^([a-z][a-z0-9_]{2,40}): ")
 _HTML_TYPES = re.compile(rb"^\s*(text/html|application/xhtml\+xml)", re.I)
@@ -101,6 +103,7 @@ def source_settings(crawl: CrawlSettings, source: Source) -> dict[str, Any]:
         "NEWS_MAX_HEADER_BYTES": crawl.max_header_bytes,
         "NEWS_MAX_SITEMAP_DEPTH": crawl.max_sitemap_depth,
         "NEWS_ALLOW_PRIVATE": list(crawl.allow_private),
+        "NEWS_RENDER": source.render,
     }
 
 
@@ -148,6 +151,9 @@ def _headers(headers) -> list[tuple[str, str]]:
             out.append((key.decode("latin-1"), value.decode("latin-1")))
     return out
 
+
+#: Upper edges (ms) of the response latency histogram in the crawl stats (`news/latency_ms/<edge>`).
+LATENCY_EDGES_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 
 _CALLBACKS = ("parse_robots", "parse_feed", "parse_sitemap", "parse_section", "parse_article", "on_error")
 
@@ -262,7 +268,7 @@ class NewsSpider(Spider):
     async def start(self):
         src = self.source_cfg
         hosts: dict[str, None] = {}
-        for url in [*src.feeds, *src.sitemaps, *src.sections]:
+        for url in [*src.feeds, *src.sitemaps, *src.sections, *([src.home] if src.home else [])]:
             hosts[robots_url(url)] = None
         for url in hosts:
             # Archived, and read for `Sitemap:` lines; the robots middleware fetches its own copy.
@@ -274,7 +280,7 @@ class NewsSpider(Spider):
         for url in src.sitemaps:
             for req in self._sitemap(url):
                 yield req
-        for url in src.sections:
+        for url in [*src.sections, *([src.home] if src.home else [])]:
             if req := self._request(canonicalize(url), "section", self.parse_section, **{DEPTH: 0}):
                 yield req
 
@@ -282,6 +288,8 @@ class NewsSpider(Spider):
         self._count("news/fetched")
         self._count(f"news/fetched/{kind}")
         self._count("news/bytes", len(response.body))
+        if (latency := response.meta.get("download_latency")) is not None:  # for the run report's percentiles
+            self._count(f"news/latency_ms/{next((e for e in LATENCY_EDGES_MS if latency * 1000 <= e), 'inf')}")
         request = response.request
         assert request is not None  # a response reaching a spider callback always carries its request
         return FetchedPage(
@@ -296,6 +304,7 @@ class NewsSpider(Spider):
             rel_canonical=rel_canonical,
             links=[tuple(x) for x in links],
             fetched_at=datetime.now(timezone.utc).isoformat(),
+            rendered=RENDERED in response.meta,
         )
 
     def _not_modified(self, response: Response, kind: str):
@@ -323,7 +332,9 @@ class NewsSpider(Spider):
             yield from self._not_modified(response, "robots")
             return
         links: list[tuple[str, str]] = []
-        if self.source_cfg.robots_sitemaps:
+        home = self.source_cfg.home
+        # A `home:` source discovers the sitemaps its own host's robots.txt announces.
+        if self.source_cfg.robots_sitemaps or (home and robots_url(home) == robots_url(response.url)):
             for url in discovery.robots_sitemaps(response.body, response.url):
                 links.append((url, "sitemap"))
                 yield from self._sitemap(url)
@@ -334,8 +345,8 @@ class NewsSpider(Spider):
             yield from self._not_modified(response, "feed")
             return
         try:
-            entries = discovery.parse_feed(response.body, response.url)
-        except lxml.etree.XMLSyntaxError as exc:
+            entries = discovery.parse_feed(response.body, response.url, self._content_type(response) or None)
+        except discovery.BadFeed as exc:
             yield self._page(response, "feed")
             yield self._reject(response.url, "bad_feed", str(exc), "feed")
             return
@@ -389,6 +400,8 @@ class NewsSpider(Spider):
         src = self.source_cfg
         found = discovery.section_links(response.text, response.url, src.allow, src.deny)
         self._count("news/denied_links", len(found.denied))
+        if src.home:  # autodiscovery: the feeds the home and section pages announce
+            yield from self._announced_feeds(response)
         if depth + 1 <= src.depth:
             for url in found.articles:
                 yield from self._article(url)
@@ -398,6 +411,17 @@ class NewsSpider(Spider):
                 if req := self._request(url, "section", self.parse_section, **{DEPTH: depth + 1}):
                     yield req
         yield self._page(response, "section")
+
+    def _announced_feeds(self, response: Response):
+        """Requests for the feeds a page announces with `<link rel=alternate>` (each once per crawl)."""
+        for link in discovery.feed_links(response.text, response.url):
+            url = canonicalize(link.url)
+            if url in self._requested:
+                continue
+            self._count("news/discovered/feed")
+            log.info("feed discovered on %s: %s (%s)", response.url, url, link.format)
+            if req := self._request(url, "feed", self.parse_feed):
+                yield req
 
     @staticmethod
     def _content_type(response: Response) -> str:

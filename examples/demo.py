@@ -1,19 +1,23 @@
 """`make demo`: the whole pipeline once, on the embedded defaults, through Airflow.
 
 1. starts the embedded SeaweedFS S3 server (`python -m pipeline s3 up`);
-2. serves the offline sample news site on 127.0.0.1:8701-8703;
+2. serves the offline sample news site on 127.0.0.1:8701-8704 (three outlets and a hostile one);
 3. runs the `news_ingest` DAG once with `airflow dags test` (a throwaway
-   SQLite metadata database under var/airflow);
+   SQLite metadata database under var/airflow), printing each task's state as it changes;
 4. prints the run's summary and a few articles read back from the bucket.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 from pipeline.core.config import S3Settings
 from pipeline.core.paths import ROOT, default_sources_path, var_dir
@@ -39,6 +43,43 @@ def airflow_env(s3: S3Settings, sources_path: str) -> dict[str, str]:
     return env
 
 
+def task_states(db: Path, dag_id: str = "news_ingest") -> dict[str, str]:
+    """{"crawl[0]": "running", "clean": "success", ...} of the DAG's newest run, read from Airflow's SQLite
+    metadata database (read-only); {} while it does not exist yet."""
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            row = conn.execute(
+                "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+            ).fetchone()
+            if row is None:
+                return {}
+            rows = conn.execute(
+                "SELECT task_id, map_index, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (dag_id, row[0])
+            ).fetchall()
+    except sqlite3.Error:  # locked or mid-migration: ask again on the next poll
+        return {}
+    return {f"{task}[{index}]" if index >= 0 else task: state or "none" for task, index, state in rows}
+
+
+def watch_states(
+    proc: subprocess.Popen, db: Path, say: Callable[[str], None] = print, *, poll: float = 1.0
+) -> dict[str, str]:
+    """Until `proc` ends: print every task whose state changed since the last poll; the final states."""
+    seen: dict[str, str] = {}
+    while True:
+        done = proc.poll() is not None
+        states = task_states(db)
+        for task, state in sorted(states.items()):
+            if seen.get(task) != state:
+                say(f"[demo]   {task}: {state}")
+        seen.update(states)
+        if done:
+            return seen
+        time.sleep(poll)
+
+
 def main() -> int:
     from examples.sample_site import SampleSite
     from pipeline.core.bucket import Bucket
@@ -53,7 +94,7 @@ def main() -> int:
     s3 = S3Settings.from_env()
     sources = str(default_sources_path())
 
-    with SampleSite(ports=[8701, 8702, 8703]) as site:
+    with SampleSite(ports=[8701, 8702, 8703, 8704]) as site:
         print(f"[demo] sample site: {', '.join(site.base_urls.values())}")
         env = airflow_env(s3, sources)
         airflow = str(ROOT / ".venv" / "bin" / "airflow") if (ROOT / ".venv/bin/airflow").exists() else "airflow"
@@ -62,9 +103,10 @@ def main() -> int:
         print(f"[demo] airflow dags test news_ingest {logical} ...")
         log_path = var_dir() / "airflow" / "demo-dags-test.log"
         with open(log_path, "w") as log:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 [airflow, "dags", "test", "news_ingest", logical], env=env, stdout=log, stderr=subprocess.STDOUT
             )
+            watch_states(proc, Path(env["AIRFLOW_HOME"]) / "airflow.db")
         if proc.returncode != 0:
             print(f"[demo] the DAG run failed; its log: {log_path}", file=sys.stderr)
             print(log_path.read_text()[-4000:], file=sys.stderr)

@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from examples.sample_site import BOILERPLATE_PHRASES
+from pipeline.cli.main import COMMANDS
 from pipeline.core.paths import ROOT
 
 
@@ -290,6 +292,7 @@ BAD_INVOCATIONS = [
     (["reextract", "--run-id", "yesterday"], 2, BAD_RUN),
     (["reextract", "--run-id", "../../etc"], 2, "error: bad run id '../../etc'"),
     (["reextract", "--run-id", "20261126T080000Z", "--sources", "{broken}"], 2, "not valid YAML"),
+    (["import-warc", "--bogus"], 2, USAGE),
     (["read", "--format", "xml"], 2, USAGE),
     (["read", "--run", "yesterday"], 2, BAD_RUN),
     (["read", "--since", "last week"], 2, "error: bad since 'last week'"),
@@ -326,11 +329,13 @@ def test_storage_down_exits_1_fast_without_traceback(no_s3):
 
 
 def test_nothing_to_do_exits_3(s3_settings, bad_files):
-    """A run without WARC files (reextract) and a bucket without reports: exit 3, not a failure."""
+    """A bucket without reports: exit 3, not a failure. A run id with no WARC files is a bad argument: exit 2
+    (3 is "nothing to do" / "not an article", not "no such run")."""
     env = {**os.environ, "NEWS_INGEST_BUCKET": s3_settings.bucket}
     again = pipeline("reextract", "--run-id", "20200101T000000Z", "--sources", bad_files["valid"], env=env, timeout=60)
-    assert again.returncode == 3, again.stderr
-    assert again.stderr == "error: no WARC files for run 20200101T000000Z\n"
+    assert again.returncode == 2, again.stderr
+    assert again.stderr.startswith("error: no WARC files for run 20200101T000000Z (is --run-id a run that crawled?")
+    assert again.stderr.count("\n") == 1
     report = pipeline("report", env=env, timeout=60)
     assert report.returncode == 3, report.stderr
     assert report.stderr.startswith("error: no run reports in the bucket yet")
@@ -394,3 +399,28 @@ def test_exit_code_table():
         ValueError("x"): 1,
     }
     assert {type(e).__name__: exit_code(e) for e in cases} == {type(e).__name__: c for e, c in cases.items()}
+
+
+def test_every_command_has_a_bad_argument_case():
+    covered = {argv[0] for argv, _, _ in BAD_INVOCATIONS}
+    assert covered == set(COMMANDS)
+
+
+#: Words in help texts that look like file names but are placeholders or patterns, not files of the repo.
+HELP_PLACEHOLDERS = {"FILE", "PATH"}
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_names_only_files_that_exist(command):
+    """`--help` of every command: each file it names (README.md, config/sources.yaml ...) is in the repo."""
+    import re
+
+    out = pipeline(*([command] if command else []), "--help", timeout=60)
+    assert out.returncode == 0, out.stderr
+    named = set(re.findall(r"[\w./$-]+\.(?:md|ya?ml|py|json|cfg|toml|sh)\b", out.stdout))
+    for name in named - HELP_PLACEHOLDERS:
+        if name.startswith("$"):
+            continue
+        path = Path(name) if Path(name).is_absolute() else ROOT / name
+        assert path.exists(), f"`{command} --help` names {name}, which does not exist"
+    assert "DESIGN.md" not in out.stdout

@@ -201,3 +201,78 @@ def test_a_stage_that_counts_nothing_reports_its_time_only():
     now[0] = 2.5
     rep.close()
     assert out.getvalue().splitlines() == ["dedupe: started", "dedupe: done in 2.5 s"]
+
+
+def test_no_rate_from_a_tiny_sample():
+    now = [0.0]
+    out = io.StringIO()
+    rep = PlainReporter(out, interval=0, clock=lambda: now[0])
+    rep.stage("crawl alpha", unit="pages")
+    now[0] = 0.0002
+    rep.advance(2)  # "9408.4 pages/s" for 2 pages would be noise
+    rep.close()
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "crawl alpha: 2 pages" and lines[2] == "crawl alpha: done, 2 pages in 0.0 s"
+    assert "/s" not in out.getvalue()
+
+
+def test_live_display_routes_log_records_above_it_and_draws_no_fake_total():
+    import logging
+
+    term = io.StringIO()
+    plain = io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(plain)
+    root.addHandler(handler)
+    saved_level = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        rep = progress_reporter(term, tty=True)
+        rep.stage("crawl alpha", unit="responses")  # nobody knows how many: a spinner, no bar, no ETA
+        rep.advance(3)
+        logging.getLogger("trafilatura.core").warning("discarding data: %s", "x")
+        assert handler not in root.handlers  # replaced by rich's handler while the display runs
+        rep.close()
+        assert handler in root.handlers  # and put back when it ends
+    finally:
+        root.setLevel(saved_level)
+        root.removeHandler(handler)
+    text = term.getvalue()
+    assert "discarding data: x" in text and plain.getvalue() == ""  # through the display, not through its bars
+    assert "ETA" not in text and "━" not in text
+    assert "3 responses" in text
+
+
+def test_demo_prints_dag_task_states_as_they_change(tmp_path):
+    """`make demo` shows the DAG's task states from Airflow's metadata database while `dags test` runs."""
+    import sqlite3
+
+    from examples.demo import task_states, watch_states
+
+    db = tmp_path / "airflow.db"
+    assert task_states(db) == {}
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE dag_run (id INTEGER PRIMARY KEY, dag_id TEXT, run_id TEXT)")
+        conn.execute("CREATE TABLE task_instance (dag_id TEXT, run_id TEXT, task_id TEXT, map_index INT, state TEXT)")
+        conn.execute("INSERT INTO dag_run (dag_id, run_id) VALUES ('news_ingest', 'old'), ('news_ingest', 'new')")
+        conn.executemany(
+            "INSERT INTO task_instance VALUES ('news_ingest', ?, ?, ?, ?)",
+            [("old", "sources", -1, "failed"), ("new", "sources", -1, "success"), ("new", "crawl", 0, "running")],
+        )
+    assert task_states(db) == {"sources": "success", "crawl[0]": "running"}
+
+    class Proc:  # finishes on the second poll, after the crawl did
+        polls = 0
+
+        def poll(self):
+            self.polls += 1
+            if self.polls == 2:
+                with sqlite3.connect(db) as conn:
+                    conn.execute("UPDATE task_instance SET state = 'success' WHERE task_id = 'crawl'")
+                return 0
+            return None
+
+    lines: list[str] = []
+    final = watch_states(Proc(), db, lines.append, poll=0)
+    assert lines == ["[demo]   crawl[0]: running", "[demo]   sources: success", "[demo]   crawl[0]: success"]
+    assert final["crawl[0]"] == "success"

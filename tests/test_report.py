@@ -145,7 +145,7 @@ def test_report_keeps_existing_keys_and_counts(synthetic):
     assert report["pages_fetched"] == 14 + 12 + 13 + 3
     assert report["articles_stored"] == 34
     assert report["canonical_articles"] == 30
-    assert report["duplicates"] == {"url": 1, "exact": 1, "near": 2}
+    assert report["duplicates"] == {"url": 1, "exact": 1, "near": 2, "rewrite": 0}
     assert report["rejects"] == 4
     assert report["rejects_by_reason"] == {
         "extract/navigation_only": 1,

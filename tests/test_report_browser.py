@@ -6,6 +6,7 @@ The browser is driven over the Chrome DevTools Protocol with a small websocket c
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -226,3 +227,74 @@ def test_the_check_catches_errors_and_external_fetches(browser, report_page, tmp
     )
     browser.open(no_csp.as_uri())
     assert any("boom" in e for e in browser.errors())
+
+
+LAYOUT = """
+JSON.stringify({
+  overflow: document.documentElement.scrollWidth - window.innerWidth,
+  // boxes whose content is wider than the box: hidden behind a scrollbar or cut off
+  clipped: [...document.querySelectorAll('main *')].filter(e => e.scrollWidth > e.clientWidth + 1
+           && getComputedStyle(e).overflowX !== 'visible').map(e => e.tagName + '.' + e.className),
+  // boxes reaching past their section's right edge
+  outside: [...document.querySelectorAll('section table, section svg, section ul, section details')].filter(e => {
+      const s = e.closest('section').getBoundingClientRect();
+      return e.getBoundingClientRect().right > s.right + 1; }).map(e => e.tagName + '#' + e.id),
+  health: [...document.querySelectorAll('#health tr[data-status]')].map(r => r.dataset.status),
+  sparks: document.querySelectorAll('svg.spark').length,
+  reasons: [...document.querySelectorAll('details[data-reason]')].map(d => d.dataset.reason),
+  links: [...document.querySelectorAll('a[href$=".jsonl"]')].map(a => a.getAttribute('href')),
+  width: window.innerWidth,
+})
+"""
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_report_with_health_trends_and_rejected_urls_fits_1280px(browser, s3_settings, tmp_path):
+    """The operator's sections (health, trends, rejected URLs with long URLs) at 1280 px: no horizontal
+    overflow, nothing clipped behind a scrollbar; checked on a full-page screenshot too."""
+    from pipeline.dataset.rejects import reject, write_rejects
+
+    for i, run in enumerate(("20261125T100000Z", "20261126T100000Z")):
+        ctx, kwargs = make_synthetic_run(s3_settings, run_id=run)
+        write_report(ctx, **{**kwargs, "failed_sources": {} if i else kwargs["failed_sources"]})
+    ctx, kwargs = make_synthetic_run(s3_settings)
+    long_url = "https://alpha.example/" + "very-long-path-segment-" * 12 + "?q=" + "x" * 120
+    rows = [
+        reject(f"{long_url}&n={n}", "crawl", "http_500", source="alpha", detail="HTTP 500 " * 30) for n in range(30)
+    ]
+    write_rejects(ctx, "crawl-alpha", rows)
+    report = write_report(ctx, **kwargs)
+    page = tmp_path / "report.html"
+    page.write_bytes(ctx.bucket.get(report["html"]))
+
+    browser.open(page.as_uri())
+    res = browser.call("Runtime.evaluate", session=True, expression=LAYOUT, returnByValue=True)
+    seen = json.loads(res["result"]["value"])
+    assert seen["width"] == 1280
+    assert seen["overflow"] <= 0 and seen["clipped"] == [] and seen["outside"] == [], seen
+    assert sorted(seen["health"]) == sorted(h["status"] for h in report["health"].values())
+    assert "failed" in seen["health"]
+    assert seen["sparks"] >= 5 * len(report["sources"]) - 5  # a sparkline per signal (a source without data: none)
+    assert seen["reasons"][0] == "crawl/http_500"  # the most common reason first
+    assert any(link.startswith("../rejects/") for link in seen["links"])
+    assert report["rejected"]["crawl/http_500"]["more"] == 30 - len(report["rejected"]["crawl/http_500"]["samples"])
+    assert browser.errors() == []
+
+    metrics = browser.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
+    shot = browser.call(
+        "Page.captureScreenshot",
+        session=True,
+        format="png",
+        captureBeyondViewport=True,
+        clip={"x": 0, "y": 0, "width": metrics["width"], "height": metrics["height"], "scale": 1},
+    )
+    png = base64.b64decode(shot["data"])
+    (tmp_path / "report-1280.png").write_bytes(png)
+    if keep := os.environ.get("NEWS_INGEST_SCREENSHOT_DIR"):  # to look at it
+        shutil.copy(tmp_path / "report-1280.png", Path(keep) / "report-1280.png")
+    width, height = _png_size(png)
+    assert width <= 1280 and height > 1000  # the whole page (less the scrollbar), no wider than the window

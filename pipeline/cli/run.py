@@ -8,10 +8,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.cli.common import NothingToDo
+from pipeline.cli.common import UsageError
 from pipeline.core.context import RunContext, check_run_id, make_run_id
 from pipeline.core.paths import default_sources_path
-from pipeline.flows.ingest import RunFailed, reextract_run, run_once
+from pipeline.flows.ingest import check_step, headline, reextract_run, run_once
 from pipeline.report.run_report import print_summary
 from pipeline.runtime.progress import progress_reporter
 
@@ -52,12 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with progress_reporter(sys.stderr) as progress:
         report = run_once(ctx, only_sources=args.source, say=progress)
     _print_report(report, as_json=args.json)
-    # Like the DAG's `check` task: the good sources are committed, but a failed one is an error (exit 1).
-    if report["failed_sources"]:
-        raise RunFailed(
-            f"run {ctx.run_id}: source(s) failed: {', '.join(sorted(report['failed_sources']))} "
-            "(the other sources' articles are committed)"
-        )
+    # The DAG's `check` task, with the same reasons: the good sources are committed, but a source that
+    # failed (unreachable included) or a run that committed nothing is an error (exit 1).
+    check_step(headline(report))
     return 0
 
 
@@ -65,8 +62,10 @@ def cmd_reextract(args: argparse.Namespace) -> int:
     ctx = _ctx(args, args.run_id)
     try:
         report = reextract_run(ctx, say=_say)
-    except FileNotFoundError as exc:  # the run has no WARC files: nothing to re-extract (exit 3)
-        raise NothingToDo(str(exc)) from None
+    except FileNotFoundError as exc:  # no WARC files: a run id that names no archived run (exit 2, not 3)
+        raise UsageError(
+            f"{exc} (is --run-id a run that crawled? `python -m pipeline report` shows the latest)"
+        ) from None
     _print_report(report, as_json=args.json)
     return 0
 

@@ -63,9 +63,28 @@ def crawl_step(
 
 
 def warc_files_step(ctx: RunContext, sources: Iterable[str]) -> list[str]:
-    """After every crawl, whatever its state: the WARC files of the crawls that finished."""
-    keys, _ = finished_warc_keys(ctx, sources)
+    """After every crawl, whatever its state: the WARC files of the crawls that finished.
+
+    None when no source was reached (`reached_sources`): then nothing is extracted and nothing committed.
+    """
+    names = list(sources or [])
+    keys, failed = finished_warc_keys(ctx, names)
+    if names and not reached_sources(ctx, names, failed):
+        log.error("no source was reached in run %s: nothing to extract or commit", ctx.run_id)
+        return []
     return keys
+
+
+def reached_sources(ctx: RunContext, sources: Iterable[str], failed: Mapping[str, str]) -> list[str]:
+    """The sources whose crawl reached them (`pipeline.report.health.crawl_failure` found nothing wrong)."""
+    from pipeline.report.health import crawl_failure
+
+    summaries = {s["source"]: s for s in crawl_summaries(ctx)}
+    return [
+        name
+        for name in sources
+        if not crawl_failure(summaries[name].get("stats", {}) if name in summaries else None, failed.get(name))
+    ]
 
 
 def extract_step(ctx: RunContext, warc_key: str) -> str:
@@ -136,30 +155,40 @@ def report_step(
 
 def headline(report: Mapping[str, Any]) -> dict:
     """The small part of a report that goes through XCom to the check step."""
+    from pipeline.report.health import unhealthy
+
     return {
         "run_id": report["run_id"],
         "articles_stored": report["articles_stored"],
         "rejects": report["rejects"],
         "failed_sources": sorted(report["failed_sources"]),
+        # {source: reasons} of every source whose status is `failed` (unreachable, or its crawl failed)
+        "unhealthy": unhealthy(report),
+        "status_counts": dict(report.get("status_counts") or {}),
         "committed": report.get("manifest") is not None,
         "report": report_key(report["run_id"]),
     }
+
+
+def run_problems(head: Mapping[str, Any]) -> list[str]:
+    """Why a run counts as failed: each failed source with its reasons, and a run that committed nothing."""
+    failed = {name: list(reasons) for name, reasons in (head.get("unhealthy") or {}).items()}
+    for name in head.get("failed_sources") or []:
+        failed.setdefault(name, ["crawl failed"])
+    problems = [f"source {name} failed: {'; '.join(reasons)}" for name, reasons in sorted(failed.items())]
+    if not head.get("committed"):
+        problems.append("no articles were committed")
+    return problems
 
 
 def check_step(head: Mapping[str, Any] | None) -> None:
     """Raise RunFailed when a source failed or nothing was committed (after the report is written)."""
     if not head:
         raise RunFailed("the run report step produced nothing")
-    problems = []
-    if head.get("failed_sources"):
-        problems.append(f"source(s) failed: {', '.join(head['failed_sources'])}")
-    if not head.get("committed"):
-        problems.append("no articles were committed")
+    problems = run_problems(head)
     if problems:
-        raise RunFailed(
-            f"run {head.get('run_id')}: {'; '.join(problems)} "
-            f"(the other sources' articles are committed; see {head.get('report')})"
-        )
+        note = "the other sources' articles are committed" if head.get("committed") else "nothing was committed"
+        raise RunFailed(f"run {head.get('run_id')}: {'; '.join(problems)} ({note}; see {head.get('report')})")
 
 
 # --------------------------------------------------------------------------- whole runs
@@ -239,7 +268,14 @@ def _finish(
     cleaned: Mapping[str, list[Outcome]] | None,
     rep: Reporter,
 ) -> dict:
-    """The steps after extraction, shared by every whole run: clean, dedupe, commit, report."""
+    """The steps after extraction, shared by every whole run: clean, dedupe, commit, report.
+
+    A run that reached no source commits nothing (an outage is not an empty hour); the report says why.
+    """
+    if sources and not reached_sources(ctx, sources, failed):
+        log.error("no source was reached in run %s: nothing committed", ctx.run_id)
+        rep.close()
+        return report_step(ctx, sources, None, None, timings=timings, failed=failed)
     t0 = time.perf_counter()
     rep.stage("clean")
     cleaned_key = clean_step(ctx, extracted, cleaned=cleaned)
@@ -260,8 +296,9 @@ def report_and_summarise(
     ctx: RunContext, sources: Iterable[str] | None, deduped_key: str | None, manifest_key: str | None
 ) -> dict:
     """The DAG's report step: write the report, print its summary to the task log, return the headline."""
+    from pipeline.report.dag_timings import stage_seconds_from_airflow
     from pipeline.report.run_report import print_summary
 
-    report = report_step(ctx, sources, deduped_key, manifest_key)
+    report = report_step(ctx, sources, deduped_key, manifest_key, timings=stage_seconds_from_airflow())
     print_summary(report)
     return headline(report)

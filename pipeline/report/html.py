@@ -53,7 +53,16 @@ th:first-child,td:first-child{text-align:left}
 td.flagged{color:#C62828;font-weight:600}
 .empty{color:#5b6475;font-style:italic}
 .scroll{overflow-x:auto}
-td.wrap{white-space:normal;text-align:left;min-width:140px}
+td.wrap{white-space:normal;text-align:left;min-width:140px;overflow-wrap:anywhere}
+table.fixed{table-layout:fixed}
+.status{display:inline-block;padding:0 6px;border-radius:8px;font-weight:600;color:#fff}
+.status.ok{background:#009E73}.status.quiet{background:#5b6475}.status.degraded{background:#E69F00;color:#1d2330}
+.status.failed{background:#C62828}
+ul.urls{margin:4px 0 8px;padding-left:18px;font-size:12px} ul.urls li{overflow-wrap:anywhere}
+ul.urls .detail{color:#5b6475}
+details{margin:4px 0} summary{cursor:pointer}
+#health th,#health td{text-align:left}
+svg.spark{display:inline-block;vertical-align:middle}
 footer{color:#5b6475;font-size:12px}
 """
 
@@ -82,6 +91,8 @@ def render_html(report: dict) -> str:
         f'<div class="sub">manifest: {escape(str(report.get("manifest") or "none (nothing committed)"))}</div>',
         _cards(report),
         _alerts(report),
+        _section("Source health", _health_table(report)),
+        _section("Trends over recent runs", _trends(report)),
         '<div class="grid">',
         _section("Pages and articles per source", _pages_articles(report, flagged)),
         _section("Stage timings", _stage_timings(report)),
@@ -96,6 +107,7 @@ def render_html(report: dict) -> str:
         _section("Removals per source and rule", _removal_table(report, flagged)),
         _section("Safety net: rules undone because they removed an article's body", _safety_net(report, flagged)),
         _section("Sources", _source_table(report, flagged)),
+        _section("Rejected URLs, by reason", _rejected_urls(report)),
         f"<footer>generated from {escape(_source_key(report))}</footer>",
         "</main></body></html>",
     ]
@@ -121,8 +133,8 @@ def _cards(report: dict) -> str:
         ("duplicates", sum(dups.values())),
         ("rejects", report.get("rejects", 0)),
         ("sources", len(report.get("sources", {}))),
-        ("failed sources", len(report.get("failed_sources", {}))),
-        ("seconds", f"{seconds:.1f}"),
+        ("failed sources", _failed_count(report)),
+        ("seconds" if "crawl" in report.get("stage_seconds", {}) else "task seconds", f"{seconds:.1f}"),
     ]
     return (
         '<div class="cards">'
@@ -131,10 +143,24 @@ def _cards(report: dict) -> str:
     )
 
 
+def _failed_count(report: dict) -> int:
+    health = report.get("health") or {}
+    if health:
+        return sum(1 for h in health.values() if h.get("status") == "failed")
+    return len(report.get("failed_sources", {}))
+
+
 def _alerts(report: dict) -> str:
+    health = report.get("health") or {}
     items = [
+        f"<li><b>{escape(h['status'])}:</b> {escape(name)}: {escape('; '.join(h.get('reasons') or []))}</li>"
+        for name, h in health.items()
+        if h.get("status") in ("failed", "degraded")
+    ]
+    items += [
         f"<li><b>failed:</b> {escape(name)}: {escape((err or '').strip().splitlines()[-1] if err else '')}</li>"
         for name, err in report.get("failed_sources", {}).items()
+        if name not in health
     ]
     items += [f"<li>{escape(f['message'])}</li>" for f in report.get("flags", [])]
     if not items:
@@ -365,14 +391,16 @@ def _clusters(report: dict) -> str:
     top = clusters.get("top", [])
     if top:
         rows = "".join(
-            f"<tr><td>{escape(_clip(c.get('title') or c['cluster_id'], 48))}</td>"
+            f'<tr><td class="wrap">{escape(_clip(c.get("title") or c["cluster_id"], 120))}</td>'
             f"<td>{len(c['outlets'])}</td><td>{c['articles']}</td>"
             f'<td class="wrap">{escape(", ".join(c["outlets"]))}</td></tr>'
             for c in top
         )
         chart += (
-            '<div class="scroll"><table><tr><th>most widely run stories</th><th>outlets</th><th>copies</th>'
-            f"<th>which</th></tr>{rows}</table></div>"
+            # fixed layout, wrapping cells: the table fits its half-page box, no scrollbar hides a column
+            '<table class="fixed"><colgroup><col style="width:46%"><col style="width:15%"><col style="width:14%">'
+            "<col></colgroup><tr><th>most widely run stories</th><th>outlets</th><th>copies</th>"
+            f"<th>which</th></tr>{rows}</table>"
         )
     return chart
 
@@ -474,7 +502,11 @@ def _source_table(report: dict, flagged: set[str]) -> str:
         shown_yield = "" if y is None else f"{y:.0%}"
         median = q.get("median_words")
         shown_median = "" if median is None else _fmt(median)
-        status = "failed" if s.get("failed") else ("check" if name in flagged else "ok")
+        status = ((report.get("health") or {}).get(name) or {}).get("status")
+        if status is None:  # a report from before run health
+            status = "failed" if s.get("failed") else "ok"
+        if status != "failed" and name in flagged:
+            status += ", check"
         cls = ' class="flagged"' if name in flagged else ""
         rows.append(
             f"<tr><td{cls}>{escape(name)}</td><td>{s.get('pages_fetched', 0)}</td><td>{s.get('articles', 0)}</td>"
@@ -483,3 +515,150 @@ def _source_table(report: dict, flagged: set[str]) -> str:
             f"<td{cls}>{status}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+# --------------------------------------------------------------------------- health, trends, rejected URLs
+
+
+def _status(status: str | None) -> str:
+    status = status or "?"
+    return f'<span class="status {escape(status)}">{escape(status)}</span>'
+
+
+def _bytes(n: int | None) -> str:
+    if not n:
+        return "0"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def _health_table(report: dict) -> str:
+    """One row per source: status, reasons, HTTP status mix, network errors, latency, bytes, last success."""
+    health = report.get("health") or {}
+    if not health:
+        return '<p class="empty">no health data (a report from before run health)</p>'
+    head = (
+        '<table class="fixed" id="health"><colgroup><col style="width:14%"><col style="width:8%">'
+        '<col style="width:27%"><col style="width:14%"><col style="width:14%"><col style="width:9%">'
+        '<col style="width:14%"></colgroup><tr><th>source</th><th>status</th><th>reasons</th>'
+        "<th>HTTP status · errors</th><th>latency p50/p90/p99</th><th>bytes</th><th>last success</th></tr>"
+    )
+    rows = []
+    for name, h in health.items():
+        mix = ", ".join(f"{code}: {n}" for code, n in (h.get("http_status") or {}).items())
+        errs = ", ".join(f"{k}: {n}" for k, n in (h.get("network_errors") or {}).items())
+        rate = h.get("error_rate")
+        shown = "; ".join(x for x in (mix, errs) if x) or "no response"
+        if rate is not None:
+            shown += f" ({rate:.0%} errors)"
+        lat = h.get("latency_ms")
+        latency = "/".join(f"{lat.get(k, '?')}" for k in ("p50", "p90", "p99")) + " ms" if lat else "n/a"
+        since = h.get("failing_since")
+        last = escape(str(h.get("last_success") or "never (in the runs kept)"))
+        if since and since != report.get("run_id"):
+            last += f"<br>failing since {escape(str(since))}"
+        rows.append(
+            f'<tr data-status="{escape(str(h.get("status")))}"><td class="wrap">{escape(name)}</td>'
+            f"<td>{_status(h.get('status'))}</td>"
+            f'<td class="wrap">{escape("; ".join(h.get("reasons") or []) or "-")}</td>'
+            f'<td class="wrap">{escape(shown)}</td><td>{escape(latency)}</td><td>{_bytes(h.get("bytes"))}</td>'
+            f'<td class="wrap">{last}</td></tr>'
+        )
+    return head + "".join(rows) + "</table>"
+
+
+def sparkline(name: str, values: Sequence[float | None], *, width: int = 120, height: int = 26) -> str:
+    """A tiny line chart of a series (None: no value that run, a gap); the last point is marked."""
+    points = [(i, v) for i, v in enumerate(values) if v is not None]
+    if not points:
+        return '<span class="empty">no data</span>'
+    lo = min(v for _, v in points)
+    hi = max(v for _, v in points)
+    span = (hi - lo) or 1.0
+    step = (width - 6) / max(1, len(values) - 1)
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        return 3 + i * step, height - 3 - (height - 6) * ((v - lo) / span if hi > lo else 0.5)
+
+    coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, v) for i, v in points))
+    lx, ly = xy(*points[-1])
+    tip = f"{name}: " + ", ".join("–" if v is None else _fmt(v) for v in values)
+    return (
+        f'<svg class="spark" data-chart="{escape(name)}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img"><title>{escape(tip)}</title>'
+        f'<polyline fill="none" stroke="{PALETTE[0]}" stroke-width="1.5" points="{coords}"/>'
+        f'<circle cx="{lx:.1f}" cy="{ly:.1f}" r="2.5" fill="{PALETTE[5]}"/></svg>'
+    )
+
+
+#: The trend columns: (series key, heading, how the last value is shown).
+TREND_COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
+    ("articles", "articles", _fmt),
+    ("rejects", "rejects", _fmt),
+    ("yield", "yield", lambda v: f"{v:.0%}"),
+    ("duplicates", "duplicates", _fmt),
+    ("words", "median words", _fmt),
+)
+
+
+def _trends(report: dict) -> str:
+    """Per source, a sparkline per signal over the last runs (oldest left, this run right)."""
+    trends = report.get("trends") or {}
+    runs = trends.get("runs") or []
+    series = trends.get("sources") or {}
+    if not series:
+        return '<p class="empty">no trend data</p>'
+    head = "".join(f"<th>{escape(label)}</th>" for _, label, _ in TREND_COLUMNS)
+    rows = []
+    for name, s in series.items():
+        statuses = "".join(
+            f'<i class="dot" title="{escape(str(r))}: {escape(st or "no report")}">{_STATUS_MARK.get(st or "", "·")}</i>'
+            for r, st in zip(s.get("run_id", []), s.get("status", []))
+        )
+        cells = []
+        for key, _, fmt in TREND_COLUMNS:
+            values = s.get(key) or []
+            last = next((v for v in reversed(values) if v is not None), None)
+            shown = "" if last is None else f" {escape(fmt(last))}"
+            cells.append(f"<td>{sparkline(f'trend-{key}', values)}{shown}</td>")
+        rows.append(f'<tr><td class="wrap">{escape(name)}<br><small>{statuses}</small></td>{"".join(cells)}</tr>')
+    first = escape(str(runs[0])) if runs else ""
+    note = f'<div class="legend">{len(runs)} runs from {first} to this one; the marked point is this run; ● ok ○ quiet ◐ degraded ✕ failed</div>'
+    return note + f'<table id="trends"><tr><th>source (status per run)</th>{head}</tr>{"".join(rows)}</table>'
+
+
+#: Reject reasons shown open (the most common ones); the others are one click away.
+OPEN_REASONS = 3
+
+_STATUS_MARK = {"ok": "●", "quiet": "○", "degraded": "◐", "failed": "✕"}
+
+
+def _rejected_urls(report: dict) -> str:
+    """Rejected URLs grouped by stage/reason, each with its detail; capped per reason, linking the JSONL files."""
+    groups = report.get("rejected") or {}
+    if not groups:
+        return '<p class="empty">no rejected URL</p>'
+    out = []
+    for i, (reason, g) in enumerate(groups.items()):
+        items = "".join(
+            f'<li><code>{escape(str(r.get("url")))}</code> <span class="detail">({escape(str(r.get("source")))}'
+            f"{': ' + escape(_clip(str(r.get('detail')), 200)) if r.get('detail') else ''})</span></li>"
+            for r in g.get("samples", [])
+        )
+        more = g.get("more") or 0
+        files = sorted({str(r["rejects_key"]) for r in g.get("samples", []) if r.get("rejects_key")})
+        links = ", ".join(f'<a href="../{escape(k)}">{escape(k)}</a>' for k in files)
+        tail = f"<li>… and {more} more" + (f" in {links}" if links else "") + "</li>" if more else ""
+        out.append(
+            # the most common reasons open: an operator sees the lost URLs without a click
+            f'<details data-reason="{escape(reason)}"{" open" if i < OPEN_REASONS else ""}><summary>{escape(reason)}: {g.get("count", 0)}</summary>'
+            f'<ul class="urls">{items}{tail}</ul></details>'
+        )
+    files = report.get("rejects_files") or []
+    listing = ", ".join(f'<a href="../{escape(k)}">{escape(k)}</a>' for k in files)
+    head = f'<div class="legend">every reject, as JSON Lines in the bucket: {listing}</div>' if files else ""
+    return head + "".join(out)

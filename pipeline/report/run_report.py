@@ -15,13 +15,27 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from typing import TextIO
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
 
 from pipeline.core.bucket import StorageError
+from pipeline.core.config import HealthThresholds
 from pipeline.core.context import RunContext
-from pipeline.core.layout import REPORTS_PREFIX, deduped_key, report_key, report_run_id, run_manifest_key
-from pipeline.dataset.rejects import read_rejects
+from pipeline.core.layout import (
+    REPORTS_PREFIX,
+    deduped_key,
+    rejects_prefix,
+    report_key,
+    report_run_id,
+    run_manifest_key,
+)
+from pipeline.report.health import (
+    crawl_rejects,
+    http_status_mix,
+    network_errors,
+    refused_article_pages,
+    source_health,
+)
 from pipeline.report.html import render_html
 from pipeline.stages.crawl import crawl_summaries
 
@@ -38,6 +52,10 @@ LENGTH_BINS = (0, 100, 250, 500, 1000, 2000)
 FLAG_RATIO = 0.6
 #: Fewer articles than this and a share says nothing about a source: no flag.
 FLAG_MIN_ARTICLES = 3
+#: Rejected URLs listed per reason in the report; the rest are counted (the JSONL files hold them all).
+REJECT_SAMPLES = 20
+#: Recent run reports read for trends, yield medians and "last successful run".
+TREND_RUNS = 20
 #: The signals compared across sources (key in the per-source quality dict, label).
 FLAG_SIGNALS = {
     "title_share": "articles with a title",
@@ -60,8 +78,9 @@ def write_report(
     """Assemble the run report from what the stages wrote, store it (JSON + HTML) under reports/, return it."""
 
     summaries = {s["source"]: s for s in crawl_summaries(ctx)}
-    rejects = read_rejects(ctx)
+    rejects = _read_rejects_with_keys(ctx)
     articles = ctx.bucket.iter_jsonl(deduped_key) if deduped_key else iter(())
+    history = recent_reports(ctx.bucket, ctx.run_id)
     report = build_report(
         ctx.run_id,
         sources=sources,
@@ -71,10 +90,30 @@ def write_report(
         rejects=rejects,
         articles=articles,
         manifest_key=manifest_key,
-        previous=previous_report(ctx.bucket, ctx.run_id),
+        previous=next((r for r in history if _alive(r)), None),
+        history=history,
+        thresholds=_thresholds(ctx, sources),
     )
     store_report(ctx.bucket, report)
     return report
+
+
+def _read_rejects_with_keys(ctx: RunContext) -> list[dict]:
+    """All rejects of the run, each with `rejects_key`: the JSONL file it came from (the report links it)."""
+    out: list[dict] = []
+    for key in ctx.bucket.list(rejects_prefix(ctx.run_id)):
+        out.extend({**row, "rejects_key": key} for row in ctx.bucket.iter_jsonl(key))
+    return out
+
+
+def _thresholds(ctx: RunContext, sources: Iterable[str]) -> dict[str, HealthThresholds]:
+    """Each source's health thresholds from the sources file (defaults for a source no longer in it)."""
+    try:
+        config = {s.name: s.health for s in ctx.sources.sources}
+    except Exception as exc:  # a report of an old run must not fail on today's sources file
+        log.warning("health thresholds: sources file unreadable (%s); using the defaults", exc)
+        config = {}
+    return {name: config.get(name, HealthThresholds()) for name in sources}
 
 
 def store_report(bucket, report: dict) -> None:
@@ -96,12 +135,16 @@ def build_report(
     articles: Iterable[dict],
     manifest_key: str | None,
     previous: dict | None = None,
+    history: list[dict] | None = None,
+    thresholds: Mapping[str, HealthThresholds] | None = None,
 ) -> dict:
     """The report dict from the stage outputs (pure: no bucket access). Articles are streamed once.
 
-    `previous` is the report of the run before (if any): each source's quality is also compared
-    with its own previous values, which catches a drop even when there is only one source.
+    `previous` is the report of the last run that reached a source (if any): each source's quality is
+    also compared with its own previous values, which catches a drop even when there is only one source.
+    `history`: recent run reports, newest first, for trends, yield medians and each source's last success.
     """
+    history = list(history or [])
     acc = _Accumulator()
     for article in articles:
         acc.add(article)
@@ -124,6 +167,7 @@ def build_report(
             "failed": failed_sources.get(name),
         }
     quality = {name: acc.quality(name, per_source[name]) for name in names}
+    health = _health(run_id, names, per_source, summaries, rejects, failed_sources, history, thresholds or {})
     by_stage: dict[str, Counter] = defaultdict(Counter)
     for r in rejects:
         by_stage[r.get("stage") or "?"][r.get("reason") or "?"] += 1
@@ -135,7 +179,7 @@ def build_report(
         "pages_fetched": sum(p["pages_fetched"] for p in per_source.values()),
         "articles_stored": acc.total,
         "canonical_articles": sum(acc.canonical.values()),
-        "duplicates": {kind: acc.dup_kinds.get(kind, 0) for kind in ("url", "exact", "near")},
+        "duplicates": {kind: acc.dup_kinds.get(kind, 0) for kind in ("url", "exact", "near", "rewrite")},
         "clusters_with_copies": acc.clusters_with_copies(),
         "clusters": acc.cluster_summary(),
         "rejects": len(rejects),
@@ -145,7 +189,11 @@ def build_report(
         "removed_by_rule": dict(acc.removed_total.most_common()),
         "safety_net_by_rule": dict(acc.net_total.most_common()),
         "length_bins": list(LENGTH_BINS),
-        "flags": quality_flags(quality, per_source) + trend_flags(quality, previous),
+        "flags": quality_flags(quality, per_source, rejects) + trend_flags(quality, previous),
+        "health": health,
+        "status_counts": dict(Counter(h["status"] for h in health.values())),
+        "rejected": rejected_urls(rejects),
+        "rejects_files": sorted({r["rejects_key"] for r in rejects if r.get("rejects_key")}),
         "previous_run": previous.get("run_id") if previous else None,
         "previous_quality": {
             n: {k: q.get(k) for k in FLAG_SIGNALS}
@@ -155,7 +203,152 @@ def build_report(
         "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
         "manifest": manifest_key,
     }
+    report["trends"] = trends(report, history)
     return report
+
+
+def _health(
+    run_id: str,
+    names: list[str],
+    per_source: dict[str, dict],
+    summaries: Mapping[str, dict],
+    rejects: list[dict],
+    failed_sources: Mapping[str, str],
+    history: list[dict],
+    thresholds: Mapping[str, HealthThresholds],
+) -> dict[str, dict]:
+    """Each source's status and reasons, with the crawl facts an operator checks (HTTP mix, errors, bytes)."""
+    refused = refused_article_pages(rejects)
+    out: dict[str, dict] = {}
+    for name in names:
+        src = per_source[name]
+        stats = summaries[name].get("stats", {}) if name in summaries else None
+        limits = thresholds.get(name, HealthThresholds())
+        recent = [
+            y
+            for r in history[: limits.history_runs]
+            if (r.get("health") or {}).get(name, {}).get("status") in ("ok", "degraded")
+            and (y := (r.get("quality") or {}).get(name, {}).get("yield")) is not None
+        ]
+        h = source_health(
+            stats=stats,
+            failed_reason=failed_sources.get(name),
+            articles=src["articles"],
+            article_pages=src["article_pages"],
+            refused_pages=refused.get(name, 0),
+            thresholds=limits,
+            recent_yields=recent,
+        )
+        stats = stats or {}
+        h.update(
+            {
+                "http_status": http_status_mix(stats),
+                "network_errors": network_errors(stats),
+                "crawl_rejects": crawl_rejects(stats),
+                "bytes": int(stats.get("downloader/response_bytes", stats.get("news/bytes", 0)) or 0),
+                "latency_ms": _latency(stats),
+                "elapsed_seconds": stats.get("elapsed_time_seconds"),
+            }
+        )
+        h["last_success"] = run_id if h["status"] != "failed" else _last_success(name, history)
+        h["failing_since"] = _failing_since(name, run_id, history) if h["status"] == "failed" else None
+        out[name] = h
+    return out
+
+
+def _latency(stats: Mapping[str, Any]) -> dict | None:
+    """Latency percentiles (ms, the histogram bin's upper edge) from the crawl's `news/latency_ms/<edge>` stats."""
+    prefix = "news/latency_ms/"
+    bins = sorted(
+        (float(k[len(prefix) :]), int(v))
+        for k, v in stats.items()
+        if k.startswith(prefix) and _number(k[len(prefix) :])
+    )
+    total = sum(n for _, n in bins)
+    if not total:
+        return None
+    out: dict[str, int | str] = {}
+    for q in (0.5, 0.9, 0.99):
+        seen = 0
+        for edge, n in bins:
+            seen += n
+            if seen >= q * total:
+                out[f"p{int(q * 100)}"] = (
+                    int(edge) if edge != float("inf") else f">{int(bins[-2][0]) if len(bins) > 1 else 0}"
+                )
+                break
+    out["responses"] = total
+    return out
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)  # "inf": slower than the last edge
+    except ValueError:
+        return False
+    return True
+
+
+def _last_success(name: str, history: list[dict]) -> str | None:
+    """The newest earlier run in which `name` was reached (None: not within the history read)."""
+    for r in history:
+        h = (r.get("health") or {}).get(name)
+        if h is not None and h.get("status") != "failed":
+            return r.get("run_id")
+        if h is None and name in (r.get("sources") or {}) and name not in (r.get("failed_sources") or {}):
+            return r.get("run_id")  # a report from before run health: a source not failed was reached
+    return None
+
+
+def _failing_since(name: str, run_id: str, history: list[dict]) -> str:
+    """The first run of the current streak of failures of `name` (this run when the one before was fine)."""
+    since = run_id
+    for r in history:
+        h = (r.get("health") or {}).get(name)
+        if h is None or h.get("status") != "failed":
+            break
+        since = r.get("run_id") or since
+    return since
+
+
+def rejected_urls(rejects: list[dict], cap: int = REJECT_SAMPLES) -> dict[str, dict]:
+    """{stage/reason: {"count", "samples": [{url, source, detail, rejects_key}], "more"}}, most common first."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rejects:
+        groups[f"{r.get('stage') or '?'}/{r.get('reason') or '?'}"].append(r)
+    out: dict[str, dict] = {}
+    for reason, rows in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        out[reason] = {
+            "count": len(rows),
+            "samples": [
+                {k: r.get(k) for k in ("url", "source", "detail", "rejects_key")}
+                for r in sorted(rows, key=lambda r: str(r.get("url")))[:cap]
+            ],
+            "more": max(0, len(rows) - cap),
+        }
+    return out
+
+
+def trends(report: dict, history: list[dict], runs: int = TREND_RUNS) -> dict:
+    """Per-source series over the last `runs` runs, oldest first (this run last), for the sparklines."""
+    reports = list(reversed(history[: runs - 1])) + [report]
+    series: dict[str, dict[str, list]] = {}
+    for name in report["sources"]:
+        s: dict[str, list] = {
+            k: [] for k in ("run_id", "status", "articles", "rejects", "yield", "duplicates", "words")
+        }
+        for r in reports:
+            src = (r.get("sources") or {}).get(name)
+            q = (r.get("quality") or {}).get(name) or {}
+            s["run_id"].append(r.get("run_id"))
+            s["status"].append(((r.get("health") or {}).get(name) or {}).get("status"))
+            s["articles"].append(src.get("articles") if src else None)
+            s["rejects"].append(src.get("rejects") if src else None)
+            s["yield"].append(q.get("yield"))
+            s["duplicates"].append(src.get("duplicates") if src else None)
+            s["words"].append(q.get("median_words"))
+        series[name] = s
+    return {"runs": [r.get("run_id") for r in reports], "sources": series}
 
 
 class _Accumulator:
@@ -282,13 +475,15 @@ def _median(values: list[float]) -> float:
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def quality_flags(quality: dict[str, dict], per_source: dict[str, dict]) -> list[dict]:
+def quality_flags(quality: dict[str, dict], per_source: dict[str, dict], rejects: Iterable[dict] = ()) -> list[dict]:
     """Sources whose quality signal falls well below the other sources' median, and sources
     that fetched pages but kept no article: the "look here" list at the top of the report."""
     flags: list[dict] = []
+    refused = refused_article_pages(list(rejects))
     for name, q in quality.items():
-        # An incremental run that found nothing new fetches feeds but no article page: no flag.
-        pages = per_source[name].get("article_pages", per_source[name]["pages_fetched"])
+        # An incremental run that found nothing new fetches feeds but no article page: no flag. Nor do
+        # pages refused as not articles (about, contact, tag pages found on a section page).
+        pages = per_source[name].get("article_pages", per_source[name]["pages_fetched"]) - refused.get(name, 0)
         if q["articles"] == 0 and pages > 0 and not per_source[name]["failed"]:
             flags.append(
                 {
@@ -360,9 +555,36 @@ def previous_report(bucket, run_id: str) -> dict | None:
         except (StorageError, ValueError) as exc:  # unreadable old report: compare with the one before
             log.warning("previous report %s unreadable: %s", key, exc)
             continue
-        if isinstance(report, dict) and report.get("quality"):
+        if isinstance(report, dict) and report.get("quality") and _alive(report):
             return report
     return None
+
+
+def _alive(report: Mapping[str, Any]) -> bool:
+    """Did the run reach any source and keep articles? A dead run is no baseline for a trend."""
+    if not report.get("quality") or not report.get("articles_stored"):
+        return False
+    health = report.get("health") or {}
+    if health:
+        return any(h.get("status") != "failed" for h in health.values())
+    return set(report.get("sources") or {}) != set(report.get("failed_sources") or {})
+
+
+def recent_reports(bucket, run_id: str, runs: int = TREND_RUNS) -> list[dict]:
+    """The readable reports of up to `runs` runs before `run_id`, newest first."""
+    before = sorted((rid, k) for k in bucket.list(REPORTS_PREFIX) if (rid := report_run_id(k)) and rid < run_id)
+    out: list[dict] = []
+    for _, key in reversed(before):
+        if len(out) >= runs:
+            break
+        try:
+            report = bucket.get_json(key)
+        except (StorageError, ValueError) as exc:
+            log.warning("report %s unreadable: %s", key, exc)
+            continue
+        if isinstance(report, dict):
+            out.append(report)
+    return out
 
 
 # --------------------------------------------------------------------------- text summary
@@ -380,8 +602,12 @@ def print_summary(report: dict, out: TextIO | None = None) -> None:
     )
     for reason, n in sorted(report["rejects_by_reason"].items()):
         print(f"  rejected {reason}: {n}", file=out)
+    for name, h in (report.get("health") or {}).items():
+        if h.get("status") in ("failed", "degraded"):
+            print(f"  {h['status'].upper()} source {name}: {'; '.join(h.get('reasons') or [])}", file=out)
     for name, err in report.get("failed_sources", {}).items():
-        print(f"  FAILED source {name}: {err.splitlines()[-1] if err else ''}", file=out)
+        if name not in (report.get("health") or {}):
+            print(f"  FAILED source {name}: {err.splitlines()[-1] if err else ''}", file=out)
     for flag in report.get("flags", []):
         print(f"  CHECK {flag['message']}", file=out)
     if report.get("html"):

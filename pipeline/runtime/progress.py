@@ -1,9 +1,12 @@
 """Progress of a run: live bars on a terminal, sparse plain lines in logs.
 
-`progress_reporter(stream)` picks the mode: when the stream is a terminal, a
-`rich.progress` display (count, rate, ETA when the total is known, elapsed);
-otherwise plain lines, one when a stage starts, one when it ends, and at most
-one every `interval` seconds in between, so an Airflow or CI log stays readable.
+`progress_reporter(stream)` picks the mode: when the stream is a terminal, one
+`rich.progress` display (a bar, count and ETA only when the total is known, a
+spinner otherwise; elapsed time) with every log record routed above it through
+rich's logging handler, so log lines never tear the bars; otherwise plain lines,
+one when a stage starts, one when it ends, and at most one every `interval`
+seconds in between, so an Airflow or CI log stays readable. A rate is shown only
+once it rests on a real sample (`MIN_RATE_ITEMS` items over `MIN_RATE_SECONDS`).
 
     rep = progress_reporter()
     rep.stage("crawl alpha", unit="responses")
@@ -38,6 +41,16 @@ if TYPE_CHECKING:
 SCRAPY_RESPONSE = re.compile(r"\bCrawled \(\d{3}\)")
 #: Plain mode: seconds between two progress lines of the same stage (start/end lines always show).
 DEFAULT_INTERVAL = 30.0
+#: A rate says something only over a sample: "9408.4 pages/s" for 2 pages is noise.
+MIN_RATE_ITEMS = 10
+MIN_RATE_SECONDS = 1.0
+
+
+def rate_text(completed: int, elapsed: float, unit: str) -> str:
+    """ "12.3 pages/s", or "" when the sample is too small to mean anything."""
+    if completed < MIN_RATE_ITEMS or elapsed < MIN_RATE_SECONDS:
+        return ""
+    return f"{completed / elapsed:.1f} {unit}/s"
 
 
 class Reporter:
@@ -194,10 +207,10 @@ class PlainReporter(Reporter):
             return
         self.last_line = now
         elapsed = now - self.started
-        rate = self.completed / elapsed if elapsed > 0 else 0.0
-        text = f"{self.current}: {self._count()}, {rate:.1f} {self.unit}/s"
-        if self.total is not None and rate > 0 and self.completed < self.total:
-            text += f", ETA {_duration((self.total - self.completed) / rate)}"
+        rate = rate_text(self.completed, elapsed, self.unit)
+        text = f"{self.current}: {self._count()}" + (f", {rate}" if rate else "")
+        if self.total is not None and rate and self.completed < self.total:
+            text += f", ETA {_duration((self.total - self.completed) * elapsed / self.completed)}"
         self._line(text)
 
     def _end_stage(self) -> None:
@@ -207,8 +220,8 @@ class PlainReporter(Reporter):
         if self.total is None and not self.completed:  # a stage that counts nothing: just its time
             self._line(f"{self.current}: done in {elapsed:.1f} s")
             return
-        rate = f" ({self.completed / elapsed:.1f} {self.unit}/s)" if elapsed > 0 else ""
-        self._line(f"{self.current}: done, {self._count()} in {elapsed:.1f} s{rate}")
+        rate = rate_text(self.completed, elapsed, self.unit)
+        self._line(f"{self.current}: done, {self._count()} in {elapsed:.1f} s" + (f" ({rate})" if rate else ""))
 
     def _close(self) -> None:
         if self.emit is None:
@@ -220,43 +233,47 @@ class PlainReporter(Reporter):
 
 
 class RichReporter(Reporter):
-    """Live bars on a terminal (rich.progress): spinner, stage, bar, count, rate, ETA, elapsed."""
+    """One live display on a terminal (rich.progress): spinner, stage, bar and ETA (known totals only),
+    count, rate, elapsed. While it runs, log records print above it (rich's logging handler)."""
 
     def __init__(self, stream: TextIO):
         super().__init__()
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = Console(file=stream)
+        bar, eta = _known_total_columns()
         self.progress = Progress(
             SpinnerColumn(finished_text="[green]✓"),
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            bar,
             TextColumn("{task.fields[count]}"),
             TextColumn("{task.fields[rate]}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            eta,
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
             refresh_per_second=8,
             # stdout is the run report's channel (`run --json`): never route it through the display
             redirect_stdout=False,
+            redirect_stderr=False,
         )
         self.progress.start()
+        self._logs = _route_logs(self.console)
         self.task: TaskID | None = None
+        self.started = time.monotonic()
 
     def _fields(self) -> dict:
         of = f"/{self.total}" if self.total is not None else ""
-        speed = self.progress.tasks[self.task].speed if self.task is not None else None
         counted = self.total is not None or self.completed
         return {
             "count": f"{self.completed}{of} {self.unit}" if counted else "",
-            "rate": f"{speed:.1f} {self.unit}/s" if speed else "",
+            "rate": rate_text(self.completed, time.monotonic() - self.started, self.unit),
         }
 
     def _start_stage(self) -> None:
         assert self.current is not None  # stage() sets the name just before calling _start_stage
+        self.started = time.monotonic()
         self.task = self.progress.add_task(self.current, total=self.total, count="", rate="")
         self.progress.update(self.task, **self._fields())
 
@@ -268,22 +285,68 @@ class RichReporter(Reporter):
     def _end_stage(self) -> None:
         if self.task is None:
             return
-        # An open-ended stage is complete at whatever it counted: the bar fills and stops.
-        self.progress.update(
-            self.task,
-            total=self.total if self.total is not None else max(self.completed, 1),
-            completed=self.total if self.total is not None else max(self.completed, 1),
-        )
+        # An open-ended stage keeps no bar (it never had a total to fill): its spinner turns into a tick.
+        if self.total is not None:
+            self.progress.update(self.task, completed=self.total)
         self.progress.update(self.task, **self._fields())
         self.progress.stop_task(self.task)
         self.task = None
 
     def _close(self) -> None:
         self.progress.stop()
+        self._logs()
 
     def note(self, msg: str) -> None:
         with self._lock:
             self.progress.console.print(msg, markup=False, highlight=False)
+
+
+def _known_total_columns():
+    """A bar and an ETA column that draw nothing for a stage without a known total (no fake full bar,
+    no "ETA 0:00:05" for a crawl whose size nobody knows)."""
+    from rich.progress import BarColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Bar(BarColumn):
+        def render(self, task):
+            return Text("") if task.total is None else super().render(task)
+
+    class Eta(TimeRemainingColumn):
+        def render(self, task):
+            if task.total is None or task.finished:
+                return Text("")
+            return Text.assemble("ETA ", super().render(task))
+
+    return Bar(), Eta()
+
+
+def _route_logs(console) -> Callable[[], None]:
+    """Send the root logger's records through rich's handler (printed above the live display) instead of
+    the stream handlers that would write through it; returns the function that puts them back."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    root = logging.getLogger()
+    replaced = [
+        h for h in root.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    if not replaced:
+        return lambda: None
+    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setLevel(min(h.level for h in replaced))
+    for h in replaced:
+        for f in h.filters:  # e.g. the CLI's redaction of credentials: kept on the new handler
+            handler.addFilter(f)
+        root.removeHandler(h)
+    root.addHandler(handler)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        for h in replaced:
+            root.addHandler(h)
+
+    return restore
 
 
 def is_terminal(stream: TextIO) -> bool:

@@ -13,7 +13,7 @@ help:
 	@echo "make bench-*      benchmarks: extract, dedupe, store, crawl, e2e"
 	@echo "make mutation     break each safety guarantee in a copy of the tree; fails if a test misses one"
 	@echo "make s3-up|s3-down|s3-status   the embedded SeaweedFS"
-	@echo "make site         serve the offline sample news site on 127.0.0.1:8701-8703"
+	@echo "make site         serve the offline sample news site on 127.0.0.1:8701-8704"
 
 # The environment: pinned direct dependencies, constrained by the full lock.
 $(STAMP): requirements.txt requirements.lock pyproject.toml

@@ -26,10 +26,11 @@ on that port.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from pipeline.core.config import ip_literal
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,28 +45,12 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # hex (0x); an optional trailing dot as getaddrinfo tolerates it.  Checked
 # before calling inet_aton, because glibc's inet_aton also accepts trailing
 # garbage after whitespace ("127.0.0.1 junk").
-_LEGACY_V4 = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$", re.I)
 
 
 def parse_ip_literal(host: str) -> IPAddress | None:
-    """The IP address a URL host denotes if it is an IP literal in any form, else None."""
-    host = host.strip().lower()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host.endswith(".") and not host.endswith(".."):
-        host = host[:-1]
-    if not host:
-        return None
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0] if ":" in host else host)
-    except ValueError:
-        pass
-    if _LEGACY_V4.match(host):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None  # e.g. a part out of range: not an address, getaddrinfo treats it as a name
-    return None
+    """The IP address a URL host denotes if it is an IP literal in any form (127.1, 0x7f000001, 2130706433,
+    0177.0.0.1, [::1]), else None. One definition with the sources file's check: `config.ip_literal`."""
+    return ip_literal(host)
 
 
 def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:

@@ -163,7 +163,7 @@ _HOST_NAME = re.compile(
 
 def ip_literal(host: str) -> IPAddress | None:
     """The address a URL host denotes when it is an IP literal in any form the resolver accepts
-    (also 127.1, 0x7f000001, 2130706433, 0177.0.0.1), else None. As `spiders.netguard.parse_ip_literal`."""
+    (also 127.1, 0x7f000001, 2130706433, 0177.0.0.1), else None. The crawl's SSRF guard uses it too (`spiders.netguard.parse_ip_literal`)."""
     host = host.strip().lower().removeprefix("[").removesuffix("]")
     if host.endswith(".") and not host.endswith(".."):
         host = host[:-1]

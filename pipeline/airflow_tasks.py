@@ -12,6 +12,7 @@ lazily here too, so this module stays importable (and testable) without Airflow.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
@@ -22,13 +23,17 @@ from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext, make_run_id
 from pipeline.core.errors import is_terminal
-from pipeline.core.layout import consumer_report_key
+from pipeline.core.layout import consumer_report_key, run_prefix
 from pipeline.core.paths import default_sources_path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "news_ingest_s3"
 SOURCES_VARIABLE = "news_ingest_sources_path"
+#: The Airflow Variable holding the sources YAML itself (needs no file on any worker).
+SOURCES_YAML_VARIABLE = "news_ingest_sources"
+#: Under a run's work/ folder: the sources version the run pinned (`pipeline.cli.sources.pin_run_sources`).
+SOURCES_PIN = "sources.json"
 ASSET_NAME = "news_articles"
 
 
@@ -129,23 +134,61 @@ def s3_settings_from_connection(conn_id: str) -> S3Settings:
     return settings
 
 
-def sources_path_from(params: Mapping[str, Any]) -> Path:
-    """The sources file: the DAG param, else the Airflow Variable, else the default."""
+def sources_path_from(params: Mapping[str, Any], *, bucket: Bucket | None = None, pin_key: str | None = None) -> Path:
+    """The sources file of a task, first found of:
+
+    1. the `sources_path` DAG param (a file every worker has: single-machine deployments);
+    2. the Airflow Variable `news_ingest_sources_path` (a file path, as 1.);
+    3. the Airflow Variable `news_ingest_sources` holding the YAML itself;
+    4. with `bucket`: the version `python -m pipeline sources push` made current, pinned for the
+       run at `pin_key` by its first task (so every task of a run reads the same version), else
+       the current version;
+    5. the default file (`config/sources.yaml` or `$NEWS_INGEST_SOURCES`).
+
+    YAML from a Variable or the bucket is written to a content-addressed file in this machine's
+    temp folder, read by this task (and its crawl child) only: nothing local passes between tasks.
+    """
     if params.get("sources_path"):
         return Path(params["sources_path"])
+    value = _variable(SOURCES_VARIABLE)
+    if value:
+        return Path(value)
+    text = _variable(SOURCES_YAML_VARIABLE)
+    if text:
+        return _materialise(text)
+    if bucket is not None:
+        from pipeline.cli.sources import current_sources, pin_run_sources, read_version
+
+        if pin_key is not None:
+            sha = pin_run_sources(bucket, pin_key)
+        else:
+            sha = (current_sources(bucket) or {}).get("sha256")
+        if sha is not None:
+            log.info("sources: version sha256=%s from the bucket", sha)
+            return _materialise(read_version(bucket, sha))
+    return default_sources_path()
+
+
+def _variable(name: str) -> str | None:
+    """An Airflow Variable, None when unset or when not under Airflow; a backend outage raises (retried)."""
     try:
         from airflow.sdk import Variable
     except ImportError:  # not under Airflow at all
-        return default_sources_path()
+        return None
     try:
-        value = Variable.get(SOURCES_VARIABLE, default=None)  # not set: None, the default file
+        return Variable.get(name, default=None)
     except Exception as exc:
         # Not a silent fallback to another sources file: a Variable backend outage fails the
         # task (transient, so Airflow retries it).
         raise RuntimeError(
-            f"cannot read the Airflow Variable {SOURCES_VARIABLE!r} (the sources file): {type(exc).__name__}: {exc}"
+            f"cannot read the Airflow Variable {name!r} (the sources file): {type(exc).__name__}: {exc}"
         ) from exc
-    return Path(value) if value else default_sources_path()
+
+
+def _materialise(text: str) -> Path:
+    from pipeline.cli.sources import materialise
+
+    return materialise(text, Path(tempfile.gettempdir()) / "news-ingest-sources")
 
 
 def settings_from_airflow(context: Mapping[str, Any]) -> S3Settings:
@@ -157,11 +200,26 @@ def settings_from_airflow(context: Mapping[str, Any]) -> S3Settings:
 def context_from_airflow(context: Mapping[str, Any], run_id: str | None = None) -> RunContext:
     """A RunContext for the task being run (or for `run_id`, e.g. a run being re-extracted)."""
     params = context.get("params") or {}
+    run_id = run_id or run_id_from_context(context)
+    settings = settings_from_airflow(context)
+    pin_key = run_prefix("work", run_id) + SOURCES_PIN
     return RunContext(
-        run_id=run_id or run_id_from_context(context),
-        s3=settings_from_airflow(context),
-        sources_path=sources_path_from(params),
+        run_id=run_id,
+        s3=settings,
+        sources_path=sources_path_from(params, bucket=Bucket(settings), pin_key=pin_key),
     )
+
+
+def worker_hostname() -> str:
+    """`[core] hostname_callable` for several workers on one machine: `$NEWS_INGEST_WORKER_NAME`, else the FQDN.
+
+    Task instances record the hostname of the worker that ran them; with two Celery workers on one
+    host (the scale test) the FQDN alone would not tell them apart.
+    """
+    import os
+    import socket
+
+    return os.environ.get("NEWS_INGEST_WORKER_NAME") or socket.getfqdn()
 
 
 # --------------------------------------------------------------------------- news_consumer
@@ -269,7 +327,8 @@ def reextract_one(context: Mapping[str, Any], run_id: str) -> dict:
     from pipeline.flows.maintenance import reextract
 
     params = context.get("params") or {}
-    return reextract(settings_from_airflow(context), run_id, sources_path_from(params))
+    settings = settings_from_airflow(context)
+    return reextract(settings, run_id, sources_path_from(params, bucket=Bucket(settings)))
 
 
 def compact_one(context: Mapping[str, Any], dt: str) -> str | None:

@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("pipeline.cli.report", "write or print the report of the latest or a given run"),
     "s3": ("pipeline.cli.s3", "the embedded S3 server: up | down | status"),
     "discover": ("pipeline.cli.discover", "find an outlet's feeds and sitemaps; print a sources.yaml entry"),
+    "sources": ("pipeline.cli.sources", "the sources file in the bucket: push (versioned by hash) | show"),
 }
 
 #: The one error-to-exit-code table of every command; first match wins (BadRunId and UsageError are

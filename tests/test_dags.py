@@ -31,7 +31,7 @@ from pipeline.core.layout import (
 from pipeline.dataset.read import read_articles
 from tests.airflow_helpers import DAGS_FOLDER, airflow_env, connection_json, migrate
 
-DAG_IDS = {"news_ingest", "news_consumer", "news_maintenance"}
+DAG_IDS = {"news_ingest", "news_consumer", "news_maintenance", "news_warc_import"}
 
 # Imports every DAG file the way the dag-processor does, with the network, Variables and
 # the heavy libraries watched; prints what it saw as JSON.

@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("pipeline.cli.compact", "compact a day's small Parquet files (atomic)"),
     "report": ("pipeline.cli.report", "write or print the report of the latest or a given run"),
     "s3": ("pipeline.cli.s3", "the embedded S3 server: up | down | status"),
-    "discover": ("pipeline.cli.discover", "find an outlet's feeds and sitemaps; print a sources.yaml entry"),
+    "discover": ("pipeline.cli.discover", "find an outlet's feeds and sitemaps; print an entry for the sources file"),
     "sources": ("pipeline.cli.sources", "the sources file in the bucket: push (versioned by hash) | show"),
 }
 

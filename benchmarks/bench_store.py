@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.dataset.read import read_articles
     from pipeline.dataset.schema import table_to_articles
     from pipeline.runtime.s3server import EmbeddedS3
-    from pipeline.stages.store import ENCODERS, PARQUET_OPTIONS, ROW_GROUP_ROWS, store_articles
+    from pipeline.stages.store import PARQUET_OPTIONS, ROW_GROUP_ROWS, store_articles
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=100_000)
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     cpus = os.cpu_count() or 1
     print(
         f"\n{n:,} articles, {nfiles} files, {mb:.1f} MB Parquet ({default_codec}, {nbytes / n:,.0f} bytes/article), "
-        f"{ENCODERS} encoders, {cpus} CPUs, load average {os.getloadavg()[0]:.2f}\n"
+        f"Delta writer, {cpus} CPUs, load average {os.getloadavg()[0]:.2f}\n"
     )
     print(
         f"| {'operation':<46} | {'seconds':>7} | {'MB/s':>6} | {'articles/s':>10} | {'CPU-s here':>10} | {'CPU-s S3':>8} |"

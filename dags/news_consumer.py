@@ -16,12 +16,13 @@ The bucket: the Connection `conn_id` (default `news_ingest_s3`), else the AWS en
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, task
 
 #: The same Asset news_ingest.py declares as the store task's outlet (identified by name + URI).
-ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
+ARTICLES = Asset(name="news_articles", uri=f"s3://{os.environ.get('NEWS_INGEST_BUCKET', 'news')}/articles/")
 
 
 @dag(

@@ -23,12 +23,13 @@ day does the same thing. Bucket and sources as in `news_ingest` (`conn_id`, `sou
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
 #: The same Asset news_ingest.py declares (identified by name + URI).
-ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
+ARTICLES = Asset(name="news_articles", uri=f"s3://{os.environ.get('NEWS_INGEST_BUCKET', 'news')}/articles/")
 
 
 @dag(

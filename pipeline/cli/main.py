@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crawl": ("pipeline.cli.crawl", "crawl one source into the raw WARC archive (ad hoc)"),
     "reextract": ("pipeline.cli.run", "rebuild a run's articles from its WARC files alone, no network"),
     "read": ("pipeline.cli.read", "stream committed articles from the bucket"),
-    "compact": ("pipeline.cli.compact", "compact a day's small Parquet files (atomic)"),
+    "compact": ("pipeline.cli.compact", "OPTIMIZE a day of the articles table (VACUUM with --cleanup)"),
     "report": ("pipeline.cli.report", "write or print the report of the latest or a given run"),
     "s3": ("pipeline.cli.s3", "the embedded S3 server: up | down | status"),
 }

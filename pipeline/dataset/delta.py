@@ -391,14 +391,22 @@ def optimize(settings: S3Settings, dt: str | None = None, *, target_size: int | 
 
 def vacuum(settings: S3Settings, *, retention: timedelta = MIN_RETENTION, dry_run: bool = False) -> list[str]:
     """Delete files no version younger than `retention` uses (replaced rows, compacted inputs, and
-    files of attempts that died before their commit). `retention` below 7 days is refused."""
+    files of attempts that died before their commit). `retention` below MIN_RETENTION is refused."""
     if retention < MIN_RETENTION:
         raise ValueError(f"vacuum retention must keep at least {MIN_RETENTION.days} days of time travel")
     table = open_table(settings)
     if table is None:
         return []
     try:
-        return table.vacuum(retention_hours=int(retention.total_seconds() // 3600), dry_run=dry_run)
+        # `full`: list the whole table folder, so data files no log entry names (an attempt killed
+        # before its commit) go too; the default "lite" mode only deletes files the log removed.
+        # MIN_RETENTION is enforced above; the library's own check would refuse a lower MIN_RETENTION.
+        return table.vacuum(
+            retention_hours=int(retention.total_seconds() // 3600),
+            dry_run=dry_run,
+            full=True,
+            enforce_retention_duration=False,
+        )
     except Exception as exc:
         raise storage_error(exc, settings, "vacuum") from None
 

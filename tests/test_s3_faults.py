@@ -37,7 +37,7 @@ DAY = "dt=2026-11-27/"
 #: The request that commits a table version: the PUT of its log entry.
 COMMIT = r"^PUT .*/articles/_delta_log/\d{20}\.json"
 #: The PUT of a data file of the table.
-DATA = r"^PUT .*/articles/dt=[^/]+/part-[^?]*\.parquet"
+DATA = r"^PUT .*/articles/dt(=|%3D)[^/]+/part-[^?]*\.parquet"
 
 
 def _ids(settings: S3Settings, **kw) -> list[str]:
@@ -48,9 +48,14 @@ def _want(recs) -> list[str]:
     return sorted(r["article_id"] for r in recs)
 
 
-def _data_files(bucket: Bucket) -> set[str]:
-    """Every Parquet data file in the table's folder, whether a version lists it or not."""
+def _parquet(bucket: Bucket) -> set[str]:
+    """Every Parquet file in the table's folder (data and change-feed files), listed by a version or not."""
     return {k for k in bucket.list("articles/") if k.endswith(".parquet") and "/_delta_log/" not in k}
+
+
+def _data_files(bucket: Bucket) -> set[str]:
+    """The data files in the table's folder (not the change feed's `_change_data/`), listed or not."""
+    return {k for k in _parquet(bucket) if not k.startswith("articles/_")}
 
 
 def _listed(settings: S3Settings) -> set[str]:
@@ -133,10 +138,15 @@ class FaultProxy:
                     return
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                conn.close()
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                except OSError:  # the server is down: the client sees the connection drop
+                    self.close_connection = True
+                    return
+                finally:
+                    conn.close()
                 if inject:  # mode "lose": the server did the work; the client never hears back
                     time.sleep(proxy.stall)
                     self.close_connection = True
@@ -200,6 +210,7 @@ def test_server_stopped_mid_commit_then_retry(own_server, monkeypatch):
     old = generate_articles(60, seed=1, words=10)
     store_articles(RunContext(RUN, s3=settings), old)
     version = table_version(settings)
+    before = _parquet(bucket)
     new = generate_articles(200, seed=2, words=10)
     # The server stops when the re-run's data files have landed and its log entry is on its way.
     with FaultProxy(settings.endpoint_url, pattern=COMMIT, times=1, before=lambda _: server.down()) as proxy:
@@ -213,13 +224,13 @@ def test_server_stopped_mid_commit_then_retry(own_server, monkeypatch):
     server.up("news")  # same ports, identity and data
     # Nothing of the failed re-run is visible: same version, exactly the old rows; its files are orphans.
     assert table_version(settings) == version and _ids(settings) == _want(old)
-    orphans = _data_files(bucket) - _listed(settings)
-    assert orphans, "the re-run's data files landed before the outage"
+    orphans = _parquet(bucket) - before
+    assert orphans and not orphans & _listed(settings), "the re-run's files landed before the outage, unlisted"
     # The retry completes and replaces the run; VACUUM removes the dead attempt's files and the replaced ones.
     store_articles(RunContext(RUN, s3=settings), new)
     assert table_version(settings) == version + 1 and _ids(settings) == _want(new)
-    removed = _vacuum_now(settings, monkeypatch)
-    assert orphans <= {"articles/" + r for r in removed} and _data_files(bucket) == _listed(settings)
+    _vacuum_now(settings, monkeypatch)
+    assert not orphans & _parquet(bucket) and _data_files(bucket) == _listed(settings)
     assert _ids(settings) == _want(new)
 
 
@@ -251,6 +262,7 @@ def test_kill_9_between_data_files_and_log_commit(s3_settings, bucket, monkeypat
     old = generate_articles(40, seed=1, words=10)
     store_articles(RunContext(RUN, s3=s3_settings), old)
     version = table_version(s3_settings)
+    before = _parquet(bucket)
     arrived = threading.Event()
     with FaultProxy(
         s3_settings.endpoint_url, pattern=COMMIT, times=1, mode="hold", before=lambda _: arrived.set()
@@ -271,10 +283,10 @@ def test_kill_9_between_data_files_and_log_commit(s3_settings, bucket, monkeypat
         assert proxy.count(DATA) >= 1
     # Readers of any client see the old version; the dead attempt's files are in the bucket, unlisted.
     assert table_version(s3_settings) == version and _ids(s3_settings) == _want(old)
-    orphans = _data_files(bucket) - _listed(s3_settings)
-    assert orphans
-    removed = {"articles/" + r for r in _vacuum_now(s3_settings, monkeypatch)}
-    assert removed == orphans and _data_files(bucket) == _listed(s3_settings)
+    orphans = _parquet(bucket) - before
+    assert orphans and not orphans & _listed(s3_settings)
+    _vacuum_now(s3_settings, monkeypatch)
+    assert _parquet(bucket) == before and _data_files(bucket) == _listed(s3_settings)
     assert _ids(s3_settings) == _want(old)
     # The rerun (what the DAG's retry does) completes.
     store_articles(RunContext(RUN, s3=s3_settings), generate_articles(300, seed=5, words=10))

@@ -75,9 +75,13 @@ def news_maintenance():
 
         with fail_fast():
             headline = reextract_one(context, archived_run)
+        from pipeline.dataset.delta import version_of_key
+
+        # `version`: the table version of the re-commit (the consumer reads exactly its rows).
         context["outlet_events"][ARTICLES].extra = {
             "run_id": archived_run,
             "manifest": headline["manifest"],
+            "version": version_of_key(headline["manifest"]) if headline["manifest"] else None,
             "reextracted": True,
         }
         return headline

@@ -27,7 +27,14 @@ import pyarrow.compute as pc
 
 from pipeline.core.config import S3Settings
 from pipeline.core.errors import StorageError
-from pipeline.core.layout import ARTICLES_PREFIX, check_dt, check_run_id, run_date
+from pipeline.core.layout import (
+    ARTICLES_PREFIX,
+    check_dt,
+    check_run_id,
+    delta_commit_key,
+    delta_commit_version,
+    run_date,
+)
 from pipeline.dataset.schema import ARTICLE_SCHEMA, SCHEMA_VERSION, conform
 
 log = logging.getLogger(__name__)
@@ -36,7 +43,6 @@ log = logging.getLogger(__name__)
 PARTITION = "dt"
 #: Where the table lives in the bucket (its log: `articles/_delta_log/`).
 TABLE_PREFIX = ARTICLES_PREFIX.rstrip("/")
-DELTA_LOG_PREFIX = f"{ARTICLES_PREFIX}_delta_log/"
 #: VACUUM never removes files younger than this: time travel and `--since-version` reach back 7 days.
 MIN_RETENTION = timedelta(days=7)
 #: Columns without file statistics: long free text, where min/max prune nothing and cost bytes.
@@ -229,15 +235,24 @@ def commit_run(
 
 def commit_key(version: int) -> str:
     """`articles/_delta_log/<version:020d>.json`: the bucket key of a committed table version."""
-    return f"{DELTA_LOG_PREFIX}{version:020d}.json"
+    return delta_commit_key(version)
 
 
 def version_of_key(key: str) -> int | None:
     """The table version a `commit_key` names; None for other keys."""
-    if not key.startswith(DELTA_LOG_PREFIX) or not key.endswith(".json"):
-        return None
-    stem = key[len(DELTA_LOG_PREFIX) : -len(".json")]
-    return int(stem) if stem.isdigit() else None
+    return delta_commit_version(key)
+
+
+def run_commits(settings: S3Settings, run_id: str) -> list[int]:
+    """The table versions that committed rows of `run_id` (its commit info), oldest first."""
+    table = open_table(settings)
+    if table is None:
+        return []
+    try:
+        history = table.history()
+    except Exception as exc:
+        raise storage_error(exc, settings, "read the history") from None
+    return sorted(int(h["version"]) for h in history if h.get("news_ingest.run_id") == run_id)
 
 
 # --------------------------------------------------------------------------- reading
@@ -298,9 +313,11 @@ def changes(
     *,
     since_version: int | None = None,
     since_timestamp: datetime | None = None,
+    until_version: int | None = None,
     columns: Sequence[str] | None = None,
 ) -> pa.Table:
-    """The change data feed after `since_version` (exclusive) or from `since_timestamp` (inclusive):
+    """The change data feed after `since_version` (exclusive) or from `since_timestamp` (inclusive),
+    up to `until_version` (inclusive) when given:
     ARTICLE_SCHEMA columns (or `columns`) plus `_change_type` ('insert', 'delete', 'update_preimage',
     'update_postimage'), `_commit_version` and `_commit_timestamp`, in commit order."""
     table = open_table(settings)
@@ -316,6 +333,10 @@ def changes(
         start["starting_version"] = (since_version if since_version is not None else -1) + 1
     if start.get("starting_version", 0) > table.version():
         return _empty_feed(cols)
+    if until_version is not None:
+        if until_version < start.get("starting_version", 0):
+            return _empty_feed(cols)
+        start["ending_version"] = min(until_version, int(table.version()))
     try:
         reader = table.load_cdf(**start, allow_out_of_range=True, columns=cols)
         feed = pa.table(reader.read_all())

@@ -101,6 +101,7 @@ def iter_tables(
     settings: S3Settings | None = None,
     committed_after: str | datetime | None = None,
     since_version: int | None = None,
+    until_version: int | None = None,
     run_id: str | None = None,
     columns: Sequence[str] | None = None,
 ) -> Iterator[pa.Table]:
@@ -109,6 +110,7 @@ def iter_tables(
     `since`/`until`: a date bounds the `dt` partition (inclusive both ends); a datetime also
     bounds `ingested_at` (since inclusive, until exclusive). `since_version` / `committed_after`:
     only rows a commit after that table version / time inserted and that are still there.
+    `until_version` (with `since_version`): only rows the versions up to it inserted (the feed's window).
     """
     settings = settings or S3Settings.from_env()
     cols = project(ARTICLE_SCHEMA, columns)
@@ -119,7 +121,7 @@ def iter_tables(
         check_run_id(run_id)
     after = _timestamp(committed_after)
     if since_version is not None or after is not None:
-        table = _changed(settings, since_version, after)
+        table = _changed(settings, since_version, after, until_version)
         mask = _mask(table, since_dt, until_dt, run_id, sources, _row_filter(canonical_only, since_ts, until_ts))
         if mask is not None:
             table = table.filter(mask)
@@ -148,13 +150,15 @@ def _typed(table: pa.Table, cols: Sequence[str] | None) -> pa.Table:
     return pa.Table.from_arrays([table.column(c).cast(schema.field(c).type) for c in cols], schema=schema)
 
 
-def _changed(settings: S3Settings, since_version: int | None, after: datetime | None) -> pa.Table:
-    """The rows inserted after a version or a time and still in the table (ARTICLE_SCHEMA)."""
+def _changed(
+    settings: S3Settings, since_version: int | None, after: datetime | None, until_version: int | None = None
+) -> pa.Table:
+    """The rows inserted after a version or a time (up to `until_version`) and not deleted since (ARTICLE_SCHEMA)."""
     if after is not None:
         # Strictly after: the feed's timestamp bound is inclusive (commit times are in milliseconds).
         feed = delta.changes(settings, since_timestamp=after + timedelta(milliseconds=1))
     else:
-        feed = delta.changes(settings, since_version=since_version)
+        feed = delta.changes(settings, since_version=since_version, until_version=until_version)
     rows = delta.net_inserts(feed)
     return pa.Table.from_arrays([rows.column(f.name).cast(f.type) for f in ARTICLE_SCHEMA], schema=ARTICLE_SCHEMA)
 
@@ -194,6 +198,7 @@ def read_articles(
     settings: S3Settings | None = None,
     committed_after: str | datetime | None = None,
     since_version: int | None = None,
+    until_version: int | None = None,
     run_id: str | None = None,
     columns: Sequence[str] | None = None,
     as_: Literal["arrow", "pandas", "records"] = "arrow",
@@ -201,11 +206,15 @@ def read_articles(
     """Committed articles as a pyarrow Table (`as_="arrow"`), a pandas DataFrame or an iterator of dicts.
 
     `since_version=N`: only rows committed by a table version after N and still in the table
-    (remember `table_version()` after each read). `committed_after`: the same by commit time.
+    (remember `table_version()` after each read); with `until_version=M` too: the rows versions
+    N+1..M inserted (`since_version=M-1, until_version=M`: exactly what version M committed).
+    `committed_after`: the same as `since_version` by commit time.
     `canonical_only`: drop rows that are duplicates of another article (`duplicate_of` set).
     """
     if as_ not in ("arrow", "pandas", "records"):
         raise ValueError(f"as_ must be 'arrow', 'pandas' or 'records', not {as_!r}")
+    if until_version is not None and since_version is None:
+        raise ValueError("until_version needs since_version (the window of the change feed)")
     project(ARTICLE_SCHEMA, columns)  # a clear error for an unknown column, before any I/O
     tables = iter_tables(
         since,
@@ -215,6 +224,7 @@ def read_articles(
         settings=settings,
         committed_after=committed_after,
         since_version=since_version,
+        until_version=until_version,
         run_id=run_id,
         columns=columns,
     )

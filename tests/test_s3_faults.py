@@ -305,6 +305,15 @@ def test_503s_on_data_files_and_commit_are_retried(s3_settings):
     assert _ids(s3_settings) == _want(recs) and table_version(s3_settings) == 1
 
 
+def test_503s_on_bucket_writes_are_retried(s3_settings, bucket):
+    """The project's own objects (rejects, state, reports) go through boto3 with the retry policy."""
+    with FaultProxy(s3_settings.endpoint_url, pattern=r"^PUT .*rejects/", times=3, status=503) as proxy:
+        ctx = RunContext(RUN, s3=_via(proxy, s3_settings))
+        key = write_rejects(ctx, "extract", [{"url": "u", "stage": "extract", "reason": "no-article"}])
+        assert proxy.injected == 3 and proxy.count(r"^PUT .*rejects/") == 4
+    assert bucket.exists(key)
+
+
 def test_persistent_503_is_a_clear_storage_error(s3_settings, bucket):
     with FaultProxy(s3_settings.endpoint_url, pattern=DATA, times=10_000) as proxy:
         with pytest.raises(StorageError) as err:

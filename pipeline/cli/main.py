@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reextract": ("pipeline.cli.run", "rebuild a run's articles from its WARC files alone, no network"),
     "read": ("pipeline.cli.read", "stream committed articles from the bucket"),
     "compact": ("pipeline.cli.compact", "OPTIMIZE a day of the articles table (VACUUM with --cleanup)"),
+    "migrate": ("pipeline.cli.migrate", "convert a bucket written with run manifests into the articles table"),
     "report": ("pipeline.cli.report", "write or print the report of the latest or a given run"),
     "s3": ("pipeline.cli.s3", "the embedded S3 server: up | down | status"),
 }

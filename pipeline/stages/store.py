@@ -28,10 +28,12 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 import pipeline
+from pipeline.core.bucket import Bucket, StorageError
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
 from pipeline.core.layout import check_dt, run_date
 from pipeline.dataset import delta
+from pipeline.dataset.delta_migrate import unmigrated
 from pipeline.dataset.schema import JSON_PARSE_SCHEMA, records_to_table, table_to_articles
 
 log = logging.getLogger(__name__)
@@ -201,7 +203,17 @@ def optimize_day(settings: S3Settings, dt: str, *, target_size: int = MAX_FILE_B
 
 def vacuum(settings: S3Settings, *, retention: timedelta = delta.MIN_RETENTION) -> list[str]:
     """VACUUM: delete files older than `retention` (>= 7 days) that no kept version uses, the files of
-    commits that never happened included; the deleted files' URIs."""
+    commits that never happened included; the deleted files' URIs.
+
+    Refused (StorageError) on a bucket with run manifests not yet migrated: their Parquet files sit in
+    the table's folder, listed by no version, and VACUUM would delete them (`python -m pipeline migrate`).
+    """
+    if unmigrated(Bucket(settings)):
+        raise StorageError(
+            f"refusing to VACUUM s3://{settings.bucket}/articles: the bucket has run manifests that were not "
+            "migrated and VACUUM would delete their files; run `python -m pipeline migrate` first",
+            terminal=True,
+        )
     return delta.vacuum(settings, retention=retention)
 
 

@@ -215,13 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa  # imported here: the module import stays cheap for tests
     import pyarrow.parquet as pq
 
+    from examples import duckdb_query
     from pipeline.core.bucket import Bucket
     from pipeline.core.config import S3Settings
     from pipeline.core.context import RunContext
     from pipeline.dataset.read import read_articles
     from pipeline.dataset.schema import table_to_articles
     from pipeline.runtime.s3server import EmbeddedS3
-    from examples import duckdb_query
     from pipeline.stages.store import PARQUET_OPTIONS, ROW_GROUP_ROWS, store_articles
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -18,6 +18,7 @@ imported it (or in `spawn`ed children), never in a forked child of a process tha
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -71,6 +72,11 @@ _TERMINAL_HINTS = {
 }
 
 
+#: Causes in an object_store error that mean the endpoint did not answer at all.
+_UNREACHABLE_HINTS = ("tcp connect error", "Connection refused", "dns error", "error trying to connect")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def table_uri(settings: S3Settings) -> str:
     """`s3://<bucket>/articles`: the table's URI, for any Delta client."""
     return f"s3://{settings.bucket}/{TABLE_PREFIX}"
@@ -100,8 +106,13 @@ def storage_error(exc: Exception, settings: S3Settings, action: str) -> StorageE
     for code, meaning in _TERMINAL_HINTS.items():
         if code in text:
             return StorageError(f"{where} failed: {meaning} ({code})", terminal=True, code=code)
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return StorageError(f"{where} failed: {type(exc).__name__}: {first[:500]}")
+    if any(hint in text for hint in _UNREACHABLE_HINTS):
+        return StorageError(f"{where} failed: cannot connect to the S3 endpoint (is it running?)", code="Unreachable")
+    # object_store nests its causes, one per line ("Generic S3 error / ↳ HTTP error / ↳ ..."): keep them
+    # all, on one line, without the terminal colours.
+    causes = [_ANSI.sub("", line).strip(" ↳") for line in text.strip().splitlines()]
+    detail = " <- ".join(c for c in causes if c) or type(exc).__name__
+    return StorageError(f"{where} failed: {type(exc).__name__}: {detail[:500]}")
 
 
 def _sql_text(value: str) -> str:

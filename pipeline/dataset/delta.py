@@ -36,6 +36,7 @@ from pipeline.core.layout import (
     delta_commit_version,
     run_date,
 )
+from pipeline.core.layout import DELTA_LOG_PREFIX as DELTA_LOG_PREFIX  # re-exported: the table's log prefix
 from pipeline.dataset.schema import ARTICLE_SCHEMA, SCHEMA_VERSION, conform
 
 log = logging.getLogger(__name__)

@@ -2,9 +2,10 @@
 
 Starts its own SeaweedFS (EmbeddedS3 in a temp dir) and measures, in one process:
 
-* write: `store_articles` (records -> Parquet -> S3 -> manifest) against plain boto3
+* write: `store_articles` (records -> Parquet -> S3 -> one Delta commit) against plain boto3
   `put_object` of the very same Parquet bytes (goal: ratio >= 0.8);
-* read: `read_articles` of the whole day back into Arrow (goal: >= 50,000 articles/s);
+* read: `read_articles` and DuckDB `delta_scan` of the whole day back into Arrow (goal: >= 200,000 articles/s);
+* `read --run X` and `read --since-version N` with 10 and 1,000 commits in the table (`--commits`);
 * other codecs (`--codecs`), Arrow input, each against put_object of its own files:
   the storage trade (bytes/article) next to the speed.
 
@@ -159,17 +160,69 @@ def _codec_options(spec: str) -> dict:
     return options
 
 
+#: Articles per run in the table-size rows (`--commits`): small, so the table's size is its commit count.
+HISTORY_RUN_ROWS = 20
+
+
+def _added_files(bucket, commit_key: str) -> list[str]:
+    """The bucket keys of the data files a Delta log entry (`articles/_delta_log/<v>.json`) added."""
+    import json
+    from urllib.parse import unquote
+
+    actions = [json.loads(line) for line in bucket.get(commit_key).decode().splitlines() if line.strip()]
+    return [f"articles/{unquote(a['add']['path'])}" for a in actions if "add" in a]
+
+
+def _history_rows(settings, commit_counts: list[int]) -> list[tuple[int, float, float]]:
+    """(commits, seconds of `read --run X`, seconds of `read --since-version N`) with the table grown to
+    each count by small runs (January 2026: no partition shared with the big runs); X and N: the last
+    run and the version before its commit."""
+    from pipeline.core.context import RunContext
+    from pipeline.dataset.read import read_articles, table_version
+    from pipeline.stages.store import store_articles
+
+    own = settings  # the benchmark's table: its big runs are in other `dt` partitions
+    out = []
+    done = 0
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for target in sorted(commit_counts):
+        last = None
+        while done < target:
+            run = (start + timedelta(hours=done)).strftime("%Y%m%dT%H%M%SZ")
+            store_articles(RunContext(run, s3=own), generate_articles(HISTORY_RUN_ROWS, seed=done, words=20))
+            done += 1
+            last = run
+        assert last is not None
+        version = table_version(own)
+        assert version is not None
+
+        def best(fn) -> float:
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                got = fn()
+                times.append(time.perf_counter() - t0)
+                assert got.num_rows == HISTORY_RUN_ROWS, got.num_rows
+            return min(times)
+
+        t_run = best(lambda last=last: read_articles(settings=own, run_id=last))
+        t_since = best(lambda version=version: read_articles(settings=own, since_version=version - 1))
+        out.append((target, t_run, t_since))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa  # imported here: the module import stays cheap for tests
     import pyarrow.parquet as pq
 
+    from examples import duckdb_query
     from pipeline.core.bucket import Bucket
     from pipeline.core.config import S3Settings
     from pipeline.core.context import RunContext
     from pipeline.dataset.read import read_articles
     from pipeline.dataset.schema import table_to_articles
     from pipeline.runtime.s3server import EmbeddedS3
-    from pipeline.stages.store import ENCODERS, PARQUET_OPTIONS, ROW_GROUP_ROWS, store_articles
+    from pipeline.stages.store import PARQUET_OPTIONS, ROW_GROUP_ROWS, store_articles
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=100_000)
@@ -179,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         default="zstd:1,snappy,lz4",
         help="other codecs to compare (Arrow input), comma-separated; '' for none",
     )
+    parser.add_argument(
+        "--commits",
+        default="10,1000",
+        help="table sizes (commits) at which to time `read --run` and `read --since-version`; '' for none",
+    )
     args = parser.parse_args(argv)
+    commit_counts = [int(c) for c in args.commits.split(",") if c]
     codecs = [c for c in args.codecs.split(",") if c]
     default_codec = f"{PARQUET_OPTIONS['compression']}:{PARQUET_OPTIONS.get('compression_level', '')}".rstrip(":")
 
@@ -203,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             store_articles(RunContext("20261126T000000Z", s3=settings), records[:2000])
 
             def put_same_bytes(mkey: str, tag: str):
-                """Plain boto3 put_object, one after the other, of exactly the files the store wrote."""
-                bodies = [bucket.get(f["key"]) for f in bucket.get_json(mkey)["files"]]
+                """Plain boto3 put_object, one after the other, of exactly the data files the commit added."""
+                bodies = [bucket.get(key) for key in _added_files(bucket, mkey)]
 
                 def put():
                     for i, body in enumerate(bodies):
@@ -246,6 +305,18 @@ def main(argv: list[str] | None = None) -> int:
             t_read = time.perf_counter() - t0
             assert table.num_rows == args.articles, (table.num_rows, args.articles)
             del table
+            t0 = time.perf_counter()
+            got = duckdb_query.query(
+                "SELECT * FROM articles WHERE dt = '2026-11-27'",
+                "bench",
+                endpoint_url=settings.endpoint_url,
+                key_id=settings.access_key_id,
+                secret=settings.secret_access_key,
+            )
+            t_duck = time.perf_counter() - t0
+            assert got.num_rows == args.articles, (got.num_rows, args.articles)
+            del got
+            history = _history_rows(settings, commit_counts)
             arrow_input = pa.Table.from_pylist(records) if codecs else None
 
             # The storage trade: other codecs, Arrow input, each against put_object of its own files.
@@ -277,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     cpus = os.cpu_count() or 1
     print(
         f"\n{n:,} articles, {nfiles} files, {mb:.1f} MB Parquet ({default_codec}, {nbytes / n:,.0f} bytes/article), "
-        f"{ENCODERS} encoders, {cpus} CPUs, load average {os.getloadavg()[0]:.2f}\n"
+        f"Delta writer, {cpus} CPUs, load average {os.getloadavg()[0]:.2f}\n"
     )
     print(
         f"| {'operation':<46} | {'seconds':>7} | {'MB/s':>6} | {'articles/s':>10} | {'CPU-s here':>10} | {'CPU-s S3':>8} |"
@@ -304,7 +375,19 @@ def main(argv: list[str] | None = None) -> int:
         f"(SeaweedFS used {s_put_arrow / t_put_arrow:.1f} of {cpus} CPUs during it): "
         f"CPU ratio {put_cpu / store_cpu:.2f}, the ceiling of the write ratio when the CPUs are the limit"
     )
-    print(f"read: {n / t_read:,.0f} articles/s (goal >= 50,000)")
+    print(
+        f"| {'DuckDB delta_scan (one day -> Arrow)':<46} | {t_duck:7.2f} | {mb / t_duck:6.1f} | {n / t_duck:10,.0f} |"
+        f" {'':>10} | {'':>8} |"
+    )
+    print(f"read: {n / t_read:,.0f} articles/s through read_articles (goal >= 200,000), {n / t_duck:,.0f} via DuckDB")
+    print(
+        f"\n`read` of one small run, by the number of commits in the table (each commit: one run of "
+        f"{HISTORY_RUN_ROWS} articles; seconds, best of 3, in this process):\n"
+    )
+    print(f"| {'commits':>7} | {'read --run X':>12} | {'read --since-version N':>22} |")
+    print(f"|{'-' * 9}|{'-' * 14}|{'-' * 24}|")
+    for commits, t_run, t_since in history:
+        print(f"| {commits:>7,} | {t_run:12.3f} | {t_since:22.3f} |")
     if sweep:
         print(
             "\nCodecs (Arrow input; each against put_object of its own files; a bigger file slows the "

@@ -3,12 +3,14 @@
 
 An example downstream consumer, scheduled on data: it runs whenever `news_ingest`
 (or a re-extraction in `news_maintenance`) commits articles, i.e. on each event of the
-`news_articles` Asset, and reads **only the run(s) whose events triggered it**
-(`triggering_asset_events` -> event extra `run_id` -> `pipeline.dataset.read.read_articles(run_id=...)`).
+`news_articles` Asset, and reads **exactly the rows the triggering commits added**
+(`triggering_asset_events` -> event extra `run_id` and `version` (the Delta table version the
+commit made) -> `read_articles(run_id=..., since_version=version - 1, until_version=version)`,
+from the table's change data feed).
 
 It writes a small summary per run to `reports/consumer/run=<run_id>.json`
 (articles per source, canonical vs duplicates, titles) and logs it. Copy it as the
-starting point for an NLP job: the pattern (read one committed run, by its id) is
+starting point for an NLP job: the pattern (read what one table version committed) is
 idempotent and never sees half-written data.
 
 The bucket: the Connection `conn_id` (default `news_ingest_s3`), else the AWS environment.
@@ -16,12 +18,13 @@ The bucket: the Connection `conn_id` (default `news_ingest_s3`), else the AWS en
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, task
 
 #: The same Asset news_ingest.py declares as the store task's outlet (identified by name + URI).
-ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
+ARTICLES = Asset(name="news_articles", uri=f"s3://{os.environ.get('NEWS_INGEST_BUCKET', 'news')}/articles/")
 
 
 @dag(

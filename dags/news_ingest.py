@@ -23,12 +23,13 @@ The run id is the data interval end, so retries and re-runs overwrite, never dup
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
 #: Also declared in news_consumer.py and news_maintenance.py (an Asset is identified by name + URI).
-ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
+ARTICLES = Asset(name="news_articles", uri=f"s3://{os.environ.get('NEWS_INGEST_BUCKET', 'news')}/articles/")
 
 DEFAULT_ARGS = {
     "owner": "news-ingest",
@@ -112,14 +113,21 @@ def news_ingest():
 
     @task(outlets=[ARTICLES])
     def store(deduped_key: str, **context) -> str:
-        """Commit the run (manifest), mark its URLs seen, and emit the `news_articles` event."""
+        """Commit the run (one Delta transaction), mark its URLs seen, and emit the `news_articles` event."""
         from pipeline.airflow_tasks import context_from_airflow, fail_fast
         from pipeline.flows import ingest
 
         with fail_fast():
             ctx = context_from_airflow(context)
             manifest_key = ingest.commit_step(ctx, deduped_key)
-        context["outlet_events"][ARTICLES].extra = {"run_id": ctx.run_id, "manifest": manifest_key}
+        from pipeline.dataset.delta import version_of_key
+
+        # `version`: the table version this run committed (consumers read changes since the one before).
+        context["outlet_events"][ARTICLES].extra = {
+            "run_id": ctx.run_id,
+            "manifest": manifest_key,
+            "version": version_of_key(manifest_key),
+        }
         return manifest_key
 
     @task(trigger_rule=TriggerRule.ALL_DONE)

@@ -23,12 +23,13 @@ day does the same thing. Bucket and sources as in `news_ingest` (`conn_id`, `sou
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
 #: The same Asset news_ingest.py declares (identified by name + URI).
-ARTICLES = Asset(name="news_articles", uri="s3://news/articles/")
+ARTICLES = Asset(name="news_articles", uri=f"s3://{os.environ.get('NEWS_INGEST_BUCKET', 'news')}/articles/")
 
 
 @dag(
@@ -74,9 +75,13 @@ def news_maintenance():
 
         with fail_fast():
             headline = reextract_one(context, archived_run)
+        from pipeline.dataset.delta import version_of_key
+
+        # `version`: the table version of the re-commit (the consumer reads exactly its rows).
         context["outlet_events"][ARTICLES].extra = {
             "run_id": archived_run,
             "manifest": headline["manifest"],
+            "version": version_of_key(headline["manifest"]) if headline["manifest"] else None,
             "reextracted": True,
         }
         return headline

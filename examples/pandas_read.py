@@ -1,79 +1,50 @@
-"""Read the article dataset into pandas, two ways.
+"""Read the articles Delta table into pandas, two ways:
 
-    python -m examples.pandas_read [YYYY-MM-DD]
+1. `read_with_deltalake`: `deltalake.DeltaTable(...).to_pandas()`, no code of this project: a
+   consumer with the bucket's credentials (the AWS environment `s3 up --env` exports) needs nothing else;
+2. `read_with_pipeline`: `pipeline.read_articles(..., as_="pandas")`, the same rows with the
+   project's filters (source, run, canonical only, what changed since a version).
 
-1. `read_with_pyarrow_fs`: what any pyarrow user can do: `pyarrow.fs.S3FileSystem`
-   pointed at the endpoint (`endpoint_override`), reading the files the committed
-   manifests list.
-2. `read_with_pipeline`: `pipeline.read_articles(..., as_="pandas")`, which does the same
-   plus filters (source, canonical only, incremental by commit time).
+    eval "$(python -m pipeline s3 up --env)"
+    python -m examples.pandas_read 2026-11-27
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from datetime import date
-from urllib.parse import urlsplit
+from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-
-from pipeline.core.config import S3Settings
-from pipeline.dataset.manifest import plan_files
-from pipeline.dataset.schema import ARTICLE_SCHEMA, conform
 
 
-def s3_filesystem(settings: S3Settings) -> pafs.S3FileSystem:
-    """A pyarrow S3 filesystem for the bucket's endpoint (path-style, as SeaweedFS and MinIO want)."""
-    parts = urlsplit(settings.endpoint_url) if settings.endpoint_url else None
-    return pafs.S3FileSystem(
-        access_key=settings.access_key_id,
-        secret_key=settings.secret_access_key,
-        region=settings.region,
-        endpoint_override=parts.netloc if parts else None,
-        scheme=parts.scheme if parts else "https",
-        force_virtual_addressing=False,
-    )
+def storage_options(endpoint_url: str | None = None, key_id: str | None = None, secret: str | None = None) -> dict:
+    """`deltalake` options for an S3-compatible endpoint (default: the AWS environment variables)."""
+    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or ""
+    opts = {
+        "AWS_ACCESS_KEY_ID": key_id or os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        "AWS_SECRET_ACCESS_KEY": secret or os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "AWS_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
+    if endpoint_url:
+        opts |= {"AWS_ENDPOINT_URL": endpoint_url, "AWS_ALLOW_HTTP": str(endpoint_url.startswith("http:")).lower()}
+    return opts
 
 
-def read_with_pyarrow_fs(
-    day: str | date | None = None, settings: S3Settings | None = None, columns: list[str] | None = None
-) -> pd.DataFrame:
-    """Committed articles of one day (or all days) as a DataFrame, via pyarrow's own S3 client."""
-    settings = settings or S3Settings.from_env()
-    fs = s3_filesystem(settings)
-    specs, _ = plan_files(settings, since_dt=str(day) if day else None, until_dt=str(day) if day else None)
-    tables = []
-    for spec in specs:
-        table = conform(pq.read_table(f"{settings.bucket}/{spec.key}", filesystem=fs))
-        if spec.runs is not None:  # a compacted file partly superseded by a re-run
-            table = table.filter(pc.is_in(table.column("run_id"), pa.array(sorted(spec.runs))))
-        tables.append(table.select(columns) if columns else table)
-    if not tables:
-        schema = ARTICLE_SCHEMA if not columns else pa.schema([ARTICLE_SCHEMA.field(c) for c in columns])
-        return schema.empty_table().to_pandas()
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+def read_with_deltalake(day: str, bucket: str | None = None, **creds: str | None) -> pd.DataFrame:
+    """One day of articles: the `dt` partition filter prunes every other day's files."""
+    from deltalake import DeltaTable
+
+    uri = f"s3://{bucket or os.environ.get('NEWS_INGEST_BUCKET', 'news')}/articles"
+    return DeltaTable(uri, storage_options=storage_options(**creds)).to_pandas(partitions=[("dt", "=", day)])
 
 
-def read_with_pipeline(day: str | date | None = None, settings: S3Settings | None = None, **filters) -> pd.DataFrame:
-    """The same through the project's reader (filters: source, canonical_only, committed_after, columns)."""
+def read_with_pipeline(day: str, settings: Any = None, **filters: Any) -> pd.DataFrame:
+    """The same through the project's API (`filters`: source, run_id, canonical_only, since_version ...)."""
     from pipeline import read_articles
 
     return read_articles(since=day, until=day, settings=settings, as_="pandas", **filters)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    df = read_with_pyarrow_fs(argv[0] if argv else None)
-    print(f"{len(df)} articles")
-    if len(df):
-        print(df.groupby("source").size().rename("articles").to_string())
-        print(df[["published", "source", "title", "word_count"]].head(10).to_string(index=False))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # pragma: no cover - manual use
+    print(read_with_deltalake(sys.argv[1]).groupby("source").size())

@@ -226,7 +226,8 @@ def worker_hostname() -> str:
 
 
 def triggering_runs(context: Mapping[str, Any]) -> list[dict]:
-    """[{run_id, manifest}] of the `news_articles` events that triggered this run, in order, unique."""
+    """[{run_id, manifest, version}] of the `news_articles` events that triggered this run, in order, unique
+    by run id (the last event of a run wins: its newest commit). `version` is None in older events."""
     events = context.get("triggering_asset_events") or {}
     out: dict[str, dict] = {}
     for asset in events:
@@ -235,15 +236,31 @@ def triggering_runs(context: Mapping[str, Any]) -> list[dict]:
         for event in events[asset]:
             extra = dict(event.extra or {})
             if extra.get("run_id"):
-                out[extra["run_id"]] = {"run_id": extra["run_id"], "manifest": extra.get("manifest")}
+                out.pop(extra["run_id"], None)
+                out[extra["run_id"]] = {
+                    "run_id": extra["run_id"],
+                    "manifest": extra.get("manifest"),
+                    "version": extra.get("version"),
+                }
     return list(out.values())
 
 
-def summarise_run(settings: S3Settings, run_id: str) -> dict:
-    """Per-source article counts of ONE committed run, written to `reports/consumer/run=<id>.json`."""
+def summarise_run(settings: S3Settings, run_id: str, version: int | None = None) -> dict:
+    """Per-source article counts of ONE committed run, written to `reports/consumer/run=<id>.json`.
+
+    With the event's table `version`: exactly the rows that version committed (the change feed since
+    the version before it), so a re-run of one source is summarised as that source's new rows only.
+    Without (an event from before the Delta table): the run's current rows.
+    """
     from pipeline.dataset.read import read_articles
 
-    table = read_articles(settings=settings, run_id=run_id, columns=["source", "duplicate_of", "title"])
+    columns = ["source", "duplicate_of", "title"]
+    if version is None:
+        table = read_articles(settings=settings, run_id=run_id, columns=columns)
+    else:
+        table = read_articles(
+            settings=settings, run_id=run_id, since_version=version - 1, until_version=version, columns=columns
+        )
     rows = table.to_pylist()
     per_source: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -253,6 +270,7 @@ def summarise_run(settings: S3Settings, run_id: str) -> dict:
     sources = dict(sorted(per_source.items()))
     summary = {
         "run_id": run_id,
+        "version": version,
         "articles": len(rows),
         "sources": sources,
         "titles": sorted({row["title"] for row in rows if row["title"]}),
@@ -265,7 +283,7 @@ def summarise_run(settings: S3Settings, run_id: str) -> dict:
         len(rows),
         ", ".join(f"{s} {c['articles']}" for s, c in sources.items()),
     )
-    return {"run_id": run_id, "articles": len(rows), "key": key}
+    return {"run_id": run_id, "version": version, "articles": len(rows), "key": key}
 
 
 def summarise_triggering_runs(context: Mapping[str, Any]) -> list[dict]:
@@ -275,7 +293,7 @@ def summarise_triggering_runs(context: Mapping[str, Any]) -> list[dict]:
         log.info("no news_articles event with a run id triggered this run; nothing to read")
         return []
     settings = settings_from_airflow(context)
-    return [summarise_run(settings, r["run_id"]) for r in runs]
+    return [summarise_run(settings, r["run_id"], r.get("version")) for r in runs]
 
 
 # --------------------------------------------------------------------------- dates

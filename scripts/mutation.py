@@ -214,23 +214,33 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "commit_atomicity",
-        "a run's manifest replaces exactly the version read (conditional commit)",
-        "pipeline/stages/store.py",
-        "            bucket.put_json(key, manifest, if_match=etag)\n",
-        "            bucket.put_json(key, manifest)\n",
-        ("tests/test_store.py::test_concurrent_writer_loses_cleanly",),
+        "a run's commit replaces its rows in one transaction (replaceWhere), never appends to them",
+        "pipeline/dataset/delta.py",
+        '            mode="overwrite",\n            predicate=predicate,\n',
+        '            mode="append",\n',
+        (
+            "tests/test_store.py::test_whole_rerun_replaces_the_run_never_doubles_and_leaves_other_runs",
+            "tests/test_store.py::test_concurrent_commits_of_one_run_never_double",
+        ),
+    ),
+    Mutation(
+        "commit_scope",
+        "a run's commit replaces only its own run's rows (the run id is in the replaceWhere)",
+        "pipeline/dataset/delta.py",
+        '    parts = [f"{PARTITION} = {_sql_text(run_date(run_id))}", f"run_id = {_sql_text(run_id)}"]\n',
+        '    parts = [f"{PARTITION} = {_sql_text(run_date(run_id))}"]\n',
+        ("tests/test_store.py::test_whole_rerun_replaces_the_run_never_doubles_and_leaves_other_runs",),
     ),
     Mutation(
         "commit_before_data_complete",
-        "a run is committed only once all its data is written (a failed attempt commits nothing)",
-        "pipeline/stages/store.py",
-        "        _commit(bucket, manifest_key, manifest, previous[1] if previous else None)\n"
-        "    except BaseException:\n"
-        "        writer.abort()\n",
-        "        _commit(bucket, manifest_key, manifest, previous[1] if previous else None)\n"
-        "    except BaseException:\n"
-        '        _commit(bucket, manifest_key, {"attempt": attempt, "files": [], "rows": 0}, None)\n',
-        ("tests/test_store.py::test_records_without_id_fail_before_anything_is_visible",),
+        "a run is committed only once all its data is written (an attempt that dies commits nothing)",
+        "pipeline/dataset/delta.py",
+        "    ensure_table(settings)  # so every commit is a replaceWhere: two first commits of one run never both append\n",
+        # The old rows go in a commit of their own, before the new data files are written.
+        "    ensure_table(settings)\n"
+        "    write_deltalake(table_uri(settings), TABLE_SCHEMA.empty_table(), mode='overwrite', predicate=predicate,"
+        " partition_by=[PARTITION], storage_options=storage_options(settings))\n",
+        ("tests/test_s3_faults.py::test_kill_9_between_data_files_and_log_commit",),
     ),
     Mutation(
         "s3_retries",
@@ -238,7 +248,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "pipeline/core/bucket.py",
         '    retries={"max_attempts": 5, "mode": "standard"},\n',
         '    retries={"max_attempts": 0, "mode": "standard"},\n',
-        ("tests/test_s3_faults.py::test_503s_are_retried_then_succeed",),
+        ("tests/test_s3_faults.py::test_503s_on_bucket_writes_are_retried",),
     ),
     # ------------------------------------------------------------------ secrets
     Mutation(

@@ -21,13 +21,14 @@ from pipeline.core.layout import (
     DEDUPE_INDEX_PREFIX,
     crawl_summary_key,
     dedupe_shard_key,
+    delta_commit_key,
     raw_prefix,
     refused_key,
     report_key,
-    run_manifest_key,
     seen_key,
     warc_file_name,
 )
+from pipeline.dataset.delta import run_commits
 from pipeline.dataset.read import read_articles
 from tests.airflow_helpers import DAGS_FOLDER, airflow_env, connection_json, migrate
 
@@ -295,7 +296,8 @@ def test_dag_test_run_end_to_end_through_the_connection(ingested, sample_site):
     bucket = Bucket(conn_settings)
     report = bucket.get_json(report_key(run_id))
     assert report["failed_sources"] == {} and report["articles_stored"] == len(expected)
-    assert bucket.exists(run_manifest_key(run_id))
+    [version] = run_commits(conn_settings, run_id)  # one table version committed the run
+    assert bucket.exists(delta_commit_key(version)) and report["manifest"] == delta_commit_key(version)
 
     # The secret went through the Connection, and neither the task logs nor any XCom show it.
     secret = conn_settings.secret_access_key
@@ -307,20 +309,20 @@ def test_dag_test_run_end_to_end_through_the_connection(ingested, sample_site):
     n_sources = len(report["sources"])
     assert sum(1 for t in result["tasks"] if t.startswith("crawl[")) == n_sources
     assert sum(1 for t in result["tasks"] if t.startswith("extract[")) >= n_sources
-    # The store task emitted the Asset event, carrying the run id and manifest key.
+    # The store task emitted the Asset event, carrying the run id, the commit's log key and table version.
     events = [
         json.loads(e)
         for (e,) in db.execute(
             "select e.extra from asset_event e join asset a on a.id = e.asset_id where a.name = 'news_articles'"
         )
     ]
-    assert events == [{"run_id": run_id, "manifest": run_manifest_key(run_id)}]
+    assert events == [{"run_id": run_id, "manifest": delta_commit_key(version), "version": version}]
 
 
 def test_maintenance_reextracts_a_date_range_from_the_archive(ingested, sample_site):
     settings = ingested["settings"]
     bucket = Bucket(settings)
-    before = bucket.get_json(run_manifest_key(INGEST_RUN))
+    before = run_commits(settings, INGEST_RUN)
     titles = {r["url"]: r["title"] for r in read_articles(settings=settings, run_id=INGEST_RUN).to_pylist()}
     result, output = _dag_test(
         ingested["env"],
@@ -330,14 +332,16 @@ def test_maintenance_reextracts_a_date_range_from_the_archive(ingested, sample_s
     )
     assert result["state"].endswith("success"), output[-8000:]
     assert [t for t in result["tasks"] if t.startswith("reextract[")] == ["reextract[0]"]
-    # Re-committed from the WARC files (a new attempt), same articles; no crawl ran.
-    after = bucket.get_json(run_manifest_key(INGEST_RUN))
-    assert after["attempt"] != before["attempt"]
+    # Re-committed from the WARC files (a new table version), same articles; no crawl ran.
+    after = run_commits(settings, INGEST_RUN)
+    assert after[: len(before)] == before and len(after) == len(before) + 1
+    assert bucket.exists(delta_commit_key(after[-1]))
     assert {r["url"]: r["title"] for r in read_articles(settings=settings, run_id=INGEST_RUN).to_pylist()} == titles
     assert "crawl" not in " ".join(result["tasks"])
     db = sqlite3.connect(ingested["home"] / "airflow.db")
     extras = [json.loads(e) for (e,) in db.execute("select extra from asset_event order by id")]
     assert extras[-1]["run_id"] == INGEST_RUN and extras[-1]["reextracted"] is True
+    assert extras[-1]["version"] == after[-1]
 
 
 def test_a_killed_crawl_fails_only_its_source_and_the_report_names_it(
@@ -498,18 +502,45 @@ def test_triggering_runs_reads_run_ids_from_the_asset_events():
     articles, other = asset("news_articles", "s3://news/articles/"), asset("something_else", "s3://x/")
     events = {
         articles: [
-            SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m1"}),
-            SimpleNamespace(extra={"run_id": "20261127T110000Z", "manifest": "m2"}),
-            SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m1"}),
+            SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m1", "version": 1}),
+            SimpleNamespace(extra={"run_id": "20261127T110000Z", "manifest": "m2", "version": 2}),
+            SimpleNamespace(extra={"run_id": "20261127T100000Z", "manifest": "m3", "version": 3}),
+            SimpleNamespace(extra={"run_id": "20261127T120000Z", "manifest": "m0"}),  # an event of before Delta
             SimpleNamespace(extra={}),
         ],
         other: [SimpleNamespace(extra={"run_id": "20261127T120000Z"})],
     }
     assert triggering_runs({"triggering_asset_events": events}) == [
-        {"run_id": "20261127T100000Z", "manifest": "m1"},
-        {"run_id": "20261127T110000Z", "manifest": "m2"},
+        {"run_id": "20261127T110000Z", "manifest": "m2", "version": 2},
+        {"run_id": "20261127T100000Z", "manifest": "m3", "version": 3},  # its newest commit
+        {"run_id": "20261127T120000Z", "manifest": "m0", "version": None},
     ]
     assert triggering_runs({}) == []
+
+
+def test_consumer_reads_exactly_the_rows_of_the_event_version(s3_settings):
+    """A re-run of one source: the consumer's summary of that event counts that source's new rows only."""
+    from benchmarks.bench_store import generate_articles
+    from pipeline.airflow_tasks import summarise_run
+    from pipeline.core.context import RunContext
+    from pipeline.dataset.read import table_version
+    from pipeline.stages.store import store_articles
+
+    run = "20261127T100000Z"
+    first = generate_articles(30, seed=1, words=5)
+    store_articles(RunContext(run, s3=s3_settings), first)
+    v1 = table_version(s3_settings)
+    store_articles(RunContext("20261127T110000Z", s3=s3_settings), generate_articles(7, seed=2, words=5))
+    again = [{**r, "source": "gazette"} for r in generate_articles(4, seed=3, words=5)]
+    store_articles(RunContext(run, s3=s3_settings), again, sources=["gazette"])
+    v3 = table_version(s3_settings)
+    assert v1 is not None and v3 == v1 + 2
+    assert summarise_run(s3_settings, run, v3)["articles"] == 4
+    summary = Bucket(s3_settings).get_json(f"reports/consumer/run={run}.json")
+    assert summary["version"] == v3 and summary["sources"] == {"gazette": {"articles": 4, "canonical": 4}}
+    assert summarise_run(s3_settings, run, v1)["articles"] == 30  # what the first commit added, whatever came later
+    kept = sum(r["source"] != "gazette" for r in first)
+    assert summarise_run(s3_settings, run)["articles"] == kept + 4  # no version: the run's current rows
 
 
 def test_run_ids_and_days_come_from_the_data_interval_not_the_clock():

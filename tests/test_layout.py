@@ -107,6 +107,22 @@ def test_keys_that_do_not_depend_on_a_run():
     assert L.ARTICLES_PREFIX == "articles/"
 
 
+def test_delta_commit_keys():
+    assert L.DELTA_LOG_PREFIX == "articles/_delta_log/"
+    assert L.delta_commit_key(7) == "articles/_delta_log/00000000000000000007.json"
+    assert L.delta_commit_version(L.delta_commit_key(12345)) == 12345
+    for other in (
+        "articles/_delta_log/00000000000000000010.checkpoint.parquet",
+        "articles/_delta_log/_last_checkpoint",
+        "articles/_delta_log/7.json",
+        "_manifests/run=20261127T060000Z.json",
+        "articles/dt=2026-11-27/00000000000000000001.json",
+    ):
+        assert L.delta_commit_version(other) is None, other
+    with pytest.raises(ValueError):
+        L.delta_commit_key(-1)
+
+
 @pytest.mark.parametrize("run_id", RUN_IDS)
 def test_run_keys_round_trip_and_sit_under_their_prefixes(run_id):
     keys = run_keys(run_id)
@@ -274,7 +290,7 @@ def test_layout_imports_no_bucket_and_only_self_contained_core_modules():
 def test_a_suffixed_run_id_is_stored_reported_and_rebuilt_under_one_name(s3_settings, bucket):
     """`20261127T140000Z_` passes check_run_id; safe_segment used to hash it (it strips trailing '._'),
     so the manifest went under a hashed name while `rebuild_report` and the DAG's report headline named the raw id."""
-    from pipeline.dataset.manifest import committed_runs
+    from pipeline.dataset.delta import open_table, run_commits
     from pipeline.dataset.read import read_articles
     from pipeline.flows.ingest import headline, report_step
     from pipeline.report.run_report import latest_run, rebuild_report
@@ -286,12 +302,13 @@ def test_a_suffixed_run_id_is_stored_reported_and_rebuilt_under_one_name(s3_sett
     deduped = L.deduped_key(run_id)
     bucket.put_jsonl(deduped, records)
 
-    manifest_key = store_stage(ctx, deduped)
-    assert manifest_key == f"_manifests/run={run_id}.json" == L.run_manifest_key(run_id)
-    assert bucket.list(L.RUN_MANIFEST_PREFIX) == [manifest_key]
-    assert bucket.get_json(manifest_key)["run_id"] == run_id
-    assert all(f["key"].startswith(f"articles/dt={DAY}/run={run_id}/") for f in bucket.get_json(manifest_key)["files"])
-    assert [m["run_id"] for m in committed_runs(s3_settings)] == [run_id]
+    manifest_key = store_stage(ctx, deduped)  # the commit's log entry: articles/_delta_log/<version>.json
+    [version] = run_commits(s3_settings, run_id)
+    assert manifest_key == L.delta_commit_key(version) and L.delta_commit_version(manifest_key) == version
+    assert bucket.exists(manifest_key) and not bucket.list("_manifests/")
+    table = open_table(s3_settings)
+    assert all(f"/articles/dt={DAY}/" in u for u in table.file_uris())
+    assert table.history(1)[0]["news_ingest.run_id"] == run_id  # the raw id, in the commit info
     assert read_articles(settings=s3_settings, run_id=run_id).num_rows == len(records)
 
     head = headline(report_step(ctx, [], deduped, manifest_key))
@@ -303,7 +320,7 @@ def test_a_suffixed_run_id_is_stored_reported_and_rebuilt_under_one_name(s3_sett
     assert report["articles_stored"] == len(records)
     assert latest_run(bucket) == run_id
 
-    # Rebuilt from the stage outputs alone: it finds the same manifest and deduped file.
+    # Rebuilt from the stage outputs alone: it finds the same commit and deduped file.
     rebuilt = rebuild_report(ctx)
     assert rebuilt["manifest"] == manifest_key and rebuilt["articles_stored"] == len(records)
     assert sorted(bucket.list("reports/")) == written

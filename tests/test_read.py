@@ -1,4 +1,5 @@
-"""Reading: filters, incremental reads, formats of the `read` command, and the DuckDB / pandas examples."""
+"""Reading the Delta table: filters, reads since a version, the `read` command, and the DuckDB / Polars / pandas
+examples (which use no code of this project)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.bench_store import generate_articles
-from examples import duckdb_query, pandas_read
+from examples import duckdb_query, pandas_read, polars_read
 from pipeline.cli.read import cmd_read, configure_read
 from pipeline.core.context import RunContext
-from pipeline.core.layout import part_key, run_articles_prefix
-from pipeline.dataset.manifest import committed_runs
-from pipeline.dataset.read import read_articles
+from pipeline.dataset import delta
+from pipeline.dataset.read import read_articles, table_version
 from pipeline.dataset.schema import ARTICLE_SCHEMA
-from pipeline.stages.store import compact, store_articles
+from pipeline.stages.store import optimize_day, store_articles
 
 RUN_A = "20261126T230000Z"  # day 1
 RUN_B = "20261127T060000Z"  # day 2
@@ -29,7 +29,7 @@ RUN_C = "20261127T120000Z"  # day 2, later
 
 @pytest.fixture
 def dataset(s3_settings, bucket):
-    """Three committed runs over two days, plus one uncommitted (orphan) file."""
+    """Three committed runs over two days, plus one data file no commit lists (a store killed before its commit)."""
     recs = {
         RUN_A: generate_articles(20, seed=1, words=10),
         RUN_B: generate_articles(30, seed=2, words=10),
@@ -42,9 +42,10 @@ def dataset(s3_settings, bucket):
     }
     for run, rows in recs.items():
         store_articles(RunContext(run, s3=s3_settings), rows, max_rows_per_file=8, now=clock[run])
-    # A half-written run: a part file but no manifest. No reader may see it.
-    body = bucket.get(bucket.list(run_articles_prefix(RUN_C))[0])
-    bucket.put(part_key(run_articles_prefix("20261127T130000Z"), "0badbadbad00", 0), body)
+    # A half-written commit: a data file in the day's partition, but no log entry. No reader may see it.
+    [uri] = [u for u in delta.open_table(s3_settings).file_uris() if "dt=2026-11-27" in u][:1]
+    body = bucket.get("articles/" + uri.split("/articles/", 1)[1])
+    bucket.put("articles/dt=2026-11-27/part-00000-0badbadbad00-c000.zstd.parquet", body)
     return recs
 
 
@@ -77,23 +78,28 @@ def test_filters(s3_settings, dataset):
         read_articles(settings=s3_settings, columns=["nope"])
 
 
-def test_incremental_reads_by_commit_time(s3_settings, dataset):
-    runs = committed_runs(s3_settings)
-    assert [m["run_id"] for m in runs] == [RUN_A, RUN_B, RUN_C]
-    mark = runs[1]["committed_at"]  # a consumer has read up to run B
-    new = read_articles(committed_after=mark, settings=s3_settings)
-    assert sorted(new.column("article_id").to_pylist()) == ids(dataset[RUN_C])
-    assert [m["run_id"] for m in committed_runs(s3_settings, committed_after=mark)] == [RUN_C]
-    # A re-run of run A committed later (wall clock passed in) shows up for the incremental reader, once.
+def test_incremental_reads_by_table_version(s3_settings, dataset):
+    seen = table_version(s3_settings)  # a consumer has read everything so far
+    assert read_articles(since_version=seen, settings=s3_settings).num_rows == 0
+    # A re-run of run A shows up for the incremental reader once, with only its new rows.
     rerun = generate_articles(4, seed=9, words=5)
-    store_articles(RunContext(RUN_A, s3=s3_settings), rerun, now=datetime(2026, 11, 27, 18, tzinfo=timezone.utc))
-    new = read_articles(committed_after=runs[2]["committed_at"], settings=s3_settings)
+    store_articles(RunContext(RUN_A, s3=s3_settings), rerun)
+    new = read_articles(since_version=seen, settings=s3_settings)
     assert sorted(new.column("article_id").to_pylist()) == ids(rerun)
-    # Compaction changes files, not commits: nothing new for the incremental reader.
-    mark = committed_runs(s3_settings)[-1]["committed_at"]
-    assert compact(s3_settings, "2026-11-27") is not None
-    assert read_articles(committed_after=mark, settings=s3_settings).num_rows == 0
-    assert read_articles(committed_after=runs[1]["committed_at"], settings=s3_settings).num_rows == 14
+    assert read_articles(since_version=seen, source="gazette", settings=s3_settings).num_rows == sum(
+        r["source"] == "gazette" for r in rerun
+    )
+    assert read_articles(since_version=seen, since="2026-11-27", settings=s3_settings).num_rows == 0
+    # OPTIMIZE changes files, not rows: nothing new for the incremental reader.
+    mark = table_version(s3_settings)
+    assert optimize_day(s3_settings, "2026-11-27")["numFilesRemoved"] >= 2
+    assert read_articles(since_version=mark, settings=s3_settings).num_rows == 0
+    # By commit time: the history's timestamps (wall clock) mark the versions.
+    commits = {h["version"]: h["timestamp"] for h in delta.open_table(s3_settings).history()}
+    after = datetime.fromtimestamp(commits[seen] / 1000, tz=timezone.utc)
+    assert sorted(read_articles(committed_after=after, settings=s3_settings).column("article_id").to_pylist()) == ids(
+        rerun
+    )
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -113,7 +119,10 @@ def test_read_command_formats(s3_settings, dataset, tmp_path, capsys):
     assert cmd_read(_args("--run", RUN_A, "--format", "csv", "--out", str(out)), settings=s3_settings) == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert ids(rows) == ids(dataset[RUN_A])
-    assert json.loads(rows[0]["removed"]) == dataset[RUN_A][0]["removed"]
+    # Rows come in file order (files are read concurrently): compare each row with its own record.
+    by_id = {r["article_id"]: r for r in dataset[RUN_A]}
+    assert all(json.loads(row["removed"]) == by_id[row["article_id"]]["removed"] for row in rows)
+    assert any(json.loads(row["removed"]) for row in rows)  # a non-empty list made it through CSV
     pq_out = tmp_path / "a.parquet"
     assert cmd_read(_args("--canonical-only", "--format", "parquet", "--out", str(pq_out)), settings=s3_settings) == 0
     table = pq.read_table(pq_out)
@@ -121,7 +130,14 @@ def test_read_command_formats(s3_settings, dataset, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "argv", [("--run", "../../etc"), ("--since", "yesterday"), ("--columns", "x"), ("--committed-after", "soon")]
+    "argv",
+    [
+        ("--run", "../../etc"),
+        ("--since", "yesterday"),
+        ("--columns", "x"),
+        ("--committed-after", "soon"),
+        ("--since-version", "-1"),
+    ],
 )
 def test_read_command_bad_arguments(s3_settings, argv, capsys):
     from pipeline.cli.main import main
@@ -131,44 +147,50 @@ def test_read_command_bad_arguments(s3_settings, argv, capsys):
     assert err.startswith("error: ") and argv[1] in err and err.count("\n") == 1
 
 
-def test_duckdb_example_sees_committed_files_only(s3_settings, dataset):
-    con = duckdb_query.connect(s3_settings)
-    try:
-        assert duckdb_query.register_articles(con, s3_settings) == 3 + 4 + 2
-        got = con.execute("SELECT article_id FROM articles ORDER BY 1").fetchall()
-        assert [g[0] for g in got] == ids(r for rows in dataset.values() for r in rows)
-        # Straight to the bucket over HTTP: DuckDB itself lists the raw prefix, including the orphan.
-        raw = con.execute(f"SELECT count(*) FROM read_parquet('s3://{s3_settings.bucket}/articles/*/*/*.parquet')")
-        assert raw.fetchone()[0] == 60 + 8  # proves httpfs really reads the endpoint
-    finally:
-        con.close()
+def _creds(settings) -> dict:
+    """What `s3 up --env` exports, as the examples' arguments (they read the AWS environment by default)."""
+    return {
+        "endpoint_url": settings.endpoint_url,
+        "key_id": settings.access_key_id,
+        "secret": settings.secret_access_key,
+    }
+
+
+def test_duckdb_example_reads_the_committed_rows_only(s3_settings, dataset):
+    got = duckdb_query.query("SELECT article_id FROM articles ORDER BY 1", s3_settings.bucket, **_creds(s3_settings))
+    assert got.column("article_id").to_pylist() == ids(r for rows in dataset.values() for r in rows)  # no orphan
     per_source = duckdb_query.query(
-        "SELECT source, count(*) AS n FROM articles GROUP BY source ORDER BY source",
-        s3_settings,
-        since="2026-11-27",
-        until="2026-11-27",
+        "SELECT source, count(*) AS n FROM articles WHERE dt = '2026-11-27' GROUP BY source ORDER BY source",
+        s3_settings.bucket,
+        **_creds(s3_settings),
     )
     counts = dict(zip(per_source.column("source").to_pylist(), per_source.column("n").to_pylist()))
     assert sum(counts.values()) == 40 and counts["gazette"] == 8
 
 
-def test_duckdb_example_after_partial_supersede(s3_settings, dataset):
-    compact(s3_settings, "2026-11-27")
-    store_articles(RunContext(RUN_B, s3=s3_settings), generate_articles(2, seed=8, words=5))
-    got = duckdb_query.query("SELECT article_id FROM articles ORDER BY 1", s3_settings, since="2026-11-27")
-    assert got.column("article_id").to_pylist() == ids(generate_articles(2, seed=8, words=5) + dataset[RUN_C])
+def test_duckdb_example_after_a_rerun_and_optimize(s3_settings, dataset):
+    optimize_day(s3_settings, "2026-11-27")
+    new = [{**r, "source": "gazette"} for r in generate_articles(2, seed=8, words=5)]
+    store_articles(RunContext(RUN_B, s3=s3_settings), new, sources=["gazette"])
+    got = duckdb_query.query(
+        "SELECT article_id FROM articles WHERE dt >= '2026-11-27' ORDER BY 1", s3_settings.bucket, **_creds(s3_settings)
+    )
+    kept = [r for r in dataset[RUN_B] if r["source"] != "gazette"]
+    assert got.column("article_id").to_pylist() == ids(new + kept + dataset[RUN_C])
 
 
-def test_duckdb_example_empty_bucket(s3_settings):
-    assert duckdb_query.query("SELECT count(*) AS n FROM articles", s3_settings).column("n").to_pylist() == [0]
-
-
-def test_pandas_examples(s3_settings, dataset):
-    df = pandas_read.read_with_pyarrow_fs("2026-11-27", s3_settings)
-    assert sorted(df["article_id"]) == ids(dataset[RUN_B] + dataset[RUN_C])
+def test_polars_and_deltalake_examples(s3_settings, dataset):
+    day2 = dataset[RUN_B] + dataset[RUN_C]
+    counts = polars_read.per_source("2026-11-27", s3_settings.bucket, **_creds(s3_settings))
+    assert dict(counts.iter_rows()) == {s: sum(r["source"] == s for r in day2) for s in {r["source"] for r in day2}}
+    assert sorted(polars_read.read_day("2026-11-27", s3_settings.bucket, **_creds(s3_settings))["article_id"]) == ids(
+        day2
+    )
+    df = pandas_read.read_with_deltalake("2026-11-27", s3_settings.bucket, **_creds(s3_settings))
+    assert sorted(df["article_id"]) == ids(day2)
     df2 = pandas_read.read_with_pipeline("2026-11-27", s3_settings, source="tribune")
-    assert sorted(df2["article_id"]) == ids(r for r in dataset[RUN_B] + dataset[RUN_C] if r["source"] == "tribune")
-    assert len(pandas_read.read_with_pyarrow_fs("2020-01-01", s3_settings)) == 0
+    assert sorted(df2["article_id"]) == ids(r for r in day2 if r["source"] == "tribune")
+    assert len(pandas_read.read_with_deltalake("2020-01-01", s3_settings.bucket, **_creds(s3_settings))) == 0
 
 
 def test_cli_read_and_compact_through_python_m_pipeline(s3_settings, dataset, monkeypatch, capsys):
@@ -178,8 +200,9 @@ def test_cli_read_and_compact_through_python_m_pipeline(s3_settings, dataset, mo
     assert main(["read", "--run", RUN_C, "--columns", "article_id,source"]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert ids(rows) == ids(dataset[RUN_C]) and set(rows[0]) == {"article_id", "source"}
-    assert main(["compact", "--dt", "2026-11-27"]) == 0
-    assert "committed _manifests/compaction/dt=2026-11-27.json" in capsys.readouterr().out
+    assert main(["compact", "--dt", "2026-11-27", "--cleanup"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-27: optimized" in out and "checkpoint at version" in out and "removed 0 unreferenced" in out
     assert main(["compact", "--dt", "../../etc"]) == 2
     assert main(["read", "--since", "2026-11-27"]) == 0
     assert ids(json.loads(x) for x in capsys.readouterr().out.splitlines()) == ids(dataset[RUN_B] + dataset[RUN_C])

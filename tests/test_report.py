@@ -14,12 +14,12 @@ from pipeline.core.layout import (
     deduped_key,
     raw_prefix,
     report_key,
-    run_manifest_key,
     warc_file_name,
 )
 from pipeline.dataset.rejects import reject, write_rejects
 from pipeline.report.html import render_html
 from pipeline.report.run_report import build_report, print_summary, quality_flags, write_report
+from pipeline.stages.store import store_articles
 
 RUN = "20261127T210000Z"
 HOSTILE = '<img src=x onerror="alert(1)">'
@@ -102,8 +102,7 @@ def make_synthetic_run(settings, run_id: str = RUN) -> tuple[RunContext, dict]:
         ],
     )
     write_rejects(ctx, "clean", [reject("https://beta.example/a/99", "clean", "too_short", source="beta")])
-    manifest = run_manifest_key(run_id)
-    bucket.put_json(manifest, {"run_id": run_id, "files": []})
+    manifest = store_articles(ctx, [], sources=["alpha"])  # the run's commit (a table version)
     kwargs = {
         "sources": ["alpha", "beta", "gamma", HOSTILE],
         "timings": {"crawl": 12.5, "extract": 4.25, "clean": 0.5, "dedupe": 0.75, "store": 1.0},

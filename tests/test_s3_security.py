@@ -1,6 +1,6 @@
 """Security of the bucket: the embedded server refuses anonymous and wrong-key access on its S3 port
 and has no other door (filer, volume and master HTTP, gRPC), its files are private, and the
-credentials never end up in logs, manifests, rejects, reports or any other object we write."""
+credentials never end up in logs, the Delta log and its commit info, rejects, reports or any other object we write."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pipeline.core.context import RunContext
 from pipeline.core.layout import report_key
 from pipeline.dataset.read import read_articles
 from pipeline.dataset.rejects import write_rejects
-from pipeline.stages.store import compact, store_articles
+from pipeline.stages.store import checkpoint, optimize_day, store_articles
 
 
 def _http(method: str, url: str, body: bytes | None = None) -> int:
@@ -79,7 +79,8 @@ def test_credentials_never_written_or_logged(s3_settings, bucket, caplog):
     store_articles(ctx, generate_articles(30, words=10), max_rows_per_file=10)
     store_articles(ctx, generate_articles(30, seed=1, words=10), max_rows_per_file=10)  # re-run
     store_articles(RunContext("20261127T070000Z", s3=s3_settings), generate_articles(5, seed=2, words=5))
-    compact(s3_settings, "2026-11-27")
+    optimize_day(s3_settings, "2026-11-27")
+    checkpoint(s3_settings)  # a checkpoint copies the table's metadata and commit info into Parquet
     write_rejects(ctx, "extract", [{"url": "u", "stage": "extract", "reason": "no-article"}])
     # What a run report says about its storage: str(settings) (endpoint and bucket only).
     bucket.put_json(report_key("20261127T060000Z"), {"storage": str(s3_settings)})
@@ -90,7 +91,8 @@ def test_credentials_never_written_or_logged(s3_settings, bucket, caplog):
 
     secrets = {"secret key": s3_settings.secret_access_key, "access key": s3_settings.access_key_id}
     keys = bucket.list("")
-    assert any(k.startswith("_manifests/") for k in keys) and any(k.startswith("rejects/") for k in keys)
+    assert any(k.startswith("articles/_delta_log/") for k in keys) and any(k.startswith("rejects/") for k in keys)
+    assert any(k.endswith(".checkpoint.parquet") for k in keys)
     for key in keys:
         body = bucket.get(key)
         for name, value in secrets.items():

@@ -1,4 +1,5 @@
-"""`python -m pipeline compact`: merge a day's small Parquet files into a few, atomically (`pipeline.stages.store`)."""
+"""`python -m pipeline compact`: OPTIMIZE a day partition of the articles Delta table (Z-order on source,
+published), checkpoint it, and with `--cleanup` VACUUM it (`pipeline.stages.store`)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ from typing import Any
 from pipeline.cli.common import UsageError
 from pipeline.core.config import S3Settings
 from pipeline.core.layout import check_dt
-from pipeline.stages.store import cleanup_orphans, compact
+from pipeline.stages.store import checkpoint, optimize_day, vacuum
 
 
 def configure_compact(parser: argparse.ArgumentParser) -> None:
     """Arguments of `python -m pipeline compact`."""
     parser.add_argument(
-        "--dt", action="append", required=True, metavar="YYYY-MM-DD", help="day partition to compact (repeatable)"
+        "--dt", action="append", required=True, metavar="YYYY-MM-DD", help="day partition to optimize (repeatable)"
     )
-    parser.add_argument("--max-rows-per-file", type=int, default=500_000)
     parser.add_argument(
-        "--cleanup", action="store_true", help="also delete unreferenced files older than an hour (crashed attempts)"
+        "--cleanup", action="store_true", help="also VACUUM: delete files no version of the last 7 days uses"
     )
 
 
@@ -32,13 +32,13 @@ def cmd_compact(
         days = [check_dt(d) for d in args.dt]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.max_rows_per_file < 1:
-        raise UsageError(f"--max-rows-per-file must be at least 1, not {args.max_rows_per_file}")
     settings = settings or S3Settings.from_env()
     for dt in days:
-        key = compact(settings, dt, max_rows_per_file=args.max_rows_per_file)
-        out(f"{dt}: {'committed ' + key if key else 'nothing to compact'}")
+        metrics = optimize_day(settings, dt)
+        removed, added = metrics.get("numFilesRemoved", 0), metrics.get("numFilesAdded", 0)
+        out(f"{dt}: optimized {removed} files into {added}" if removed else f"{dt}: nothing to optimize")
+    out(f"checkpoint at version {checkpoint(settings)}")
     if getattr(args, "cleanup", False):
-        removed = cleanup_orphans(settings)
-        out(f"removed {len(removed)} orphaned files")
+        removed_files = vacuum(settings)
+        out(f"removed {len(removed_files)} unreferenced files")
     return 0

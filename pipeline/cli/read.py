@@ -1,4 +1,4 @@
-"""`python -m pipeline read`: stream committed articles from the bucket as JSON Lines, CSV or Parquet."""
+"""`python -m pipeline read`: stream committed articles (the `articles/` Delta table) as JSON Lines, CSV or Parquet."""
 
 from __future__ import annotations
 
@@ -30,7 +30,13 @@ def configure_read(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", action="append", help="only this source (repeatable)")
     parser.add_argument("--canonical-only", action="store_true", help="drop duplicates (duplicate_of set)")
     parser.add_argument("--run", dest="run_id", help="only this run id")
-    parser.add_argument("--committed-after", help="only runs committed after this ISO timestamp")
+    parser.add_argument("--committed-after", help="only rows committed after this ISO timestamp (and still there)")
+    parser.add_argument(
+        "--since-version",
+        type=int,
+        metavar="N",
+        help="only rows committed by a table version after N (and still there); the version read is logged",
+    )
     parser.add_argument("--columns", help="comma-separated columns (default: all)")
     parser.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl")
     parser.add_argument("--out", default="-", help="output file, or - for stdout (default)")
@@ -57,7 +63,12 @@ def cmd_read(args: argparse.Namespace, *, settings: S3Settings | None = None) ->
     columns = [c.strip() for c in args.columns.split(",")] if getattr(args, "columns", None) else None
     try:
         check_read_args(
-            args.since, args.until, committed_after=args.committed_after, run_id=args.run_id, columns=columns
+            args.since,
+            args.until,
+            committed_after=args.committed_after,
+            since_version=getattr(args, "since_version", None),
+            run_id=args.run_id,
+            columns=columns,
         )
     except ConfigError:
         raise  # a bad run id (BadRunId): exit 2 already
@@ -71,6 +82,7 @@ def cmd_read(args: argparse.Namespace, *, settings: S3Settings | None = None) ->
         args.canonical_only,
         settings=settings,
         committed_after=args.committed_after,
+        since_version=getattr(args, "since_version", None),
         run_id=args.run_id,
         columns=columns,
     )

@@ -11,10 +11,15 @@ Bucket layout (a contract for consumers; `tests/test_layout.py` pins it)::
         deduped.jsonl.gz                       the run's articles with their duplicate verdicts
     rejects/dt=YYYY-MM-DD/run=<run_id>/<name>.jsonl   name: crawl-<source>, extract-<warc stem>, clean;
                                                rows: url, source, stage, reason, warc_key, warc_record_id
-    articles/dt=YYYY-MM-DD/run=<run_id>/part-<attempt>-<n:05d>.parquet   visible only through a manifest
-    articles/dt=YYYY-MM-DD/run=compacted/part-<attempt>-<n:05d>.parquet  a day's compacted files
-    _manifests/run=<run_id>.json               the commit point of a run
-    _manifests/compaction/dt=YYYY-MM-DD.json   the commit point of a day's compaction
+    articles/                                  the articles Delta table (`pipeline.dataset.delta`), read with
+                                               any Delta client; a data file is visible only through the log
+        _delta_log/<version:020d>.json         the commit point of a table version (a run's commit, OPTIMIZE ...)
+        _delta_log/*.checkpoint.parquet        checkpoints (`_last_checkpoint` names the newest)
+        dt=YYYY-MM-DD/part-*.parquet           data files of the day partition (the run's date)
+        _change_data/dt=YYYY-MM-DD/*.parquet   change data feed files (rows a commit replaced)
+    _manifests/run=<run_id>.json               legacy (before the Delta table): a run's commit point; read by
+    _manifests/compaction/dt=YYYY-MM-DD.json   `python -m pipeline migrate` only, with its listed files under
+                                               articles/dt=YYYY-MM-DD/run=<run_id>/ and run=compacted/
     state/seen/<source>.json                   stored canonical URLs: content hash, ETag, Last-Modified, run id
     state/http/<source>.json                   validators (ETag/Last-Modified) and links of feeds, sitemaps, robots
     state/dedupe/v1/day=YYYY-MM-DD.npz         near-duplicate index, one object per run date
@@ -238,17 +243,32 @@ def extract_rejects_name(warc_key: str) -> str:
     return f"extract-{warc_stem(warc_key)}"
 
 
-# --------------------------------------------------------------------------- articles/ and _manifests/
+# --------------------------------------------------------------------------- articles/ (Delta) and _manifests/
 
 ARTICLES_PREFIX = "articles/"
+#: The Delta table's commit log: one `<version:020d>.json` per committed table version.
+DELTA_LOG_PREFIX = f"{ARTICLES_PREFIX}_delta_log/"
 RUN_MANIFEST_PREFIX = "_manifests/run="
 COMPACTION_MANIFEST_PREFIX = "_manifests/compaction/"
 #: The `run=` folder of a day's compacted files (never a run id: those start with a digit).
 COMPACTED_RUN = "compacted"
 
 
+def delta_commit_key(version: int) -> str:
+    """`articles/_delta_log/<version:020d>.json`: the log entry that committed a table version."""
+    if version < 0:
+        raise ValueError(f"bad table version {version}")
+    return f"{DELTA_LOG_PREFIX}{version:020d}.json"
+
+
+def delta_commit_version(key: str) -> int | None:
+    """The table version a `delta_commit_key` names; None for other keys (checkpoints, data files)."""
+    stem = _strip(key, DELTA_LOG_PREFIX, ".json")
+    return int(stem) if stem is not None and len(stem) == 20 and stem.isdigit() else None
+
+
 def run_articles_prefix(run_id: str) -> str:
-    """`articles/dt=YYYY-MM-DD/run=<run_id>/`: where a run's part files go."""
+    """Legacy `articles/dt=YYYY-MM-DD/run=<run_id>/`: where the manifest store put a run's part files."""
     return run_prefix("articles", run_id)
 
 
@@ -268,7 +288,7 @@ def part_key(prefix: str, attempt: str, n: int) -> str:
 
 
 def run_manifest_key(run_id: str) -> str:
-    """`_manifests/run=<run_id>.json`."""
+    """Legacy `_manifests/run=<run_id>.json` (read by `migrate`)."""
     return f"{RUN_MANIFEST_PREFIX}{run_segment(run_id)}.json"
 
 

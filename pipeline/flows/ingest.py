@@ -110,14 +110,15 @@ def dedupe_step(ctx: RunContext, cleaned_key: str) -> str:
     return dedupe_stage(ctx, cleaned_key)
 
 
-def commit_step(ctx: RunContext, deduped_key: str) -> str:
-    """Store the run's articles (one atomic commit), then mark their URLs seen and remember the pages
-    refused as not articles; the manifest key."""
+def commit_step(ctx: RunContext, deduped_key: str, sources: Iterable[str] | None = None) -> str:
+    """Store the run's articles (one Delta commit replacing this run's rows of `sources` and of the
+    records' sources), then mark their URLs seen and remember the pages refused as not articles;
+    the commit's key (`articles/_delta_log/<version>.json`)."""
     from pipeline.dataset.rejects import read_rejects
     from pipeline.dataset.state import record_refused, record_stored
     from pipeline.stages.store import store_stage
 
-    manifest_key = store_stage(ctx, deduped_key)
+    manifest_key = store_stage(ctx, deduped_key, sources=sources)
     # After the commit only: a URL marked seen is never fetched again, so it must be stored first.
     rows = [{**row, "run_id": ctx.run_id} for row in ctx.bucket.iter_jsonl(deduped_key)]
     record_stored(ctx.bucket, rows)
@@ -286,7 +287,7 @@ def _finish(
     timings["dedupe"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     rep.stage("store")
-    manifest_key = commit_step(ctx, deduped_key)
+    manifest_key = commit_step(ctx, deduped_key, sources)
     timings["store"] = round(time.perf_counter() - t0, 3)
     rep.close()
     return report_step(ctx, sources, deduped_key, manifest_key, timings=timings, failed=failed)

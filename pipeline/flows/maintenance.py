@@ -5,7 +5,8 @@ from a shell. They are idempotent: running one twice for the same day leaves the
 
 * `runs_between()` + `reextract()`: rebuild committed runs from their WARC files with the
   current extractor and cleaner (no crawling), e.g. after an extractor upgrade.
-* `compact_day()`: `pipeline.stages.store.compact` for one `dt=` partition.
+* `compact_day()`: OPTIMIZE ZORDER BY (source, published) of one `dt=` partition of the Delta table,
+  then a checkpoint; `cleanup_orphans()`: VACUUM (files older than 7 days no kept version uses).
 * `prune_dedupe_index()`: delete near-duplicate index shards older than the dedupe window.
 * `abort_stale_uploads()`: abort multipart uploads left open for more than a day (by a store
   that died, or lost the server, before it could abort its own).
@@ -37,8 +38,7 @@ from pipeline.core.layout import (
 from pipeline.dataset.state import load_refused, load_seen, update_json
 from pipeline.flows.ingest import reextract_run
 from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
-from pipeline.stages.store import cleanup_orphans as _cleanup
-from pipeline.stages.store import compact
+from pipeline.stages.store import checkpoint, optimize_day, vacuum
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,12 @@ def reextract(settings: S3Settings, run_id: str, sources_path: Path | str) -> di
 
 
 def compact_day(settings: S3Settings, dt: date | str) -> str | None:
-    """Compact one day's committed Parquet files; the compaction manifest key, or None if nothing to do."""
-    return compact(settings, _day(dt).isoformat())
+    """OPTIMIZE one day partition (Z-order on source, published) and checkpoint the table; a one-line
+    summary, or None when there was nothing to rewrite."""
+    metrics = optimize_day(settings, _day(dt).isoformat())
+    version = checkpoint(settings)
+    removed, added = metrics.get("numFilesRemoved", 0), metrics.get("numFilesAdded", 0)
+    return f"{removed} files -> {added} (checkpoint at version {version})" if removed else None
 
 
 def prune_dedupe_index(bucket: Bucket, as_of: date | str, *, window_days: int | None = None) -> list[str]:
@@ -208,5 +212,7 @@ def _parse_ts(value) -> datetime | None:
 
 
 def cleanup_orphans(settings: S3Settings, as_of: datetime) -> int:
-    """Delete article files no manifest lists, older than an hour before `as_of`; how many."""
-    return len(_cleanup(settings, now=as_of))
+    """VACUUM the articles table: files no version of the last 7 days uses (replaced, optimized away, or
+    left by a commit that never happened); how many were deleted. Its retention is the table's own (the
+    wall clock, not `as_of`: the log's timestamps are)."""
+    return len(vacuum(settings))

@@ -24,11 +24,12 @@ from pipeline.core.context import RunContext
 from pipeline.core.layout import (
     REPORTS_PREFIX,
     deduped_key,
+    delta_commit_key,
     rejects_prefix,
     report_key,
     report_run_id,
-    run_manifest_key,
 )
+from pipeline.dataset.delta import run_commits
 from pipeline.report.health import (
     crawl_rejects,
     http_status_mix,
@@ -628,7 +629,8 @@ def rebuild_report(ctx: RunContext, previous: dict | None = None) -> dict:
 
     previous = previous or {}
     deduped = deduped_key(ctx.run_id)
-    manifest = run_manifest_key(ctx.run_id)
+    # The run's commit: the latest table version whose commit info names this run.
+    versions = run_commits(ctx.s3, ctx.run_id)
     sources = list(previous.get("sources") or sorted(s["source"] for s in crawl_summaries(ctx)))
     return write_report(
         ctx,
@@ -636,5 +638,5 @@ def rebuild_report(ctx: RunContext, previous: dict | None = None) -> dict:
         timings=previous.get("stage_seconds", {}),
         failed_sources=previous.get("failed_sources", {}),
         deduped_key=deduped if ctx.bucket.exists(deduped) else None,
-        manifest_key=manifest if ctx.bucket.exists(manifest) else previous.get("manifest"),
+        manifest_key=delta_commit_key(versions[-1]) if versions else previous.get("manifest"),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -257,7 +258,7 @@ def test_revisit_window_uses_conditional_get(ctx, s3_settings, sample_site, role
     assert stats.get("news/skipped_seen", 0) == 0
 
 
-def test_rerun_same_run_id_overwrites_and_rotates(ctx, sample_site, roles):
+def test_rerun_same_run_id_keeps_each_attempts_files(ctx, sample_site, roles):
     outlet = roles["plain"]
     first = crawl_stage(ctx, outlet, settings={"NEWS_WARC_MAX_BYTES": "20000"})
     assert len(first["warc_keys"]) > 1  # rotated at the size setting
@@ -416,6 +417,7 @@ def test_cli_crawl(ctx, s3_settings, roles):
             RUN,
             "--sources",
             str(ctx.sources_path),
+            "--json",
         ],
         cwd=ROOT,
         env=env,
@@ -424,7 +426,9 @@ def test_cli_crawl(ctx, s3_settings, roles):
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert '"warc_keys"' in out.stdout
+    summary = json.loads(out.stdout)  # --json: the crawl summary alone on stdout, for scripts
+    assert summary["source"] == roles["plain"] and summary["warc_keys"]
+    assert all(Bucket(s3_settings).exists(key) for key in summary["warc_keys"])
 
 
 def test_spider_arguments_and_settings_are_validated(sources_file):

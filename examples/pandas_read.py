@@ -36,7 +36,7 @@ def read_with_deltalake(day: str, bucket: str | None = None, **creds: str | None
     from deltalake import DeltaTable
 
     uri = f"s3://{bucket or os.environ.get('NEWS_INGEST_BUCKET', 'news')}/articles"
-    return DeltaTable(uri, storage_options=storage_options(**creds)).to_pandas(partitions=[("dt", "=", day)])
+    return DeltaTable(uri, storage_options=storage_options(**creds)).to_pandas(filters=[("dt", "=", day)])
 
 
 def read_with_pipeline(day: str, settings: Any = None, **filters: Any) -> pd.DataFrame:

@@ -303,6 +303,7 @@ BAD_INVOCATIONS = [
     (["report", "yesterday"], 2, BAD_RUN),
     (["s3", "sideways"], 2, USAGE),
     (["s3", "up", "--port", "eighty"], 2, USAGE),
+    (["migrate", "--bogus"], 2, USAGE),
     (["discover"], 2, USAGE),
     (["discover", "ftp://outlet.example/"], 2, "error:"),
     (["sources", "sideways"], 2, USAGE),

@@ -588,3 +588,21 @@ def test_crawl_source_records_a_failure_and_a_successful_retry_clears_it(s3_sett
     assert crawl_source(ctx, "alpha", try_number=2) == {"source": "alpha", "warc_files": 2}
     assert not ctx.bucket.exists(failure_key(ctx, "alpha"))
     assert crawl_outcome(ctx, ["alpha"])[1] == {}
+
+
+def test_abort_stale_uploads_aborts_only_uploads_older_than_a_day(bucket):
+    """A multipart upload left open (a writer that died) is aborted by maintenance once it is a day old;
+    a younger one, possibly a store still running, is left alone."""
+    from datetime import datetime, timedelta, timezone
+
+    from pipeline.flows.maintenance import abort_stale_uploads
+
+    key = "articles/dt=2026-11-27/part-left-open.parquet"
+    started = bucket.client.create_multipart_upload(Bucket=bucket.name, Key=key)["UploadId"]
+    assert [u["UploadId"] for u in bucket.open_uploads(key)] == [started]
+    now = datetime.now(timezone.utc)
+    assert abort_stale_uploads(bucket, now) == []  # minutes old: a store may still be writing it
+    assert [u["UploadId"] for u in bucket.open_uploads(key)] == [started]
+    assert abort_stale_uploads(bucket, now + timedelta(days=1, minutes=5)) == [key]
+    assert bucket.open_uploads(key) == []
+    assert abort_stale_uploads(bucket, now + timedelta(days=2)) == []  # nothing left to abort

@@ -1,9 +1,9 @@
 """Crawl-wide components around the news spider.
 
-- `IncrementalMiddleware` (downloader middleware): loads the seen-URL and HTTP-validator
-  state of the source from the bucket when the spider opens; skips articles already stored
-  (`news/skipped_seen`), or revalidates them with a conditional GET when `revisit_hours`
-  says they are young enough; adds If-None-Match / If-Modified-Since to feeds, sitemaps and
+- `IncrementalMiddleware` (downloader middleware): opens lazy views of the source's seen-URL,
+  refused and HTTP-validator state when the spider opens (a lookup reads the one state shard
+  its URL falls in); skips articles already stored (`news/skipped_seen`), or revalidates them
+  with a conditional GET when `revisit_hours` says they are young enough; adds If-None-Match / If-Modified-Since to feeds, sitemaps and
   robots.txt, and hands the links a 304'd document announced last time back to the spider.
 - `CrawlReport` (extension): when the spider closes, writes the crawl summary
   `work/dt=/run=/crawl/<source>.json` (source, warc_keys, rejects_key, stats, bytes) that
@@ -21,7 +21,7 @@ from scrapy.exceptions import NotConfigured
 from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.layout import crawl_summary_key
-from pipeline.dataset.state import DEFAULT_REFUSED_HOURS, load_http, load_refused, load_seen, seen_lookup
+from pipeline.dataset.state import DEFAULT_REFUSED_HOURS, ShardedState, open_http, open_refused, open_seen
 from pipeline.text.urls import RedactSecretsFilter
 from spiders.spiders.news import CACHED_LINKS, DISCOVERED, KIND, OWN, SkippedSeen
 
@@ -41,9 +41,9 @@ class IncrementalMiddleware:
         self.revisit = timedelta(hours=revisit_hours)
         # a page refused as not an article is skipped this long (its type does not change overnight)
         self.refused_for = timedelta(hours=revisit_hours or DEFAULT_REFUSED_HOURS)
-        self.seen: dict[str, dict] = {}
-        self.refused: dict[str, dict] = {}
-        self.http: dict[str, dict] = {}
+        self.seen: ShardedState | dict[str, dict] = {}
+        self.refused: ShardedState | dict[str, dict] = {}
+        self.http: ShardedState | dict[str, dict] = {}
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -57,16 +57,11 @@ class IncrementalMiddleware:
     def spider_opened(self, spider=None):
         bucket = Bucket(S3Settings.from_env())
         run_id = self.crawler.settings.get("NEWS_RUN_ID")
-        self.seen = seen_lookup(load_seen(bucket, self.source, exclude_run=run_id))
-        self.refused = seen_lookup(load_refused(bucket, self.source, exclude_run=run_id))
-        self.http = load_http(bucket, self.source)
-        log.info(
-            "incremental state of %s: %s seen URL(s), %s refused, %s validated document(s)",
-            self.source,
-            len(self.seen),
-            len(self.refused),
-            len(self.http),
-        )
+        # Lazy views: a lookup reads the one state shard its URL falls in (cached), nothing is loaded whole.
+        self.seen = open_seen(bucket, self.source, exclude_run=run_id)
+        self.refused = open_refused(bucket, self.source, exclude_run=run_id)
+        self.http = open_http(bucket, self.source)
+        log.info("incremental state of %s: read lazily, per URL shard", self.source)
 
     @staticmethod
     def _within(when: object, window: timedelta) -> bool:

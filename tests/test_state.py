@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from pipeline.core.bucket import PreconditionFailed
-from pipeline.core.layout import http_key, seen_key
+from pipeline.core.layout import HTTP_PREFIX, SEEN_PREFIX, http_key, seen_key, state_shard_prefix
 from pipeline.dataset.state import (
     load_http,
     load_seen,
@@ -48,7 +48,8 @@ def test_record_and_load(bucket):
     assert seen["http://a.example/1"]["article_id"] == "id1"
     assert seen["http://a.example/1"]["stored_at"]
     assert set(load_seen(bucket, "beta")) == {"http://a.example/3"}
-    assert bucket.exists(seen_key("alpha"))
+    assert not bucket.exists(seen_key("alpha"))  # sharded: no single object per source
+    assert len(bucket.list(state_shard_prefix(SEEN_PREFIX, "alpha"))) == 2  # one shard per URL here
     # later records merge, a newer version of the same URL replaces the entry
     record_stored(bucket, [_row(2, content_hash="new"), _row(4)])
     seen = load_seen(bucket, "alpha")
@@ -114,7 +115,8 @@ def test_http_state_merges(bucket):
     state = load_http(bucket, "alpha")
     assert set(state) == {"http://a.example/feed", "http://a.example/sitemap.xml"}
     assert state["http://a.example/feed"]["links"] == [["http://a.example/1", "article"]]
-    assert bucket.exists(http_key("alpha"))
+    assert not bucket.exists(http_key("alpha"))
+    assert bucket.list(state_shard_prefix(HTTP_PREFIX, "alpha"))
 
 
 def test_refused_pages_are_remembered_per_source(bucket):
@@ -139,7 +141,7 @@ def test_refused_pages_are_remembered_per_source(bucket):
         and alpha["http://a.example/about"]["refused_at"]
     )
     assert set(load_refused(bucket, "beta")) == {"http://b.example/nav"}
-    assert bucket.exists(refused_key("alpha"))
+    assert not bucket.exists(refused_key("alpha"))
     # a re-run of the same run id fetches its own refusals again (as with stored articles)
     assert load_refused(bucket, "alpha", exclude_run="20261130T100000Z") == {}
 

@@ -335,6 +335,28 @@ def http_key(source: str) -> str:
     return f"{HTTP_PREFIX}{safe_segment(source)}.json"
 
 
+def state_shard_prefix(prefix: str, source: str) -> str:
+    """`<prefix><source>/`: the folder of a source's sharded state (`state/seen/<source>/` ...)."""
+    return f"{prefix}{safe_segment(source)}/"
+
+
+def state_shard_key(prefix: str, source: str, shard: int) -> str:
+    """`<prefix><source>/<shard as 4 hex digits>.json`: one shard of a source's seen, refused or HTTP state."""
+    return f"{state_shard_prefix(prefix, source)}{shard:04x}.json"
+
+
+def state_shard_of(key: str, prefix: str) -> tuple[str, int] | None:
+    """(source segment, shard number) of a `state_shard_key` under `prefix`; None for any other key."""
+    rest = key[len(prefix) :] if key.startswith(prefix) else ""
+    source, _, name = rest.partition("/")
+    if not source or not name.endswith(".json") or "/" in name or len(name) != 9:
+        return None
+    try:
+        return source, int(name[:4], 16)
+    except ValueError:
+        return None
+
+
 def dedupe_shard_key(day: str | date, prefix: str = DEDUPE_INDEX_PREFIX) -> str:
     """`state/dedupe/v1/day=YYYY-MM-DD.npz`: the near-duplicate index rows of one run date."""
     return f"{prefix}day={check_dt(day)}.npz"

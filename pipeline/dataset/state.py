@@ -1,19 +1,30 @@
-"""Incremental crawl state in the bucket.
+"""Incremental crawl state in the bucket, sharded so a run reads and writes only the shards its URLs fall in.
 
-- ``state/seen/<source>.json``: canonical URL -> {url, content_hash, etag, last_modified,
-  stored_at, article_id} of every stored article. Written ONLY by the store stage after the
-  run's manifest commit (``record_stored``), so a crawl killed mid-run loses nothing: its
-  pages were never marked seen and the next run fetches them again.
-- ``state/refused/<source>.json``: canonical URL -> {url, reason, refused_at, run_id} of every page
-  fetched as an article and refused as not one (a tag page, an about page ...): the spider skips it
-  while the refusal is younger than the source's `revisit_hours` (a week when that is 0). Written
-  after the commit too (``record_refused``).
-- ``state/http/<source>.json``: feed/sitemap/robots URL -> {etag, last_modified, links}
-  written by the crawl at its end; ``links`` are the (url, kind) pairs the document
+- Seen state, ``state/seen/<source>/<shard>.json``: canonical URL -> {url, content_hash, etag,
+  last_modified, stored_at, article_id, run_id} of every stored article. Written ONLY by the store
+  stage after the run's manifest commit (``record_stored``), so a crawl killed mid-run loses nothing:
+  its pages were never marked seen and the next run fetches them again. When the fetched URL
+  canonicalises to another key than the canonical URL, a copy of the entry with ``alias_of`` is kept
+  under it too (in its own shard), so a lookup by the URL the crawl discovered finds it.
+- Refused state, ``state/refused/<source>/<shard>.json``: canonical URL -> {url, reason, refused_at,
+  run_id} of every page fetched as an article and refused as not one (a tag page, an about page ...):
+  the spider skips it while the refusal is younger than the source's `revisit_hours` (a week when
+  that is 0). Written after the commit too (``record_refused``).
+- HTTP state, ``state/http/<source>/<shard>.json``: feed/sitemap/robots URL -> {etag, last_modified,
+  links} written by the crawl at its end; ``links`` are the (url, kind) pairs the document
   announced, so a 304 can re-announce them without parsing.
 
-Writers use conditional puts (If-Match on the ETag read, If-None-Match: * when creating)
-and retry on a lost race, so concurrent writers merge instead of overwriting each other.
+A key's shard is a hash of it modulo `SHARDS` (fixed per kind: changing it would need a migration),
+so a shard holds ~1/65536 of a source's seen URLs (~15 entries at a million stored URLs).
+A crawl reads shards lazily, when it asks about a URL (`open_seen`, `open_refused`, `open_http`);
+a commit rewrites only the shards its URLs fall in. Writers use conditional puts (If-Match on the
+ETag read, If-None-Match: * when creating) and retry on a lost race, so concurrent writers merge
+instead of overwriting each other.
+
+The single-object layout of earlier versions (``state/seen/<source>.json`` ...) is still read; the
+first write to a source moves its entries into the shards (without overwriting newer shard entries)
+and deletes the old object. `load_seen`, `load_refused` and `load_http` read a source's whole
+state (tools, tests, maintenance); a crawl never does.
 """
 
 from __future__ import annotations
@@ -22,16 +33,41 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from hashlib import blake2b
 
 from pipeline.core.bucket import Bucket, PreconditionFailed
-from pipeline.core.layout import http_key, refused_key, seen_key
+from pipeline.core.layout import (
+    HTTP_PREFIX,
+    REFUSED_PREFIX,
+    SEEN_PREFIX,
+    http_key,
+    refused_key,
+    seen_key,
+    state_shard_key,
+    state_shard_of,
+    state_shard_prefix,
+)
 from pipeline.text.urls import canonicalize
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10
+#: Shards per source of each kind of state. A URL's shard is a hash of it modulo this, so it is
+#: fixed. Many small shards: a run's URLs hit about as many shards as they are, so what a run reads
+#: and writes stays ~1 shard per URL whatever the history (15 entries a shard at a million stored
+#: URLs). With 1,024 shards a 1,000-URL crawl read 62% of a million-URL state (1.4 GB of dicts,
+#: benchmarks/bench_state.py). Feeds, sitemaps and robots of one source are far fewer.
+SHARDS = {SEEN_PREFIX: 65536, REFUSED_PREFIX: 65536, HTTP_PREFIX: 64}
+#: Shard reads and writes in flight at once (botocore's connection pool holds 10).
+WORKERS = 8
+_LEGACY_KEY = {SEEN_PREFIX: seen_key, REFUSED_PREFIX: refused_key, HTTP_PREFIX: http_key}
+
+
+def _encode(obj: dict) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
 def _load(bucket: Bucket, key: str) -> tuple[dict, str | None]:
@@ -50,11 +86,12 @@ def update_json(bucket: Bucket, key: str, merge: Callable[[dict], dict]) -> dict
     for attempt in range(1, MAX_ATTEMPTS + 1):
         current, etag = _load(bucket, key)
         new = merge(current)
+        body = _encode(new)
         try:
             if etag:
-                bucket.put_json(key, new, if_match=etag)
+                bucket.put(key, body, content_type="application/json", if_match=etag)
             else:
-                bucket.put_json(key, new, if_none_match="*")
+                bucket.put(key, body, content_type="application/json", if_none_match="*")
             return new
         except PreconditionFailed:
             log.info("state %s changed under us (attempt %s), retrying", key, attempt)
@@ -62,31 +99,210 @@ def update_json(bucket: Bucket, key: str, merge: Callable[[dict], dict]) -> dict
     raise PreconditionFailed(f"state {key}: gave up after {MAX_ATTEMPTS} concurrent-write conflicts")
 
 
+def _merge_into(current: dict, entries: dict, *, keep_existing: bool = False) -> dict:
+    """`entries` into `current`: newer values win, but an alias never replaces a primary entry.
+
+    `keep_existing`: entries already in `current` stay (a migration must not undo newer writes).
+    """
+    for k, v in entries.items():
+        old = current.get(k)
+        if old is not None and (keep_existing or (_is_alias(v) and not _is_alias(old))):
+            continue
+        current[k] = v
+    return current
+
+
+def _is_alias(entry: object) -> bool:
+    return isinstance(entry, dict) and bool(entry.get("alias_of"))
+
+
 def merge_entries(bucket: Bucket, key: str, entries: dict) -> dict:
     """Add `entries` to the JSON object at `key` (newer values win), with `update_json`'s conditional write."""
+    return update_json(bucket, key, lambda current: _merge_into(current, entries))
 
-    def merge(current: dict) -> dict:
-        current.update(entries)
-        return current
 
-    return update_json(bucket, key, merge)
+def shard_of(key: str, shards: int) -> int:
+    """The shard a state key (a canonical URL) falls in: a stable hash of it modulo `shards`."""
+    return int.from_bytes(blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little") % shards
+
+
+def _parallel(fn: Callable, items: Iterable) -> list:
+    """fn over items with up to WORKERS threads (S3 round trips overlap; the client is thread-safe)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        return list(pool.map(fn, items))
+
+
+def _merge_sharded(bucket: Bucket, prefix: str, source: str, entries: dict) -> None:
+    """Merge `entries` into the shards they fall in (only those), after moving an old single object in."""
+    if not entries:
+        return
+    _ = bucket.client  # made once, before the threads share it
+    migrate_legacy(bucket, prefix, source)
+    n = SHARDS[prefix]
+    groups: dict[int, dict] = {}
+    for k, v in entries.items():
+        groups.setdefault(shard_of(k, n), {})[k] = v
+    _parallel(lambda item: merge_entries(bucket, state_shard_key(prefix, source, item[0]), item[1]), groups.items())
+
+
+def migrate_legacy(bucket: Bucket, prefix: str, source: str) -> int:
+    """Move a source's single-object state (`state/seen/<source>.json` ...) into its shards; entries moved.
+
+    Shard entries already there are newer and stay. Safe to run concurrently (each shard is a
+    conditional merge, the move is idempotent); the old object is deleted once every shard has it.
+    """
+    key = _LEGACY_KEY[prefix](source)
+    old, etag = _load(bucket, key)
+    if etag is None:
+        return 0
+    n = SHARDS[prefix]
+    groups: dict[int, dict] = {}
+    for k, v in old.items():
+        groups.setdefault(shard_of(k, n), {})[k] = v
+    if prefix == SEEN_PREFIX:
+        for k, v in _aliases(old).items():
+            groups.setdefault(shard_of(k, n), {}).setdefault(k, v)
+
+    def move(item: tuple[int, dict]) -> None:
+        update_json(
+            bucket,
+            state_shard_key(prefix, source, item[0]),
+            lambda current: _merge_into(current, item[1], keep_existing=True),
+        )
+
+    _parallel(move, groups.items())
+    bucket.delete([key])
+    log.info("state %s: %s entries moved into %s shard(s)", key, len(old), len(groups))
+    return len(old)
+
+
+def _aliases(entries: dict) -> dict:
+    """Alias entries for the entries whose fetched URL canonicalises to another key than their own."""
+    out = {}
+    for k, v in entries.items():
+        if isinstance(v, dict) and v.get("url") and not v.get("alias_of"):
+            fetched = canonicalize(v["url"])
+            if fetched != k and fetched not in entries:
+                out[fetched] = {**v, "alias_of": k}
+    return out
+
+
+class ShardedState:
+    """A lazy view of one source's state of one kind: a lookup reads only the shard the URL falls in.
+
+    Shards read are cached for the life of the view (a crawl); the old single object, when a
+    source still has one, is read once, on the first lookup. `exclude_run` leaves out what that
+    run wrote itself. Lookups answer with the entry (an alias answers with the entry it copies).
+    """
+
+    def __init__(self, bucket: Bucket, prefix: str, source: str, *, exclude_run: str | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.source = source
+        self.exclude_run = exclude_run
+        self.shards = SHARDS[prefix]
+        self._cache: dict[int, dict] = {}
+        self._legacy: dict | None = None
+
+    def _filter(self, data: dict) -> dict:
+        if self.exclude_run:
+            data = {k: v for k, v in data.items() if v.get("run_id") != self.exclude_run}
+        return data
+
+    def _shard(self, shard: int) -> dict:
+        if shard not in self._cache:
+            data, _ = _load(self.bucket, state_shard_key(self.prefix, self.source, shard))
+            self._cache[shard] = self._filter(data)
+        return self._cache[shard]
+
+    def _old(self) -> dict:
+        if self._legacy is None:
+            data, _ = _load(self.bucket, _LEGACY_KEY[self.prefix](self.source))
+            self._legacy = seen_lookup(self._filter(data)) if data else {}
+        return self._legacy
+
+    def get(self, url: str, default: dict | None = None) -> dict | None:
+        """The entry of `url` (a canonical URL), or `default`."""
+        entry = self._shard(shard_of(url, self.shards)).get(url)
+        if entry is None:
+            entry = self._old().get(url)
+        return default if entry is None else entry
+
+    def __contains__(self, url: object) -> bool:
+        return isinstance(url, str) and self.get(url) is not None
+
+    def __getitem__(self, url: str) -> dict:
+        entry = self.get(url)
+        if entry is None:
+            raise KeyError(url)
+        return entry
+
+    def prefetch(self, urls: Iterable[str]) -> int:
+        """Read the shards these URLs fall in that are not cached yet, several at once; how many were read."""
+        missing = sorted({shard_of(u, self.shards) for u in urls} - set(self._cache))
+        _ = self.bucket.client
+        self._old()
+        for shard, data in zip(missing, _parallel(self._read, missing)):
+            self._cache[shard] = data
+        return len(missing)
+
+    def _read(self, shard: int) -> dict:
+        data, _ = _load(self.bucket, state_shard_key(self.prefix, self.source, shard))
+        return self._filter(data)
+
+    @property
+    def shards_read(self) -> int:
+        """Shards read so far (what this view cost)."""
+        return len(self._cache)
+
+
+def open_seen(bucket: Bucket, source: str, *, exclude_run: str | None = None) -> ShardedState:
+    """The lazy seen-URL lookup of a crawl: `url in view`, `view[url]` read one shard each (cached)."""
+    return ShardedState(bucket, SEEN_PREFIX, source, exclude_run=exclude_run)
+
+
+def open_refused(bucket: Bucket, source: str, *, exclude_run: str | None = None) -> ShardedState:
+    """The lazy refused-page lookup of a crawl (as `open_seen`)."""
+    return ShardedState(bucket, REFUSED_PREFIX, source, exclude_run=exclude_run)
+
+
+def open_http(bucket: Bucket, source: str) -> ShardedState:
+    """The lazy HTTP-validator lookup of a crawl (as `open_seen`)."""
+    return ShardedState(bucket, HTTP_PREFIX, source)
+
+
+def iter_shards(bucket: Bucket, prefix: str) -> Iterator[tuple[str, int, str]]:
+    """(source segment, shard, key) of every shard object under a state prefix (`SEEN_PREFIX` ...)."""
+    for key in bucket.list(prefix):
+        got = state_shard_of(key, prefix)
+        if got is not None:
+            yield got[0], got[1], key
+
+
+def _load_all(bucket: Bucket, prefix: str, source: str, exclude_run: str | None) -> dict:
+    """A source's whole state of one kind (old single object, then the shards over it), aliases left out."""
+    view = ShardedState(bucket, prefix, source, exclude_run=exclude_run)
+    data, _ = _load(bucket, _LEGACY_KEY[prefix](source))
+    out = view._filter(data)
+    keys = bucket.list(state_shard_prefix(prefix, source))
+    shards = [s for k in keys if (got := state_shard_of(k, prefix)) is not None for s in [got[1]]]
+    _ = bucket.client
+    for part in _parallel(view._read, shards):
+        out.update({k: v for k, v in part.items() if not _is_alias(v)})
+    return out
 
 
 def load_seen(bucket: Bucket, source: str, *, exclude_run: str | None = None) -> dict:
-    """{canonical URL: {url, content_hash, etag, last_modified, stored_at, article_id, run_id}} ({} when new).
+    """The whole seen state of a source: {canonical URL: {url, content_hash, etag, last_modified, stored_at,
+    article_id, run_id}} ({} when new). Reads every shard: for tools and tests; a crawl uses `open_seen`.
 
     `exclude_run` leaves out what that run stored itself: re-running a run id must
     fetch its own articles again, or the re-run would commit an empty run over them.
     """
-    return _entries(bucket, seen_key(source), exclude_run)
-
-
-def _entries(bucket: Bucket, key: str, exclude_run: str | None) -> dict:
-    """The entries of a per-source state object, without those `exclude_run` wrote."""
-    data, _ = _load(bucket, key)
-    if exclude_run:
-        data = {k: v for k, v in data.items() if v.get("run_id") != exclude_run}
-    return data
+    return _load_all(bucket, SEEN_PREFIX, source, exclude_run)
 
 
 def record_stored(bucket: Bucket, rows: list[dict]) -> None:
@@ -94,7 +310,7 @@ def record_stored(bucket: Bucket, rows: list[dict]) -> None:
 
     Each row is a stored article record with at least `source`, `canonical_url`, `url`,
     `content_hash`, `http_etag`, `http_last_modified`, `article_id`, `run_id`. Rows of several
-    sources are split per source file.
+    sources are split per source; only the shards of the rows' URLs are rewritten.
     """
     by_source: dict[str, list[dict]] = {}
     for row in rows:
@@ -113,7 +329,7 @@ def record_stored(bucket: Bucket, rows: list[dict]) -> None:
                 "article_id": row.get("article_id"),
                 "run_id": row.get("run_id"),
             }
-        merge_entries(bucket, seen_key(source), entries)
+        _merge_sharded(bucket, SEEN_PREFIX, source, {**_aliases(entries), **entries})
         log.info("seen state of %s: %s article(s) recorded", source, len(entries))
 
 
@@ -143,13 +359,13 @@ def record_refused(bucket: Bucket, rejects: list[dict], run_id: str) -> None:
             "run_id": run_id,
         }
     for source, entries in by_source.items():
-        merge_entries(bucket, refused_key(source), entries)
+        _merge_sharded(bucket, REFUSED_PREFIX, source, entries)
         log.info("refused state of %s: %s page(s) recorded", source, len(entries))
 
 
 def load_refused(bucket: Bucket, source: str, *, exclude_run: str | None = None) -> dict:
-    """{canonical URL: {url, reason, refused_at, run_id}} ({} when new); `exclude_run` as for `load_seen`."""
-    return _entries(bucket, refused_key(source), exclude_run)
+    """{canonical URL: {url, reason, refused_at, run_id}} ({} when new), read whole; as `load_seen`."""
+    return _load_all(bucket, REFUSED_PREFIX, source, exclude_run)
 
 
 def seen_lookup(seen: dict) -> dict[str, dict]:
@@ -163,11 +379,10 @@ def seen_lookup(seen: dict) -> dict[str, dict]:
 
 
 def load_http(bucket: Bucket, source: str) -> dict:
-    """{URL: {etag, last_modified, links: [[url, kind], ...]}} of the source's feeds, sitemaps, robots."""
-    data, _ = _load(bucket, http_key(source))
-    return data
+    """{URL: {etag, last_modified, links: [[url, kind], ...]}} of the source's feeds, sitemaps, robots (whole)."""
+    return _load_all(bucket, HTTP_PREFIX, source, None)
 
 
 def save_http(bucket: Bucket, source: str, entries: dict) -> None:
-    """Merge validators of documents fetched this crawl into `state/http/<source>.json`."""
-    merge_entries(bucket, http_key(source), entries)
+    """Merge validators of documents fetched this crawl into the source's HTTP-state shards."""
+    _merge_sharded(bucket, HTTP_PREFIX, source, entries)

@@ -11,15 +11,18 @@ from a shell. They are idempotent: running one twice for the same day leaves the
 * `abort_stale_uploads()`: abort multipart uploads left open for more than a day (by a store
   that died, or lost the server, before it could abort its own).
 * `prune_seen_state()`: drop seen-URL entries stored longer ago than a retention period, and
-  `prune_refused_state()` refusals recorded longer ago than theirs.
-  (`pipeline.dataset.state` has no prune of its own; these use its conditional `update_json`, so a
-  crawl recording URLs at the same time loses nothing.)
+  `prune_refused_state()` refusals recorded longer ago than theirs. Shard by shard: each shard is
+  read on its own and rewritten only when it holds an expired entry, with the conditional
+  `update_json` of `pipeline.dataset.state`, so a crawl recording URLs at the same time loses nothing.
+  A source still in the old single-object layout is moved into its shards first.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,7 +38,7 @@ from pipeline.core.layout import (
     refused_source,
     seen_source,
 )
-from pipeline.dataset.state import load_refused, load_seen, update_json
+from pipeline.dataset.state import WORKERS, iter_shards, migrate_legacy, update_json
 from pipeline.flows.ingest import reextract_run
 from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
 from pipeline.stages.store import checkpoint, optimize_day, vacuum
@@ -142,7 +145,7 @@ def prune_seen_state(
 
     Entries without a parseable `stored_at` are kept (never lose state on a format surprise).
     """
-    return _prune_state(bucket, SEEN_PREFIX, seen_source, load_seen, "stored_at", _cutoff(as_of, retention_days))
+    return _prune_state(bucket, SEEN_PREFIX, seen_source, "stored_at", _cutoff(as_of, retention_days))
 
 
 def prune_refused_state(
@@ -150,7 +153,7 @@ def prune_refused_state(
 ) -> dict[str, int]:
     """Forget refusals (pages refused as not articles) recorded more than `retention_days` before `as_of`."""
     cutoff = _cutoff(as_of, retention_days)
-    return _prune_state(bucket, REFUSED_PREFIX, refused_source, load_refused, "refused_at", cutoff)
+    return _prune_state(bucket, REFUSED_PREFIX, refused_source, "refused_at", cutoff)
 
 
 def _cutoff(as_of: datetime | date | str, retention_days: float) -> datetime:
@@ -163,37 +166,45 @@ def _cutoff(as_of: datetime | date | str, retention_days: float) -> datetime:
 def _prune_state(
     bucket: Bucket,
     prefix: str,
-    source_of: Callable[[str], str | None],
-    load: Callable[[Bucket, str], dict],
+    legacy_source: Callable[[str], str | None],
     stamp: str,
     cutoff: datetime,
 ) -> dict[str, int]:
-    """Drop the entries of every `prefix` state object whose `stamp` is before `cutoff`; {source: removed}."""
-    removed: dict[str, int] = {}
+    """Drop the entries of every `prefix` state shard whose `stamp` is before `cutoff`; {source: removed}.
+
+    One shard at a time (memory is one shard's); a shard with nothing expired is not written.
+    """
     for key in bucket.list(prefix):
-        source = source_of(key)
-        if source is None:
-            continue
-        if not any(_expired(e, stamp, cutoff) for e in load(bucket, source).values()):
-            removed[source] = 0  # nothing to do: no write, no race with a crawl recording URLs
-            continue
-        count = {"n": 0}
-
-        def merge(current: dict, count=count) -> dict:
-            keep = {}
-            count["n"] = 0
-            for url, entry in current.items():
-                if _expired(entry, stamp, cutoff):
-                    count["n"] += 1
-                else:
-                    keep[url] = entry
-            return keep
-
-        update_json(bucket, key, merge)
-        removed[source] = count["n"]
-        if count["n"]:
-            log.info("%s%s: forgot %d entries from before %s", prefix, source, count["n"], cutoff.date())
+        source = legacy_source(key)
+        if source is not None:
+            migrate_legacy(bucket, prefix, source)
+    shards = list(iter_shards(bucket, prefix))
+    removed: dict[str, int] = {source: 0 for source, _, _ in shards}
+    _ = bucket.client  # made once, before the threads share it
+    with ThreadPoolExecutor(WORKERS) as pool:
+        counts = list(pool.map(lambda item: _prune_shard(bucket, item[2], stamp, cutoff), shards))
+    for (source, _, _), n in zip(shards, counts):
+        removed[source] += n
+    for source, n in removed.items():
+        if n:
+            log.info("%s%s: forgot %d entries from before %s", prefix, source, n, cutoff.date())
     return removed
+
+
+def _prune_shard(bucket: Bucket, key: str, stamp: str, cutoff: datetime) -> int:
+    """Drop the expired entries of one shard; how many (0: the shard was not rewritten)."""
+    got = bucket.get_with_etag(key)
+    if got is None or not any(_expired(e, stamp, cutoff) for e in json.loads(got[0] or b"{}").values()):
+        return 0  # nothing to do: no write, no race with a crawl recording URLs
+    count = {"n": 0}
+
+    def merge(current: dict) -> dict:
+        keep = {url: entry for url, entry in current.items() if not _expired(entry, stamp, cutoff)}
+        count["n"] = len(current) - len(keep)
+        return keep
+
+    update_json(bucket, key, merge)
+    return count["n"]
 
 
 def _expired(entry, stamp: str, cutoff: datetime) -> bool:

@@ -1,0 +1,330 @@
+"""State benchmark: `python -m benchmarks.bench_state [--sizes 100000,1000000] [--run 1000] [--dedupe-run 5000]`.
+
+Starts its own SeaweedFS (EmbeddedS3 in a temp dir) and builds, per history size, a synthetic
+history in it: that many seen URLs of one source (`state/seen/<source>/<shard>.json`, the
+sharded layout of `pipeline.dataset.state`) and that many documents in the near-duplicate
+index (`state/dedupe/v1/`, 30 day shards of random signatures and rewrite features, written
+with `DedupeIndex.to_bytes`). Then it measures, each in a fresh child process (so its peak RSS
+is that operation's alone, imports included; the RSS before the operation is printed too):
+
+* crawl start: what `IncrementalMiddleware.spider_opened` does (open the lazy seen, refused and
+  HTTP views), then the lookups a crawl makes for the URLs it discovers (`--run` URLs, half of
+  them in the history; one at a time, as the spider asks) and the same with one `prefetch`;
+* update: `record_stored` of a `--run`-article run (the commit-time state update);
+* dedupe: `dedupe_stage` of a `--dedupe-run`-article run (`benchmarks.dedupe_data.speed_corpus`)
+  against the index.
+
+Goals (issue #19) at 1,000,000: crawl start <= 1 s and <= 200 MB, update <= 2 s, dedupe of
+5,000 <= 5 s and <= 500 MB; the 1,000,000 figures within 1.5x of the 100,000 ones.
+Timings on a shared 2-core machine are noisy; the server shares the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+from pathlib import Path
+
+RUN_DAY = "2026-11-27"
+SOURCE = "bench"
+WINDOW = 30
+
+
+def _url(i: int) -> str:
+    return f"https://www.example-news.com/2026/11/{i % 28 + 1:02d}/story-about-the-economy-and-markets-{i:08d}"
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _peak_mb() -> float:
+    """VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's peak over the exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --------------------------------------------------------------------------- building the history
+
+
+def build_seen(bucket, size: int) -> None:
+    """`size` seen entries of SOURCE, written straight into their shards (what years of commits leave)."""
+    from pipeline.core.layout import SEEN_PREFIX, state_shard_key
+    from pipeline.dataset.state import SHARDS, shard_of
+
+    n = SHARDS[SEEN_PREFIX]
+    shards: list[dict] = [{} for _ in range(n)]
+    for i in range(size):
+        url = _url(i)
+        shards[shard_of(url, n)][url] = {
+            "url": url,
+            "content_hash": f"{i:064x}",
+            "etag": f'W/"{i:x}-5f3a"',
+            "last_modified": "Tue, 24 Nov 2026 10:00:00 GMT",
+            "stored_at": "2026-11-24T10:00:00.123456+00:00",
+            "article_id": f"{i:024x}",
+            "run_id": "20261124T100000Z",
+        }
+
+    def put(s: int) -> None:
+        body = json.dumps(shards[s], separators=(",", ":")).encode()
+        bucket.put(state_shard_key(SEEN_PREFIX, SOURCE, s), body, content_type="application/json")
+
+    _ = bucket.client
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(n)))
+
+
+def build_index(bucket, size: int, prefix: str) -> None:
+    """`size` index rows over the WINDOW days up to RUN_DAY, one day shard each (random signatures)."""
+    import numpy as np
+
+    from pipeline.stages.dedupe_index import (
+        REWRITE_BANDS,
+        REWRITE_PERM,
+        REWRITE_ROWS,
+        DedupeConfig,
+        DedupeIndex,
+        band_keys,
+        day_number,
+    )
+
+    rng = np.random.default_rng(7)
+    per_day = size // WINDOW
+    end = date.fromisoformat(RUN_DAY)
+    for d in range(WINDOW):
+        day = (end - timedelta(days=WINDOW - 1 - d)).isoformat()
+        index = DedupeIndex(DedupeConfig())
+        index.prefix, index.run_date = prefix, day
+        for start in range(0, per_day, 5000):
+            k = min(5000, per_day - start)
+            sig = rng.integers(0, 1 << 16, (k, index.config.num_perm), dtype=np.uint16)
+            rw_sig = rng.integers(0, 1 << 16, (k, REWRITE_PERM), dtype=np.uint16)
+            n_terms = rng.integers(150, 384, k)
+            terms = [rng.integers(0, 1 << 16, t, dtype=np.uint16) for t in n_terms]
+            lens = [np.full(t // 20 + 1, 20, dtype=np.uint8) for t in n_terms]
+            ids = [os.urandom(12).hex() for _ in range(k)]
+            index.append(
+                sig16=sig,
+                bkeys=index.band_keys(sig),
+                url_key=rng.integers(0, 1 << 63, k, dtype=np.uint64),
+                content_key=rng.integers(0, 1 << 63, k, dtype=np.uint64),
+                ids={"article_id": ids, "cluster_id": ids, "supersedes": [None] * k, "story_id": ids},
+                version=np.ones(k, dtype=np.int32),
+                day=day_number(day),
+                run_id=day.replace("-", "") + "T000000Z",
+                linked=np.ones(k, dtype=bool),
+                rewrite=(rw_sig, band_keys(rw_sig, REWRITE_BANDS, REWRITE_ROWS), terms, lens),
+            )
+        bucket.put(index.shard_key(prefix, day), index.to_bytes())
+
+
+# --------------------------------------------------------------------------- measured operations (children)
+
+
+def op_crawl_start(bucket, size: int, run: int) -> dict:
+    from pipeline.dataset.state import open_http, open_refused, open_seen
+
+    urls = [_url(i) for i in range(size - run // 2, size + run - run // 2)]  # half seen, half new
+    t0 = time.perf_counter()
+    seen = open_seen(bucket, SOURCE, exclude_run="20261127T120000Z")
+    refused = open_refused(bucket, SOURCE, exclude_run="20261127T120000Z")
+    http = open_http(bucket, SOURCE)
+    t_open = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hits = sum(1 for u in urls if u in seen or u in refused)
+    http.get("https://www.example-news.com/sitemap.xml")
+    t_lookups = time.perf_counter() - t0
+    assert hits == run // 2, hits
+    seen2 = open_seen(bucket, SOURCE)
+    t0 = time.perf_counter()
+    seen2.prefetch(urls)
+    hits2 = sum(1 for u in urls if u in seen2)
+    t_prefetch = time.perf_counter() - t0
+    assert hits2 == run // 2
+    return {"open_s": t_open, "lookups_s": t_lookups, "prefetch_s": t_prefetch, "shards_read": seen.shards_read}
+
+
+def op_update(bucket, size: int, run: int) -> dict:
+    from pipeline.dataset.state import record_stored
+
+    rows = [
+        {
+            "source": SOURCE,
+            "canonical_url": _url(size + 10_000 + i),
+            "url": _url(size + 10_000 + i),
+            "content_hash": f"{i:064x}",
+            "http_etag": '"x"',
+            "http_last_modified": None,
+            "article_id": f"{i:024x}",
+            "run_id": "20261127T120000Z",
+        }
+        for i in range(run)
+    ]
+    t0 = time.perf_counter()
+    record_stored(bucket, rows)
+    return {"update_s": time.perf_counter() - t0}
+
+
+def op_dedupe(bucket, settings, cleaned_key: str) -> dict:
+    from pipeline.core.context import RunContext
+    from pipeline.stages.dedupe import dedupe_stage
+
+    ctx = RunContext(run_id=RUN_DAY.replace("-", "") + "T120000Z", s3=settings)
+    t0 = time.perf_counter()
+    dedupe_stage(ctx, cleaned_key)
+    return {"dedupe_s": time.perf_counter() - t0}
+
+
+def child(args: argparse.Namespace) -> int:
+    from pipeline.core.bucket import Bucket
+    from pipeline.core.config import S3Settings
+
+    settings = S3Settings.from_env()
+    bucket = Bucket(settings)
+    if args.op == "dedupe":
+        import pipeline.stages.dedupe
+    else:
+        import pipeline.dataset.state  # noqa: F401
+    _ = bucket.client
+    base = _rss_mb()
+    if args.op == "crawl_start":
+        out = op_crawl_start(bucket, args.size, args.run)
+    elif args.op == "update":
+        out = op_update(bucket, args.size, args.run)
+    else:
+        out = op_dedupe(bucket, settings, args.cleaned)
+    out.update(base_rss_mb=base, peak_rss_mb=_peak_mb())
+    print(json.dumps(out))
+    return 0
+
+
+def _run_child(env: dict, *argv: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_state", "--child", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {argv} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--run", type=int, default=1000, help="URLs a crawl discovers / articles a commit records")
+    parser.add_argument("--dedupe-run", type=int, default=5000)
+    parser.add_argument("--skip-dedupe", action="store_true", help="measure the seen state only (no index)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--op", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--cleaned", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
+
+    from benchmarks.dedupe_data import speed_corpus
+    from pipeline.core.bucket import Bucket
+    from pipeline.core.config import S3Settings
+    from pipeline.core.layout import DEDUPE_INDEX_PREFIX
+    from pipeline.runtime.s3server import EmbeddedS3
+
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    results: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-state-") as tmp:
+        server = EmbeddedS3(Path(tmp) / "s3")
+        info = server.up("warmup")
+        try:
+            docs = list(speed_corpus(args.dedupe_run, seed=23))
+            for size in sizes:
+                bucket_name = f"state{size}"
+                settings = S3Settings(
+                    endpoint_url=info.endpoint_url,
+                    access_key_id=info.access_key_id,
+                    secret_access_key=info.secret_access_key,
+                    bucket=bucket_name,
+                )
+                bucket = Bucket(settings)
+                bucket.ensure()
+                t0 = time.perf_counter()
+                build_seen(bucket, size)
+                t_seen = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                if not args.skip_dedupe:
+                    build_index(bucket, size, DEDUPE_INDEX_PREFIX)
+                t_index = time.perf_counter() - t0
+                print(f"history {size:,}: seen state built in {t_seen:.1f} s, index in {t_index:.1f} s", flush=True)
+                cleaned = f"work/dt={RUN_DAY}/run=bench/cleaned.jsonl.gz"
+                bucket.put_jsonl(cleaned, docs)
+                env = {
+                    **os.environ,
+                    "AWS_ENDPOINT_URL": info.endpoint_url,
+                    "AWS_ACCESS_KEY_ID": info.access_key_id,
+                    "AWS_SECRET_ACCESS_KEY": info.secret_access_key,
+                    "NEWS_INGEST_BUCKET": bucket_name,
+                }
+                common = ["--size", str(size), "--run", str(args.run)]
+                results[size] = {
+                    "crawl_start": _run_child(env, "--op", "crawl_start", *common),
+                    "update": _run_child(env, "--op", "update", *common),
+                }
+                if not args.skip_dedupe:
+                    results[size]["dedupe"] = _run_child(env, "--op", "dedupe", "--cleaned", cleaned, *common)
+                print(json.dumps(results[size]), flush=True)
+        finally:
+            server.down()
+    _print_table(results, args)
+    return 0
+
+
+def _print_table(results: dict[int, dict], args: argparse.Namespace) -> None:
+    sizes = sorted(results)
+    rows = [
+        ("crawl start: open the state views (s)", "crawl_start", "open_s"),
+        (f"crawl: {args.run:,} URL lookups, one by one (s)", "crawl_start", "lookups_s"),
+        (f"crawl: {args.run:,} URL lookups after one prefetch (s)", "crawl_start", "prefetch_s"),
+        ("crawl: seen shards read", "crawl_start", "shards_read"),
+        ("crawl start: peak RSS of the process (MB)", "crawl_start", "peak_rss_mb"),
+        ("crawl start: RSS after imports (MB)", "crawl_start", "base_rss_mb"),
+        (f"update: record_stored of {args.run:,} articles (s)", "update", "update_s"),
+        ("update: peak RSS (MB)", "update", "peak_rss_mb"),
+        (f"dedupe_stage of {args.dedupe_run:,} articles (s)", "dedupe", "dedupe_s"),
+        ("dedupe: peak RSS (MB)", "dedupe", "peak_rss_mb"),
+        ("dedupe: RSS after imports (MB)", "dedupe", "base_rss_mb"),
+    ]
+    head = f"{'':58}" + "".join(f"{s:>14,}" for s in sizes)
+    if len(sizes) == 2:
+        head += f"{'ratio':>8}"
+    print("\n" + head)
+    for label, op, field in rows:
+        if op not in results[sizes[0]]:
+            continue
+        vals = [results[s][op][field] for s in sizes]
+        line = f"{label:58}" + "".join(f"{v:>14.3f}" if isinstance(v, float) else f"{v:>14,}" for v in vals)
+        if len(sizes) == 2 and vals[0]:
+            line += f"{vals[1] / vals[0]:>8.2f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,11 @@
 """Dedupe benchmark: quality on a labelled set, then speed and memory against datasketch's MinHashLSH.
 
     .venv/bin/python -m benchmarks.bench_dedupe [--n 20000] [--baseline-n 5000] [--stories 600] [--rewrite-stories 250]
+    .venv/bin/python -m benchmarks.bench_dedupe --stage-memory 200000
+
+`--stage-memory N`: peak RSS (VmHWM) of `dedupe_stage` on N `speed_corpus` articles in an embedded
+S3, each way in a fresh child process against an empty index: "whole" reads the input whole and
+dedupes it as one list (what the stage did before it streamed), "stream" is `dedupe_stage`.
 
 Quality: pairwise precision / recall / F1 of predicted clusters (`cluster_id`) against
 the stories of `benchmarks.dedupe_data.labelled_set`, for several settings, plus the
@@ -295,6 +300,89 @@ def speed(n: int, baseline_n: int) -> None:
     )
 
 
+def _peak_mb() -> float:
+    """VmHWM of this process (its own peak RSS; ru_maxrss would carry the parent's over the exec)."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:"))
+
+
+def _stage_child(mode: str, key: str) -> None:
+    import json
+
+    from pipeline.core.config import S3Settings
+    from pipeline.core.context import RunContext
+    from pipeline.core.layout import deduped_key
+    from pipeline.core.layout import run_date as run_date_of
+    from pipeline.stages.dedupe import dedupe_stage
+
+    ctx = RunContext(run_id="20261127T120000Z", s3=S3Settings.from_env())
+    t0 = time.perf_counter()
+    if mode == "stream":
+        dedupe_stage(ctx, key)
+    else:  # the stage before it streamed: the input read whole, deduped as one list, written whole
+        day = run_date_of(ctx.run_id)
+        records = list(ctx.bucket.iter_jsonl(key))
+        index = DedupeIndex.load(ctx.bucket, run_date=day)
+        out = dedupe_records(records, index=index, run_date=day, run_id=ctx.run_id)
+        index.save(ctx.bucket)
+        ctx.bucket.put_jsonl(deduped_key(ctx.run_id), [r for r in out if r["dup_kind"] != "url"])
+    print(json.dumps({"mode": mode, "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_mb()}))
+
+
+def stage_memory(n: int) -> None:
+    """Peak RSS of the dedupe stage on n articles, read whole vs streamed (each in a child process)."""
+    import gzip
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from pipeline.core.bucket import Bucket
+    from pipeline.core.config import S3Settings
+    from pipeline.core.layout import DEDUPE_INDEX_PREFIX
+    from pipeline.runtime.s3server import EmbeddedS3
+
+    with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as tmp:
+        server = EmbeddedS3(Path(tmp) / "s3")
+        info = server.up("warmup")
+        try:
+            settings = S3Settings(
+                endpoint_url=info.endpoint_url,
+                access_key_id=info.access_key_id,
+                secret_access_key=info.secret_access_key,
+                bucket="dedupemem",
+            )
+            bucket = Bucket(settings)
+            bucket.ensure()
+            key = "work/dt=2026-11-27/run=20261127T120000Z/cleaned.jsonl.gz"
+            path = Path(tmp) / "cleaned.jsonl.gz"
+            with gzip.open(path, "wb", compresslevel=1) as fh:  # written as generated: the corpus is never held
+                for doc in speed_corpus(n, seed=29):
+                    fh.write(json.dumps(doc).encode() + b"\n")
+            bucket.put_file(key, str(path), content_type="application/x-ndjson")
+            print(f"{n:,} articles, {path.stat().st_size / 1e6:.0f} MB gzipped", flush=True)
+            env = {
+                **os.environ,
+                "AWS_ENDPOINT_URL": info.endpoint_url,
+                "AWS_ACCESS_KEY_ID": info.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": info.secret_access_key,
+                "NEWS_INGEST_BUCKET": "dedupemem",
+            }
+            for mode in ("whole", "stream"):
+                bucket.delete(bucket.list(DEDUPE_INDEX_PREFIX))  # each way starts from an empty index
+                proc = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.bench_dedupe", "--stage-child", mode, "--key", key],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                print(proc.stdout.strip().splitlines()[-1], flush=True)
+        finally:
+            server.down()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000, help="documents for the speed run (rewrite on: ~20 s a pass)")
@@ -304,7 +392,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-rewrite", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--stage-memory", type=int, default=0, help="only: peak RSS of the stage on N articles")
+    parser.add_argument("--stage-child", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.stage_child:
+        _stage_child(args.stage_child, args.key)
+        return
+    if args.stage_memory:
+        stage_memory(args.stage_memory)
+        return
     if not args.skip_quality:
         quality(args.stories)
     if not args.skip_rewrite:

@@ -7,8 +7,9 @@ import threading
 import pytest
 
 from pipeline.core.bucket import PreconditionFailed
-from pipeline.core.layout import HTTP_PREFIX, SEEN_PREFIX, http_key, seen_key, state_shard_prefix
+from pipeline.core.layout import HTTP_PREFIX, SEEN_PREFIX, http_key, seen_key, state_delta_prefix, state_shard_prefix
 from pipeline.dataset.state import (
+    fold_deltas,
     load_http,
     load_seen,
     merge_entries,
@@ -49,12 +50,19 @@ def test_record_and_load(bucket):
     assert seen["http://a.example/1"]["stored_at"]
     assert set(load_seen(bucket, "beta")) == {"http://a.example/3"}
     assert not bucket.exists(seen_key("alpha"))  # sharded: no single object per source
-    assert len(bucket.list(state_shard_prefix(SEEN_PREFIX, "alpha"))) == 2  # one shard per URL here
+    # a commit writes one delta per source and touches no shard; a fold moves it into one shard per URL
+    assert len(bucket.list(state_delta_prefix(SEEN_PREFIX, "alpha"))) == 1
+    assert bucket.list(state_shard_prefix(SEEN_PREFIX, "alpha")) == []
+    assert fold_deltas(bucket, SEEN_PREFIX, "alpha") == 2
+    assert len(bucket.list(state_shard_prefix(SEEN_PREFIX, "alpha"))) == 2
+    assert bucket.list(state_delta_prefix(SEEN_PREFIX, "alpha")) == []
     # later records merge, a newer version of the same URL replaces the entry
     record_stored(bucket, [_row(2, content_hash="new"), _row(4)])
     seen = load_seen(bucket, "alpha")
     assert set(seen) == {f"http://a.example/{i}" for i in (1, 2, 4)}
-    assert seen["http://a.example/2"]["content_hash"] == "new"
+    assert seen["http://a.example/2"]["content_hash"] == "new"  # the pending delta over the folded shard
+    fold_deltas(bucket, SEEN_PREFIX, "alpha")
+    assert load_seen(bucket, "alpha") == seen
 
 
 def test_lookup_also_by_fetched_url(bucket):

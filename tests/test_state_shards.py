@@ -7,9 +7,11 @@ import threading
 import pytest
 
 from pipeline.core.bucket import Bucket
-from pipeline.core.layout import REFUSED_PREFIX, SEEN_PREFIX, refused_key, seen_key, state_shard_key
+from pipeline.core.layout import REFUSED_PREFIX, SEEN_PREFIX, refused_key, seen_key, state_delta_prefix, state_shard_key
+from pipeline.dataset import state
 from pipeline.dataset.state import (
     SHARDS,
+    fold_deltas,
     load_refused,
     load_seen,
     open_refused,
@@ -72,23 +74,46 @@ def counting(s3_settings) -> CountingBucket:
     return CountingBucket(s3_settings)
 
 
-def test_a_commit_rewrites_only_the_shards_of_its_urls(counting):
+def test_a_commit_writes_one_delta_and_a_fold_rewrites_only_the_shards_of_its_urls(counting):
     history = [_row(f"http://a.example/old/{i}") for i in range(300)]
     record_stored(counting, history)
+    assert fold_deltas(counting, SEEN_PREFIX, "alpha") == 300
     before = set(counting.list("state/seen/alpha/"))
     assert len(before) > 200  # 300 URLs spread over many shards
     counting.reads.clear()
     counting.writes.clear()
     new = [_row(f"http://a.example/new/{i}") for i in range(3)]
     record_stored(counting, new)
+    # the commit: one PUT of one new object, no shard read or written, whatever the history
+    assert len(counting.writes) == 1 and counting.writes[0].startswith(state_delta_prefix(SEEN_PREFIX, "alpha"))
+    assert counting.reads == []
+    assert len(load_seen(counting, "alpha")) == 303  # readers see the pending delta
+    counting.reads.clear()
+    counting.writes.clear()
+    assert fold_deltas(counting, SEEN_PREFIX, "alpha") == 3
     touched = {state_shard_key(SEEN_PREFIX, "alpha", shard_of(r["canonical_url"], N)) for r in new}
     assert set(counting.writes) == touched
-    assert set(counting.reads) - {seen_key("alpha")} == touched  # plus one look for an old single object
+    delta_reads = {k for k in counting.reads if k.startswith(state_delta_prefix(SEEN_PREFIX, "alpha"))}
+    assert len(delta_reads) == 1
+    assert set(counting.reads) - {seen_key("alpha")} - delta_reads == touched  # plus one look for an old object
+    assert counting.list(state_delta_prefix(SEEN_PREFIX, "alpha")) == []
     assert len(load_seen(counting, "alpha")) == 303
+
+
+def test_a_writer_folds_the_oldest_deltas_past_the_pending_limit(bucket, monkeypatch):
+    monkeypatch.setattr(state, "MAX_PENDING", 2)
+    for i in range(4):
+        record_stored(bucket, [_row(f"http://a.example/{i}")])
+    pending = bucket.list(state_delta_prefix(SEEN_PREFIX, "alpha"))
+    assert len(pending) == 2
+    in_shards = {k for key in bucket.list("state/seen/alpha/") for k in bucket.get_json(key)}
+    assert in_shards == {"http://a.example/0", "http://a.example/1"}  # the two oldest were folded
+    assert set(load_seen(bucket, "alpha")) == {f"http://a.example/{i}" for i in range(4)}
 
 
 def test_a_crawl_lookup_reads_only_the_shard_of_its_url(counting):
     record_stored(counting, [_row(f"http://a.example/{i}") for i in range(200)])
+    fold_deltas(counting, SEEN_PREFIX, "alpha")
     view = open_seen(counting, "alpha")
     counting.reads.clear()
     assert "http://a.example/7" in view
@@ -130,7 +155,7 @@ def test_view_leaves_out_the_run_itself_and_finds_fetched_urls(bucket):
     assert "http://a.example/6" in rerun
 
 
-def test_single_object_state_is_read_and_moved_into_shards_on_first_write(bucket):
+def test_single_object_state_is_read_and_moved_into_shards_on_first_fold(bucket):
     old = {
         f"http://a.example/{i}": {"url": f"http://a.example/{i}", "stored_at": "2026-11-01T00:00:00+00:00"}
         for i in range(40)
@@ -144,6 +169,9 @@ def test_single_object_state_is_read_and_moved_into_shards_on_first_write(bucket
     newer = _row("http://a.example/1", content_hash="newer")
     bucket.put_json(state_shard_key(SEEN_PREFIX, "alpha", shard_of("http://a.example/1", N)), {})
     record_stored(bucket, [newer])
+    assert bucket.exists(seen_key("alpha"))  # a commit only writes its delta
+    assert load_seen(bucket, "alpha")["http://a.example/1"]["content_hash"] == "newer"
+    fold_deltas(bucket, SEEN_PREFIX, "alpha")
     assert not bucket.exists(seen_key("alpha"))
     seen = load_seen(bucket, "alpha")
     assert set(seen) == set(old)
@@ -161,37 +189,66 @@ def test_refused_single_object_is_still_read(bucket):
     assert not bucket.list(f"{REFUSED_PREFIX}alpha/")  # reading moves nothing
 
 
-def test_concurrent_writers_to_one_shard_lose_nothing(bucket):
-    urls = _urls_in_one_shard(20)
+def test_three_concurrent_runs_and_folds_lose_no_entry(bucket):
+    """Three overlapping commits (their URLs in one shard) while two folds run: every entry arrives."""
+    urls = _urls_in_one_shard(30)
     errors: list[BaseException] = []
 
-    def writer(part: list[str]) -> None:
+    def guarded(fn, *args) -> None:
         try:
-            for url in part:
-                record_stored(bucket, [_row(url)])
+            fn(*args)
         except BaseException as exc:  # surfaced by the assert below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(urls[n::4],)) for n in range(4)]
+    def run(part: list[str]) -> None:
+        for url in part:
+            record_stored(bucket, [_row(url)])
+
+    def folder() -> None:
+        for _ in range(5):
+            fold_deltas(bucket, SEEN_PREFIX, "alpha")
+
+    threads = [threading.Thread(target=guarded, args=(run, urls[n::3])) for n in range(3)]
+    threads += [threading.Thread(target=guarded, args=(folder,)) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
+    assert set(load_seen(bucket, "alpha")) == set(urls)  # shards and pending deltas together
+    fold_deltas(bucket, SEEN_PREFIX, "alpha")
     assert bucket.list("state/seen/alpha/") == [state_shard_key(SEEN_PREFIX, "alpha", shard_of(urls[0], N))]
-    assert set(load_seen(bucket, "alpha")) == set(urls)
+    assert bucket.list(state_delta_prefix(SEEN_PREFIX, "alpha")) == []
+    assert set(bucket.get_json(state_shard_key(SEEN_PREFIX, "alpha", shard_of(urls[0], N)))) == set(urls)
+
+
+def test_a_delta_folded_while_a_crawl_reads_is_found_in_its_shard(bucket, monkeypatch):
+    record_stored(bucket, [_row("http://a.example/1")])
+    view = open_seen(bucket, "alpha")
+    real = state._load
+
+    def load(b, key):  # the crawl listed the delta; a fold moves it before the crawl reads it
+        if key.startswith(state_delta_prefix(SEEN_PREFIX, "alpha")):
+            monkeypatch.setattr(state, "_load", real)
+            fold_deltas(bucket, SEEN_PREFIX, "alpha")
+        return real(b, key)
+
+    monkeypatch.setattr(state, "_load", load)
+    assert "http://a.example/1" in view
 
 
 def test_forced_if_match_race_on_a_shard_is_retried(bucket):
     first, second, third = _urls_in_one_shard(3)
     record_stored(bucket, [_row(first)])
+    fold_deltas(bucket, SEEN_PREFIX, "alpha")
     key = state_shard_key(SEEN_PREFIX, "alpha", shard_of(first, N))
     calls: list[set] = []
 
     def writer_a(current: dict) -> dict:
         calls.append(set(current))
-        if len(calls) == 1:  # writer B commits to the same shard between A's read and A's write
+        if len(calls) == 1:  # writer B folds into the same shard between A's read and A's write
             record_stored(bucket, [_row(second)])
+            fold_deltas(bucket, SEEN_PREFIX, "alpha")
         current[third] = {"url": third, "stored_at": "2026-11-30T00:00:00+00:00"}
         return current
 
@@ -206,6 +263,7 @@ def test_prune_rewrites_only_shards_with_expired_entries(counting):
     record_stored(counting, [_row(f"http://a.example/{i}", ingested_at="2026-11-20T00:00:00+00:00") for i in range(30)])
     old_url = "http://a.example/old"
     record_stored(counting, [_row(old_url, ingested_at="2026-07-01T00:00:00+00:00")])
+    fold_deltas(counting, SEEN_PREFIX, "alpha")
     counting.writes.clear()
     assert prune_seen_state(counting, "2026-11-27", retention_days=90) == {"alpha": 1}
     assert counting.writes == [state_shard_key(SEEN_PREFIX, "alpha", shard_of(old_url, N))]
@@ -213,3 +271,19 @@ def test_prune_rewrites_only_shards_with_expired_entries(counting):
     counting.writes.clear()
     assert prune_seen_state(counting, "2026-11-27", retention_days=90) == {"alpha": 0}
     assert counting.writes == []
+
+
+def test_prune_folds_pending_deltas_first(bucket):
+    from pipeline.dataset.rejects import reject
+    from pipeline.dataset.state import record_refused
+    from pipeline.flows.maintenance import prune_refused_state, prune_seen_state
+
+    record_stored(bucket, [_row("http://a.example/old", ingested_at="2026-07-01T00:00:00+00:00")])
+    record_stored(bucket, [_row("http://a.example/new", ingested_at="2026-11-20T00:00:00+00:00")])
+    record_refused(bucket, [reject("http://a.example/tag", "extract", "too_short", source="alpha")], "r1")
+    assert prune_seen_state(bucket, "2026-11-27", retention_days=90) == {"alpha": 1}
+    assert bucket.list(state_delta_prefix(SEEN_PREFIX, "alpha")) == []
+    assert set(load_seen(bucket, "alpha")) == {"http://a.example/new"}
+    prune_refused_state(bucket, "2026-11-27")
+    assert bucket.list(state_delta_prefix(REFUSED_PREFIX, "alpha")) == []
+    assert set(load_refused(bucket, "alpha")) == {"http://a.example/tag"}

@@ -22,6 +22,8 @@ Bucket layout (a contract for consumers; `tests/test_layout.py` pins it)::
                                                articles/dt=YYYY-MM-DD/run=<run_id>/ and run=compacted/
     state/seen/<source>.json                   stored canonical URLs: content hash, ETag, Last-Modified, run id
     state/http/<source>.json                   validators (ETag/Last-Modified) and links of feeds, sitemaps, robots
+    state/{seen,refused,http}/<source>/<shard>.json   the same state sharded by key hash (the current layout)
+    state/deltas/{seen,refused}/<source>/<stamp>-<run>-<rand>.json   one run's new entries, not yet folded
     state/dedupe/v1/day=YYYY-MM-DD.npz         near-duplicate index, one object per run date
     reports/run=<run_id>.json (+ .html)        run reports
     reports/consumer/run=<run_id>.json         the consumer DAG's per-run summary
@@ -308,6 +310,7 @@ SEEN_PREFIX = "state/seen/"
 HTTP_PREFIX = "state/http/"
 REFUSED_PREFIX = "state/refused/"
 DEDUPE_INDEX_PREFIX = "state/dedupe/v1/"
+STATE_DELTA_PREFIX = "state/deltas/"
 
 
 def seen_key(source: str) -> str:
@@ -355,6 +358,25 @@ def state_shard_of(key: str, prefix: str) -> tuple[str, int] | None:
         return source, int(name[:4], 16)
     except ValueError:
         return None
+
+
+def state_delta_prefix(prefix: str, source: str | None = None) -> str:
+    """`state/deltas/<kind>/[<source>/]`: the pending per-run deltas of a kind of state (of one source)."""
+    kind = prefix[len("state/") :].strip("/")
+    base = f"{STATE_DELTA_PREFIX}{kind}/"
+    return base if source is None else f"{base}{safe_segment(source)}/"
+
+
+def state_delta_key(prefix: str, source: str, name: str) -> str:
+    """`state/deltas/<kind>/<source>/<name>.json`: one run's new entries of a source's state."""
+    return f"{state_delta_prefix(prefix, source)}{safe_segment(name, max_len=120)}.json"
+
+
+def state_delta_source(key: str, prefix: str) -> str | None:
+    """The source segment of a `state_delta_key` of `prefix`'s kind; None for any other key."""
+    rest = key[len(state_delta_prefix(prefix)) :] if key.startswith(state_delta_prefix(prefix)) else ""
+    source, _, name = rest.partition("/")
+    return source if source and name.endswith(".json") and "/" not in name else None
 
 
 def dedupe_shard_key(day: str | date, prefix: str = DEDUPE_INDEX_PREFIX) -> str:

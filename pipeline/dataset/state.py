@@ -16,14 +16,22 @@
 
 A key's shard is a hash of it modulo `SHARDS` (fixed per kind: changing it would need a migration),
 so a shard holds ~1/65536 of a source's seen URLs (~15 entries at a million stored URLs).
-A crawl reads shards lazily, when it asks about a URL (`open_seen`, `open_refused`, `open_http`);
-a commit rewrites only the shards its URLs fall in. Writers use conditional puts (If-Match on the
-ETag read, If-None-Match: * when creating) and retry on a lost race, so concurrent writers merge
-instead of overwriting each other.
+A crawl reads shards lazily, when it asks about a URL (`open_seen`, `open_refused`, `open_http`).
+
+A commit does not touch the shards of seen and refused state: it writes ONE delta object, its new
+entries, ``state/deltas/<kind>/<source>/<stamp>-<run>-<rand>.json``, created with If-None-Match: *
+(one PUT whatever the history; concurrent runs write distinct deltas, so none can lose another's
+entries). Readers lay the source's pending deltas (one LIST, a few GETs) over the shards.
+`fold_deltas` merges pending deltas into the shards they touch and deletes them; maintenance runs it
+(`fold_all`, before pruning), and a writer that finds more than `MAX_PENDING` deltas folds the oldest
+so readers stay bounded when maintenance does not run. Shard writes use conditional puts (If-Match
+on the ETag read, If-None-Match: * when creating) and retry on a lost race, so concurrent folds and
+prunes merge instead of overwriting each other. HTTP state (a few feeds per source) is written into
+its shards directly.
 
 The single-object layout of earlier versions (``state/seen/<source>.json`` ...) is still read; the
-first write to a source moves its entries into the shards (without overwriting newer shard entries)
-and deletes the old object. `load_seen`, `load_refused` and `load_http` read a source's whole
+first fold (or HTTP write) of a source moves its entries into the shards (without overwriting newer
+shard entries) and deletes the old object. `load_seen`, `load_refused` and `load_http` read a source's whole
 state (tools, tests, maintenance); a crawl never does.
 """
 
@@ -32,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +55,9 @@ from pipeline.core.layout import (
     http_key,
     refused_key,
     seen_key,
+    state_delta_key,
+    state_delta_prefix,
+    state_delta_source,
     state_shard_key,
     state_shard_of,
     state_shard_prefix,
@@ -63,6 +75,9 @@ MAX_ATTEMPTS = 10
 SHARDS = {SEEN_PREFIX: 65536, REFUSED_PREFIX: 65536, HTTP_PREFIX: 64}
 #: Shard reads and writes in flight at once (botocore's connection pool holds 10).
 WORKERS = 8
+#: Pending deltas of one source and kind a writer tolerates before it folds the oldest into the shards
+#: (maintenance normally folds them daily; this bounds what a crawl reads when it does not run).
+MAX_PENDING = 48
 _LEGACY_KEY = {SEEN_PREFIX: seen_key, REFUSED_PREFIX: refused_key, HTTP_PREFIX: http_key}
 
 
@@ -206,6 +221,7 @@ class ShardedState:
         self.shards = SHARDS[prefix]
         self._cache: dict[int, dict] = {}
         self._legacy: dict | None = None
+        self._pending: dict | None = None
 
     def _filter(self, data: dict) -> dict:
         if self.exclude_run:
@@ -224,9 +240,19 @@ class ShardedState:
             self._legacy = seen_lookup(self._filter(data)) if data else {}
         return self._legacy
 
+    def _deltas(self) -> dict:
+        """The source's pending (not yet folded) deltas, merged in order; read once, on the first lookup."""
+        if self._pending is None:
+            self._pending = {}
+            if self.prefix in DELTA_KINDS:
+                self._pending = self._filter(read_deltas(self.bucket, self.prefix, self.source)[1])
+        return self._pending
+
     def get(self, url: str, default: dict | None = None) -> dict | None:
         """The entry of `url` (a canonical URL), or `default`."""
-        entry = self._shard(shard_of(url, self.shards)).get(url)
+        entry = self._deltas().get(url)
+        if entry is None:
+            entry = self._shard(shard_of(url, self.shards)).get(url)
         if entry is None:
             entry = self._old().get(url)
         return default if entry is None else entry
@@ -245,6 +271,7 @@ class ShardedState:
         missing = sorted({shard_of(u, self.shards) for u in urls} - set(self._cache))
         _ = self.bucket.client
         self._old()
+        self._deltas()
         for shard, data in zip(missing, _parallel(self._read, missing)):
             self._cache[shard] = data
         return len(missing)
@@ -292,6 +319,9 @@ def _load_all(bucket: Bucket, prefix: str, source: str, exclude_run: str | None)
     _ = bucket.client
     for part in _parallel(view._read, shards):
         out.update({k: v for k, v in part.items() if not _is_alias(v)})
+    if prefix in DELTA_KINDS:
+        pending = view._filter(read_deltas(bucket, prefix, source)[1])
+        out.update({k: v for k, v in pending.items() if not _is_alias(v)})
     return out
 
 
@@ -329,7 +359,7 @@ def record_stored(bucket: Bucket, rows: list[dict]) -> None:
                 "article_id": row.get("article_id"),
                 "run_id": row.get("run_id"),
             }
-        _merge_sharded(bucket, SEEN_PREFIX, source, {**_aliases(entries), **entries})
+        write_delta(bucket, SEEN_PREFIX, source, {**_aliases(entries), **entries}, run_id=source_rows[0].get("run_id"))
         log.info("seen state of %s: %s article(s) recorded", source, len(entries))
 
 
@@ -359,7 +389,7 @@ def record_refused(bucket: Bucket, rejects: list[dict], run_id: str) -> None:
             "run_id": run_id,
         }
     for source, entries in by_source.items():
-        _merge_sharded(bucket, REFUSED_PREFIX, source, entries)
+        write_delta(bucket, REFUSED_PREFIX, source, entries, run_id=run_id)
         log.info("refused state of %s: %s page(s) recorded", source, len(entries))
 
 
@@ -386,3 +416,67 @@ def load_http(bucket: Bucket, source: str) -> dict:
 def save_http(bucket: Bucket, source: str, entries: dict) -> None:
     """Merge validators of documents fetched this crawl into the source's HTTP-state shards."""
     _merge_sharded(bucket, HTTP_PREFIX, source, entries)
+
+
+# --------------------------------------------------------------------------- per-run deltas
+
+#: The kinds of state a commit writes as deltas (HTTP state is written into its shards directly).
+DELTA_KINDS = (SEEN_PREFIX, REFUSED_PREFIX)
+
+
+def write_delta(bucket: Bucket, prefix: str, source: str, entries: dict, *, run_id: str | None = None) -> str | None:
+    """Record `entries` of a source as one new delta object (a conditional create); its key (None: nothing).
+
+    One PUT whatever the history. The name sorts by time, so folding in name order lets later
+    writes win as a direct merge would. More than `MAX_PENDING` pending deltas: the oldest are folded.
+    """
+    if not entries:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    name = f"{stamp}-{run_id or 'run'}-{secrets.token_hex(4)}"
+    key = state_delta_key(prefix, source, name)
+    bucket.put(key, _encode(entries), content_type="application/json", if_none_match="*")
+    pending = pending_deltas(bucket, prefix, source)
+    if len(pending) > MAX_PENDING:
+        fold_deltas(bucket, prefix, source, keys=pending[: len(pending) - MAX_PENDING])
+    return key
+
+
+def pending_deltas(bucket: Bucket, prefix: str, source: str) -> list[str]:
+    """The keys of a source's deltas not folded yet, oldest first."""
+    return sorted(bucket.list(state_delta_prefix(prefix, source)))
+
+
+def read_deltas(bucket: Bucket, prefix: str, source: str, keys: list[str] | None = None) -> tuple[list[str], dict]:
+    """(the delta keys read, their entries merged oldest first). A delta folded meanwhile is skipped:
+    its entries are in the shards by then."""
+    keys = pending_deltas(bucket, prefix, source) if keys is None else sorted(keys)
+    _ = bucket.client
+    read = []
+    merged: dict = {}
+    for key, (data, etag) in zip(keys, _parallel(lambda k: _load(bucket, k), keys)):
+        if etag is not None:
+            read.append(key)
+            _merge_into(merged, data)
+    return read, merged
+
+
+def fold_deltas(bucket: Bucket, prefix: str, source: str, *, keys: list[str] | None = None) -> int:
+    """Merge a source's pending deltas (or `keys` of them) into the shards they touch, then delete them;
+    entries folded. Each shard is a conditional read-modify-write, so a fold racing another fold, a
+    prune or a commit loses nothing; a delta is deleted only once every shard has its entries.
+    """
+    read, entries = read_deltas(bucket, prefix, source, keys)
+    if not read:
+        return 0
+    _merge_sharded(bucket, prefix, source, entries)
+    bucket.delete(read)
+    log.info("state %s%s: %s delta(s), %s entries folded into the shards", prefix, source, len(read), len(entries))
+    return len(entries)
+
+
+def fold_all(bucket: Bucket, prefix: str) -> dict[str, int]:
+    """`fold_deltas` for every source with pending deltas of a kind (`SEEN_PREFIX`, `REFUSED_PREFIX`);
+    {source segment: entries folded}."""
+    sources = sorted({s for k in bucket.list(state_delta_prefix(prefix)) if (s := state_delta_source(k, prefix))})
+    return {source: fold_deltas(bucket, prefix, source) for source in sources}

@@ -38,7 +38,7 @@ from pipeline.core.layout import (
     refused_source,
     seen_source,
 )
-from pipeline.dataset.state import WORKERS, iter_shards, migrate_legacy, update_json
+from pipeline.dataset.state import DELTA_KINDS, WORKERS, fold_all, iter_shards, migrate_legacy, update_json
 from pipeline.flows.ingest import reextract_run
 from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
 from pipeline.stages.store import checkpoint, optimize_day, vacuum
@@ -178,6 +178,8 @@ def _prune_state(
         source = legacy_source(key)
         if source is not None:
             migrate_legacy(bucket, prefix, source)
+    if prefix in DELTA_KINDS:
+        fold_all(bucket, prefix)  # the runs' pending deltas into their shards, so they are pruned too
     shards = list(iter_shards(bucket, prefix))
     removed: dict[str, int] = {source: 0 for source, _, _ in shards}
     _ = bucket.client  # made once, before the threads share it

@@ -32,21 +32,30 @@ that found the same text adds no row) and logs how many.
 Across runs, `dedupe_stage` loads the persistent index (`pipeline.stages.dedupe_index`,
 ``state/dedupe/v1/``), forgets what this same run id added before (re-runs are
 idempotent), dedupes, and saves with S3 conditional writes, redoing the whole
-step against the fresh index when another writer won the race.
+step against the fresh index when another writer won the race. It streams: the input is
+read from the bucket in `BATCH`-article batches (gzip decoded as it arrives) and each deduped
+batch is written on to a local gzip file uploaded at the end, so memory holds one batch of
+articles plus the index (signatures, keys and ids), not the run's texts.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import logging
 import random
+import tempfile
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.core.bucket import PreconditionFailed, StorageError
+from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError, describe_error
 from pipeline.core.context import RunContext
 from pipeline.core.layout import deduped_key
 from pipeline.core.layout import run_date as run_date_of
@@ -92,7 +101,7 @@ REWRITE_BUCKET = 32
 #: A rewrite verdict this strong ends the search among a document's candidates.
 REWRITE_SURE = 0.7
 
-__all__ = ["DedupeConfig", "DedupeIndex", "dedupe_records", "dedupe_stage"]
+__all__ = ["DedupeConfig", "DedupeIndex", "dedupe_records", "dedupe_stage", "iter_dedupe"]
 
 
 def _canonical(record: dict) -> str:
@@ -119,6 +128,21 @@ def dedupe_records(
     are computed when missing. With `index`, earlier articles (other runs) count as
     first-seen and this batch is added to it (rows tagged with `run_date`/`run_id`).
     """
+    return [
+        r for batch in iter_dedupe(records, config=config, index=index, run_date=run_date, run_id=run_id) for r in batch
+    ]
+
+
+def iter_dedupe(
+    records: Iterable[dict],
+    *,
+    config: DedupeConfig | None = None,
+    index: DedupeIndex | None = None,
+    run_date: str | None = None,
+    run_id: str | None = None,
+) -> Iterator[list[dict]]:
+    """`dedupe_records` batch by batch: reads `records` lazily and yields each deduped batch of up to
+    `BATCH` records, so only one batch of articles is held at a time (the index keeps the rest)."""
     if index is None:
         index = DedupeIndex(config)
     elif config is not None and config != index.config:
@@ -126,17 +150,15 @@ def dedupe_records(
     cfg = index.config
     day = day_number(run_date)
     run = run_id or ""
-    out: list[dict] = []
     batch: list[dict] = []
     for record in records:
         batch.append(dict(record))
         if len(batch) >= BATCH:
-            out.extend(_dedupe_batch(batch, index, cfg, day, run))
+            yield _dedupe_batch(batch, index, cfg, day, run)
             batch = []
     if batch:
-        out.extend(_dedupe_batch(batch, index, cfg, day, run))
+        yield _dedupe_batch(batch, index, cfg, day, run)
     index.trim()
-    return out
 
 
 def _later_to_earlier(first: np.ndarray, second: np.ndarray) -> dict[int, list[int]]:
@@ -443,10 +465,65 @@ def _rewrite_verdict(
     return {}
 
 
+def _stream_jsonl(bucket: Bucket, key: str) -> Iterator[dict]:
+    """The JSON Lines of `key` (gunzipped when it ends in .gz) as they arrive: never the whole object in memory."""
+    try:
+        body = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"]
+    except (ClientError, BotoCoreError) as exc:
+        raise describe_error(exc, bucket.settings, f"get {key}") from None
+    raw: IO[bytes] = io.BufferedReader(_Body(body), 1 << 20)
+    try:
+        lines: IO[bytes] = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+    finally:
+        raw.close()
+
+
+class _Body(io.RawIOBase):
+    """A botocore StreamingBody as a raw file (for BufferedReader / GzipFile)."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._body.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+def _dedupe_to_file(
+    bucket: Bucket, cleaned_key: str, index: DedupeIndex, day: str, run_id: str, out: IO[bytes]
+) -> Counter:
+    """Dedupe the streamed input against `index` into `out` (gzip JSON Lines, re-fetches dropped); the counts."""
+    counts: Counter = Counter()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
+        for batch in iter_dedupe(_stream_jsonl(bucket, cleaned_key), index=index, run_date=day, run_id=run_id):
+            for r in batch:
+                counts[r["dup_kind"] or "none"] += 1
+                if r["dup_kind"] == "url":
+                    continue
+                counts["kept"] += 1
+                counts["versions"] += r["version"] > 1
+                counts["related"] += r["story_id"] != r["cluster_id"]
+                gz.write(json.dumps(r, ensure_ascii=False, default=str).encode())
+                gz.write(b"\n")
+    return counts
+
+
 def dedupe_stage(ctx: RunContext, cleaned_key: str, *, config: DedupeConfig | None = None) -> str:
     """Dedupe a run's cleaned articles against the persistent index; returns the deduped JSONL.gz key.
 
     Unchanged re-fetches (``dup_kind='url'``) are dropped from the output and counted in the log.
+    Streams: one batch of articles in memory at a time (the module's docstring).
 
     Idempotent per run id: entries this run id added on an earlier attempt are
     ignored and replaced. Concurrent runs lose no entry: the index shard is written
@@ -455,36 +532,37 @@ def dedupe_stage(ctx: RunContext, cleaned_key: str, *, config: DedupeConfig | No
     cfg = config or DedupeConfig()
     bucket = ctx.bucket
     day = run_date_of(ctx.run_id)
-    records = list(bucket.iter_jsonl(cleaned_key))
+    key = deduped_key(ctx.run_id)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
         index = DedupeIndex.load(bucket, run_date=day, config=cfg)
         index.drop_run(ctx.run_id)
-        out = dedupe_records(records, index=index, run_date=day, run_id=ctx.run_id)
-        try:
-            index.save(bucket)
-            break
-        except PreconditionFailed:
-            # Another writer saved the shard since we loaded it: redo against its entries.
-            log.info("dedupe index changed during run %s (attempt %s), retrying", ctx.run_id, attempt)
-            time.sleep(random.uniform(0.05, 0.2) * attempt)
+        with tempfile.NamedTemporaryFile(prefix="deduped-", suffix=".jsonl.gz") as tmp:
+            counts = _dedupe_to_file(bucket, cleaned_key, index, day, ctx.run_id, tmp)
+            tmp.flush()
+            try:
+                index.save(bucket)
+            except PreconditionFailed:
+                # Another writer saved the shard since we loaded it: redo against its entries.
+                log.info("dedupe index changed during run %s (attempt %s), retrying", ctx.run_id, attempt)
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+                continue
+            # An unchanged re-fetch (a revisit of a stored URL, or the same URL twice in this run) has the
+            # article_id of the row already stored: storing it again would only repeat that row.
+            bucket.put_file(key, tmp.name, content_type="application/x-ndjson")
+        break
     else:
         raise StorageError(f"dedupe index: gave up after {SAVE_ATTEMPTS} conflicting concurrent writes")
-    # An unchanged re-fetch (a revisit of a stored URL, or the same URL twice in this run) has the
-    # article_id of the row already stored: storing it again would only repeat that row.
-    kinds = {k: sum(1 for r in out if r["dup_kind"] == k) for k in ("url", "exact", "near", "rewrite")}
-    out = [r for r in out if r["dup_kind"] != "url"]
-    key = deduped_key(ctx.run_id)
-    bucket.put_jsonl(key, out)
     index.delete_expired(bucket)
+    kinds = {k: counts[k] for k in ("url", "exact", "near", "rewrite")}
     log.info(
         "dedupe %s: %s articles kept, %s unchanged re-fetches dropped, %s new versions, duplicates %s, "
         "related to an earlier story %s; index %s rows",
         ctx.run_id,
-        len(out),
+        counts["kept"],
         kinds["url"],
-        sum(1 for r in out if r["version"] > 1),
+        counts["versions"],
         kinds,
-        sum(1 for r in out if r["story_id"] != r["cluster_id"]),
+        counts["related"],
         len(index),
     )
     return key

@@ -9,6 +9,11 @@ deduplicate and commit the articles to the bucket as one atomic Parquet run.
   else `config/sources.yaml` (or `$NEWS_INGEST_SOURCES`).
 * **Bucket**: the Connection `conn_id` (default `news_ingest_s3`: login = access key,
   password = secret, extra `{"endpoint_url": ..., "bucket": ...}`), else the AWS environment.
+  An `aws` Connection is read through the amazon provider's S3Hook session when it is installed,
+  so `role_arn`, `region_name`, profiles and `service_config.s3.endpoint_url` work too.
+* **Pools**: with `pipeline.airflow_tasks.task_instance_mutation_hook` in the scheduler's
+  `airflow_local_settings.py`, each source's crawl runs in the pool `news-ingest-<source>`
+  (slots = its `concurrency`; `scripts/cluster.py:sync_pools` creates them) and takes all of it.
 * **Output**: the `news_articles` Asset; its event extra carries `run_id` and `manifest`.
 * **Scale-out**: `crawl` and `extract` are mapped tasks, so a Celery or Kubernetes
   executor spreads them over workers; the bucket is the only shared state.

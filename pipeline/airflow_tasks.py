@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.bucket import Bucket
-from pipeline.core.config import S3Settings
+from pipeline.core.config import S3Settings, SourcesConfig
 from pipeline.core.context import RunContext, make_run_id
 from pipeline.core.errors import is_terminal
 from pipeline.core.layout import consumer_report_key, run_prefix
@@ -104,6 +104,9 @@ def s3_settings_from_connection(conn_id: str) -> S3Settings:
     extra `endpoint_url`, `bucket`, `region_name`), falling back to the environment for what
     the Connection does not set, or entirely when it does not exist.
 
+    An `aws` Connection, with the amazon provider installed, is read through the provider's
+    S3Hook session (`pipeline.runtime.airflow_conn`): also `role_arn`, profiles and boto3's chain.
+
     The secret is registered with Airflow's masker whichever way it came, so it never
     appears in a task log.
     """
@@ -121,6 +124,15 @@ def s3_settings_from_connection(conn_id: str) -> S3Settings:
         log.info("no Airflow connection %r; S3 settings from the environment (%s)", conn_id, base)
         _mask(base.secret_access_key)
         return base
+    if conn.conn_type == "aws":
+        from pipeline.runtime.airflow_conn import settings_from_aws_hook
+
+        # The amazon provider's session: keys, an assumed role, a profile, the region and the endpoint.
+        settings = settings_from_aws_hook(conn_id, base)
+        if settings is not None:
+            _mask(settings.secret_access_key, settings.session_token)
+            log.info("S3 settings from the aws connection %r (amazon provider): %s", conn_id, settings)
+            return settings
     extra = conn.extra_dejson or {}
     settings = S3Settings(
         endpoint_url=extra.get("endpoint_url") or base.endpoint_url,
@@ -197,8 +209,23 @@ def settings_from_airflow(context: Mapping[str, Any]) -> S3Settings:
     return s3_settings_from_connection(params.get("conn_id") or DEFAULT_CONN_ID)
 
 
+def allow_child_processes() -> None:
+    """Let this task process start worker processes (the extract stage's pool) under Celery.
+
+    A Celery prefork worker runs each task in a daemonic pool process; Airflow's supervisor forks the
+    task from it, and the fork inherits the daemon flag, with which `multiprocessing` refuses to start
+    children. The task process is a fork of its own that waits for its children, so the flag is cleared.
+    """
+    import multiprocessing
+
+    config = getattr(multiprocessing.current_process(), "_config", None)
+    if isinstance(config, dict) and config.get("daemon"):
+        config["daemon"] = False
+
+
 def context_from_airflow(context: Mapping[str, Any], run_id: str | None = None) -> RunContext:
     """A RunContext for the task being run (or for `run_id`, e.g. a run being re-extracted)."""
+    allow_child_processes()
     params = context.get("params") or {}
     run_id = run_id or run_id_from_context(context)
     settings = settings_from_airflow(context)
@@ -208,6 +235,70 @@ def context_from_airflow(context: Mapping[str, Any], run_id: str | None = None) 
         s3=settings,
         sources_path=sources_path_from(params, bucket=Bucket(settings), pin_key=pin_key),
     )
+
+
+# --------------------------------------------------------------------------- pools (per-outlet politeness)
+
+INGEST_DAG = "news_ingest"
+CRAWL_TASK = "crawl"
+POOL_PREFIX = "news-ingest-"
+
+
+def crawl_pool(source: str) -> str:
+    """The Airflow pool of one source's crawls."""
+    return POOL_PREFIX + source
+
+
+def crawl_pools(sources: SourcesConfig) -> dict[str, int]:
+    """{pool: slots} for every source, sized from its `concurrency`.
+
+    Each crawl takes all of its pool's slots: across overlapping DAG runs an outlet is crawled by
+    one task at a time, with at most `concurrency` requests in flight.
+    """
+    return {crawl_pool(s.name): s.concurrency for s in sources.sources}
+
+
+def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None:
+    """Airflow cluster policy: each mapped `news_ingest.crawl` instance into its source's pool.
+
+    A mapped task's `pool` cannot vary per instance, so this policy (import it in the scheduler's
+    `airflow_local_settings.py`) sets it when the scheduler expands `crawl`: the source of map index i
+    is the i-th name the `sources` task returned. A source without a pool (`crawl_pools` not synced)
+    stays in the task's own pool. Reads with the scheduler's own session and never commits.
+    """
+    if (task_instance.dag_id, task_instance.task_id) != (INGEST_DAG, CRAWL_TASK) or task_instance.map_index < 0:
+        return
+    if dag_run is None:
+        return  # TaskInstance.__init__; the scheduler calls the hook again with the run
+    from sqlalchemy.orm import object_session
+
+    session = object_session(dag_run)
+    if session is None:
+        return
+    names = _run_sources(session, task_instance.dag_id, task_instance.run_id)
+    if not names or task_instance.map_index >= len(names):
+        return
+    from airflow.models.pool import Pool
+    from sqlalchemy import select
+
+    name = crawl_pool(names[task_instance.map_index])
+    slots = session.scalar(select(Pool.slots).where(Pool.pool == name))
+    if slots is None or slots < 1:
+        return
+    task_instance.pool = name
+    task_instance.pool_slots = slots
+
+
+def _run_sources(session: Any, dag_id: str, run_id: str) -> list[str] | None:
+    """The names the run's `sources` task returned (its XCom), None before it has."""
+    from airflow.models.xcom import XComModel
+
+    query = XComModel.get_many(run_id=run_id, key="return_value", task_ids="sources", dag_ids=dag_id, map_indexes=-1)
+    row = session.scalars(query.limit(1)).first()
+    if row is None:
+        return None
+    value = XComModel.deserialize_value(row)
+    return [str(v) for v in value] if isinstance(value, list) else None
 
 
 def worker_hostname() -> str:
@@ -344,6 +435,7 @@ def reextract_one(context: Mapping[str, Any], run_id: str) -> dict:
     """Re-extract one archived run (the mapped maintenance task)."""
     from pipeline.flows.maintenance import reextract
 
+    allow_child_processes()
     params = context.get("params") or {}
     settings = settings_from_airflow(context)
     return reextract(settings, run_id, sources_path_from(params, bucket=Bucket(settings)))

@@ -52,6 +52,14 @@ AWS_ENV = (
     "NEWS_INGEST_BUCKET",
 )
 WORKERS = ("worker-a", "worker-b")
+#: `$AIRFLOW_HOME/config/airflow_local_settings.py` of the scheduler (deployment step: the same file).
+LOCAL_SETTINGS = """from pipeline.airflow_tasks import task_instance_mutation_hook
+
+__all__ = ["task_instance_mutation_hook"]
+"""
+#: The scenario's sources: a small delay between requests makes each crawl last several seconds, so that one is
+#: still running when tasks have landed on both workers (the one killed); slow and huge pages are cut short.
+SCENARIO_SOURCES = {"source_delay": 0.3, "download_timeout": 3, "max_page_bytes": 8 * 2**20}
 
 
 # --------------------------------------------------------------------------- PostgreSQL and Redis
@@ -161,9 +169,11 @@ class Worker:
     env: dict[str, str] = field(default_factory=dict)
 
     @property
-    def crawl_logs(self) -> list[Path]:
-        """The crawl logs this worker's tasks wrote (under its own NEWS_INGEST_HOME)."""
-        return sorted((self.home / "ingest" / "logs").glob("crawl-*.log"))
+    def task_logs(self) -> list[str]:
+        """`<task_id>[/map_index=<i>]/attempt=<n>` of every task attempt this worker started (its own AIRFLOW_HOME):
+        the supervisor writes the log as the task starts, so a killed worker's attempts are there too."""
+        logs = self.home / "airflow" / "logs"
+        return sorted(str(p.relative_to(logs)).split("task_id=", 1)[-1] for p in logs.rglob("attempt=*.log"))
 
 
 class CeleryCluster(AirflowStandalone):
@@ -179,7 +189,8 @@ class CeleryCluster(AirflowStandalone):
         self.redis = Redis(root / "redis")
         celery = {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "8",
+            # No more tasks queued than the two workers have slots: a queued task waits for a slot, not on a timeout.
+            "AIRFLOW__CORE__PARALLELISM": str(2 * worker_concurrency),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.url,
             "AIRFLOW__CELERY__BROKER_URL": self.redis.url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.postgres.url,
@@ -190,11 +201,19 @@ class CeleryCluster(AirflowStandalone):
             # A killed worker's task is noticed within ~30 s (the default is 5 minutes).
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            # A task the killed worker had received but not yet started stays `queued` (its Celery message is
+            # unacknowledged until Redis's visibility timeout, a day): the scheduler requeues it after this
+            # (default 10 minutes), without using up a try.
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
             "AIRFLOW_CONN_NEWS_INGEST_S3": conn_json,
             **(extra_env or {}),
         }
         super().__init__(root / "control", extra_env=celery, drop=AWS_ENV)
         self.workers = {name: Worker(name, root / name) for name in WORKERS}
+        # The scheduler's cluster policy: each crawl into its source's pool (`airflow_tasks.task_instance_mutation_hook`).
+        (self.home / "config").mkdir(parents=True, exist_ok=True)
+        (self.home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
 
     def start(self, *, timeout: float = 240) -> CeleryCluster:
         try:
@@ -291,9 +310,32 @@ def eight_sources(sites: list, path: Path, **overrides: Any) -> Path:
         one = yaml.safe_load(site.write_sources_yaml(path, **overrides).read_text())
         crawl = {**one["crawl"], "allow_private": crawl["allow_private"] + one["crawl"]["allow_private"]}
         for src in one["sources"]:
-            sources.append({**src, "name": src["name"] if n == 0 else f"{src['name']}-{n + 1}"})
+            # Concurrency 1, 2, 3, 1, ...: pools of different sizes.
+            name = src["name"] if n == 0 else f"{src['name']}-{n + 1}"
+            sources.append({**src, "name": name, "concurrency": 1 + len(sources) % 3})
     path.write_text(yaml.safe_dump({"crawl": crawl, "sources": sources}, sort_keys=False))
     return path
+
+
+def sync_pools(airflow: AirflowStandalone, sources: Path) -> dict[str, int]:
+    """One Airflow pool per source, its slots = the source's `concurrency` (created or updated over the REST API)."""
+    from pipeline.airflow_tasks import crawl_pools
+    from pipeline.core.config import load_sources
+
+    pools = crawl_pools(load_sources(sources))
+    existing = {p["name"] for p in airflow.api("GET", "/pools?limit=1000")["pools"]}
+    for name, slots in pools.items():
+        body = {
+            "name": name,
+            "slots": slots,
+            "description": "news_ingest crawls of one outlet",
+            "include_deferred": False,
+        }
+        if name in existing:
+            airflow.api("PATCH", f"/pools/{name}", body)
+        else:
+            airflow.api("POST", "/pools", body)
+    return pools
 
 
 def push_sources(path: Path, s3_env: dict[str, str]) -> str:
@@ -324,7 +366,7 @@ class CeleryRun:
     hosts_before_kill: set[str]
     killed_worker: str
     killed_task: tuple[str, int]
-    crawl_logs: dict[str, int]
+    task_logs: dict[str, list[str]]
 
 
 def celery_run_with_a_kill(cluster: CeleryCluster, logical_date: datetime, *, timeout: float = 600) -> CeleryRun:
@@ -355,7 +397,7 @@ def celery_run_with_a_kill(cluster: CeleryCluster, logical_date: datetime, *, ti
         hosts_before_kill=hosts,
         killed_worker=victim["hostname"],
         killed_task=(victim["task_id"], victim["map_index"]),
-        crawl_logs={w.name: len(w.crawl_logs) for w in cluster.workers.values()},
+        task_logs={w.name: w.task_logs for w in cluster.workers.values()},
     )
 
 
@@ -396,7 +438,7 @@ def scale_demo(root: Path) -> int:
                                   secret_access_key=info.secret_access_key, bucket=f"{kind}-{uuid.uuid4().hex[:8]}")  # fmt: skip
             Bucket(settings).ensure()
             buckets[kind] = settings
-        sources = eight_sources(sites, root / "sources.yaml", download_timeout=3, max_page_bytes=8 * 2**20)
+        sources = eight_sources(sites, root / "sources.yaml", **SCENARIO_SOURCES)
         conns = {k: connection_json(endpoint_url=s.endpoint_url, access_key_id=s.access_key_id,
                                     secret_access_key=s.secret_access_key, bucket=s.bucket) for k, s in buckets.items()}  # fmt: skip
         print(push_sources(sources, buckets["celery"].as_env()))
@@ -404,6 +446,7 @@ def scale_demo(root: Path) -> int:
         t0 = time.monotonic()
         cluster = CeleryCluster(root / "cluster", conn_json=conns["celery"])
         cluster.start()
+        pools = sync_pools(cluster, sources)
         print(f"cluster up in {time.monotonic() - t0:.0f}s: postgres :{cluster.postgres.port}, "
               f"redis :{cluster.redis.port}, api {cluster.base_url}, workers {', '.join(WORKERS)}")  # fmt: skip
         t0 = time.monotonic()
@@ -411,7 +454,9 @@ def scale_demo(root: Path) -> int:
         print(f"celery run {result.run['state']} in {time.monotonic() - t0:.0f}s; killed {result.killed_worker} "
               f"during {result.killed_task}; workers seen before the kill: {sorted(result.hosts_before_kill)}")  # fmt: skip
         for ti in result.task_instances:
-            print(f"  {ti['task_id']}[{ti['map_index']}] try {ti['try_number']} on {ti['hostname']}: {ti['state']}")
+            print(f"  {ti['task_id']}[{ti['map_index']}] try {ti['try_number']} on {ti['hostname']}: {ti['state']}"
+                  f" (pool {ti['pool']}, {ti['pool_slots']} slot(s))")  # fmt: skip
+        print(f"pools: {pools}")
         cluster.stop()
         cluster = None
         t0 = time.monotonic()

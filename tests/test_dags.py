@@ -45,6 +45,10 @@ PROBE = textwrap.dedent(r"""
     socket.socket.connect = _no_network
     socket.socket.connect_ex = _no_network
     heavy = ("pipeline", "scrapy", "trafilatura", "boto3", "pyarrow", "pandas", "numpy.random")
+    try:  # the amazon provider's s3:// Asset handler imports boto3 for Airflow itself, whatever the DAGs do
+        import airflow.providers.amazon.aws.assets.s3
+    except ImportError:
+        pass
     before = {m for m in sys.modules if m.split(".")[0] in {h.split(".")[0] for h in heavy}}
     from airflow.sdk import Variable
     variables = []

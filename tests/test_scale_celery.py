@@ -15,11 +15,13 @@ from collections import Counter
 
 import pytest
 
+from pipeline.airflow_tasks import crawl_pool
 from pipeline.core.bucket import Bucket
-from pipeline.core.config import S3Settings
+from pipeline.core.config import S3Settings, load_sources
 from pipeline.core.context import make_run_id
 from pipeline.dataset.read import read_articles
 from scripts.cluster import (
+    SCENARIO_SOURCES,
     WORKERS,
     CeleryCluster,
     celery_run_with_a_kill,
@@ -27,6 +29,7 @@ from scripts.cluster import (
     hour_ago,
     local_reference_run,
     push_sources,
+    sync_pools,
 )
 from tests.airflow_helpers import connection_json
 from tests.fixtures.s3 import drop_bucket
@@ -64,13 +67,14 @@ def scale_run(s3_server, tmp_path_factory):
     buckets = {kind: _settings(s3_server, kind) for kind in ("celery", "local")}
     cluster = None
     try:
-        sources = eight_sources(sites, root / "sources.yaml", download_timeout=3, max_page_bytes=8 * 2**20)
+        sources = eight_sources(sites, root / "sources.yaml", **SCENARIO_SOURCES)
         push_sources(sources, buckets["celery"].as_env())
         when = hour_ago()
         cluster = CeleryCluster(root / "cluster", conn_json=_conn(buckets["celery"]))
         cluster.start()
+        sync_pools(cluster, sources)
         result = celery_run_with_a_kill(cluster, when)
-        workers = {name: len(w.crawl_logs) for name, w in cluster.workers.items()}
+        pools = {p["name"]: p["slots"] for p in cluster.api("GET", "/pools?limit=1000")["pools"]}
         cluster.stop()
         local_reference_run(root / "local", conn_json=_conn(buckets["local"]), sources=sources, logical_date=when)
         run_id = make_run_id(when)
@@ -78,7 +82,7 @@ def scale_run(s3_server, tmp_path_factory):
             k: read_articles(settings=s, run_id=run_id, columns=["article_id", "url"]).to_pylist()
             for k, s in buckets.items()
         }
-        yield {"result": result, "rows": rows, "crawl_logs": workers, "sources": sources}
+        yield {"result": result, "rows": rows, "sources": sources, "pools": pools}
     finally:
         if cluster is not None:
             cluster.stop()
@@ -91,7 +95,9 @@ def scale_run(s3_server, tmp_path_factory):
 def test_tasks_ran_on_both_workers(scale_run):
     result = scale_run["result"]
     assert result.hosts_before_kill == set(WORKERS)
-    assert set(scale_run["crawl_logs"]) == set(WORKERS) and all(scale_run["crawl_logs"].values())
+    # Each worker's own AIRFLOW_HOME holds the logs of the attempts it ran: crawls on both.
+    crawled = {name: [t for t in logs if t.startswith("crawl/")] for name, logs in result.task_logs.items()}
+    assert set(crawled) == set(WORKERS) and all(crawled.values()), result.task_logs
     crawls = [t for t in result.task_instances if t["task_id"] == "crawl"]
     assert len(crawls) == 8
     assert {t["state"] for t in result.task_instances} == {"success"}
@@ -115,3 +121,16 @@ def test_same_articles_as_the_local_executor_none_lost_or_twice(scale_run):
     assert sorted(r["article_id"] for r in celery) == sorted(r["article_id"] for r in local)
     # Both sample sites' outlets were crawled: 8 sources contributed.
     assert len({r["url"].split("/")[2] for r in celery}) == 8
+
+
+def test_each_crawl_runs_in_its_sources_pool_sized_from_its_concurrency(scale_run):
+    sources = load_sources(scale_run["sources"]).sources
+    concurrency = {crawl_pool(s.name): s.concurrency for s in sources}
+    assert len(set(concurrency.values())) > 1  # pools of different sizes
+    # The cluster's pools: one per source, slots = its concurrency.
+    assert {name: scale_run["pools"][name] for name in concurrency} == concurrency
+    crawls = sorted(
+        (t for t in scale_run["result"].task_instances if t["task_id"] == "crawl"), key=lambda t: t["map_index"]
+    )
+    # Map index i crawls the i-th source; its instance (retries included) takes the whole pool.
+    assert [(t["pool"], t["pool_slots"]) for t in crawls] == [(crawl_pool(s.name), s.concurrency) for s in sources]

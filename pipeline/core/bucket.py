@@ -83,6 +83,7 @@ def client(settings: S3Settings, *, config: Config | None = None) -> Any:  # bot
         endpoint_url=settings.endpoint_url,
         aws_access_key_id=settings.access_key_id,
         aws_secret_access_key=settings.secret_access_key,
+        aws_session_token=settings.session_token,
         region_name=settings.region,
         config=config or RETRY_CONFIG,
     )

@@ -46,6 +46,8 @@ class S3Settings(BaseModel):
     endpoint_url: str | None = None
     access_key_id: str | None = Field(default=None, repr=False)
     secret_access_key: str | None = Field(default=None, repr=False)
+    #: With temporary credentials (an assumed IAM role): their session token.
+    session_token: str | None = Field(default=None, repr=False)
     bucket: str = DEFAULT_BUCKET
     region: str = "us-east-1"
 
@@ -73,6 +75,7 @@ class S3Settings(BaseModel):
             endpoint_url=endpoint,
             access_key_id=key,
             secret_access_key=secret,
+            session_token=env.get("AWS_SESSION_TOKEN") or None,
             bucket=env.get(BUCKET_ENV, DEFAULT_BUCKET),
             region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1",
         )
@@ -86,6 +89,8 @@ class S3Settings(BaseModel):
             out["AWS_ACCESS_KEY_ID"] = self.access_key_id
         if self.secret_access_key:
             out["AWS_SECRET_ACCESS_KEY"] = self.secret_access_key
+        if self.session_token:
+            out["AWS_SESSION_TOKEN"] = self.session_token
         return out
 
 

@@ -94,13 +94,15 @@ def storage_options(settings: S3Settings) -> dict[str, str]:
         opts["AWS_ACCESS_KEY_ID"] = settings.access_key_id
     if settings.secret_access_key:
         opts["AWS_SECRET_ACCESS_KEY"] = settings.secret_access_key
+    if settings.session_token:
+        opts["AWS_SESSION_TOKEN"] = settings.session_token
     return opts
 
 
 def storage_error(exc: Exception, settings: S3Settings, action: str) -> StorageError:
     """A deltalake / object_store error as a StorageError naming table, endpoint and cause (no credentials)."""
     text = str(exc)
-    for secret in (settings.secret_access_key, settings.access_key_id):
+    for secret in (settings.secret_access_key, settings.access_key_id, settings.session_token):
         if secret:
             text = text.replace(secret, "***")
     where = f"{action} on {table_uri(settings)} at {settings.endpoint_url or 'AWS'}"

@@ -92,10 +92,12 @@ def build_seen(bucket, size: int) -> None:
         list(pool.map(put, range(n)))
 
 
-def build_index(bucket, size: int, prefix: str) -> None:
-    """`size` index rows over the WINDOW days up to RUN_DAY, one day shard each (random signatures)."""
+def build_index(bucket, size: int, prefix: str, fmt: str = "v2") -> None:
+    """`size` index rows over the WINDOW days up to RUN_DAY (random signatures): one old-format day
+    file (`fmt` v1) or one segment (v2) per day."""
     import numpy as np
 
+    from pipeline.core.layout import dedupe_segment_key
     from pipeline.stages.dedupe_index import (
         REWRITE_BANDS,
         REWRITE_PERM,
@@ -104,6 +106,7 @@ def build_index(bucket, size: int, prefix: str) -> None:
         DedupeIndex,
         band_keys,
         day_number,
+        encode_segment,
     )
 
     rng = np.random.default_rng(7)
@@ -133,7 +136,10 @@ def build_index(bucket, size: int, prefix: str) -> None:
                 linked=np.ones(k, dtype=bool),
                 rewrite=(rw_sig, band_keys(rw_sig, REWRITE_BANDS, REWRITE_ROWS), terms, lens),
             )
-        bucket.put(index.shard_key(prefix, day), index.to_bytes())
+        if fmt == "v1":
+            bucket.put(index.shard_key(prefix, day), index.to_bytes())
+        else:
+            bucket.put(dedupe_segment_key(day, 1), encode_segment(index, np.arange(index.n), index.runs))
 
 
 # --------------------------------------------------------------------------- measured operations (children)
@@ -206,9 +212,12 @@ def op_dedupe(bucket, settings, cleaned_key: str) -> dict:
     from pipeline.stages.dedupe import dedupe_stage
 
     ctx = RunContext(run_id=RUN_DAY.replace("-", "") + "T120000Z", s3=settings)
+    from pipeline.stages import dedupe_index
+
     t0 = time.perf_counter()
     dedupe_stage(ctx, cleaned_key)
-    return {"dedupe_s": time.perf_counter() - t0}
+    fetched = dedupe_index.FETCHED
+    return {"dedupe_s": time.perf_counter() - t0, "index_mb": fetched["bytes"] / 1e6, "index_gets": fetched["requests"]}
 
 
 def child(args: argparse.Namespace) -> int:
@@ -258,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=int, default=1000, help="URLs a crawl discovers / articles a commit records")
     parser.add_argument("--dedupe-run", type=int, default=5000)
     parser.add_argument("--skip-dedupe", action="store_true", help="measure the seen state only (no index)")
+    parser.add_argument("--index-format", choices=("v1", "v2"), default="v2", help="v1: old whole day files")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--op", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
@@ -294,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 t_seen = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 if not args.skip_dedupe:
-                    build_index(bucket, size, DEDUPE_INDEX_PREFIX)
+                    build_index(bucket, size, DEDUPE_INDEX_PREFIX, args.index_format)
                 t_index = time.perf_counter() - t0
                 print(f"history {size:,}: seen state built in {t_seen:.1f} s, index in {t_index:.1f} s", flush=True)
                 cleaned = f"work/dt={RUN_DAY}/run=bench/cleaned.jsonl.gz"
@@ -337,6 +347,8 @@ def _print_table(results: dict[int, dict], args: argparse.Namespace) -> None:
         ("fold: peak RSS (MB)", "fold", "peak_rss_mb"),
         (f"dedupe_stage of {args.dedupe_run:,} articles (s)", "dedupe", "dedupe_s"),
         ("dedupe: peak RSS (MB)", "dedupe", "peak_rss_mb"),
+        ("dedupe: index ranged reads (MB)", "dedupe", "index_mb"),
+        ("dedupe: index ranged GETs", "dedupe", "index_gets"),
         ("dedupe: RSS after imports (MB)", "dedupe", "base_rss_mb"),
     ]
     head = f"{'':58}" + "".join(f"{s:>14,}" for s in sizes)

@@ -12,7 +12,7 @@ from datasketch import MinHash
 
 from benchmarks.dedupe_data import Topic, render, story
 from pipeline.core.bucket import PreconditionFailed
-from pipeline.core.layout import DEDUPE_INDEX_PREFIX, dedupe_shard_key
+from pipeline.core.layout import dedupe_segment_key, dedupe_segment_prefix
 from pipeline.stages.dedupe import dedupe_records
 from pipeline.stages.dedupe_index import (
     DedupeConfig,
@@ -128,7 +128,7 @@ def _run(bucket, run_id: str, day: str, docs: list[dict], config: DedupeConfig |
 def test_index_persists_across_runs_and_days(bucket):
     text = _article(2)
     first = _run(bucket, "20261101T000000Z", "2026-11-01", [{"url": "https://a.example/1", "text": text}])
-    assert bucket.list(DEDUPE_INDEX_PREFIX) == [dedupe_shard_key("2026-11-01")]
+    assert bucket.list(dedupe_segment_prefix()) == [dedupe_segment_key("2026-11-01", 1)]
     copy = text.replace("\n", "\nSign up for our newsletter\n", 1) + "\nCopyright 2026 Other Outlet."
     second = _run(bucket, "20261102T000000Z", "2026-11-02", [{"url": "https://b.example/9", "text": copy}])
     assert second[0]["dup_kind"] == "near"
@@ -147,8 +147,8 @@ def test_prune_by_window_judged_by_run_date(bucket):
     again = dedupe_records([{"url": "https://c.example/x", "text": _article(3)}], index=index, run_date="2026-11-09")
     assert again[0]["dup_kind"] is None
     index.save(bucket)
-    assert index.delete_expired(bucket) == [dedupe_shard_key("2026-11-01")]
-    assert dedupe_shard_key("2026-11-01") not in bucket.list(DEDUPE_INDEX_PREFIX)
+    assert index.delete_expired(bucket) == [dedupe_segment_key("2026-11-01", 1)]
+    assert dedupe_segment_key("2026-11-01", 1) not in bucket.list(dedupe_segment_prefix())
     # In memory too: prune() drops rows older than the window.
     mem = DedupeIndex(cfg)
     dedupe_records([{"url": "https://a.example/1", "text": _article(5)}], index=mem, run_date="2026-10-01")
@@ -156,19 +156,16 @@ def test_prune_by_window_judged_by_run_date(bucket):
     assert mem.prune("2026-10-22") == 1 and len(mem) == 1
 
 
-def test_conditional_save_refuses_a_stale_index(bucket):
-    a = DedupeIndex.load(bucket, run_date="2026-11-01")
-    b = DedupeIndex.load(bucket, run_date="2026-11-01")
+def test_a_stale_index_cannot_take_a_committed_sequence_number(bucket):
+    """Two writers opened before either committed: the second's segment number is taken, it must redo."""
+    a = DedupeIndex.open(bucket, run_date="2026-11-01")
+    b = DedupeIndex.open(bucket, run_date="2026-11-01")
     dedupe_records([{"url": "https://a.example/1", "text": _article(7)}], index=a, run_date="2026-11-01", run_id="A")
     dedupe_records([{"url": "https://b.example/1", "text": _article(8)}], index=b, run_date="2026-11-01", run_id="B")
-    a.save(bucket)
+    assert a.save(bucket) == dedupe_segment_key("2026-11-01", 1)
     with pytest.raises(PreconditionFailed):
-        b.save(bucket)  # If-None-Match: * fails: A created the shard first
-    # If-Match: an index loaded before someone else's save is stale.
-    a2 = DedupeIndex.load(bucket, run_date="2026-11-01")
+        b.save(bucket)  # If-None-Match: * fails: A committed segment 1 first
+    # A later save of the same index writes only its new rows, as the next segment.
     dedupe_records([{"url": "https://c.example/1", "text": _article(9)}], index=a, run_date="2026-11-01", run_id="A")
-    a.save(bucket)  # a holds the current ETag: accepted
-    dedupe_records([{"url": "https://d.example/1", "text": _article(10)}], index=a2, run_date="2026-11-01", run_id="D")
-    with pytest.raises(PreconditionFailed):
-        a2.save(bucket)
+    assert a.save(bucket) == dedupe_segment_key("2026-11-01", 2)
     assert len(DedupeIndex.load(bucket, run_date="2026-11-01")) == 2

@@ -24,7 +24,8 @@ Bucket layout (a contract for consumers; `tests/test_layout.py` pins it)::
     state/http/<source>.json                   validators (ETag/Last-Modified) and links of feeds, sitemaps, robots
     state/{seen,refused,http}/<source>/<shard>.json   the same state sharded by key hash (the current layout)
     state/deltas/{seen,refused}/<source>/<stamp>-<run>-<rand>.json   one run's new entries, not yet folded
-    state/dedupe/v1/day=YYYY-MM-DD.npz         near-duplicate index, one object per run date
+    state/dedupe/v1/day=YYYY-MM-DD.npz         near-duplicate index, one object per run date (old format, read only)
+    state/dedupe/v2/day=YYYY-MM-DD/seq=N.seg   near-duplicate index, one immutable segment per commit
     reports/run=<run_id>.json (+ .html)        run reports
     reports/consumer/run=<run_id>.json         the consumer DAG's per-run summary
 
@@ -310,6 +311,7 @@ SEEN_PREFIX = "state/seen/"
 HTTP_PREFIX = "state/http/"
 REFUSED_PREFIX = "state/refused/"
 DEDUPE_INDEX_PREFIX = "state/dedupe/v1/"
+DEDUPE_SEGMENT_PREFIX = "state/dedupe/v2/"
 STATE_DELTA_PREFIX = "state/deltas/"
 
 
@@ -389,6 +391,28 @@ def dedupe_shard_day(key: str, prefix: str = DEDUPE_INDEX_PREFIX) -> str | None:
     middle = _strip(key, f"{prefix}day=", ".npz")
     try:
         return check_dt(middle) if middle is not None else None
+    except ValueError:
+        return None
+
+
+def dedupe_segment_prefix(prefix: str = DEDUPE_INDEX_PREFIX) -> str:
+    """The segment folder beside an index prefix: `state/dedupe/v1/` -> `state/dedupe/v2/`."""
+    return prefix[: -len("v1/")] + "v2/" if prefix.endswith("/v1/") else f"{prefix}v2/"
+
+
+def dedupe_segment_key(day: str | date, seq: int, prefix: str = DEDUPE_SEGMENT_PREFIX) -> str:
+    """`state/dedupe/v2/day=YYYY-MM-DD/seq=00000001.seg`: the index rows of one commit of a run date."""
+    return f"{prefix}day={check_dt(day)}/seq={seq:08d}.seg"
+
+
+def dedupe_segment_of(key: str, prefix: str = DEDUPE_SEGMENT_PREFIX) -> tuple[str, int] | None:
+    """(YYYY-MM-DD, seq) of a `dedupe_segment_key` under `prefix`; None for anything else there."""
+    head = f"{prefix}day="
+    if not (key.startswith(head) and key.endswith(".seg")):
+        return None
+    day, _, seq = key[len(head) : -len(".seg")].partition("/seq=")
+    try:
+        return (check_dt(day), int(seq)) if seq.isdigit() and len(seq) == 8 else None
     except ValueError:
         return None
 

@@ -233,10 +233,12 @@ def _dedupe_batch(batch: list[dict], index: DedupeIndex, cfg: DedupeConfig, day:
     bkeys = index.band_keys(sig16)
     ukeys = np.fromiter((key64(u) for u in urls), dtype=np.uint64, count=n)
     ckeys = np.fromiter((key64(r["content_hash"]) for r in batch), dtype=np.uint64, count=n)
+    rwf = _Rewrite([r["text"] for r in batch]) if cfg.rewrite else None
+    # A lazily opened index reads the stored rows these keys can match (nothing for an in-memory one).
+    index.fetch(url=ukeys, content=ckeys, band=bkeys, rewrite=None if rwf is None else rwf.bkeys[rwf.has])
     url_map, content_map, band_map = index.lookups()
     docs = np.arange(n)
     need = cfg.threshold * cfg.num_perm  # matching signature values needed for a near-duplicate
-    rwf = _Rewrite([r["text"] for r in batch]) if cfg.rewrite else None
 
     # Earlier runs / batches: latest row per URL, first row per content, best verified near row.
     g_url = np.full(n, -1, dtype=np.int64)
@@ -534,7 +536,7 @@ def dedupe_stage(ctx: RunContext, cleaned_key: str, *, config: DedupeConfig | No
     day = run_date_of(ctx.run_id)
     key = deduped_key(ctx.run_id)
     for attempt in range(1, SAVE_ATTEMPTS + 1):
-        index = DedupeIndex.load(bucket, run_date=day, config=cfg)
+        index = DedupeIndex.open(bucket, run_date=day, config=cfg)
         index.drop_run(ctx.run_id)
         with tempfile.NamedTemporaryFile(prefix="deduped-", suffix=".jsonl.gz") as tmp:
             counts = _dedupe_to_file(bucket, cleaned_key, index, day, ctx.run_id, tmp)

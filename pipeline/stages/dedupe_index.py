@@ -33,14 +33,25 @@ import hashlib
 import io
 import json
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.core.bucket import Bucket, PreconditionFailed
-from pipeline.core.layout import DEDUPE_INDEX_PREFIX, dedupe_shard_day, dedupe_shard_key
+from pipeline.core.bucket import Bucket, PreconditionFailed, describe_error
+from pipeline.core.layout import (
+    DEDUPE_INDEX_PREFIX,
+    dedupe_segment_key,
+    dedupe_segment_of,
+    dedupe_segment_prefix,
+    dedupe_shard_day,
+    dedupe_shard_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +425,13 @@ _ROW_FIELDS = (
     "t_n",
     "s_start",
     "s_n",
+    "seq",
+    "hist",
 )
+#: Row fields kept in memory only (never in an old-format .npz).
+_MEM_FIELDS = ("seq", "hist")
+#: Order of rows: history rows by (day, segment seq, doc) below this, this process's rows above it.
+_RUN_SEQ = 1 << 62
 
 
 class Ragged:
@@ -475,6 +492,9 @@ class DedupeIndex:
         self.t_n = np.zeros(0, dtype=np.uint16)
         self.s_start = np.zeros(0, dtype=np.uint32)
         self.s_n = np.zeros(0, dtype=np.uint8)
+        self.seq = np.zeros(0, dtype=np.int64)  # first-seen order (rows are renumbered by it after fetches)
+        self.hist = np.zeros(0, dtype=bool)  # True: the row is stored in the bucket already
+        self._next_seq = _RUN_SEQ
         self.terms = Ragged(np.uint16)
         self.sent_lens = Ragged(np.uint8)
         self._rw_lookup: KeyRows | None = None
@@ -485,6 +505,15 @@ class DedupeIndex:
         self.prefix = DEDUPE_INDEX_PREFIX
         self.run_date: str | None = None
         self.etags: dict[str, str] = {}
+        # Segments (format 2) of the window, when opened lazily: rows are fetched for the keys a batch asks about.
+        self.segments: list[Segment] = []
+        self._fetched: set[int] = set()  # segment number << 32 | doc: rows already in memory
+        # run id -> (day, seq) of the latest segment of a re-run of it: its rows in earlier segments are void.
+        self._replaced: dict[str, tuple[int, int]] = {}
+        self._skip_runs: set[str] = set()  # run ids whose stored rows are ignored (drop_run)
+        self._replaces: set[str] = set()  # run ids dropped here: the next segment saved replaces their rows
+        self._day_seq: dict[str, int] = {}  # run date -> highest segment seq seen
+        self._bucket: Bucket | None = None
 
     # -- size
     def __len__(self) -> int:
@@ -608,6 +637,9 @@ class DedupeIndex:
         self.day[sl] = day
         self.run[sl] = self.run_index(run_id)
         self.linked[sl] = linked
+        self.seq[sl] = np.arange(self._next_seq, self._next_seq + k, dtype=np.int64)
+        self.hist[sl] = False
+        self._next_seq += k
         if rewrite is not None:
             rw_sig, rw_bkeys, terms, lens = rewrite
             self.rw_sig[sl] = rw_sig
@@ -629,7 +661,11 @@ class DedupeIndex:
         dropped = int(self.n - mask[: self.n].sum())
         if dropped == 0:
             return 0
-        idx = np.nonzero(mask[: self.n])[0]
+        self._take(np.nonzero(mask[: self.n])[0])
+        return dropped
+
+    def _take(self, idx: np.ndarray) -> None:
+        """Keep the rows `idx`, in that order (lookups are rebuilt on next use)."""
         self.sig = self.sig[idx]
         for name in _ROW_FIELDS:
             setattr(self, name, getattr(self, name)[idx])
@@ -638,7 +674,6 @@ class DedupeIndex:
         self.n = len(idx)
         self._lookups = None
         self._rw_lookup = None
-        return dropped
 
     def _compact_ragged(self) -> None:
         """Rebuild the ragged buffers for the rows kept (after the row arrays were filtered)."""
@@ -658,6 +693,8 @@ class DedupeIndex:
 
     def drop_run(self, run_id: str) -> int:
         """Forget the rows a run added (re-running a run id must not see its own articles)."""
+        self._skip_runs.add(run_id)
+        self._replaces.add(run_id)
         if run_id not in self._run_ix:
             return 0
         return self._keep(self.run[: self.n] != self._run_ix[run_id])
@@ -685,14 +722,17 @@ class DedupeIndex:
             sig=self.sig[idx],
             terms=self.terms.gather(self.t_start[idx], self.t_n[idx]),
             sent_lens=self.sent_lens.gather(self.s_start[idx], self.s_n[idx]),
-            **{f: getattr(self, f)[idx] for f in _ROW_FIELDS if f not in ("t_start", "s_start")},
+            **{f: getattr(self, f)[idx] for f in _ROW_FIELDS if f not in ("t_start", "s_start", *_MEM_FIELDS)},
             # numpy's stub matches a ** dict against the allow_pickle: bool keyword too
             **{f: self.ids[f][idx] for f in _STR_FIELDS},  # type: ignore[arg-type]
         )
         return buf.getvalue()
 
-    def extend_from_bytes(self, data: bytes) -> int:
-        """Append the rows of an .npz object written by `to_bytes`; returns how many."""
+    def extend_from_bytes(self, data: bytes, *, seq_base: int | None = None) -> int:
+        """Append the rows of an .npz object written by `to_bytes`; returns how many.
+
+        `seq_base`: the rows are stored history ordered from there (an old-format day file), else new rows.
+        """
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes())
             mine = self._meta()
@@ -713,7 +753,7 @@ class DedupeIndex:
             # Shards of an older format, or another rewrite scheme: no rewrite features (never candidates).
             has_rw = meta.get("rewrite") == _REWRITE_SCHEME
             for f in _ROW_FIELDS:
-                if f in ("t_start", "s_start"):
+                if f in ("t_start", "s_start", *_MEM_FIELDS):
                     continue
                 if f in names and (has_rw or f not in _REWRITE_FIELDS):
                     getattr(self, f)[sl] = run_map[z[f]] if (f == "run" and k) else z[f]
@@ -726,6 +766,11 @@ class DedupeIndex:
                 )
             for f in _STR_FIELDS:
                 self.ids[f][sl] = z[f] if f in names else z["cluster_id"]  # story_id: since the rewrite kind
+        if seq_base is None:
+            self.seq[sl], self.hist[sl] = np.arange(self._next_seq, self._next_seq + k), False
+            self._next_seq += k
+        else:
+            self.seq[sl], self.hist[sl] = seq_base + np.arange(k), True
         self.n += k
         self._lookups = None
         self._rw_lookup = None
@@ -737,45 +782,149 @@ class DedupeIndex:
         return dedupe_shard_key(day, prefix)
 
     @classmethod
-    def load(
+    def open(
         cls, bucket: Bucket, *, key: str = DEDUPE_INDEX_PREFIX, run_date: str, config: DedupeConfig | None = None
     ) -> DedupeIndex:
-        """The index as of `run_date`: the day shards within the window, oldest first, with their ETags."""
+        """The index as of `run_date`, lazily: only the window's segment footers (block indexes) are read.
+
+        `fetch` then reads, per batch, only the key blocks its keys can be in and the rows they point at.
+        Old-format day files (`state/dedupe/v1/day=*.npz`) in the window are read whole, as they are.
+        """
         index = cls(config)
         index.prefix = key
         index.run_date = run_date[:10]
+        index._bucket = bucket
         today = day_number(run_date)
         oldest = today - index.config.window_days
-        for shard in bucket.list(key):
+        seg_prefix = dedupe_segment_prefix(key)
+        found = []
+        for name in bucket.list(seg_prefix):
+            got = dedupe_segment_of(name, seg_prefix)
+            if got is not None and oldest <= day_number(got[0]) <= today:
+                found.append((day_number(got[0]), got[1], name))
+                index._day_seq[got[0]] = max(index._day_seq.get(got[0], 0), got[1])
+        found.sort()
+        index.segments = list(_pool().map(lambda f: Segment.open(bucket, f[2], f[0], f[1]), found))
+        for seg in index.segments:
+            seg.check(index._meta())
+            for run in seg.meta.get("replaces", ()):
+                index._replaced[run] = (seg.day, seg.seq)
+        for shard in bucket.list(key):  # old format: whole day files, read as they are
             day = dedupe_shard_day(shard, key)
-            if day is None:
+            if day is None or not oldest <= day_number(day) <= today:
                 continue
-            shard_day = day_number(day)
-            if oldest <= shard_day <= today:
-                got = bucket.get_with_etag(shard)
-                if got is not None:
-                    index.extend_from_bytes(got[0])
-                    index.etags[shard] = got[1]
-        index.etags.setdefault(cls.shard_key(key, index.run_date), "")
+            got = bucket.get_with_etag(shard)
+            if got is not None:
+                index.extend_from_bytes(got[0], seq_base=day_number(day) << 47)
+                index.etags[shard] = got[1]
+        # A run that wrote a segment since replaced the rows it had in an old day file.
+        superseded = [index._run_ix[r] for r in index._replaced if r in index._run_ix]
+        index._keep(~np.isin(index.run[: index.n], superseded))
         index.prune(index.run_date)
+        index._renumber()
         return index
 
-    def save(self, bucket: Bucket) -> str:
-        """Write this run date's shard conditionally; PreconditionFailed if another writer saved it first.
+    @classmethod
+    def load(
+        cls, bucket: Bucket, *, key: str = DEDUPE_INDEX_PREFIX, run_date: str, config: DedupeConfig | None = None
+    ) -> DedupeIndex:
+        """The whole index as of `run_date` (every row of the window in memory): for inspection and tests."""
+        index = cls.open(bucket, key=key, run_date=run_date, config=config)
+        for s_no, seg in enumerate(index.segments):
+            index._add_docs(bucket, s_no, np.arange(seg.n_docs, dtype=np.int64))
+        index._renumber()
+        return index
 
-        Only the run date's rows are written; other days' shards are never rewritten
-        by a run of another day. Returns the shard key.
+    def fetch(self, **keys: np.ndarray | None) -> int:
+        """Bring into memory the stored rows holding any of these keys; returns how many rows were added.
+
+        `keys`: url=, content=, band=, rewrite= arrays of 64-bit keys (None or absent: not asked).
+        Rewrite band keys held by more than `REWRITE_BUCKET` rows of a segment are not followed.
+        """
+        asked = {KINDS[k]: np.unique(np.asarray(v, dtype=np.uint64).ravel()) for k, v in keys.items() if v is not None}
+        bucket = self._bucket
+        if bucket is None or not self.segments or not asked:
+            return 0
+        added = 0
+        for s_no, seg in enumerate(self.segments):
+            docs = seg.probe(bucket, asked)
+            if len(docs):
+                added += self._add_docs(bucket, s_no, docs)
+        if added:
+            self._renumber()
+        return added
+
+    def _add_docs(self, bucket: Bucket, s_no: int, docs: np.ndarray) -> int:
+        """Append segment `s_no`'s rows `docs` (those not in memory yet, of runs not dropped or superseded)."""
+        seg = self.segments[s_no]
+        ids = (np.int64(s_no) << 32) | docs.astype(np.int64)
+        new = ~np.isin(ids, np.fromiter(self._fetched, dtype=np.int64, count=len(self._fetched)))
+        docs = docs[new]
+        if not len(docs):
+            return 0
+        self._fetched.update(ids[new].tolist())
+        recs, terms, sents = seg.read_docs(bucket, docs)
+        runs = seg.meta["runs"]
+        live = np.array(
+            [
+                runs[r] not in self._skip_runs and self._replaced.get(runs[r], (-1, -1)) <= (seg.day, seg.seq)
+                for r in recs["run"].tolist()
+            ],
+            dtype=bool,
+        )
+        if not live.any():
+            return 0
+        recs, docs = recs[live], docs[live]
+        terms = [t for t, ok in zip(terms, live) if ok]
+        sents = [x for x, ok in zip(sents, live) if ok]
+        k = len(recs)
+        self._fit_ids(max(recs[f].dtype.itemsize for f in _STR_FIELDS))
+        self._reserve(self.n + k)
+        sl = slice(self.n, self.n + k)
+        self.sig[sl] = recs["sig"]
+        self.rw_sig[sl] = recs["rw_sig"]
+        for f in ("url_key", "content_key", "version", "day", "linked", "t_n", "s_n"):
+            getattr(self, f)[sl] = recs[f]
+        run_map = np.array([self.run_index(r) for r in runs] or [0], dtype=np.int32)
+        self.run[sl] = run_map[recs["run"].astype(np.int64)]
+        for f in _STR_FIELDS:
+            self.ids[f][sl] = recs[f]
+        self.t_start[sl] = (
+            self.terms.append(np.concatenate(terms)) + np.cumsum(recs["t_n"], dtype=np.int64) - recs["t_n"]
+        )
+        self.s_start[sl] = (
+            self.sent_lens.append(np.concatenate(sents)) + np.cumsum(recs["s_n"], dtype=np.int64) - recs["s_n"]
+        )
+        self.seq[sl] = (np.int64(seg.day) << 47) | (np.int64(seg.seq) << 27) | docs.astype(np.int64)
+        self.hist[sl] = True
+        self.n += k
+        self._lookups = None
+        self._rw_lookup = None
+        return k
+
+    def _renumber(self) -> None:
+        """Put rows in first-seen order again (fetched history rows arrive after this run's rows)."""
+        order = np.argsort(self.seq[: self.n], kind="stable")
+        if not np.array_equal(order, np.arange(self.n)):
+            self._take(order)
+
+    def save(self, bucket: Bucket) -> str:
+        """Write this process's new rows as the run date's next segment; returns its key.
+
+        The segment is created with If-None-Match: PreconditionFailed when another writer committed
+        the same sequence number first (this index missed its rows: redo against a fresh `open`).
+        Stored rows are never rewritten, so concurrent runs lose no entry.
         """
         if self.run_date is None:
-            raise ValueError("save() needs an index from DedupeIndex.load (it knows the run date and ETags)")
-        shard = self.shard_key(self.prefix, self.run_date)
-        body = self.to_bytes(self.day[: self.n] == day_number(self.run_date))
-        etag = self.etags.get(shard, "")
-        if etag:
-            new = bucket.put(shard, body, if_match=etag)
-        else:
-            new = bucket.put(shard, body, if_none_match="*")
-        self.etags[shard] = new
+            raise ValueError("save() needs an index from DedupeIndex.open (it knows the run date)")
+        seq = self._day_seq.get(self.run_date, 0) + 1
+        shard = dedupe_segment_key(self.run_date, seq, dedupe_segment_prefix(self.prefix))
+        rows = np.flatnonzero(~self.hist[: self.n])
+        runs = sorted({self.runs[r] for r in self.run[rows].tolist()})
+        bucket.put(shard, encode_segment(self, rows, runs, replaces=sorted(self._replaces)), if_none_match="*")
+        self._day_seq[self.run_date] = seq
+        self.hist[rows] = True
+        self._replaces.clear()  # a later save of this index adds rows; it replaces nothing
         return shard
 
     def delete_expired(self, bucket: Bucket) -> list[str]:
@@ -788,15 +937,211 @@ class DedupeIndex:
             for k in bucket.list(self.prefix)
             if (day := dedupe_shard_day(k, self.prefix)) is not None and day_number(day) < oldest
         ]
+        seg_prefix = dedupe_segment_prefix(self.prefix)
+        old += [
+            k
+            for k in bucket.list(seg_prefix)
+            if (got := dedupe_segment_of(k, seg_prefix)) is not None and day_number(got[0]) < oldest
+        ]
         if old:
             bucket.delete(old)
             log.info("dedupe index: deleted %s expired shards", len(old))
         return old
 
 
+# --------------------------------------------------------------------------- segments (format 2)
+
+#: Key kinds of a segment's entries (the top two bits of an entry's ref; the rest is the row number).
+KINDS = {"url": 0, "content": 1, "band": 2, "rewrite": 3}
+SEGMENT_MAGIC = b"DDIXSEG2"
+#: Entries per block of the sorted key section: 1,024 entries of 12 bytes, one 12 KiB range read.
+SEGMENT_BLOCK = 1024
+#: Reads of one segment part further apart than this are separate GETs; nearer ones are one GET.
+_GAP = 16384
+#: Bytes read from a segment's end at open: its footer (block index and meta) fits in one read up to here.
+_TAIL = 1 << 17
+_ENTRY = np.dtype([("key", "<u8"), ("ref", "<u4")])
+_DOC_MASK = (1 << 30) - 1
+#: What the index read from the bucket in this process (benchmarks report it).
+FETCHED = {"requests": 0, "bytes": 0}
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(8, thread_name_prefix="dedupe-index")
+
+
+def _doc_dtype(num_perm: int, id_width: int) -> np.dtype:
+    """One stored row: fixed size, so row d is at offset d * itemsize; term ids and sentence lengths apart."""
+    fields: list[tuple[Any, ...]] = [("sig", "<u2", (num_perm,)), ("rw_sig", "<u2", (REWRITE_PERM,))]
+    fields += [("url_key", "<u8"), ("content_key", "<u8"), ("version", "<i4"), ("day", "<i4"), ("run", "<u4")]
+    fields += [("linked", "u1"), ("t_n", "<u2"), ("s_n", "u1"), ("t_off", "<u8"), ("s_off", "<u8")]
+    return np.dtype(fields + [(f, f"S{id_width}") for f in _STR_FIELDS])
+
+
+def _get_range(bucket: Bucket, key: str, rng: str) -> tuple[bytes, int]:
+    """(bytes, object size) of one HTTP range of an object."""
+    try:
+        resp = bucket.client.get_object(Bucket=bucket.name, Key=key, Range=rng)
+        data = resp["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise describe_error(exc, bucket.settings, f"get {key} {rng}") from None
+    with _lock:
+        FETCHED["requests"] += 1
+        FETCHED["bytes"] += len(data)
+    return data, int(resp["ContentRange"].rsplit("/", 1)[1])
+
+
+def _read_spans(bucket: Bucket, key: str, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+    """The bytes [starts[i], ends[i]) of an object (sorted by start), nearby spans merged into one ranged GET."""
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    full = ends > starts
+    if not full.all():  # empty spans (rows without term ids) need no read
+        got = iter(_read_spans(bucket, key, starts[full], ends[full]))
+        return [next(got) if f else b"" for f in full.tolist()]
+    if not len(starts):
+        return []
+    reach = np.maximum.accumulate(ends)
+    new = np.ones(len(starts), dtype=bool)
+    new[1:] = starts[1:] > reach[:-1] + _GAP
+    group = np.cumsum(new) - 1
+    g_start = starts[new]
+    g_end = np.maximum.reduceat(ends, np.flatnonzero(new))
+    parts = list(_pool().map(lambda a, b: _get_range(bucket, key, f"bytes={a}-{b - 1}")[0], g_start, g_end))
+    return [
+        parts[g][a - g_start[g] : b - g_start[g]] for g, a, b in zip(group.tolist(), starts.tolist(), ends.tolist())
+    ]
+
+
+def encode_segment(index: DedupeIndex, rows: np.ndarray, runs: list[str], replaces: list[str] = ()) -> bytes:
+    """Rows of `index` as one immutable segment: sorted (key, kind|row) entries, fixed-size rows, term ids,
+    sentence lengths, then the footer (every `SEGMENT_BLOCK`th key, meta JSON, their sizes and the magic).
+
+    `runs`: the run ids of the rows; `replaces`: run ids re-run here (their rows in earlier segments are void).
+    """
+    width = max(1, max(index.ids[f].dtype.itemsize for f in _STR_FIELDS))
+    recs = np.zeros(len(rows), dtype=_doc_dtype(index.config.num_perm, width))
+    recs["sig"], recs["rw_sig"] = index.sig[rows], index.rw_sig[rows]
+    for f in ("url_key", "content_key", "version", "day", "linked", "t_n", "s_n"):
+        recs[f] = getattr(index, f)[rows]
+    run_ix = {r: i for i, r in enumerate(runs)}
+    recs["run"] = [run_ix[index.runs[r]] for r in index.run[rows].tolist()]
+    for f in _STR_FIELDS:
+        recs[f] = index.ids[f][rows]
+    terms = index.terms.gather(index.t_start[rows], index.t_n[rows])
+    sents = index.sent_lens.gather(index.s_start[rows], index.s_n[rows])
+    recs["t_off"] = np.cumsum(recs["t_n"], dtype=np.int64) - recs["t_n"]
+    recs["s_off"] = np.cumsum(recs["s_n"], dtype=np.int64) - recs["s_n"]
+    doc = np.arange(len(rows), dtype=np.uint32)
+    linked = recs["linked"].astype(bool)
+    has_rw = linked & (recs["t_n"] > 0)
+    keys = [recs["url_key"], recs["content_key"], index.band_keys(recs["sig"][linked]).ravel()]
+    keys.append(band_keys(recs["rw_sig"][has_rw], REWRITE_BANDS, REWRITE_ROWS).ravel())
+    refs = [doc | np.uint32(KINDS["url"] << 30), doc | np.uint32(KINDS["content"] << 30)]
+    refs.append(np.repeat(doc[linked], index.bands) | np.uint32(KINDS["band"] << 30))
+    refs.append(np.repeat(doc[has_rw], REWRITE_BANDS) | np.uint32(KINDS["rewrite"] << 30))
+    k, r = np.concatenate(keys).astype(np.uint64), np.concatenate(refs).astype(np.uint32)
+    order = np.lexsort((r, k))
+    entries = np.empty(len(k), dtype=_ENTRY)
+    entries["key"], entries["ref"] = k[order], r[order]
+    parts = [entries.tobytes(), recs.tobytes(), terms.astype("<u2").tobytes(), sents.astype("u1").tobytes()]
+    offsets = np.cumsum([0] + [len(p) for p in parts]).tolist()
+    meta = {
+        **index._meta(),
+        "runs": runs,
+        "replaces": list(replaces),
+        "n_docs": len(rows),
+        "n_entries": len(k),
+        "id_width": width,
+    }
+    meta.update(block=SEGMENT_BLOCK, offsets=offsets)
+    blocks = entries["key"][::SEGMENT_BLOCK].astype("<u8").tobytes()
+    meta_b = json.dumps(meta).encode()
+    tail = np.array([len(blocks), len(meta_b)], dtype="<u8").tobytes() + SEGMENT_MAGIC
+    return b"".join(parts) + blocks + meta_b + tail
+
+
+class Segment:
+    """One stored segment, opened by its footer; key blocks and rows are read by range on demand."""
+
+    def __init__(self, key: str, day: int, seq: int, meta: dict, block_keys: np.ndarray) -> None:
+        self.key, self.day, self.seq, self.meta, self.block_keys = key, day, seq, meta, block_keys
+        self.n_docs, self.n_entries = int(meta["n_docs"]), int(meta["n_entries"])
+        self.offsets = meta["offsets"]
+        self.dtype = _doc_dtype(int(meta["num_perm"]), int(meta["id_width"]))
+
+    @classmethod
+    def open(cls, bucket: Bucket, key: str, day: int, seq: int) -> Segment:
+        """Read the footer: one ranged GET of the object's end (two when the footer is larger)."""
+        data, size = _get_range(bucket, key, f"bytes=-{_TAIL}")
+        if data[-8:] != SEGMENT_MAGIC:
+            raise ValueError(f"{key}: not a dedupe index segment")
+        n_blocks_b, n_meta = np.frombuffer(data[-24:-8], dtype="<u8").tolist()
+        need = n_blocks_b + n_meta + 24
+        if need > len(data):
+            data = _get_range(bucket, key, f"bytes={size - need}-{size - 1}")[0]
+        footer = data[len(data) - need : -24]
+        meta = json.loads(footer[n_blocks_b:])
+        return cls(key, day, seq, meta, np.frombuffer(footer[:n_blocks_b], dtype="<u8"))
+
+    def check(self, mine: dict) -> None:
+        for field in ("num_perm", "shingle_size", "seed", "scheme", "rewrite"):
+            if self.meta.get(field) != mine[field]:
+                raise ValueError(
+                    f"dedupe index segment {self.key} was built with {field}={self.meta.get(field)!r}, config has "
+                    f"{mine[field]!r}: signatures are not comparable (delete it or keep the old setting)"
+                )
+
+    def probe(self, bucket: Bucket, asked: dict[int, np.ndarray]) -> np.ndarray:
+        """Row numbers (sorted, unique) holding any asked key of its kind, reading only the blocks they can be in."""
+        q = np.unique(np.concatenate(list(asked.values())))
+        nb = len(self.block_keys)
+        if not len(q) or not nb:
+            return np.zeros(0, dtype=np.int64)
+        b0 = np.maximum(np.searchsorted(self.block_keys, q, "left") - 1, 0)
+        b1 = np.maximum(np.searchsorted(self.block_keys, q, "right") - 1, 0)
+        mark = np.zeros(nb + 1, dtype=np.int64)
+        np.add.at(mark, b0, 1)
+        np.add.at(mark, b1 + 1, -1)
+        blocks = np.flatnonzero(np.cumsum(mark[:nb]) > 0)
+        size = _ENTRY.itemsize
+        first = self.offsets[0] + blocks * SEGMENT_BLOCK * size
+        last = self.offsets[0] + np.minimum((blocks + 1) * SEGMENT_BLOCK, self.n_entries) * size
+        entries = np.frombuffer(b"".join(_read_spans(bucket, self.key, first, last)), dtype=_ENTRY)
+        keys, refs = entries["key"], entries["ref"]
+        kind = (refs >> np.uint32(30)).astype(np.int64)
+        hit = np.zeros(len(entries), dtype=bool)
+        for k, want in asked.items():
+            mine = (kind == k) & np.isin(keys, want)
+            if k == KINDS["rewrite"] and mine.any():  # over-full rewrite buckets say little: not followed
+                u, inv, cnt = np.unique(keys[mine], return_inverse=True, return_counts=True)
+                mine[np.flatnonzero(mine)[cnt[inv] > REWRITE_BUCKET]] = False
+            hit |= mine
+        return np.unique((refs[hit] & np.uint32(_DOC_MASK)).astype(np.int64))
+
+    def read_docs(self, bucket: Bucket, docs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """(fixed-size rows, term ids per row, sentence lengths per row) of rows `docs` (sorted)."""
+        size = self.dtype.itemsize
+        spans = _read_spans(bucket, self.key, self.offsets[1] + docs * size, self.offsets[1] + (docs + 1) * size)
+        recs = np.frombuffer(b"".join(spans), dtype=self.dtype)
+        t0 = self.offsets[2] + recs["t_off"].astype(np.int64) * 2
+        s0 = self.offsets[3] + recs["s_off"].astype(np.int64)
+        t_spans = _read_spans(bucket, self.key, t0, t0 + recs["t_n"].astype(np.int64) * 2)
+        s_spans = _read_spans(bucket, self.key, s0, s0 + recs["s_n"].astype(np.int64))
+        terms = [np.frombuffer(b, dtype="<u2").astype(np.uint16) for b in t_spans]
+        return recs, terms, [np.frombuffer(b, dtype=np.uint8) for b in s_spans]
+
+
+#: Rewrite band keys held by more rows than this are not followed into a segment (`pipeline.stages.dedupe` too).
+REWRITE_BUCKET = 32
+
+
 __all__ = [
     "DedupeConfig",
     "DedupeIndex",
+    "Segment",
+    "encode_segment",
     "KeyRows",
     "PreconditionFailed",
     "Ragged",

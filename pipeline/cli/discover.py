@@ -85,7 +85,7 @@ class GuardedFetcher:
 
         class _HTTPS(urllib.request.HTTPSHandler):
             def https_open(self, req):
-                return self.do_open(pinned(http.client.HTTPSConnection), req, context=self._context)
+                return self.do_open(pinned(http.client.HTTPSConnection), req, context=self._context)  # type: ignore[attr-defined]
 
         # No ProxyHandler: a proxy would resolve the host itself, past the check.
         self.opener = urllib.request.OpenerDirector()

@@ -6,7 +6,8 @@ from a shell. They are idempotent: running one twice for the same day leaves the
 * `runs_between()` + `reextract()`: rebuild committed runs from their WARC files with the
   current extractor and cleaner (no crawling), e.g. after an extractor upgrade.
 * `compact_day()`: OPTIMIZE ZORDER BY (source, published) of one `dt=` partition of the Delta table,
-  then a checkpoint; `cleanup_orphans()`: VACUUM (files older than 7 days no kept version uses).
+  then a checkpoint; `compact_partition()` without the checkpoint, saying why when there is nothing to
+  rewrite; `cleanup_orphans()`: VACUUM (files older than 7 days no kept version uses).
 * `prune_dedupe_index()`: delete near-duplicate index shards older than the dedupe window.
 * `abort_stale_uploads()`: abort multipart uploads left open for more than a day (by a store
   that died, or lost the server, before it could abort its own).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from pipeline.core.layout import (
     refused_source,
     seen_source,
 )
+from pipeline.dataset import delta
 from pipeline.dataset.state import load_refused, load_seen, update_json
 from pipeline.flows.ingest import reextract_run
 from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
@@ -53,6 +56,11 @@ REFUSED_RETENTION_DAYS = 30
 STALE_UPLOAD_AGE = timedelta(days=1)
 #: The most days one re-extraction request may cover (a typo in a date should not queue a year).
 MAX_REEXTRACT_DAYS = 62
+#: A day of one file is not rewritten when that file is one row group: OPTIMIZE would merge nothing, and
+#: sorting one row group changes no file or row-group statistic a reader prunes by. A larger single file is sorted.
+MIN_FILES = 2
+#: How far back the history is searched for the last OPTIMIZE of a day (commits, newest first).
+OPTIMIZE_LOOKBACK = 500
 
 
 def _day(value: date | str) -> date:
@@ -96,13 +104,104 @@ def reextract(settings: S3Settings, run_id: str, sources_path: Path | str) -> di
     return {"run_id": run_id, "manifest": report.get("manifest"), "articles_stored": report.get("articles_stored")}
 
 
-def compact_day(settings: S3Settings, dt: date | str) -> str | None:
-    """OPTIMIZE one day partition (Z-order on source, published) and checkpoint the table; a one-line
-    summary, or None when there was nothing to rewrite."""
-    metrics = optimize_day(settings, _day(dt).isoformat())
-    version = checkpoint(settings)
-    removed, added = metrics.get("numFilesRemoved", 0), metrics.get("numFilesAdded", 0)
-    return f"{removed} files -> {added} (checkpoint at version {version})" if removed else None
+@dataclass(frozen=True)
+class Compaction:
+    """What compacting one day did: the files it rewrote, or why it rewrote none (`skipped`)."""
+
+    dt: str
+    files_removed: int = 0
+    files_added: int = 0
+    skipped: str | None = None
+
+    def summary(self) -> str:
+        """One line: `optimized N files into M`, or `nothing to compact: <why>`."""
+        if self.skipped is not None:
+            return f"nothing to compact: {self.skipped}"
+        return f"optimized {self.files_removed} files into {self.files_added}"
+
+
+def compact_partition(settings: S3Settings, dt: date | str) -> Compaction:
+    """OPTIMIZE one day partition (Z-order on source, published) unless there is nothing to gain
+    (`compaction_skip_reason`); no checkpoint (`compact_day` adds it)."""
+    day = _day(dt).isoformat()
+    reason = compaction_skip_reason(settings, day)
+    if reason is not None:
+        return Compaction(day, skipped=reason)
+    metrics = optimize_day(settings, day)
+    return Compaction(day, metrics.get("numFilesRemoved", 0), metrics.get("numFilesAdded", 0))
+
+
+def compact_day(settings: S3Settings, dt: date | str) -> str:
+    """`compact_partition` then a checkpoint of the table; a one-line summary that says why when
+    nothing was rewritten."""
+    done = compact_partition(settings, dt)
+    if done.skipped is not None:
+        return done.summary()
+    return f"{done.files_removed} files -> {done.files_added} (checkpoint at version {checkpoint(settings)})"
+
+
+def compaction_skip_reason(settings: S3Settings, dt: str) -> str | None:
+    """Why OPTIMIZE of day `dt` would gain nothing, or None when it would rewrite something useful:
+    no table yet, no partition for the day, the last OPTIMIZE of the day wrote exactly its current files,
+    or a single file of one row group. (delta-rs's Z-order rewrites whatever it is given, even its own output.)"""
+    table = delta.open_table(settings)
+    if table is None:
+        return (
+            f"no articles table in s3://{settings.bucket}/{delta.TABLE_PREFIX} yet (nothing stored, or an empty bucket)"
+        )
+    files = _day_files(table)
+    today = files.get(dt, [])
+    if not today:
+        days = sorted(files)
+        where = f"the table has {len(days)} day(s), {days[0]} to {days[-1]}" if days else "the table has no rows"
+        return f"no partition dt={dt}: nothing was stored that day ({where})"
+    paths = {f["path"] for f in today}
+    last = _last_optimize(table, dt)
+    if (
+        last is not None
+        and {f["path"] for f in _day_files(delta.open_table(settings, last["version"])).get(dt, [])} == paths
+    ):
+        when = datetime.fromtimestamp(last["timestamp"] / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+        return (
+            f"already compacted: the OPTIMIZE of table version {last['version']} ({when}) wrote its "
+            f"{len(paths)} file(s), {_size(today)}, and no commit changed the day since"
+        )
+    rows = sum(f["num_records"] or 0 for f in today)
+    if len(today) < MIN_FILES and rows <= delta.ROW_GROUP_ROWS:
+        return (
+            f"dt={dt} is 1 file ({rows} rows, {_size(today)}): compaction merges {MIN_FILES} or more files, "
+            f"or sorts a file of more than {delta.ROW_GROUP_ROWS} rows"
+        )
+    return None
+
+
+def _day_files(table) -> dict[str, list[dict]]:
+    """dt -> the add actions (path, size_bytes, num_records) of the table version `table` is at."""
+    import pyarrow as pa
+
+    actions = pa.table(table.get_add_actions(flatten=True)).select(
+        ["path", "size_bytes", "num_records", "partition.dt"]
+    )
+    out: dict[str, list[dict]] = {}
+    for row in actions.to_pylist():
+        out.setdefault(row["partition.dt"], []).append(row)
+    return out
+
+
+def _last_optimize(table, dt: str) -> dict | None:
+    """The newest OPTIMIZE commit (history entry) whose predicate covered day `dt`, within the lookback."""
+    for entry in table.history(limit=OPTIMIZE_LOOKBACK):
+        if entry.get("operation") != "OPTIMIZE":
+            continue
+        predicate = str((entry.get("operationParameters") or {}).get("predicate") or "[]")
+        if f"'{dt}'" in predicate or predicate.strip() == "[]":  # this day, or every day
+            return entry
+    return None
+
+
+def _size(files: list[dict]) -> str:
+    n = sum(f["size_bytes"] for f in files)
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 def prune_dedupe_index(bucket: Bucket, as_of: date | str, *, window_days: int | None = None) -> list[str]:

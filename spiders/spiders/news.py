@@ -1,6 +1,8 @@
 """The generic `news` spider: discovery from a source's feeds, sitemaps and section pages.
 
-    scrapy crawl news -a source=NAME -a run_id=RUN [-a sources=PATH]
+    scrapy crawl news -a source=NAME [-a run_id=RUN] [-a sources=PATH]
+
+`run_id` defaults to now (UTC), as `python -m pipeline crawl` makes it.
 
 It only routes and parses: every response worth keeping becomes a `FetchedPage` item
 (archived as WARC by `spiders.pipelines.WarcArchivePipeline`), every failure a
@@ -33,7 +35,7 @@ from twisted.internet import error as twisted_error
 from twisted.internet.defer import CancelledError
 
 from pipeline.core.config import ConfigError, CrawlSettings, Source, load_sources
-from pipeline.core.context import check_run_id
+from pipeline.core.context import check_run_id, make_run_id
 from pipeline.core.paths import default_sources_path
 from pipeline.text.urls import canonicalize, robots_url
 from spiders import discovery
@@ -65,7 +67,7 @@ class NewsArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    run_id: str
+    run_id: str = Field(default_factory=lambda: make_run_id(datetime.now(timezone.utc)))
     sources: Path = Field(default_factory=default_sources_path)
 
     @field_validator("run_id")
@@ -183,6 +185,8 @@ class NewsSpider(Spider):
                 f"news spider: unknown argument(s): {', '.join(sorted(kwargs))} (expected source, run_id, sources)"
             )
         news_args = parse_args(known)
+        if "run_id" not in known:  # say where the WARC files go: the id is needed to find them
+            log.info("news spider: no -a run_id given: run id %s (now)", news_args.run_id)
         try:
             config = load_sources(news_args.sources)
             source = config.source(news_args.source)

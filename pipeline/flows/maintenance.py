@@ -11,6 +11,8 @@ from a shell. They are idempotent: running one twice for the same day leaves the
 * `prune_dedupe_index()`: delete near-duplicate index shards older than the dedupe window.
 * `abort_stale_uploads()`: abort multipart uploads left open for more than a day (by a store
   that died, or lost the server, before it could abort its own).
+* `prune_unused_warcs()`: delete the WARC files of crawl attempts a finished run did not use (a retry
+  replaced them; no reader opens them again).
 * `prune_seen_state()`: drop seen-URL entries stored longer ago than a retention period, and
   `prune_refused_state()` refusals recorded longer ago than theirs.
   (`pipeline.dataset.state` has no prune of its own; these use its conditional `update_json`, so a
@@ -32,13 +34,16 @@ from pipeline.core.layout import (
     REFUSED_PREFIX,
     SEEN_PREFIX,
     WARC_SUFFIX,
+    crawl_summaries_prefix,
     raw_day_prefix,
+    raw_prefix,
     raw_run_id,
     refused_source,
     seen_source,
 )
 from pipeline.dataset import delta
 from pipeline.dataset.state import load_refused, load_seen, update_json
+from pipeline.dataset.warc import run_warc_keys
 from pipeline.flows.ingest import reextract_run
 from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
 from pipeline.stages.store import checkpoint, optimize_day, vacuum
@@ -54,6 +59,10 @@ REFUSED_RETENTION_DAYS = 30
 #: A multipart upload open this long is a leftover: a store takes minutes, and its own
 #: failure handling aborts what it started whenever the server can still be reached.
 STALE_UPLOAD_AGE = timedelta(days=1)
+#: A run younger than this may still be retrying a crawl: its unnamed WARC files may be a live attempt's.
+UNUSED_WARC_GRACE = timedelta(days=2)
+#: How many days before the grace period each prune looks at (a daily schedule covers each day 7 times).
+UNUSED_WARC_DAYS = 7
 #: The most days one re-extraction request may cover (a typo in a date should not queue a year).
 MAX_REEXTRACT_DAYS = 62
 #: A day of one file is not rewritten when that file is one row group: OPTIMIZE would merge nothing, and
@@ -315,3 +324,30 @@ def cleanup_orphans(settings: S3Settings, as_of: datetime) -> int:
     left by a commit that never happened); how many were deleted. Its retention is the table's own (the
     wall clock, not `as_of`: the log's timestamps are)."""
     return len(vacuum(settings))
+
+
+def prune_unused_warcs(
+    bucket: Bucket, as_of: datetime | date | str, *, grace: timedelta = UNUSED_WARC_GRACE, days: int = UNUSED_WARC_DAYS
+) -> list[str]:
+    """Delete the WARC files of crawl attempts no crawl summary names, in runs older than `grace`; the keys.
+
+    A retried crawl writes new files next to the failed attempt's, and its summary names the ones the run
+    used (`run_warc_keys`): the others are never read again. Only runs of the `days` days before
+    `as_of - grace` are looked at, so a daily schedule stays incremental; a run without summaries (archived
+    by an older version, where every file counts) is left alone.
+    """
+    cutoff = _cutoff(as_of, grace.total_seconds() / 86400)
+    last_day = cutoff.date()
+    deleted: list[str] = []
+    for run_id in runs_between(bucket, last_day - timedelta(days=days), last_day):
+        run_time = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        if run_time > cutoff or not bucket.list(crawl_summaries_prefix(run_id)):
+            continue
+        used = set(run_warc_keys(bucket, run_id))
+        unused = [k for k in bucket.list(raw_prefix(run_id)) if k.endswith(WARC_SUFFIX) and k not in used]
+        if unused:
+            bucket.delete(unused)
+            deleted.extend(unused)
+    if deleted:
+        log.info("deleted %d WARC files of crawl attempts no run used", len(deleted))
+    return sorted(deleted)

@@ -78,7 +78,7 @@ bench-crawl: $(STAMP)
 bench-e2e: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_e2e
 bench-warc: $(STAMP)
-	$(BIN)/python -m benchmarks.bench_warc
+	$(BIN)/python -m benchmarks.bench_warc --e2e
 
 clean:
 	-$(BIN)/python -m pipeline s3 down

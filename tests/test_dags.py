@@ -248,12 +248,7 @@ def _dag_test(
 def _fresh_bucket(s3_server, prefix: str) -> S3Settings:
     """A fresh bucket that ONLY the Airflow Connection names (the environment points elsewhere)."""
     info = s3_server.info()
-    settings = S3Settings(
-        endpoint_url=info.endpoint_url,
-        access_key_id=info.access_key_id,
-        secret_access_key=info.secret_access_key,
-        bucket=f"{prefix}-{uuid.uuid4().hex[:12]}",
-    )
+    settings = info.settings(f"{prefix}-{uuid.uuid4().hex[:12]}")
     Bucket(settings).ensure()
     return settings
 

@@ -74,7 +74,7 @@ bench-dedupe: $(STAMP)
 bench-store: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_store
 bench-crawl: $(STAMP)
-	$(BIN)/python -m benchmarks.bench_crawl --news --repeat 3
+	$(BIN)/python -m benchmarks.bench_crawl --news --render --repeat 3
 bench-e2e: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_e2e
 bench-warc: $(STAMP)

@@ -50,7 +50,7 @@ CACHED_LINKS = "news_cached_links"
 DISCOVERED = "news_discovered_url"
 SITEMAP_DEPTH = "news_sitemap_depth"
 OWN = "news_spider_request"
-#: Set by spiders.render.RenderMiddleware on a response whose body is the DOM Chromium rendered.
+#: Set by spiders.render.RenderMiddleware on a response whose body is the DOM Chromium rendered (the original response).
 RENDERED = "news_rendered"
 
 _CODED = re.compile(r"^([a-z][a-z0-9_]{2,40}): ")
@@ -106,6 +106,7 @@ def source_settings(crawl: CrawlSettings, source: Source) -> dict[str, Any]:
         "NEWS_MAX_SITEMAP_DEPTH": crawl.max_sitemap_depth,
         "NEWS_ALLOW_PRIVATE": list(crawl.allow_private),
         "NEWS_RENDER": source.render,
+        "NEWS_RENDER_PATTERNS": list(source.render_patterns),
     }
 
 
@@ -296,19 +297,20 @@ class NewsSpider(Spider):
             self._count(f"news/latency_ms/{next((e for e in LATENCY_EDGES_MS if latency * 1000 <= e), 'inf')}")
         request = response.request
         assert request is not None  # a response reaching a spider callback always carries its request
+        original = response.meta.get(RENDERED, response)  # a rendered page: archived as fetched, plus its DOM
         return FetchedPage(
             url=response.url,
             kind=kind,
             status=response.status,
-            headers=_headers(response.headers),
-            body=response.body,
+            headers=_headers(original.headers),
+            body=original.body,
             request_headers=_headers(request.headers),
             method=request.method,
             discovered_url=response.meta.get(DISCOVERED, response.url),
             rel_canonical=rel_canonical,
             links=[tuple(x) for x in links],
             fetched_at=datetime.now(timezone.utc).isoformat(),
-            rendered=RENDERED in response.meta,
+            rendered=response.body if original is not response else b"",
         )
 
     def _not_modified(self, response: Response, kind: str):

@@ -74,11 +74,11 @@ bench-dedupe: $(STAMP)
 bench-store: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_store
 bench-crawl: $(STAMP)
-	$(BIN)/python -m benchmarks.bench_crawl --news --repeat 3
+	$(BIN)/python -m benchmarks.bench_crawl --news --render --repeat 3
 bench-e2e: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_e2e
 bench-warc: $(STAMP)
-	$(BIN)/python -m benchmarks.bench_warc
+	$(BIN)/python -m benchmarks.bench_warc --e2e
 
 clean:
 	-$(BIN)/python -m pipeline s3 down

@@ -1,6 +1,7 @@
 """Crawl throughput with every guard on, against a bare Scrapy spider, on the same local pages.
 
     .venv/bin/python -m benchmarks.bench_crawl [--pages 2000] [--repeat 1] [--news]
+        [--render | --render-only] [--render-pages 200]
 
 The pages are the bulk outlet of the offline sample site (``SampleSite(n_bulk_articles=N)``,
 article pages rendered on request) or, if that is unavailable, generated pages from
@@ -13,6 +14,14 @@ own subprocess (``tests.crawl_helpers.run_crawl``), one after the other:
 * ``news`` (``--news``, needs the embedded S3 up: ``python -m pipeline s3 up``): the project's
   ``scrapy crawl news`` with its settings, for the bulk outlet (sitemap discovery, WARC archive
   to S3): the whole crawl stage, not only the guards.
+
+* ``render`` / ``prerendered`` (``--render``, starts its own SeaweedFS): ``scrapy crawl news`` through the crawl
+  stage for the JavaScript outlet of ``examples.sample_site.modern`` (``--render-pages`` app-shell articles
+  that a script fills in) with ``render: js``, next to a plain crawl of the same articles served pre-rendered.
+  Peak memory is the tree RSS of this process and its descendants (the crawl and its Chromium; the site and
+  the S3 server excluded), sampled by ``benchmarks.harness.TreeMemorySampler``. ``bypasses`` counts requests that should
+  never leave the crawler and reached a server anyway (the outlet's tracked never-fetched URLs and the canary).
+  Goals: >= 5 rendered pages/s on 2 cores, peak < 1.5 GiB, 0 bypasses.
 
 Politeness delays are off for the benchmark (DOWNLOAD_DELAY 0, no AutoThrottle); concurrency is
 Scrapy's default (16 total, 8 per domain) for every row.  Pages/s is responses received divided
@@ -117,7 +126,6 @@ def news_crawl(site: Any, n: int) -> dict[str, Any]:
     import os
     from datetime import datetime, timezone
 
-    from pipeline.core.config import S3Settings
     from pipeline.core.context import RunContext, make_run_id
     from pipeline.runtime.s3server import EmbeddedS3
     from pipeline.stages.crawl import crawl_stage
@@ -129,12 +137,7 @@ def news_crawl(site: Any, n: int) -> dict[str, Any]:
         try:
             info = server.up("news")  # inside the try: a server that started but failed its bucket is stopped too
             os.environ["NEWS_INGEST_HOME"] = tmp  # the crawl's logs and state go to the temp folder
-            s3 = S3Settings(
-                endpoint_url=info.endpoint_url,
-                access_key_id=info.access_key_id,
-                secret_access_key=info.secret_access_key,
-                bucket="news",
-            )
+            s3 = info.settings("news")
             sources = site.write_sources_yaml(
                 Path(tmp) / "sources.yaml",
                 outlets=["bulk-news"],
@@ -172,6 +175,152 @@ def news_crawl(site: Any, n: int) -> dict[str, Any]:
     }
 
 
+RENDER_GOAL_PPS = 5.0
+RENDER_GOAL_PEAK_MIB = 1536.0
+
+
+def _serve_modern(conn: Any, n: int, sources: str) -> None:
+    """Child process: the modern sample site (``n`` JavaScript articles) until the parent says stop; then
+    report what reached it that never should have."""
+    from examples.sample_site.modern import SCRIPT, ModernSite
+
+    site = ModernSite(n_js_articles=n).start()
+    try:
+        site.write_sources_yaml(sources, outlets=[SCRIPT], download_timeout=10)
+        conn.send(site.base_urls[SCRIPT])
+        while conn.recv() is not None:  # "count": what got through so far
+            conn.send(sum(site.hits(u) for u in site.never_fetched()) + site.canary_connections())
+    except EOFError:
+        pass
+    finally:
+        site.stop()
+
+
+class ModernSiteProcess:
+    """The modern sample site in a process of its own (its serving threads must not share this one's GIL,
+    and its memory is left out of the crawl's peak)."""
+
+    def __init__(self, n: int, sources: Path):
+        self.n = n
+        self.sources = sources
+
+    def __enter__(self) -> ModernSiteProcess:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve_modern, args=(child, self.n, str(self.sources)), daemon=True)
+        self.proc.start()
+        child.close()
+        self.base: str = self.conn.recv()
+        return self
+
+    def bypasses(self) -> int:
+        """Requests to never-fetched URLs and canary connections the site saw so far."""
+        self.conn.send("count")
+        return int(self.conn.recv())
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+def render_rows(n: int, concurrency: int = 16) -> list[dict[str, Any]]:
+    """``render: js`` on the JavaScript outlet (n articles) and a plain crawl of the same articles pre-rendered."""
+    import os
+    from datetime import datetime, timezone
+
+    import yaml
+
+    from benchmarks.harness import TreeMemorySampler
+    from examples.sample_site.modern import SCRIPT
+    from pipeline.core.context import RunContext, make_run_id
+    from pipeline.runtime.s3server import EmbeddedS3
+    from pipeline.stages.crawl import crawl_stage
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, ModernSiteProcess(n, Path(tmp) / "sources.yaml") as site:
+        server = EmbeddedS3(Path(tmp) / "s3", s3_port=free_port())
+        saved = dict(os.environ)
+        try:
+            info = server.up("news")
+            os.environ["NEWS_INGEST_HOME"] = tmp
+            data = yaml.safe_load(site.sources.read_text())
+            data["sources"][0]["concurrency"] = concurrency
+            for kind, feed, render in (
+                ("render", site.base + "/feed.xml", "js"),
+                ("prerendered", site.base + "/prerendered/feed.xml", "off"),
+            ):
+                data["sources"][0].update(feeds=[feed], render=render)
+                path = Path(tmp) / f"sources-{kind}.yaml"
+                path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+                s3 = info.settings("news")
+                ctx = RunContext(run_id=make_run_id(datetime.now(timezone.utc)), s3=s3, sources_path=path)
+                before = site.bypasses()
+                t0 = time.perf_counter()
+                with TreeMemorySampler(exclude={info.pid, site.proc.pid}) as mem:
+                    out = crawl_stage(
+                        ctx,
+                        SCRIPT,
+                        settings={"AUTOTHROTTLE_ENABLED": "False", "DOWNLOAD_DELAY": "0", "LOG_LEVEL": "WARNING"},
+                    )
+                wall = time.perf_counter() - t0
+                stats = out["stats"]
+                pages = int(stats.get("news/archived/article", 0))
+                elapsed = float(stats.get("elapsed_time_seconds") or wall)
+                rows.append(
+                    {
+                        "kind": kind,
+                        "pages": pages,
+                        "rendered": int(stats.get("render/pages", 0)),
+                        "failed": int(stats.get("render/failed", 0)),
+                        "elapsed": elapsed,
+                        "wall": wall,
+                        "pps": pages / elapsed if elapsed else 0.0,
+                        "peak_mib": mem.peak / 2**20,
+                        "blocked": int(stats.get("render/blocked", 0)),
+                        "bypasses": site.bypasses() - before,
+                        "launches": int(stats.get("render/browser_launches", 0)),
+                    }
+                )
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            server.down()
+    return rows
+
+
+def print_render_rows(rows: list[dict[str, Any]], n: int) -> bool:
+    """The rendered table and its goals; False when a guard was bypassed or a page was lost (speed and memory
+    below their goals are reported, as the guarded/bare ratio is, not failed)."""
+    print(f"\nrendered crawl: JavaScript outlet of examples.sample_site.modern, {n} articles, politeness off")
+    print(
+        f"{'config':<12} {'pages':>6} {'rendered':>9} {'failed':>7} {'elapsed s':>10} {'wall s':>8} {'pages/s':>8} "
+        f"{'peak MiB':>9} {'blocked':>8} {'bypasses':>9} {'browsers':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['kind']:<12} {r['pages']:>6} {r['rendered']:>9} {r['failed']:>7} {r['elapsed']:>10.2f} "
+            f"{r['wall']:>8.2f} {r['pps']:>8.2f} {r['peak_mib']:>9.0f} {r['blocked']:>8} {r['bypasses']:>9} "
+            f"{r['launches']:>9}"
+        )
+    r = rows[0]
+    fast = r["pps"] >= RENDER_GOAL_PPS and r["peak_mib"] <= RENDER_GOAL_PEAK_MIB
+    sound = r["bypasses"] == 0 and r["failed"] == 0 and r["pages"] == rows[1]["pages"]  # all the plain crawl got
+    print(
+        f"rendered: {r['pps']:.2f} pages/s (goal >= {RENDER_GOAL_PPS}), peak {r['peak_mib']:.0f} MiB "
+        f"(goal <= {RENDER_GOAL_PEAK_MIB:.0f}): {'OK' if fast else 'BELOW GOAL'}; {r['bypasses']} guard bypasses, "
+        f"{r['rendered']}/{rows[1]['pages']} pages rendered: {'OK' if sound else 'FAILED'}"
+    )
+    return sound
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=2000)
@@ -186,7 +335,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time `scrapy crawl news` through the crawl stage (starts its own SeaweedFS)",
     )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="also time `render: js` on the JavaScript outlet against the same pages pre-rendered (own SeaweedFS)",
+    )
+    parser.add_argument("--render-pages", type=int, default=200, help="JavaScript articles for --render")
+    parser.add_argument("--render-only", action="store_true", help="only the --render rows")
     args = parser.parse_args(argv)
+
+    render_ok = True
+    if args.render or args.render_only:
+        render_ok = print_render_rows(render_rows(args.render_pages), args.render_pages)
+        if args.render_only:
+            return 0 if render_ok else 1
 
     site, base, urls, what = start_site(args.pages, args.generated)
     port = int(base.rsplit(":", 1)[1])
@@ -226,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"warning: some crawls did not fetch every page: {bad}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if render_ok else 1
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from benchmarks.harness import subtree_cpu
+
 _WORDS = [
     "the",
     "government",
@@ -129,17 +131,13 @@ def generate_articles(n: int, *, seed: int = 0, words: int = 450, run_tag: str =
 
 
 class _CpuClock:
-    """Wall time and CPU seconds of this process and of the SeaweedFS server (from /proc)."""
+    """Wall time and CPU seconds of this process and of the SeaweedFS server (`benchmarks.harness`)."""
 
     def __init__(self, server_pid: int):
-        self.stat = Path(f"/proc/{server_pid}/stat")
+        self.server_pid = server_pid
 
     def _server(self) -> float:
-        try:
-            fields = self.stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # not Linux: the CPU columns stay at 0
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return subtree_cpu([self.server_pid])
 
     def time(self, fn) -> tuple[object, float, float, float]:
         """(fn(), wall seconds, CPU seconds here, CPU seconds in the server)."""
@@ -217,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from examples import duckdb_query
     from pipeline.core.bucket import Bucket
-    from pipeline.core.config import S3Settings
     from pipeline.core.context import RunContext
     from pipeline.dataset.read import read_articles
     from pipeline.dataset.schema import table_to_articles
@@ -250,12 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         server = EmbeddedS3(Path(tmp) / "s3")
         info = server.up("bench")
         try:
-            settings = S3Settings(
-                endpoint_url=info.endpoint_url,
-                access_key_id=info.access_key_id,
-                secret_access_key=info.secret_access_key,
-                bucket="bench",
-            )
+            settings = info.settings("bench")
             bucket = Bucket(settings)
             clock = _CpuClock(info.pid)
             # Warm-up (connection pool, volume allocation) so neither side pays it.

@@ -11,7 +11,9 @@ extract, clean, dedupe and store steps as a crawl. Manual: trigger it with the a
   on S3 are read through the same endpoint unless `anonymous`.
 * **Scale-out**: `import_file` is mapped over the files; each file keeps its own progress object
   (`state/warc-import/<name>/<hash>.json`), so a retried or re-triggered task skips a finished file and
-  resumes an interrupted one from its last committed chunk, never doubling a row.
+  resumes an interrupted one from its last committed chunk, never doubling a row. A lease next to it
+  (`<hash>.lease.json`) keeps two runs from importing one file at once: the second's task returns
+  `busy` and leaves the file to the first; a dead task's lease is taken over after it expires (10 min).
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def news_warc_import():
 
     @task(max_active_tis_per_dagrun=4)
     def import_file(archive: dict, **context) -> dict:
-        """One file: skipped when done, resumed when interrupted."""
+        """One file: skipped when done, resumed when interrupted, busy when another run holds its lease."""
         from pipeline.airflow_tasks import fail_fast
         from pipeline.dataset.warc_sources import ArchiveFile
         from pipeline.flows.warc_import import import_file as run_import

@@ -66,17 +66,22 @@ def task_states(db: Path, dag_id: str = "news_ingest") -> dict[str, str]:
 def watch_states(
     proc: subprocess.Popen, db: Path, say: Callable[[str], None] = print, *, poll: float = 1.0
 ) -> dict[str, str]:
-    """Until `proc` ends: print every task whose state changed since the last poll; the final states."""
+    """Until `proc` ends: print every task whose state changed since the last poll; returns the final states.
+
+    A task with no state yet is not printed (every task of a new run starts so). A mapped task's
+    placeholder (`crawl`, map index -1) turns into its mapped instances (`crawl[0]`, ...) when it expands,
+    so the final states are those of the last poll, not everything ever seen."""
     seen: dict[str, str] = {}
+    states: dict[str, str] = {}
     while True:
         done = proc.poll() is not None
-        states = task_states(db)
+        states = task_states(db) or states  # {}: the database was busy; keep the last answer
         for task, state in sorted(states.items()):
-            if seen.get(task) != state:
+            if seen.get(task) != state and state != "none":
                 say(f"[demo]   {task}: {state}")
         seen.update(states)
         if done:
-            return seen
+            return states
         time.sleep(poll)
 
 

@@ -450,7 +450,13 @@ def compact_one(context: Mapping[str, Any], dt: str) -> str | None:
 def prune_state(context: Mapping[str, Any]) -> dict:
     """Prune the dedupe index (older than its window) and the seen-URL state (older than the retention),
     both relative to the run's data interval, never the wall clock; and remove orphaned article files."""
-    from pipeline.flows.maintenance import cleanup_orphans, prune_dedupe_index, prune_refused_state, prune_seen_state
+    from pipeline.flows.maintenance import (
+        cleanup_orphans,
+        prune_dedupe_index,
+        prune_refused_state,
+        prune_seen_state,
+        prune_unused_warcs,
+    )
 
     params = context.get("params") or {}
     settings = settings_from_airflow(context)
@@ -461,7 +467,9 @@ def prune_state(context: Mapping[str, Any]) -> dict:
     seen = prune_seen_state(bucket, as_of, retention_days=float(params.get("seen_retention_days", 90)))
     refused = prune_refused_state(bucket, as_of)
     orphans = cleanup_orphans(settings, as_of)
+    warcs = prune_unused_warcs(bucket, as_of)
     return {
+        "unused_warcs_deleted": len(warcs),
         "dedupe_shards_deleted": len(shards),
         "seen_entries_removed": sum(seen.values()),
         "refused_entries_removed": sum(refused.values()),

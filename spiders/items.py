@@ -26,8 +26,9 @@ class FetchedPage:
     #: so a later 304 can re-announce them without parsing.
     links: list[tuple[str, str]] = field(default_factory=list, repr=False)
     fetched_at: str = ""
-    #: The body is the DOM headless Chromium rendered from the response (`render: js|auto`), not its bytes.
-    rendered: bool = False
+    #: The DOM headless Chromium rendered from the response (`render: js|auto`); empty when not rendered.
+    #: `body` and `headers` stay the response's own (the WARC response record; this is its conversion record).
+    rendered: bytes = field(default=b"", repr=False)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Item pipeline: the raw WARC archive, the crawl rejects and the HTTP validators of the crawl.
 
-`WarcArchivePipeline` writes every `FetchedPage` as a WARC 1.1 request/response pair via
+`WarcArchivePipeline` writes every `FetchedPage` as a WARC 1.1 request/response pair (and, for a page a
+browser rendered, a `conversion` record of the rendered DOM referring to the response) via
 `pipeline.dataset.warc.RotatingWarcWriter` into `raw/dt=/run=/<source>/<source>-NNNNN.warc.gz`
 (response records carry WARC-X-Source / WARC-X-Kind), collects `CrawlReject` items into
 `rejects/dt=/run=/crawl-<source>.jsonl`, and merges the ETag / Last-Modified of fetched
@@ -41,7 +42,7 @@ from spiders.items import CrawlReject, FetchedPage, NotModified
 log = logging.getLogger(__name__)
 
 CANONICAL_FIELD = "WARC-X-Canonical-URL"
-#: On a response record whose payload is the DOM the browser rendered (headers then say UTF-8).
+#: On the `conversion` record holding the DOM the browser rendered from the response record it refers to.
 RENDERED_FIELD = "WARC-X-Rendered"
 DISCOVERED_FIELD = "WARC-X-Discovered-URL"
 _VALIDATED_KINDS = ("feed", "sitemap", "robots")
@@ -142,8 +143,6 @@ class WarcArchivePipeline:
         extra = {SOURCE_FIELD: self.source, KIND_FIELD: page.kind}
         if page.rel_canonical:
             extra[CANONICAL_FIELD] = page.rel_canonical
-        if page.rendered:
-            extra[RENDERED_FIELD] = "chromium"
         if page.discovered_url and page.discovered_url != page.url:
             extra[DISCOVERED_FIELD] = page.discovered_url
         fetched = datetime.fromisoformat(page.fetched_at) if page.fetched_at else None
@@ -156,6 +155,8 @@ class WarcArchivePipeline:
             method=page.method,
             fetched_at=fetched,
             extra=extra,
+            conversion=page.rendered or None,
+            conversion_extra={RENDERED_FIELD: "chromium"},
         )
         self.stats.inc_value("news/archived")
         self.stats.inc_value(f"news/archived/{page.kind}")

@@ -35,12 +35,7 @@ AWS_ENV = (
 @pytest.fixture
 def conn_settings(s3_server) -> S3Settings:
     info = s3_server.info()
-    settings = S3Settings(
-        endpoint_url=info.endpoint_url,
-        access_key_id=info.access_key_id,
-        secret_access_key=info.secret_access_key,
-        bucket=f"standalone-{uuid.uuid4().hex[:12]}",
-    )
+    settings = info.settings(f"standalone-{uuid.uuid4().hex[:12]}")
     Bucket(settings).ensure()
     return settings
 

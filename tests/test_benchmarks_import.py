@@ -18,6 +18,7 @@ BENCHMARKS = [
     "bench_store",
     "bench_crawl",
     "bench_e2e",
+    "bench_warc",
 ]
 
 

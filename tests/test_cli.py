@@ -297,6 +297,7 @@ BAD_INVOCATIONS = [
     (["read", "--run", "yesterday"], 2, BAD_RUN),
     (["read", "--since", "last week"], 2, "error: bad since 'last week'"),
     (["read", "--columns", "no_such_column"], 2, "error: unknown column(s) no_such_column"),
+    (["read", "--format", "parquet"], 2, "error: --format parquet is binary: give --out FILE"),
     (["compact"], 2, USAGE),
     (["compact", "--dt", "../../etc"], 2, "error: bad partition date '../../etc'"),
     (["report", "--bogus"], 2, USAGE),
@@ -429,3 +430,45 @@ def test_help_names_only_files_that_exist(command):
         path = Path(name) if Path(name).is_absolute() else ROOT / name
         assert path.exists(), f"`{command} --help` names {name}, which does not exist"
     assert "DESIGN.md" not in out.stdout
+
+
+def test_compact_says_why_there_is_nothing_to_compact(s3_settings):
+    """`compact` exits 0 when a day has nothing to rewrite, and its line names the reason: no table yet,
+    no partition for the day, a single small file, or already compacted by the last OPTIMIZE (until a
+    commit changes the day again)."""
+    from benchmarks.bench_store import generate_articles
+    from pipeline.core.context import RunContext
+    from pipeline.stages.store import store_articles
+
+    env = {**os.environ, "NEWS_INGEST_BUCKET": s3_settings.bucket}
+
+    def compact(*days: str) -> list[str]:
+        out = pipeline("compact", *[a for d in days for a in ("--dt", d)], env=env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+
+    assert compact("2026-11-26") == [
+        f"2026-11-26: nothing to compact: no articles table in s3://{s3_settings.bucket}/articles yet "
+        "(nothing stored, or an empty bucket)"
+    ]
+    for run, seed in (("20261126T080000Z", 1), ("20261126T120000Z", 4)):  # a file per run commit
+        store_articles(RunContext(run, s3=s3_settings), generate_articles(10, seed=seed))
+    store_articles(RunContext("20261128T080000Z", s3=s3_settings), generate_articles(5, seed=2))
+    first = compact("2026-11-25", "2026-11-28", "2026-11-26")
+    assert first[0] == (
+        "2026-11-25: nothing to compact: no partition dt=2026-11-25: nothing was stored that day "
+        "(the table has 2 day(s), 2026-11-26 to 2026-11-28)"
+    )
+    assert first[1].startswith("2026-11-28: nothing to compact: dt=2026-11-28 is 1 file (5 rows, ")
+    assert first[1].endswith("compaction merges 2 or more files, or sorts a file of more than 20000 rows")
+    assert first[2] == "2026-11-26: optimized 2 files into 1"
+    assert first[3].startswith("checkpoint at version ") and len(first) == 4
+
+    again = compact("2026-11-26")
+    assert len(again) == 1 and again[0].startswith(
+        "2026-11-26: nothing to compact: already compacted: the OPTIMIZE of table version "
+    )
+    assert "wrote its 1 file(s)" in again[0] and "no commit changed the day since" in again[0]
+
+    store_articles(RunContext("20261126T200000Z", s3=s3_settings), generate_articles(4, seed=3))
+    assert compact("2026-11-26")[0] == "2026-11-26: optimized 2 files into 1"  # a new commit: worth it again

@@ -440,7 +440,7 @@ def test_spider_arguments_and_settings_are_validated(sources_file):
     with pytest.raises(UsageError, match="-a source"):
         parse_args({"source": "Bad Name!", "run_id": RUN})
     with pytest.raises(UsageError, match="-a run_id"):
-        parse_args({"source": "x"})
+        parse_args({"source": "x", "run_id": "yesterday"})  # a bad one; none given defaults to now
     crawler = Crawler(NewsSpider, {})  # settings still mutable, as in a real crawl
     with pytest.raises(UsageError, match="unknown argument"):
         NewsSpider.from_crawler(crawler, source="x", run_id=RUN, sources=str(sources_file), colour="red")

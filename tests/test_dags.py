@@ -252,12 +252,7 @@ def _dag_test(
 def _fresh_bucket(s3_server, prefix: str) -> S3Settings:
     """A fresh bucket that ONLY the Airflow Connection names (the environment points elsewhere)."""
     info = s3_server.info()
-    settings = S3Settings(
-        endpoint_url=info.endpoint_url,
-        access_key_id=info.access_key_id,
-        secret_access_key=info.secret_access_key,
-        bucket=f"{prefix}-{uuid.uuid4().hex[:12]}",
-    )
+    settings = info.settings(f"{prefix}-{uuid.uuid4().hex[:12]}")
     Bucket(settings).ensure()
     return settings
 
@@ -610,3 +605,27 @@ def test_abort_stale_uploads_aborts_only_uploads_older_than_a_day(bucket):
     assert abort_stale_uploads(bucket, now + timedelta(days=1, minutes=5)) == [key]
     assert bucket.open_uploads(key) == []
     assert abort_stale_uploads(bucket, now + timedelta(days=2)) == []  # nothing left to abort
+
+
+def test_prune_unused_warcs_deletes_only_attempts_a_finished_run_did_not_use(bucket):
+    from pipeline.core.layout import crawl_summary_key, raw_prefix, warc_basename, warc_file_name
+    from pipeline.dataset.warc import run_warc_keys
+    from pipeline.flows.maintenance import prune_unused_warcs
+
+    def warc(run_id: str, attempt: str) -> str:
+        key = raw_prefix(run_id, "alpha") + warc_file_name(warc_basename("alpha", attempt), 0)
+        bucket.put(key, b"x")
+        return key
+
+    old, young, legacy = "20261120T060000Z", "20261126T060000Z", "20261121T060000Z"
+    dead, used = warc(old, "a1"), warc(old, "a2")  # the first attempt died, the retry's summary names a2
+    bucket.put_json(crawl_summary_key(old, "alpha"), {"source": "alpha", "warc_keys": [used]})
+    live, named = warc(young, "b1"), warc(young, "b2")  # too young: b1 may be a crawl still retrying
+    bucket.put_json(crawl_summary_key(young, "alpha"), {"source": "alpha", "warc_keys": [named]})
+    kept = warc(legacy, "c1")  # no summaries: every file of the run counts
+
+    assert prune_unused_warcs(bucket, "2026-11-27") == [dead]
+    assert run_warc_keys(bucket, old) == [used]
+    assert bucket.exists(live) and bucket.exists(named) and bucket.exists(kept)
+    assert prune_unused_warcs(bucket, "2026-11-27") == []  # idempotent
+    assert prune_unused_warcs(bucket, "2026-11-29") == [live]  # once the young run is past the grace period

@@ -87,12 +87,7 @@ def _secrets_leaked(settings: S3Settings, home: Path, runs: list[RunProcess]) ->
 @pytest.mark.parametrize(("index", "kind", "param"), _plan(), ids=[f"{i}-{k}" for i, k, _ in _plan()])
 def test_fault(index, kind, param, server, sources, sample_site, tmp_path):
     own, info = server
-    settings = S3Settings(
-        endpoint_url=info.endpoint_url,
-        access_key_id=info.access_key_id,
-        secret_access_key=info.secret_access_key,
-        bucket=f"fault-{index}",
-    )
+    settings = info.settings(f"fault-{index}")
     Bucket(settings).ensure()
     home = tmp_path / "home"
     env = s3_env(settings, home)

@@ -180,3 +180,29 @@ def test_discover_cli_refuses_a_private_address_not_allowed(modern_site, capsys)
     assert code == 2
     assert "ssrf_blocked" in capsys.readouterr().err
     assert main(["discover", "http://169.254.169.254/latest/"]) == 2
+
+
+def test_discover_connects_to_the_address_it_checked(modern_site, monkeypatch):
+    """DNS rebinding: the first answer is allowed, a second would be the metadata IP; only the first is used."""
+    import socket
+
+    from examples.sample_site.modern import LINKWISE
+    from pipeline.cli.discover import GuardedFetcher
+    from spiders.netguard import Allowlist
+
+    port = int(modern_site.base_urls[LINKWISE].rsplit(":", 1)[1])
+    answers = iter(["127.0.0.1", "169.254.169.254", "169.254.169.254"])
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def rebinding(host, *args, **kwargs):
+        if host != "rebind.test":
+            return real(host, *args, **kwargs)
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    fetcher = GuardedFetcher(Allowlist.parse([f"127.0.0.1:{port}"]), timeout=5)
+    body, _ctype, final = fetcher.get(f"http://rebind.test:{port}/")
+    assert b"<html" in body.lower() and final == f"http://rebind.test:{port}/"
+    assert asked == ["rebind.test"]  # resolved once, for the connection itself

@@ -32,12 +32,7 @@ RUN_2 = "20261127T110000Z"
 @pytest.fixture(scope="module")
 def settings(s3_server) -> S3Settings:
     info = s3_server.info()
-    settings = S3Settings(
-        endpoint_url=info.endpoint_url,
-        access_key_id=info.access_key_id,
-        secret_access_key=info.secret_access_key,
-        bucket="e2e-pipeline",
-    )
+    settings = info.settings("e2e-pipeline")
     from pipeline.core.bucket import Bucket
 
     Bucket(settings).ensure()

@@ -7,6 +7,9 @@ import argparse
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -17,6 +20,7 @@ from benchmarks.bench_store import generate_articles
 from examples import duckdb_query, pandas_read, polars_read
 from pipeline.cli.read import cmd_read, configure_read
 from pipeline.core.context import RunContext
+from pipeline.core.paths import ROOT
 from pipeline.dataset import delta
 from pipeline.dataset.read import read_articles, table_version
 from pipeline.dataset.schema import ARTICLE_SCHEMA
@@ -232,3 +236,92 @@ def test_read_command_exits_0_in_50_consecutive_processes(s3_settings, dataset):
         codes.append(proc.returncode)
         assert len(proc.stdout.splitlines()) == want, proc.stderr
     assert codes == [0] * 50, {code: codes.count(code) for code in set(codes)}
+
+
+def _pipeline(*argv: str, env: dict, stdout=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+
+
+def _sources_yaml(path, *names: str):
+    body = "".join(f"  - name: {n}\n    feeds: ['https://{n}.example/feed']\n" for n in names)
+    path.write_text(f"sources:\n{body}", encoding="utf-8")
+    return path
+
+
+def test_read_source_known_by_the_sources_file_or_the_table(s3_settings, dataset, tmp_path):
+    """`read --source`: a configured name, or one only the table knows (removed from the file since), reads;
+    a name neither knows exits 2 naming the known sources, as `run --source nosuch` does."""
+    env = {**os.environ, "NEWS_INGEST_BUCKET": s3_settings.bucket}
+    sources = str(_sources_yaml(tmp_path / "sources.yaml", "gazette", "brand-new"))
+    everything = [r for rows in dataset.values() for r in rows]
+
+    configured = _pipeline("read", "--sources", sources, "--source", "gazette", "--columns", "article_id", env=env)
+    assert configured.returncode == 0, configured.stderr
+    assert ids(json.loads(x) for x in configured.stdout.splitlines()) == ids(
+        r for r in everything if r["source"] == "gazette"
+    )
+    removed = _pipeline("read", "--sources", sources, "--source", "tribune", "--columns", "article_id", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert ids(json.loads(x) for x in removed.stdout.splitlines()) == ids(
+        r for r in everything if r["source"] == "tribune"
+    )
+    # A configured source that never stored anything is not an error: it has no rows yet.
+    fresh = _pipeline("read", "--sources", sources, "--source", "brand-new", env=env)
+    assert fresh.returncode == 0 and fresh.stdout == b"", fresh.stderr
+
+    bad = _pipeline("read", "--sources", sources, "--source", "gazette", "--source", "nosuch", env=env)
+    assert bad.returncode == 2 and bad.stdout == b""
+    err = bad.stderr.decode()
+    assert err.startswith("error: no source named 'nosuch'") and err.count("\n") == 1, err
+    assert f"{sources} has: gazette, brand-new" in err
+    also = err.split("the table also holds at least: ", 1)[1].rstrip(")\n").split(", ")
+    assert also and set(also) <= {"daily-planet", "wire-service", "tribune", "chronicle"}, err
+
+
+def test_read_source_unknown_before_anything_was_stored(s3_settings, tmp_path):
+    """No table yet: an unknown `--source` still exits 2 naming the configured sources."""
+    env = {**os.environ, "NEWS_INGEST_BUCKET": s3_settings.bucket}
+    sources = str(_sources_yaml(tmp_path / "sources.yaml", "gazette"))
+    bad = _pipeline("read", "--sources", sources, "--source", "nosuch", env=env)
+    assert bad.returncode == 2, bad.stderr
+    assert (
+        bad.stderr.decode()
+        == f"error: no source named 'nosuch' in the sources file or the articles table ({sources} has: gazette)\n"
+    )
+
+
+def test_read_parquet_goes_to_a_file_or_a_pipe_never_a_terminal(s3_settings, dataset, tmp_path):
+    """`--format parquet`: without `--out`, or with `--out -` on a terminal, exit 2 and nothing written;
+    `--out -` into a pipe writes the Parquet file to stdout."""
+    import pty
+
+    env = {**os.environ, "NEWS_INGEST_BUCKET": s3_settings.bucket}
+    no_out = _pipeline("read", "--format", "parquet", env=env)
+    assert no_out.returncode == 2 and no_out.stdout == b""
+    assert no_out.stderr.decode().startswith("error: --format parquet is binary: give --out FILE")
+
+    leader, follower = pty.openpty()
+    try:
+        on_tty = _pipeline("read", "--format", "parquet", "--out", "-", env=env, stdout=follower)
+        os.set_blocking(leader, False)
+        try:
+            written = os.read(leader, 65536)
+        except (BlockingIOError, OSError):
+            written = b""
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert on_tty.returncode == 2 and written == b""
+    assert b"stdout is a terminal" in on_tty.stderr
+
+    piped = _pipeline("read", "--format", "parquet", "--out", "-", "--columns", "article_id", env=env)
+    assert piped.returncode == 0, piped.stderr
+    table = pq.read_table(io.BytesIO(piped.stdout))
+    assert sorted(table.column("article_id").to_pylist()) == ids(r for rows in dataset.values() for r in rows)

@@ -26,3 +26,16 @@ def test_server_rendered_pages_do_not():
 def test_visible_text_ignores_scripts():
     html = "<html><body><script>var x = 'lots of code here';</script><p>Hi there</p><style>p{}</style></body></html>"
     assert visible_text_length(html) == len("Hi there")
+
+
+def test_render_patterns_are_checked_when_the_file_loads():
+    import pytest
+    from pydantic import ValidationError
+
+    from pipeline.core.config import Source
+
+    assert Source(name="x", render="js", render_patterns=[r"/news/\d+"]).render_patterns == [r"/news/\d+"]
+    with pytest.raises(ValidationError, match="render_patterns needs render: js or render: auto"):
+        Source(name="x", render_patterns=["/news/"])
+    with pytest.raises(ValidationError, match="render_patterns"):
+        Source(name="x", render="js", render_patterns=["/news/(unclosed"])

@@ -192,12 +192,7 @@ def own_server(tmp_path):
     """A SeaweedFS of this test's own: stopping it must not disturb the session server."""
     server = EmbeddedS3(tmp_path / "s3")
     info = server.up("news")
-    settings = S3Settings(
-        endpoint_url=info.endpoint_url,
-        access_key_id=info.access_key_id,
-        secret_access_key=info.secret_access_key,
-        bucket="news",
-    )
+    settings = info.settings("news")
     try:
         yield server, settings
     finally:

@@ -165,3 +165,40 @@ def test_crawl_logs_are_redacted_by_the_redacted_logs_extension():
     assert "Crawled (200)" in out and "127.0.0.1:8701/story" in out
     assert "hunter2" not in out and "abc123" not in out
     assert len(handler.filters) == 1
+
+
+def test_scrapy_crawl_without_run_id_defaults_to_now(s3_settings, sources_file, sample_site, tmp_path):
+    """`scrapy crawl news -a source=X` by hand, no `-a run_id`: the run id is now (UTC), as `pipeline crawl`
+    makes it; the crawl succeeds and its WARC files and summary are filed under that id."""
+    import os
+    import subprocess
+    from datetime import datetime, timedelta, timezone
+
+    from pipeline.core.bucket import Bucket
+    from pipeline.core.layout import RAW_PREFIX, WARC_SUFFIX, check_run_id, crawl_summary_key, raw_run_id
+    from pipeline.core.paths import ROOT
+    from pipeline.dataset.warc import read_warc
+    from tests.test_crawl import outlets
+
+    outlet = outlets(sample_site)["plain"]
+    env = {**os.environ, **s3_settings.as_env(), "NEWS_INGEST_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "news", "-a", f"source={outlet}", "-a", f"sources={sources_file}"]
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    after = datetime.now(timezone.utc)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Field required" not in proc.stderr and "Traceback" not in proc.stderr
+
+    bucket = Bucket(s3_settings)
+    keys = [k for k in bucket.list(RAW_PREFIX) if k.endswith(WARC_SUFFIX) and f"/{outlet}/" in k]
+    run_ids = {raw_run_id(k) for k in keys}
+    run_ids = {r for r in run_ids if before <= datetime.strptime(r, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)}
+    assert len(run_ids) == 1, (run_ids, proc.stderr[-2000:])
+    (run_id,) = run_ids
+    assert check_run_id(run_id) == run_id
+    assert datetime.strptime(run_id, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc) <= after + timedelta(seconds=1)
+    assert f"run id {run_id} (now)" in proc.stderr  # the log says where the files went
+    summary = json.loads(bucket.get(crawl_summary_key(run_id, outlet)))
+    assert summary["run_id"] == run_id
+    pages = [r for k in keys if raw_run_id(k) == run_id for r in read_warc(bucket, k)]
+    assert pages, "the crawl archived no page"

@@ -22,14 +22,14 @@ import pyarrow as pa
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from examples.sample_site.warc_archive import cc_news_pages, write_archive
+from examples.sample_site.warc_archive import ArchivePage, cc_news_pages, write_archive
 from pipeline.core.bucket import Bucket
 from pipeline.core.paths import ROOT
 from pipeline.dataset.read import iter_tables
 from pipeline.dataset.warc import iter_archive
 from pipeline.dataset.warc_sources import Remote, expand, fetch_range
-from pipeline.flows.warc_import import ImportOptions, import_archives, state_key
-from pipeline.stages.warc_import import ImportCounts, ImportFilters, select
+from pipeline.flows.warc_import import ImportOptions, import_archives, lease_key, state_key
+from pipeline.stages.warc_import import REJECT_SAMPLE, ImportCounts, ImportFilters, select
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -168,6 +168,25 @@ def test_import_local_archive_counts_provenance_and_idempotence(s3_settings, arc
     assert _rows(s3_settings).num_rows == ARTICLES
 
 
+def test_reject_sample_is_capped_per_file_over_its_chunks_while_counts_stay_exact(s3_settings, tmp_path):
+    articles = [p for p in cc_news_pages(2) if p.kind == "article"][:4]
+    pages = []
+    for i, article in enumerate(articles):  # 12 404s before each article: 48 in all, over 4 chunks of 1 page
+        pages += [ArchivePage(f"https://gone.example/{i}/{n}", b"<html></html>", status=404) for n in range(12)]
+        pages.append(article)
+    path = tmp_path / "CC-NEWS-many-404.warc.gz"
+    write_archive(path, pages)
+    (summary,) = import_archives(expand([str(path)], Remote()), _opts(s3_settings, chunk_records=1))
+    assert len(summary["runs"]) == 4, "one run per chunk"
+    assert summary["counts"]["skipped"]["status"] == 48  # counted exactly
+    bucket = Bucket(s3_settings)
+    sampled = [row for key in bucket.list("rejects/") for row in bucket.iter_jsonl(key) if row["reason"] == "status"]
+    assert len(sampled) == REJECT_SAMPLE  # not 20 per chunk
+    assert {row["url"] for row in sampled} == {f"https://gone.example/{i}/{n}" for i in range(2) for n in range(12)} - {
+        f"https://gone.example/1/{n}" for n in range(8, 12)
+    }, "the file's first 20"
+
+
 def test_whole_file_gzip_import_stores_no_offsets(s3_settings, archive_dir):
     (summary,) = import_archives(expand([str(archive_dir / "whole.warc.gz")], Remote()), _opts(s3_settings))
     assert summary["counts"]["kept"] == ARTICLES and "truncated" not in summary["counts"]["skipped"]
@@ -259,6 +278,8 @@ def test_kill_9_mid_import_then_resume_stores_each_article_once(s3_settings, tmp
         "3",
         "--workers",
         "1",
+        "--lease-seconds",
+        "4",
     ]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bucket = Bucket(s3_settings)
@@ -277,10 +298,16 @@ def test_kill_9_mid_import_then_resume_stores_each_article_once(s3_settings, tmp
         if proc.poll() is None:
             proc.kill()
     assert bucket.get_json(key)["status"] == "running"
+    # The killed importer's lease is left behind; the next importer takes the file over once it expires.
+    lease = bucket.get_json(lease_key(NAME, str(path)))
+    while time.time() <= lease["expires_at"]:
+        time.sleep(0.2)
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stderr[-2000:]
     state = bucket.get_json(key)
     assert state["status"] == "done" and state["attempts"] == 2
+    assert "taking the file over" in done.stderr
+    assert not bucket.exists(lease_key(NAME, str(path))), "released at the end"
     ids = _rows(s3_settings).column("article_id").to_pylist()
     assert len(ids) == len(set(ids)) == len(many)
 

@@ -6,18 +6,21 @@ the way the crawl parses it, and a few of the article URLs it lists are printed 
 
 Every fetch (and every redirect hop) is checked against the crawl's SSRF rules first: a private, loopback
 or link-local address is refused unless ``--allow-private`` names it (as ``crawl.allow_private`` does).
-Unlike the crawl, the address is checked when resolved here, not pinned for the connection.
+The connection goes to the address that was checked: a host is resolved once per connection, so a DNS answer
+that changes between the check and the connect (DNS rebinding) cannot reach a refused address.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import re
 import socket
 import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import lxml.etree
@@ -28,7 +31,7 @@ from pipeline.core.config import CrawlSettings
 from pipeline.core.errors import ConfigError
 from pipeline.text.urls import absolute, robots_url, same_site
 from spiders import discovery
-from spiders.netguard import Allowlist, check_address, default_port, parse_ip_literal
+from spiders.netguard import Allowlist, check_address, parse_ip_literal
 
 MAX_BYTES = 8 * 2**20
 
@@ -62,23 +65,51 @@ class GuardedFetcher:
                 fetcher.check(newurl)
                 return super().redirect_request(req, fp, code, msg, headers, newurl)
 
-        self.opener = urllib.request.build_opener(_Redirects)
+        def pinned(conn_class: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+            class _Pinned(conn_class):  # type: ignore[valid-type,misc]
+                """Connects to the address `fetcher.resolve` checked, never to a second DNS answer."""
 
-    def check(self, url: str) -> None:
-        """Raise RefusedURL when `url` is not http(s) or its host is (or resolves to) a refused address."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RefusedURL(f"not an http(s) URL: {url}")
-        port = parts.port or default_port(parts.scheme)
-        ip = parse_ip_literal(parts.hostname)
+                def __init__(self, *args: Any, **kwargs: Any) -> None:
+                    super().__init__(*args, **kwargs)
+                    self._create_connection = self._connect_checked
+
+                def _connect_checked(self, address: tuple[str, int], *args: Any) -> socket.socket:
+                    host, port = address
+                    return socket.create_connection((fetcher.resolve(host, port), port), *args)
+
+            return _Pinned
+
+        class _HTTP(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(pinned(http.client.HTTPConnection), req)
+
+        class _HTTPS(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                return self.do_open(pinned(http.client.HTTPSConnection), req, context=self._context)  # type: ignore[attr-defined]
+
+        # No ProxyHandler: a proxy would resolve the host itself, past the check.
+        self.opener = urllib.request.OpenerDirector()
+        for handler in (_HTTP(), _HTTPS(), _Redirects(), urllib.request.HTTPErrorProcessor()):
+            self.opener.add_handler(handler)
+
+    def resolve(self, host: str, port: int) -> str:
+        """The one address of `host` to connect to; RefusedURL when any of its addresses is refused."""
+        ip = parse_ip_literal(host)
         try:
-            addresses = [str(ip)] if ip else sorted({str(i[4][0]) for i in socket.getaddrinfo(parts.hostname, port)})
+            addresses = [str(ip)] if ip else sorted({str(i[4][0]) for i in socket.getaddrinfo(host, port)})
         except OSError as exc:
-            raise RefusedURL(f"cannot resolve {parts.hostname}: {exc}") from None
+            raise RefusedURL(f"cannot resolve {host}: {exc}") from None
         for address in addresses:
             reason = check_address(address, port, self.allow)
             if reason is not None:
-                raise RefusedURL(f"ssrf_blocked: {url}: {reason} (use --allow-private to allow it)")
+                raise RefusedURL(f"ssrf_blocked: {host}:{port}: {reason} (use --allow-private to allow it)")
+        return addresses[0]
+
+    def check(self, url: str) -> None:
+        """Raise RefusedURL when `url` is not http(s) (its address is checked again when it is connected to)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RefusedURL(f"not an http(s) URL: {url}")
 
     def get(self, url: str) -> tuple[bytes, str, str]:
         """(body, content type, final URL) of a 2xx answer; OSError for anything else."""

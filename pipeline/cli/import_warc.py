@@ -49,18 +49,29 @@ def configure_import_warc(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--chunk", type=int, default=None, help="pages per commit (default 1000)")
     parser.add_argument("--workers", type=int, default=None, help="extraction processes (default: all cores)")
     parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=None,
+        help="how long a file's lease lasts unless renewed, i.e. how soon a dead importer's file is taken over "
+        "(default 600)",
+    )
+    parser.add_argument(
         "--sources-file", default=None, help="the sources file (cleaning rules, --allow-configured-sources)"
     )
     return parser
 
 
 def cmd_import_warc(args: argparse.Namespace) -> int:
-    """Handler of `import-warc`: prints one JSON line per file (done, skipped or busy), exit 0."""
+    """Handler of `import-warc`: prints one JSON line per file, exit 0.
+
+    A file's `status` is done, skipped (imported already) or busy: another importer holds the file's
+    lease (it is being imported by another run, which goes on with it; stderr says so).
+    """
     from pathlib import Path
 
     from pipeline.core.config import S3Settings, load_sources
     from pipeline.dataset.warc_sources import COMMONCRAWL_BASE, Remote, expand
-    from pipeline.flows.warc_import import DEFAULT_CHUNK_RECORDS, ImportOptions, import_archives
+    from pipeline.flows.warc_import import DEFAULT_CHUNK_RECORDS, LEASE_SECONDS, ImportOptions, import_archives
     from pipeline.stages.warc_import import (
         DEFAULT_MIME_TYPES,
         DEFAULT_STATUSES,
@@ -101,6 +112,7 @@ def cmd_import_warc(args: argparse.Namespace) -> int:
         sources_path=Path(args.sources_file) if args.sources_file else None,
         chunk_records=args.chunk or DEFAULT_CHUNK_RECORDS,
         workers=args.workers,
+        lease_seconds=args.lease_seconds or LEASE_SECONDS,
     )
     for summary in import_archives(archives, opts, say=lambda msg: print(msg, file=sys.stderr)):
         print(json.dumps(summary, sort_keys=True))

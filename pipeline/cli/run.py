@@ -12,6 +12,7 @@ from pipeline.cli.common import UsageError
 from pipeline.core.context import RunContext, check_run_id, make_run_id
 from pipeline.core.paths import default_sources_path
 from pipeline.flows.ingest import check_step, headline, reextract_run, run_once
+from pipeline.flows.streaming import DEFAULT_JOBS
 from pipeline.report.run_report import print_summary
 from pipeline.runtime.progress import progress_reporter
 
@@ -30,6 +31,23 @@ def configure_run(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--run-id", default=None, help="YYYYMMDDTHHMMSSZ (default: now, UTC)")
     parser.add_argument("--source", action="append", default=None, help="only this source (repeatable)")
+    parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"crawl up to N sources at once, never two of one host (default: min(sources, {DEFAULT_JOBS}))",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def configure_reextract(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Live bars on a terminal; a few plain lines when stderr is a log or a pipe.
     with progress_reporter(sys.stderr) as progress:
-        report = run_once(ctx, only_sources=args.source, say=progress)
+        report = run_once(ctx, only_sources=args.source, say=progress, jobs=args.jobs)
     _print_report(report, as_json=args.json)
     # The DAG's `check` task, with the same reasons: the good sources are committed, but a source that
     # failed (unreachable included) or a run that committed nothing is an error (exit 1).

@@ -359,6 +359,9 @@ class Source(BaseModel):
     #: "js": fetch article and section pages, then render them in headless Chromium behind the same guards;
     #: "auto": render only a page whose HTML is an app shell with too little text; "off": never.
     render: Literal["off", "js", "auto"] = "off"
+    #: Regular expressions: only a page whose URL matches one (`re.search`) is rendered; empty: every page
+    #: of the source. Needs `render: js` or `auto` (declared after `render`, whose value its check reads).
+    render_patterns: RegexList = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
@@ -374,6 +377,13 @@ class Source(BaseModel):
     @classmethod
     def _home_url(cls, value: str | None) -> str | None:
         return None if value is None else _check_url(value)
+
+    @field_validator("render_patterns")
+    @classmethod
+    def _render_patterns(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value and info.data.get("render", "off") == "off":
+            raise ValueError("render_patterns needs render: js or render: auto (with render: off nothing is rendered)")
+        return value
 
 
 class CrawlSettings(BaseModel):

@@ -41,6 +41,8 @@ SOURCE_FIELD = "WARC-X-Source"
 KIND_FIELD = "WARC-X-Kind"
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024  # rotate files at ~100 MiB (compressed)
 _HOP_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+#: Content type of a `conversion` record: the DOM a browser rendered from the response it refers to.
+CONVERSION_TYPE = "text/html; charset=utf-8"
 
 #: zlib level of each record's gzip member. warcio uses 9; on the 181 pages of the extraction
 #: benchmark (31.5 MB of HTML) level 9 took 1.09 s for 6.13 MB, level 6 0.79 s for 6.16 MB,
@@ -155,8 +157,14 @@ class RotatingWarcWriter:
         reason: str = "",
         fetched_at: datetime | None = None,
         extra: dict[str, str] | None = None,
+        conversion: bytes | None = None,
+        conversion_extra: dict[str, str] | None = None,
     ) -> tuple[str, str]:
-        """Append a request + response pair; returns (warc file key, response record id)."""
+        """Append a request + response pair; returns (warc file key, response record id).
+
+        `conversion`: the page as a browser rendered it (UTF-8 HTML), stored as a `conversion` record that
+        refers to the response (`WARC-Refers-To`) and carries `conversion_extra` fields. It is written
+        before the pair, so a reader of a growing file (`WarcTail`) has it by the time the response lands."""
         if self._writer is None:
             self._open()
         assert self._writer is not None and self._fh is not None
@@ -178,6 +186,16 @@ class RotatingWarcWriter:
             warc_headers_dict=warc_headers,
         )
         record_id = response.rec_headers.get_header("WARC-Record-ID")
+        if conversion is not None:
+            converted = self._writer.create_warc_record(
+                url,
+                "conversion",
+                payload=io.BytesIO(conversion),
+                length=len(conversion),
+                warc_content_type=CONVERSION_TYPE,
+                warc_headers_dict={"WARC-Date": warc_date, "WARC-Refers-To": record_id, **(conversion_extra or {})},
+            )
+            self._writer.write_record(converted)
         req_headers = StatusAndHeaders(
             f"{method} {_path_of(url)} HTTP/1.1", list(request_headers or []), is_http_request=True
         )
@@ -211,11 +229,42 @@ class RotatingWarcWriter:
         return list(self.keys)
 
 
-def iter_responses(stream: IO[bytes], warc_key: str = "") -> Iterator[WarcResponse]:
-    """Response records of a WARC (gzip or not), in file order."""
+def iter_responses(
+    stream: IO[bytes], warc_key: str = "", conversions: dict[str, WarcResponse] | None = None
+) -> Iterator[WarcResponse]:
+    """Response records of a WARC (gzip or not), in file order.
+
+    A response that a `conversion` record refers to (a page a browser rendered) comes with the converted
+    body and content type in its place, and the conversion's `WARC-X-*` fields; extraction reads what the
+    crawl read. `conversions` keeps conversions seen but not yet matched, between calls on one file."""
+    pending: dict[str, WarcResponse] = {} if conversions is None else conversions
     for record in ArchiveIterator(stream):
-        if record.rec_type == "response":
-            yield _response_of(record, warc_key)
+        if record.rec_type == "conversion" and record.rec_headers.get_header("WARC-Refers-To"):
+            pending[record.rec_headers.get_header("WARC-Refers-To")] = _response_of(record, warc_key)
+        elif record.rec_type == "response":
+            response = _response_of(record, warc_key)
+            converted = pending.pop(response.record_id, None)
+            yield response if converted is None else _converted(response, converted)
+
+
+def _converted(response: WarcResponse, conversion: WarcResponse) -> WarcResponse:
+    """`response` with the body of the `conversion` record that refers to it."""
+    kind = conversion.extra.pop("Content-Type", None) or CONVERSION_TYPE
+    headers = [(k, v) for k, v in response.headers if k.lower() not in ("content-type", "content-length")]
+    headers += [("Content-Type", kind), ("Content-Length", str(len(conversion.body)))]
+    extra = {**response.extra, **conversion.extra}
+    return WarcResponse(
+        record_id=response.record_id,
+        url=response.url,
+        status=response.status,
+        headers=headers,
+        body=conversion.body,
+        source=response.source,
+        kind=response.kind,
+        date=response.date,
+        warc_key=response.warc_key,
+        extra=extra,
+    )
 
 
 def _response_of(record, warc_key: str) -> WarcResponse:
@@ -234,7 +283,8 @@ def _response_of(record, warc_key: str) -> WarcResponse:
         kind=rec.get_header(KIND_FIELD),
         date=rec.get_header("WARC-Date"),
         warc_key=warc_key,
-        extra={k: v for k, v in rec.headers if k.startswith("WARC-X-") and k not in (SOURCE_FIELD, KIND_FIELD)},
+        extra={k: v for k, v in rec.headers if k.startswith("WARC-X-") and k not in (SOURCE_FIELD, KIND_FIELD)}
+        | ({"Content-Type": rec.get_header("Content-Type")} if record.rec_type == "conversion" else {}),
     )
 
 
@@ -274,6 +324,7 @@ class WarcTail:
         self.folder = Path(folder)
         self.key_prefix = key_prefix
         self.offsets: dict[str, int] = {}  # file name -> bytes consumed (complete members)
+        self.conversions: dict[str, WarcResponse] = {}  # read, but their response not yet (iter_responses)
 
     def poll(self) -> list[WarcResponse]:
         """Response records completed since the last poll."""
@@ -286,7 +337,7 @@ class WarcTail:
             used, raw = _complete_members(data)
             if used:
                 self.offsets[path.name] = offset + used
-                out.extend(iter_responses(io.BytesIO(raw), self.key_prefix + path.name))
+                out.extend(iter_responses(io.BytesIO(raw), self.key_prefix + path.name, self.conversions))
         return out
 
     def fully_read(self) -> bool:

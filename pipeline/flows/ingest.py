@@ -9,8 +9,8 @@ returning keys (small enough for XCom). Every entry point calls these steps:
 * `reextract_run()`, which rebuilds a run's articles from its WARC files alone;
 * maintenance (`pipeline.flows.maintenance`), which calls `reextract_run`.
 
-Adding a stage means a module in `pipeline/stages/`, a step here called from `_finish` (or
-before it), and a task in the DAG that calls the step.
+Adding a stage means a module in `pipeline/stages/`, a step here called from `finish_step`
+(or before it), and a task in the DAG that calls the step.
 """
 
 from __future__ import annotations
@@ -201,6 +201,7 @@ def run_once(
     only_sources: list[str] | None = None,
     say: Callable[[str], None] | None = None,
     streaming: bool = True,
+    jobs: int | None = None,
 ) -> dict:
     """Every step in order for the configured sources, in this process; returns the report.
 
@@ -212,7 +213,7 @@ def run_once(
     if streaming:
         from pipeline.flows.streaming import crawl_and_extract
 
-        streamed = crawl_and_extract(ctx, sources, rep=rep)
+        streamed = crawl_and_extract(ctx, sources, rep=rep, jobs=jobs)  # `jobs` crawls at once
         extracted, timings = streamed.extracted_keys, dict(streamed.timings)
         failed, cleaned = streamed.failed_sources, streamed.cleaned
     else:
@@ -227,7 +228,7 @@ def run_once(
         timings = {"crawl": round(time.perf_counter() - t0, 3)}
         extracted = _extract_all(ctx, warc_keys, timings=timings, rep=rep)
         cleaned = None
-    return _finish(ctx, sources, extracted, timings=timings, failed=failed, cleaned=cleaned, rep=rep)
+    return finish_step(ctx, sources, extracted, timings=timings, failed=failed, cleaned=cleaned, rep=rep)
 
 
 def reextract_run(ctx: RunContext, *, say: Callable[[str], None] | None = None) -> dict:
@@ -244,7 +245,7 @@ def reextract_run(ctx: RunContext, *, say: Callable[[str], None] | None = None) 
     timings: dict[str, float] = {}
     extracted = _extract_all(ctx, warc_keys, timings=timings, rep=rep)
     sources = sorted({s["source"] for s in crawl_summaries(ctx)})
-    return _finish(ctx, sources, extracted, timings=timings, failed={}, cleaned=None, rep=rep)
+    return finish_step(ctx, sources, extracted, timings=timings, failed={}, cleaned=None, rep=rep)
 
 
 def _extract_all(ctx: RunContext, warc_keys: list[str], *, timings: dict[str, float], rep: Reporter) -> list[str]:
@@ -259,7 +260,7 @@ def _extract_all(ctx: RunContext, warc_keys: list[str], *, timings: dict[str, fl
     return extracted
 
 
-def _finish(
+def finish_step(
     ctx: RunContext,
     sources: list[str],
     extracted: list[str],
@@ -269,9 +270,13 @@ def _finish(
     cleaned: Mapping[str, list[Outcome]] | None,
     rep: Reporter,
 ) -> dict:
-    """The steps after extraction, shared by every whole run: clean, dedupe, commit, report.
+    """The steps after extraction, in this process: clean, dedupe, commit, report; returns the report.
 
-    A run that reached no source commits nothing (an outage is not an empty hour); the report says why.
+    Shared by every whole run: `run_once`, `reextract_run` and each chunk of `import-warc`
+    (`pipeline.flows.warc_import`). `extracted` are the extracted files' keys; `cleaned` maps some of
+    them to outcomes the extraction workers already cleaned (those are not cleaned again); `timings`
+    gets each step's seconds. A run that reached none of `sources` commits nothing (an outage is not
+    an empty hour) and the report says why; with no `sources` (an archive import) nothing is checked.
     """
     if sources and not reached_sources(ctx, sources, failed):
         log.error("no source was reached in run %s: nothing committed", ctx.run_id)

@@ -6,10 +6,13 @@ from a shell. They are idempotent: running one twice for the same day leaves the
 * `runs_between()` + `reextract()`: rebuild committed runs from their WARC files with the
   current extractor and cleaner (no crawling), e.g. after an extractor upgrade.
 * `compact_day()`: OPTIMIZE ZORDER BY (source, published) of one `dt=` partition of the Delta table,
-  then a checkpoint; `cleanup_orphans()`: VACUUM (files older than 7 days no kept version uses).
+  then a checkpoint; `compact_partition()` without the checkpoint, saying why when there is nothing to
+  rewrite; `cleanup_orphans()`: VACUUM (files older than 7 days no kept version uses).
 * `prune_dedupe_index()`: delete near-duplicate index shards older than the dedupe window.
 * `abort_stale_uploads()`: abort multipart uploads left open for more than a day (by a store
   that died, or lost the server, before it could abort its own).
+* `prune_unused_warcs()`: delete the WARC files of crawl attempts a finished run did not use (a retry
+  replaced them; no reader opens them again).
 * `prune_seen_state()`: drop seen-URL entries stored longer ago than a retention period, and
   `prune_refused_state()` refusals recorded longer ago than theirs. Shard by shard: each shard is
   read on its own and rewritten only when it holds an expired entry, with the conditional
@@ -23,6 +26,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -33,12 +37,16 @@ from pipeline.core.layout import (
     REFUSED_PREFIX,
     SEEN_PREFIX,
     WARC_SUFFIX,
+    crawl_summaries_prefix,
     raw_day_prefix,
+    raw_prefix,
     raw_run_id,
     refused_source,
     seen_source,
 )
+from pipeline.dataset import delta
 from pipeline.dataset.state import DELTA_KINDS, WORKERS, fold_all, iter_shards, migrate_legacy, update_json
+from pipeline.dataset.warc import run_warc_keys
 from pipeline.flows.ingest import reextract_run
 from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
 from pipeline.stages.store import checkpoint, optimize_day, vacuum
@@ -54,8 +62,17 @@ REFUSED_RETENTION_DAYS = 30
 #: A multipart upload open this long is a leftover: a store takes minutes, and its own
 #: failure handling aborts what it started whenever the server can still be reached.
 STALE_UPLOAD_AGE = timedelta(days=1)
+#: A run younger than this may still be retrying a crawl: its unnamed WARC files may be a live attempt's.
+UNUSED_WARC_GRACE = timedelta(days=2)
+#: How many days before the grace period each prune looks at (a daily schedule covers each day 7 times).
+UNUSED_WARC_DAYS = 7
 #: The most days one re-extraction request may cover (a typo in a date should not queue a year).
 MAX_REEXTRACT_DAYS = 62
+#: A day of one file is not rewritten when that file is one row group: OPTIMIZE would merge nothing, and
+#: sorting one row group changes no file or row-group statistic a reader prunes by. A larger single file is sorted.
+MIN_FILES = 2
+#: How far back the history is searched for the last OPTIMIZE of a day (commits, newest first).
+OPTIMIZE_LOOKBACK = 500
 
 
 def _day(value: date | str) -> date:
@@ -99,13 +116,104 @@ def reextract(settings: S3Settings, run_id: str, sources_path: Path | str) -> di
     return {"run_id": run_id, "manifest": report.get("manifest"), "articles_stored": report.get("articles_stored")}
 
 
-def compact_day(settings: S3Settings, dt: date | str) -> str | None:
-    """OPTIMIZE one day partition (Z-order on source, published) and checkpoint the table; a one-line
-    summary, or None when there was nothing to rewrite."""
-    metrics = optimize_day(settings, _day(dt).isoformat())
-    version = checkpoint(settings)
-    removed, added = metrics.get("numFilesRemoved", 0), metrics.get("numFilesAdded", 0)
-    return f"{removed} files -> {added} (checkpoint at version {version})" if removed else None
+@dataclass(frozen=True)
+class Compaction:
+    """What compacting one day did: the files it rewrote, or why it rewrote none (`skipped`)."""
+
+    dt: str
+    files_removed: int = 0
+    files_added: int = 0
+    skipped: str | None = None
+
+    def summary(self) -> str:
+        """One line: `optimized N files into M`, or `nothing to compact: <why>`."""
+        if self.skipped is not None:
+            return f"nothing to compact: {self.skipped}"
+        return f"optimized {self.files_removed} files into {self.files_added}"
+
+
+def compact_partition(settings: S3Settings, dt: date | str) -> Compaction:
+    """OPTIMIZE one day partition (Z-order on source, published) unless there is nothing to gain
+    (`compaction_skip_reason`); no checkpoint (`compact_day` adds it)."""
+    day = _day(dt).isoformat()
+    reason = compaction_skip_reason(settings, day)
+    if reason is not None:
+        return Compaction(day, skipped=reason)
+    metrics = optimize_day(settings, day)
+    return Compaction(day, metrics.get("numFilesRemoved", 0), metrics.get("numFilesAdded", 0))
+
+
+def compact_day(settings: S3Settings, dt: date | str) -> str:
+    """`compact_partition` then a checkpoint of the table; a one-line summary that says why when
+    nothing was rewritten."""
+    done = compact_partition(settings, dt)
+    if done.skipped is not None:
+        return done.summary()
+    return f"{done.files_removed} files -> {done.files_added} (checkpoint at version {checkpoint(settings)})"
+
+
+def compaction_skip_reason(settings: S3Settings, dt: str) -> str | None:
+    """Why OPTIMIZE of day `dt` would gain nothing, or None when it would rewrite something useful:
+    no table yet, no partition for the day, the last OPTIMIZE of the day wrote exactly its current files,
+    or a single file of one row group. (delta-rs's Z-order rewrites whatever it is given, even its own output.)"""
+    table = delta.open_table(settings)
+    if table is None:
+        return (
+            f"no articles table in s3://{settings.bucket}/{delta.TABLE_PREFIX} yet (nothing stored, or an empty bucket)"
+        )
+    files = _day_files(table)
+    today = files.get(dt, [])
+    if not today:
+        days = sorted(files)
+        where = f"the table has {len(days)} day(s), {days[0]} to {days[-1]}" if days else "the table has no rows"
+        return f"no partition dt={dt}: nothing was stored that day ({where})"
+    paths = {f["path"] for f in today}
+    last = _last_optimize(table, dt)
+    if (
+        last is not None
+        and {f["path"] for f in _day_files(delta.open_table(settings, last["version"])).get(dt, [])} == paths
+    ):
+        when = datetime.fromtimestamp(last["timestamp"] / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+        return (
+            f"already compacted: the OPTIMIZE of table version {last['version']} ({when}) wrote its "
+            f"{len(paths)} file(s), {_size(today)}, and no commit changed the day since"
+        )
+    rows = sum(f["num_records"] or 0 for f in today)
+    if len(today) < MIN_FILES and rows <= delta.ROW_GROUP_ROWS:
+        return (
+            f"dt={dt} is 1 file ({rows} rows, {_size(today)}): compaction merges {MIN_FILES} or more files, "
+            f"or sorts a file of more than {delta.ROW_GROUP_ROWS} rows"
+        )
+    return None
+
+
+def _day_files(table) -> dict[str, list[dict]]:
+    """dt -> the add actions (path, size_bytes, num_records) of the table version `table` is at."""
+    import pyarrow as pa
+
+    actions = pa.table(table.get_add_actions(flatten=True)).select(
+        ["path", "size_bytes", "num_records", "partition.dt"]
+    )
+    out: dict[str, list[dict]] = {}
+    for row in actions.to_pylist():
+        out.setdefault(row["partition.dt"], []).append(row)
+    return out
+
+
+def _last_optimize(table, dt: str) -> dict | None:
+    """The newest OPTIMIZE commit (history entry) whose predicate covered day `dt`, within the lookback."""
+    for entry in table.history(limit=OPTIMIZE_LOOKBACK):
+        if entry.get("operation") != "OPTIMIZE":
+            continue
+        predicate = str((entry.get("operationParameters") or {}).get("predicate") or "[]")
+        if f"'{dt}'" in predicate or predicate.strip() == "[]":  # this day, or every day
+            return entry
+    return None
+
+
+def _size(files: list[dict]) -> str:
+    n = sum(f["size_bytes"] for f in files)
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 def prune_dedupe_index(bucket: Bucket, as_of: date | str, *, window_days: int | None = None) -> list[str]:
@@ -229,3 +337,30 @@ def cleanup_orphans(settings: S3Settings, as_of: datetime) -> int:
     left by a commit that never happened); how many were deleted. Its retention is the table's own (the
     wall clock, not `as_of`: the log's timestamps are)."""
     return len(vacuum(settings))
+
+
+def prune_unused_warcs(
+    bucket: Bucket, as_of: datetime | date | str, *, grace: timedelta = UNUSED_WARC_GRACE, days: int = UNUSED_WARC_DAYS
+) -> list[str]:
+    """Delete the WARC files of crawl attempts no crawl summary names, in runs older than `grace`; the keys.
+
+    A retried crawl writes new files next to the failed attempt's, and its summary names the ones the run
+    used (`run_warc_keys`): the others are never read again. Only runs of the `days` days before
+    `as_of - grace` are looked at, so a daily schedule stays incremental; a run without summaries (archived
+    by an older version, where every file counts) is left alone.
+    """
+    cutoff = _cutoff(as_of, grace.total_seconds() / 86400)
+    last_day = cutoff.date()
+    deleted: list[str] = []
+    for run_id in runs_between(bucket, last_day - timedelta(days=days), last_day):
+        run_time = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        if run_time > cutoff or not bucket.list(crawl_summaries_prefix(run_id)):
+            continue
+        used = set(run_warc_keys(bucket, run_id))
+        unused = [k for k in bucket.list(raw_prefix(run_id)) if k.endswith(WARC_SUFFIX) and k not in used]
+        if unused:
+            bucket.delete(unused)
+            deleted.extend(unused)
+    if deleted:
+        log.info("deleted %d WARC files of crawl attempts no run used", len(deleted))
+    return sorted(deleted)

@@ -7,6 +7,11 @@ the crawl child keeps its WARC files in a local folder (`NEWS_WARC_LOCAL_DIR`), 
 crawl goes on. Scrapy's reactor is one thread, so the crawl leaves most of the second
 core idle; this puts it to work.
 
+The sources are crawled as the DAG crawls them, in parallel: up to `jobs` Scrapy children at
+once (`--jobs`, default `default_jobs`), each followed by a line of its own on the progress
+display. Politeness is per host inside each child, so two sources sharing a host (host and
+port of any feed, sitemap, section or home URL) are never crawled at once (`startable`).
+
 The output is the DAG's: one `work/.../extracted/<stem>.jsonl.gz` and one extract-rejects
 file per WARC file, from the same `warc_item` / `extract_batch` / `write_extraction`.
 They are written only for a crawl that finished and whose local files were read to their
@@ -22,17 +27,20 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from pipeline.core.context import RunContext
 from pipeline.core.layout import raw_prefix, safe_segment
 from pipeline.core.paths import var_dir
 from pipeline.dataset.warc import Spool, WarcTail, remove_stale_spools
-from pipeline.runtime.progress import Reporter
+from pipeline.runtime.progress import Line, Reporter
 from pipeline.stages.crawl import crawl_log_path, crawl_outcome, crawl_source
 
 if TYPE_CHECKING:
+    from pipeline.core.config import Source
     from pipeline.stages.clean import Outcome
     from pipeline.stages.extract import PageOutcome
 
@@ -42,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: How often the tail looks for new records while a crawl runs (seconds).
 POLL_SECONDS = 0.05
+#: Crawls at once by default (`default_jobs`).
+DEFAULT_JOBS = 4
 
 
 @dataclass(frozen=True)
@@ -64,10 +74,13 @@ class _Crawl:
 
     name: str
     tail: WarcTail
+    line: Line
+    follow: ExitStack = field(default_factory=ExitStack)  # the progress line following the crawl's log
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     thread: threading.Thread | None = None
     ended: float = 0.0  # perf_counter() when the crawl process was done
+    collected: bool = False  # its last records were read and its line ended
 
     def start(self, ctx: RunContext) -> _Crawl:
         self.thread = threading.Thread(target=self._run, args=(ctx,), name=f"crawl-{self.name}", daemon=True)
@@ -82,6 +95,47 @@ class _Crawl:
         finally:
             self.ended = time.perf_counter()
             self.done.set()
+
+
+# --------------------------------------------------------------------------- which crawls may run at once
+
+
+def host_of(url: str) -> str:
+    """The `host:port` of a URL (default port filled in): the unit of politeness, as robots.txt scopes it."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+def source_hosts(source: Source) -> frozenset[str]:
+    """The hosts a source's crawl starts from (feeds, sitemaps, sections, home page)."""
+    urls = [*source.feeds, *source.sitemaps, *source.sections, *([source.home] if source.home else [])]
+    return frozenset(host_of(url) for url in urls)
+
+
+def startable(pending: list[str], hosts: dict[str, frozenset[str]], busy: set[str], slots: int) -> list[str]:
+    """The pending sources to start now, in order: at most `slots` of them, and none that shares a host
+    with a running crawl (`busy`) or with another one started now.
+
+    Per-host politeness (delay, concurrency, AutoThrottle) lives inside each Scrapy child, which knows
+    nothing of the others: two crawls of one host at once would double its request rate. So the crawls
+    of one host run one after another, and only crawls of different hosts overlap."""
+    chosen: list[str] = []
+    taken = set(busy)
+    for name in pending:
+        if len(chosen) >= slots:
+            break
+        if hosts.get(name, frozenset()).isdisjoint(taken):
+            chosen.append(name)
+            taken |= hosts.get(name, frozenset())
+    return chosen
+
+
+def default_jobs(n_sources: int) -> int:
+    """Crawls at once when `--jobs` is not given: each is a Scrapy child that mostly waits on politeness
+    delays and the network, so more of them than cores is fine; `DEFAULT_JOBS` bounds the memory (and
+    the extraction workers' share of the CPU)."""
+    return max(1, min(n_sources, DEFAULT_JOBS))
 
 
 def _warm_up_later_stages() -> None:
@@ -103,9 +157,18 @@ def _warm_up_later_stages() -> None:
 
 
 def crawl_and_extract(
-    ctx: RunContext, sources: list[str], *, rep: Reporter, workers: int | None = None, timeout: float = 30
+    ctx: RunContext,
+    sources: list[str],
+    *,
+    rep: Reporter,
+    workers: int | None = None,
+    timeout: float = 30,
+    jobs: int | None = None,
 ) -> StreamedCrawl:
-    """Crawl `sources` one after another, extracting (and cleaning) their pages as they are archived."""
+    """Crawl `sources`, up to `jobs` at once (never two of one host at once), extracting (and cleaning)
+    their pages as they are archived. A crawl that fails does not stop the others."""
+    jobs = default_jobs(len(sources)) if jobs is None else max(1, jobs)
+    hosts = {name: source_hosts(ctx.sources.source(name)) for name in sources}
     for folder in remove_stale_spools(var_dir()):  # left by a run that was killed
         log.warning("removed the stale spool folder %s", folder)
     held = Spool(var_dir(), f"warc-{safe_segment(ctx.run_id)}-")
@@ -113,40 +176,57 @@ def crawl_and_extract(
     t0 = time.perf_counter()
     crawl_end = t0
     crawls: dict[str, _Crawl] = {}
+    pending = list(sources)
     pointers: list[dict] = []  # per item, in input order, without the HTML
     extracted = 0
 
-    def begin(name: str) -> _Crawl:
-        folder = spool / safe_segment(name)
-        folder.mkdir()
-        crawls[name] = _Crawl(name, WarcTail(folder, raw_prefix(ctx.run_id, name))).start(ctx)
-        return crawls[name]
+    def start_some() -> None:
+        running = [c for c in crawls.values() if not c.collected]
+        busy = {host for c in running for host in hosts[c.name]}
+        for name in startable(pending, hosts, busy, jobs - len(running)):
+            pending.remove(name)
+            folder = spool / safe_segment(name)
+            folder.mkdir()
+            crawl = _Crawl(
+                name, WarcTail(folder, raw_prefix(ctx.run_id, name)), rep.line(f"crawl {name}", unit="responses")
+            )
+            crawl.follow.enter_context(rep.follow(crawl_log_path(ctx, name), advance=crawl.line.advance))
+            crawls[name] = crawl.start(ctx)
+
+    def collect(crawl: _Crawl) -> None:
+        """The crawl's process ended and its last records were read: end its line, free its hosts."""
+        assert crawl.thread is not None
+        crawl.thread.join()
+        crawl.follow.close()
+        crawl.collected = True
+        if crawl.error is not None:
+            log.error("crawl of %s failed: %s", crawl.name, crawl.error)
+            crawl.line.end(failed=str(crawl.error).splitlines()[0][:200])
+        else:
+            crawl.line.end()
+        rep.advance()  # one more source of the crawl stage
 
     def items() -> Iterator[dict]:
         nonlocal crawl_end
         # Started here, once the pool's workers are forked: a fork while this thread imports
         # would hand the workers half-imported modules.
         threading.Thread(target=_warm_up_later_stages, name="warm-up", daemon=True).start()
-        for name in sources:
-            crawl = crawls.get(name) or begin(name)
-            rep.stage(f"crawl {name}", unit="responses")
-            with rep.follow(crawl_log_path(ctx, name)):
-                while True:
-                    finished = crawl.done.wait(POLL_SECONDS)
-                    for rec in crawl.tail.poll():  # after the child exited: the last records too
-                        item = warc_item(rec)
-                        if item is not None:
-                            pointers.append(item)
-                            yield {**item, "html": rec.text()}
-                    if finished:
-                        break
-            assert crawl.thread is not None
-            crawl.thread.join()
-            if crawl.error is not None:
-                log.error("crawl of %s failed: %s", name, crawl.error)
-                rep.note(f"crawl {name}: FAILED ({str(crawl.error).splitlines()[0][:200]})")
-            else:
-                rep.note(f"crawl {name}: done")
+        while True:
+            start_some()
+            running = [c for c in crawls.values() if not c.collected]
+            if not running:
+                break
+            for crawl in running:
+                finished = crawl.done.is_set()  # before the poll: then the poll reads its last records too
+                for rec in crawl.tail.poll():
+                    item = warc_item(rec)
+                    if item is not None:
+                        pointers.append(item)
+                        yield {**item, "html": rec.text()}
+                if finished:
+                    collect(crawl)
+            if all(not c.done.is_set() for c in crawls.values() if not c.collected):
+                time.sleep(POLL_SECONDS)
         crawl_end = max(c.ended for c in crawls.values()) if crawls else time.perf_counter()
         log.info(
             "crawls ended after %.2f s; %s of %s pages extracted by %.2f s",
@@ -159,10 +239,10 @@ def crawl_and_extract(
 
     outcomes: dict[str, list[tuple[dict, PageOutcome]]] = defaultdict(list)  # WARC key -> (item, outcome)
     try:
-        if sources:
-            # The Scrapy child starts now (its start-up takes a second or more); building the clean
-            # step and forking the pool overlap it. The fork lock keeps the forks apart.
-            begin(sources[0])
+        rep.stage(f"crawl ({len(sources)} sources, up to {jobs} at once)", total=len(sources), unit="sources")
+        # The first Scrapy children start now (their start-up takes a second or more); building the
+        # clean step and forking the pool overlap it. The fork lock keeps the forks apart.
+        start_some()
         from pipeline.stages.clean import CleanStep
         from pipeline.stages.extract import extract_outcomes, warc_item
 
@@ -187,6 +267,7 @@ def crawl_and_extract(
         for crawl in crawls.values():  # an exception above: do not leave a crawl thread behind
             if crawl.thread is not None:
                 crawl.thread.join()
+            crawl.follow.close()
         held.release()
     end = time.perf_counter()
     return StreamedCrawl(

@@ -15,6 +15,10 @@ once it rests on a real sample (`MIN_RATE_ITEMS` items over `MIN_RATE_SECONDS`).
     rep.stage("extract", total=len(warc_keys), unit="WARC files")
     rep.advance()
     rep.note("stored 123 articles")  # a message above the bars / a plain line
+    line = rep.line("crawl beta", unit="responses")   # a line of its own, next to the stage (concurrent work)
+    with rep.follow(log_path, advance=line.advance):
+        ...
+    line.end()                                        # or line.end(failed="connection refused")
     rep.close()
 
 A reporter is also a `say(msg)` callable (it calls `note`), so it can be passed
@@ -31,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -89,6 +93,15 @@ class Reporter:
         """A one-off message (a source finished, a warning)."""
         raise NotImplementedError
 
+    def line(self, name: str, total: int | None = None, *, unit: str = "items") -> Line:
+        """A line of its own for work that runs next to the current stage (one crawl of several at once).
+
+        Advance it with `line.advance()`, end it with `line.end()` (or `line.end(failed=why)`)."""
+        with self._lock:
+            line = Line(self, name, total, unit)
+            self._line_started(line)
+            return line
+
     def close(self) -> None:
         """End the current stage and the display. Idempotent."""
         with self._lock:
@@ -106,16 +119,24 @@ class Reporter:
         self.close()
 
     @contextmanager
-    def follow(self, path: str | Path, pattern: re.Pattern = SCRAPY_RESPONSE, *, poll: float = 0.25) -> Iterator[None]:
+    def follow(
+        self,
+        path: str | Path,
+        pattern: re.Pattern = SCRAPY_RESPONSE,
+        *,
+        poll: float = 0.25,
+        advance: Callable[[int], None] | None = None,
+    ) -> Iterator[None]:
         """While the block runs, advance once per new line of `path` matching `pattern`.
 
         For work done in a child process that logs to a file (the Scrapy crawl). The file
         may not exist yet; lines already in it when the block starts are not counted.
+        `advance`: what to advance (default: the current stage; e.g. a `line(...)`'s `advance`).
         """
         path = Path(path)
         start = path.stat().st_size if path.exists() else 0
         stop = threading.Event()
-        follower = _Follower(path, start, pattern, self.advance)
+        follower = _Follower(path, start, pattern, advance or self.advance)
 
         def loop() -> None:
             while not stop.wait(poll):
@@ -142,6 +163,49 @@ class Reporter:
 
     def _close(self) -> None:
         raise NotImplementedError
+
+    def _line_started(self, line: Line) -> None:
+        raise NotImplementedError
+
+    def _line_advanced(self, line: Line) -> None:
+        raise NotImplementedError
+
+    def _line_ended(self, line: Line, failed: str | None) -> None:
+        raise NotImplementedError
+
+
+class Line:
+    """One line of a reporter's display, next to its stage: `Reporter.line(...)` makes one. Thread-safe."""
+
+    def __init__(self, rep: Reporter, name: str, total: int | None, unit: str):
+        self.rep, self.name, self.total, self.unit = rep, name, total, unit
+        self.completed = 0
+        self.started = self.last_line = time.monotonic()
+        self.ended = False
+        self.handle: Any = None  # the display's own handle (a rich task id)
+
+    def count(self) -> str:
+        of = f"/{self.total}" if self.total is not None else ""
+        return f"{self.completed}{of} {self.unit}"
+
+    def rate(self) -> str:
+        return rate_text(self.completed, time.monotonic() - self.started, self.unit)
+
+    def advance(self, n: int = 1) -> None:
+        """`n` more items of this line are done (ignored once it ended)."""
+        with self.rep._lock:
+            if self.ended:
+                return
+            self.completed += n
+            self.rep._line_advanced(self)
+
+    def end(self, *, failed: str | None = None) -> None:
+        """The work of this line is over (`failed`: why it failed). Idempotent."""
+        with self.rep._lock:
+            if self.ended:
+                return
+            self.ended = True
+            self.rep._line_ended(self, failed)
 
 
 class _Follower:
@@ -231,6 +295,24 @@ class PlainReporter(Reporter):
         with self._lock:
             self._line(msg)
 
+    def _line_started(self, line: Line) -> None:
+        line.started = line.last_line = self.clock()
+        self._line(f"{line.name}: started" + (f" ({line.total} {line.unit})" if line.total is not None else ""))
+
+    def _line_advanced(self, line: Line) -> None:
+        now = self.clock()
+        if now - line.last_line < self.interval:
+            return
+        line.last_line = now
+        rate = rate_text(line.completed, now - line.started, line.unit)
+        self._line(f"{line.name}: {line.count()}" + (f", {rate}" if rate else ""))
+
+    def _line_ended(self, line: Line, failed: str | None) -> None:
+        elapsed = self.clock() - line.started
+        rate = rate_text(line.completed, elapsed, line.unit)
+        outcome = f"FAILED ({failed})" if failed else "done"
+        self._line(f"{line.name}: {outcome}, {line.count()} in {elapsed:.1f} s" + (f" ({rate})" if rate else ""))
+
 
 class RichReporter(Reporter):
     """One live display on a terminal (rich.progress): spinner, stage, bar and ETA (known totals only),
@@ -239,12 +321,12 @@ class RichReporter(Reporter):
     def __init__(self, stream: TextIO):
         super().__init__()
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(file=stream)
         bar, eta = _known_total_columns()
         self.progress = Progress(
-            SpinnerColumn(finished_text="[green]✓"),
+            _mark_column(),
             TextColumn("[bold]{task.description}"),
             bar,
             TextColumn("{task.fields[count]}"),
@@ -288,7 +370,7 @@ class RichReporter(Reporter):
         # An open-ended stage keeps no bar (it never had a total to fill): its spinner turns into a tick.
         if self.total is not None:
             self.progress.update(self.task, completed=self.total)
-        self.progress.update(self.task, **self._fields())
+        self.progress.update(self.task, **self._fields(), mark=DONE_MARK)
         self.progress.stop_task(self.task)
         self.task = None
 
@@ -299,6 +381,44 @@ class RichReporter(Reporter):
     def note(self, msg: str) -> None:
         with self._lock:
             self.progress.console.print(msg, markup=False, highlight=False)
+
+    def _line_started(self, line: Line) -> None:
+        line.handle = self.progress.add_task(line.name, total=line.total, count="", rate="")
+
+    def _line_advanced(self, line: Line) -> None:
+        self.progress.update(
+            line.handle, completed=line.completed, total=line.total, count=line.count(), rate=line.rate()
+        )
+
+    def _line_ended(self, line: Line, failed: str | None) -> None:
+        # The reason of a failure stays on the source's line; the full one is in the log and the report.
+        self.progress.update(
+            line.handle,
+            description=f"{line.name}: FAILED ({failed[:80]})" if failed else line.name,
+            completed=line.total if line.total is not None and not failed else line.completed,
+            count=line.count(),
+            rate=line.rate(),
+            mark=FAILED_MARK if failed else DONE_MARK,
+        )
+        self.progress.stop_task(line.handle)
+
+
+#: What an ended stage or line shows in place of its spinner (an open-ended task never "finishes" for rich).
+DONE_MARK = "[green]✓"
+FAILED_MARK = "[red]✗"
+
+
+def _mark_column():
+    """A spinner while a task runs; its `mark` field (✓ or ✗) once it ended."""
+    from rich.progress import SpinnerColumn
+    from rich.text import Text
+
+    class Mark(SpinnerColumn):
+        def render(self, task):
+            mark = task.fields.get("mark")
+            return Text.from_markup(mark) if mark else super().render(task)
+
+    return Mark(finished_text=DONE_MARK)
 
 
 def _known_total_columns():

@@ -98,6 +98,15 @@ class ServerInfo:
     #: SECURITY_VERSION the server was started with (0: an install older than the JWT keys).
     security: int = 0
 
+    def settings(self, bucket: str) -> S3Settings:
+        """The S3 settings that reach `bucket` on this server with its own identity."""
+        return S3Settings(
+            endpoint_url=self.endpoint_url,
+            access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key,
+            bucket=bucket,
+        )
+
 
 class EmbeddedS3:
     """One SeaweedFS server with its state folder. Used by the CLI and by test fixtures."""
@@ -273,13 +282,7 @@ class EmbeddedS3:
         raise RuntimeError(f"SeaweedFS S3 at {info.endpoint_url} did not answer in {timeout:.0f}s")
 
     def _ensure_bucket(self, info: ServerInfo, bucket: str, timeout: float) -> None:
-
-        settings = S3Settings(
-            endpoint_url=info.endpoint_url,
-            access_key_id=info.access_key_id,
-            secret_access_key=info.secret_access_key,
-            bucket=bucket,
-        )
+        settings = info.settings(bucket)
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -5,7 +5,8 @@ Filters run before extraction, cheapest first: the record type, a record that co
 (truncated, corrupt, too large), HTTP status, MIME type, the record date (`since` / `until`), the
 host (allow / deny lists). Language is decided after extraction (cleaning detects it). Every skipped
 record is counted by reason (`ImportCounts.skipped`); only a bounded sample of them is kept as
-rejects (`REJECT_SAMPLE` per reason): an archive month has millions of records.
+rejects (`REJECT_SAMPLE` per reason and archive file, over all its chunks): an archive month has
+millions of records.
 
 Each record's item carries its provenance: the archive's URI as `warc_key`, its `WARC-Record-ID`,
 its offset and length in the file (`warc_offset`, `warc_length`) and its `WARC-Date` (`fetched_at`).
@@ -30,7 +31,7 @@ from pipeline.stages.extract import extract_outcomes
 
 log = logging.getLogger(__name__)
 
-#: Rejected records kept per reason (the rest are only counted).
+#: Rejected records kept per reason and archive file (the rest are only counted).
 REJECT_SAMPLE = 20
 #: What counts as a page to extract, by the response's Content-Type (without parameters).
 DEFAULT_MIME_TYPES = ("text/html", "application/xhtml+xml")
@@ -125,11 +126,14 @@ class ImportCounts:
     extracted: int = 0
     kept: int = 0
     samples: list[dict] = field(default_factory=list)
+    #: Records of the same archive file already skipped, by reason (its earlier chunks): the sample is
+    #: per file, so a reason whose first REJECT_SAMPLE records were sampled there is only counted here.
+    skipped_before: Mapping[str, int] = field(default_factory=dict)
 
     def skip(self, reason: str, url: str, source: str, stage: str, *, detail: str = "", **pointer: str | None) -> None:
-        """Count a skipped record; keep it as a reject when its reason has fewer than REJECT_SAMPLE."""
+        """Count a skipped record; keep it as a reject while its reason has fewer than REJECT_SAMPLE in the file."""
         self.skipped[reason] += 1
-        if self.skipped[reason] <= REJECT_SAMPLE:
+        if self.skipped[reason] + self.skipped_before.get(reason, 0) <= REJECT_SAMPLE:
             self.samples.append(reject(url, stage, reason, source=source, detail=detail, **pointer))
 
     def as_dict(self) -> dict:

@@ -1,6 +1,8 @@
 """The generic `news` spider: discovery from a source's feeds, sitemaps and section pages.
 
-    scrapy crawl news -a source=NAME -a run_id=RUN [-a sources=PATH]
+    scrapy crawl news -a source=NAME [-a run_id=RUN] [-a sources=PATH]
+
+`run_id` defaults to now (UTC), as `python -m pipeline crawl` makes it.
 
 It only routes and parses: every response worth keeping becomes a `FetchedPage` item
 (archived as WARC by `spiders.pipelines.WarcArchivePipeline`), every failure a
@@ -33,7 +35,7 @@ from twisted.internet import error as twisted_error
 from twisted.internet.defer import CancelledError
 
 from pipeline.core.config import ConfigError, CrawlSettings, Source, load_sources
-from pipeline.core.context import check_run_id
+from pipeline.core.context import check_run_id, make_run_id
 from pipeline.core.paths import default_sources_path
 from pipeline.text.urls import canonicalize, robots_url
 from spiders import discovery
@@ -48,7 +50,7 @@ CACHED_LINKS = "news_cached_links"
 DISCOVERED = "news_discovered_url"
 SITEMAP_DEPTH = "news_sitemap_depth"
 OWN = "news_spider_request"
-#: Set by spiders.render.RenderMiddleware on a response whose body is the DOM Chromium rendered.
+#: Set by spiders.render.RenderMiddleware on a response whose body is the DOM Chromium rendered (the original response).
 RENDERED = "news_rendered"
 
 _CODED = re.compile(r"^([a-z][a-z0-9_]{2,40}): ")
@@ -65,7 +67,7 @@ class NewsArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    run_id: str
+    run_id: str = Field(default_factory=lambda: make_run_id(datetime.now(timezone.utc)))
     sources: Path = Field(default_factory=default_sources_path)
 
     @field_validator("run_id")
@@ -104,6 +106,7 @@ def source_settings(crawl: CrawlSettings, source: Source) -> dict[str, Any]:
         "NEWS_MAX_SITEMAP_DEPTH": crawl.max_sitemap_depth,
         "NEWS_ALLOW_PRIVATE": list(crawl.allow_private),
         "NEWS_RENDER": source.render,
+        "NEWS_RENDER_PATTERNS": list(source.render_patterns),
     }
 
 
@@ -183,6 +186,8 @@ class NewsSpider(Spider):
                 f"news spider: unknown argument(s): {', '.join(sorted(kwargs))} (expected source, run_id, sources)"
             )
         news_args = parse_args(known)
+        if "run_id" not in known:  # say where the WARC files go: the id is needed to find them
+            log.info("news spider: no -a run_id given: run id %s (now)", news_args.run_id)
         try:
             config = load_sources(news_args.sources)
             source = config.source(news_args.source)
@@ -292,19 +297,20 @@ class NewsSpider(Spider):
             self._count(f"news/latency_ms/{next((e for e in LATENCY_EDGES_MS if latency * 1000 <= e), 'inf')}")
         request = response.request
         assert request is not None  # a response reaching a spider callback always carries its request
+        original = response.meta.get(RENDERED, response)  # a rendered page: archived as fetched, plus its DOM
         return FetchedPage(
             url=response.url,
             kind=kind,
             status=response.status,
-            headers=_headers(response.headers),
-            body=response.body,
+            headers=_headers(original.headers),
+            body=original.body,
             request_headers=_headers(request.headers),
             method=request.method,
             discovered_url=response.meta.get(DISCOVERED, response.url),
             rel_canonical=rel_canonical,
             links=[tuple(x) for x in links],
             fetched_at=datetime.now(timezone.utc).isoformat(),
-            rendered=RENDERED in response.meta,
+            rendered=response.body if original is not response else b"",
         )
 
     def _not_modified(self, response: Response, kind: str):

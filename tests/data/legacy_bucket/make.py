@@ -15,7 +15,6 @@ from pathlib import Path
 
 from benchmarks.bench_store import generate_articles
 from pipeline.core.bucket import Bucket
-from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
 from pipeline.dataset.read import read_articles
 from pipeline.runtime.s3server import EmbeddedS3, free_port
@@ -28,12 +27,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp())
     server = EmbeddedS3(home / "s3", s3_port=free_port())
     info = server.up("news")
-    settings = S3Settings(
-        endpoint_url=info.endpoint_url,
-        access_key_id=info.access_key_id,
-        secret_access_key=info.secret_access_key,
-        bucket="news",
-    )
+    settings = info.settings("news")
     try:
         a, b, c = "20261126T230000Z", "20261127T060000Z", "20261127T120000Z"
         store_articles(RunContext(a, s3=settings), generate_articles(12, seed=1, words=8), max_rows_per_file=5)

@@ -475,7 +475,7 @@ def _stream_jsonl(bucket: Bucket, key: str) -> Iterator[dict]:
         raise describe_error(exc, bucket.settings, f"get {key}") from None
     raw: IO[bytes] = io.BufferedReader(_Body(body), 1 << 20)
     try:
-        lines: IO[bytes] = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw
+        lines: IO[bytes] = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw  # type: ignore[assignment]
         for line in lines:
             if line.strip():
                 yield json.loads(line)

@@ -34,6 +34,7 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from functools import lru_cache
@@ -813,10 +814,10 @@ class DedupeIndex:
             day = dedupe_shard_day(shard, key)
             if day is None or not oldest <= day_number(day) <= today:
                 continue
-            got = bucket.get_with_etag(shard)
-            if got is not None:
-                index.extend_from_bytes(got[0], seq_base=day_number(day) << 47)
-                index.etags[shard] = got[1]
+            body_etag = bucket.get_with_etag(shard)
+            if body_etag is not None:
+                index.extend_from_bytes(body_etag[0], seq_base=day_number(day) << 47)
+                index.etags[shard] = body_etag[1]
         # A run that wrote a segment since replaced the rows it had in an old day file.
         superseded = [index._run_ix[r] for r in index._replaced if r in index._run_ix]
         index._keep(~np.isin(index.run[: index.n], superseded))
@@ -1014,7 +1015,7 @@ def _read_spans(bucket: Bucket, key: str, starts: np.ndarray, ends: np.ndarray) 
     ]
 
 
-def encode_segment(index: DedupeIndex, rows: np.ndarray, runs: list[str], replaces: list[str] = ()) -> bytes:
+def encode_segment(index: DedupeIndex, rows: np.ndarray, runs: list[str], replaces: Sequence[str] = ()) -> bytes:
     """Rows of `index` as one immutable segment: sorted (key, kind|row) entries, fixed-size rows, term ids,
     sentence lengths, then the footer (every `SEGMENT_BLOCK`th key, meta JSON, their sizes and the magic).
 

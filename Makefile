@@ -5,12 +5,13 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install demo test lint format test-fast lock mutation s3-up s3-down s3-status site bench bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e bench-warc clean
+.PHONY: help install demo test lint format test-fast lock mutation s3-up s3-down s3-status site bench bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e bench-warc bench-state scale-demo system-packages clean
 
 help:
 	@echo "make demo         start embedded S3 + sample site, run the news_ingest DAG once, read articles back"
-	@echo "make test         lint (ruff, mypy), then the test suite (what CI runs)"
-	@echo "make bench-*      benchmarks: extract, dedupe, store, crawl, e2e"
+	@echo "make test         apt packages if missing (chromium, postgresql, redis-server), lint (ruff, mypy), the test suite (what CI runs)"
+	@echo "make bench-*      benchmarks: extract, meta, page-type, dedupe, store, crawl, e2e, warc, state"
+	@echo "make scale-demo   PostgreSQL + Redis + Airflow on CeleryExecutor (two workers): news_ingest over 8 sources, one worker killed"
 	@echo "make mutation     break each safety guarantee in a copy of the tree; fails if a test misses one"
 	@echo "make s3-up|s3-down|s3-status   the embedded SeaweedFS"
 	@echo "make site         serve the offline sample news site on 127.0.0.1:8701-8704"
@@ -28,8 +29,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
-test: lint
+test: lint system-packages
 	$(BIN)/python -m pytest -q
+
+# Debian packages the tests start: chromium, postgresql, redis-server (apt, when missing; needs root).
+system-packages:
+	bash scripts/install-system-packages.sh
 
 # Lint, format and type checks (configured in pyproject.toml); `make test` runs them first.
 lint: $(STAMP)
@@ -61,7 +66,7 @@ s3-status: $(STAMP)
 site: $(STAMP)
 	$(BIN)/python -m examples.sample_site serve
 
-bench: bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e bench-warc
+bench: bench-extract bench-meta bench-page-type bench-dedupe bench-store bench-crawl bench-e2e bench-warc bench-state
 
 bench-extract: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_extract
@@ -79,6 +84,13 @@ bench-e2e: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_e2e
 bench-warc: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_warc --e2e
+bench-state: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_state --sizes 10000,100000,1000000
+
+# PostgreSQL + Redis + Airflow on CeleryExecutor with two workers: news_ingest over 8 sample sources,
+# one worker killed mid-task, the rows compared with a LocalExecutor run.
+scale-demo: $(STAMP) system-packages
+	$(BIN)/python scripts/cluster.py
 
 clean:
 	-$(BIN)/python -m pipeline s3 down

@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.skipif(
         not os.environ.get("CI")
         and (not os.access("/usr/bin/chromium", os.X_OK) or importlib.util.find_spec("playwright") is None),
-        reason="needs Debian's chromium (scripts/install-chromium.sh) and playwright",
+        reason="needs Debian's chromium (scripts/install-system-packages.sh) and playwright",
     ),
 ]
 

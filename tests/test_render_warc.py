@@ -79,7 +79,7 @@ def test_growing_file_matches_a_conversion_read_in_an_earlier_poll(tmp_path):
 needs_browser = pytest.mark.skipif(
     not os.environ.get("CI")
     and (not os.access("/usr/bin/chromium", os.X_OK) or importlib.util.find_spec("playwright") is None),
-    reason="needs Debian's chromium (scripts/install-chromium.sh) and playwright",
+    reason="needs Debian's chromium (scripts/install-system-packages.sh) and playwright",
 )
 
 

@@ -1,6 +1,6 @@
 """The HTML run report in a real headless chromium: charts render, nothing is fetched, no console errors.
 
-Needs Debian's chromium at /usr/bin/chromium (`scripts/install-chromium.sh`, called by `.ci/run`).
+Needs Debian's chromium at /usr/bin/chromium (`scripts/install-system-packages.sh`, run by `make test`).
 The browser is driven over the Chrome DevTools Protocol with a small websocket client.
 """
 
@@ -62,7 +62,7 @@ class Browser:
 
     def __init__(self, profile: Path):
         if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-            pytest.fail(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (CI does, from .ci/run)")
+            pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-packages.sh (make test does)")
         self.proc = subprocess.Popen(
             [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,

@@ -79,7 +79,8 @@ def test_records_that_cannot_be_vouched_for_are_extracted_again_from_the_bucket(
     # A crawl whose local folder holds none of the files it uploaded: nothing streamed counts.
     empty = tmp_path / "empty"
     empty.mkdir()
-    crawls = {name: _Crawl(name, WarcTail(empty, "raw/")) for name in OUTLETS}
+    quiet = reporter_for()
+    crawls = {name: _Crawl(name, WarcTail(empty, "raw/"), quiet.line(name)) for name in OUTLETS}
     rewritten, failed, cleaned = _write(ctx, OUTLETS, crawls, outcomes={}, workers=1, timeout=30)
     assert failed == {}
     assert cleaned == {}  # nothing was cleaned in the workers: the clean stage reads these from the bucket

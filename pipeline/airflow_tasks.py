@@ -452,6 +452,7 @@ def prune_state(context: Mapping[str, Any]) -> dict:
     both relative to the run's data interval, never the wall clock; and remove orphaned article files."""
     from pipeline.flows.maintenance import (
         cleanup_orphans,
+        compact_dedupe_window,
         prune_dedupe_index,
         prune_refused_state,
         prune_seen_state,
@@ -464,6 +465,7 @@ def prune_state(context: Mapping[str, Any]) -> dict:
     day = interval_day(context) + timedelta(days=1)  # the data interval end's day
     as_of = as_datetime(day)
     shards = prune_dedupe_index(bucket, day)
+    compacted = compact_dedupe_window(bucket, day)  # the window's earlier days: one index segment each
     seen = prune_seen_state(bucket, as_of, retention_days=float(params.get("seen_retention_days", 90)))
     refused = prune_refused_state(bucket, as_of)
     orphans = cleanup_orphans(settings, as_of)
@@ -471,6 +473,7 @@ def prune_state(context: Mapping[str, Any]) -> dict:
     return {
         "unused_warcs_deleted": len(warcs),
         "dedupe_shards_deleted": len(shards),
+        "dedupe_days_compacted": sum(bool(c.merged) for c in compacted),
         "seen_entries_removed": sum(seen.values()),
         "refused_entries_removed": sum(refused.values()),
         "orphans_deleted": orphans,

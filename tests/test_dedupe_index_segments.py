@@ -107,3 +107,189 @@ def test_encoded_segment_footer_and_rows_read_back(bucket):
     assert np.array_equal(terms[0], index.rewrite_features(1)[0]) and np.array_equal(
         sents[1], index.rewrite_features(3)[1]
     )
+
+
+# --------------------------------------------------------------------------- compaction
+
+DAY, NEXT = "2026-11-01", "2026-11-02"
+VERDICT = ("dup_kind", "cluster_id", "duplicate_of", "story_id")
+
+
+def _commit(bucket, docs: list[dict], run_id: str, day: str = DAY) -> list[dict]:
+    """One dedupe run's commit: open, drop the run's earlier rows, dedupe, save a segment."""
+    index = DedupeIndex.open(bucket, run_date=day)
+    index.drop_run(run_id)
+    out = dedupe_records([dict(d) for d in docs], index=index, run_date=day, run_id=run_id)
+    index.save(bucket)
+    return out
+
+
+def _hourly_day(bucket) -> int:
+    """Six commits of one day, with copies across them and a re-run that replaces its first attempt."""
+    for hour in range(5):
+        docs = _docs(range(10 * hour, 10 * hour + 8), f"h{hour}")
+        if hour:  # a copy of the previous hour's first article, and an exact reprint
+            docs += [
+                {"url": f"https://c{hour}.example/x", "text": _copy(_article(10 * hour - 10))},
+                {"url": f"https://r{hour}.example/x", "text": _article(10 * hour - 9)},
+            ]
+        _commit(bucket, docs, f"20261101T0{hour}0000Z")
+    # Hour 2 re-run with fewer articles: its first segment's rows are void.
+    _commit(bucket, _docs(range(20, 24), "h2"), "20261101T020000Z")
+    return 6
+
+
+def _probe_run() -> list[dict]:
+    return [
+        {"url": "https://n.example/1", "text": _copy(_article(3))},
+        {"url": "https://n.example/2", "text": _article(31)},
+        {"url": "https://n.example/3", "text": _copy(_article(22))},  # of the re-run's rows
+        {"url": "https://n.example/4", "text": _copy(_article(26))},  # of the replaced attempt only: new
+        {"url": "https://h4.example/45", "text": _article(45) + "\nUpdate: more."},  # a new version
+        *_docs(range(2000, 2003), "fresh"),
+    ]
+
+
+def _verdicts(index: DedupeIndex, docs: list[dict], run_id: str = "20261102T000000Z") -> list[tuple]:
+    out = dedupe_records([dict(d) for d in docs], index=index, run_date=NEXT, run_id=run_id)
+    return [tuple(r[f] for f in (*VERDICT, "version", "supersedes")) for r in out]
+
+
+def _footers(day: str = NEXT) -> tuple[DedupeIndex, int]:
+    """A lazy index and the ranged GETs its `open` made (one per segment footer read)."""
+    return _opened(lambda b: DedupeIndex.open(b, run_date=day))
+
+
+def _opened(fn):
+    before = dedupe_index.FETCHED["requests"]
+    index = fn(_BUCKET[0])
+    return index, dedupe_index.FETCHED["requests"] - before
+
+
+_BUCKET: list = []
+
+
+@pytest.fixture
+def day_bucket(bucket):
+    _BUCKET[:] = [bucket]
+    yield bucket
+    _BUCKET.clear()
+
+
+def _rows(bucket, day: str = NEXT) -> list[tuple[str, str]]:
+    index = DedupeIndex.load(bucket, run_date=day)
+    return sorted((index.get(i, "article_id"), index.runs[index.run[i]]) for i in range(len(index)))
+
+
+def test_compaction_keeps_verdicts_and_reads_one_footer(day_bucket, monkeypatch):
+    from pipeline.flows.maintenance import compact_dedupe_segments
+
+    bucket = day_bucket
+    n = _hourly_day(bucket)
+    rows = _rows(bucket)
+    assert len(rows) == 5 * 8 + 4 * 2 - 10 + 4  # the replaced attempt's 10 rows are gone, its re-run's 4 are in
+    probe = _probe_run()
+    before_index, footers_before = _footers()
+    expected = _verdicts(before_index, probe)
+    assert footers_before == n
+    assert [v[0] for v in expected] == ["near", "exact", "near", None, None, None, None, None]
+    assert expected[4][4] == 2  # version 2 of an indexed URL
+
+    early, _ = _footers()  # opened before the compaction, deduping half its run before and half after
+    first_half = _verdicts(early, probe[:4])
+
+    # During: the merge is written, its inputs not deleted yet.
+    deletes: list[list[str]] = []
+    monkeypatch.setattr(bucket, "delete", lambda keys: deletes.append(list(keys)))
+    result = compact_dedupe_segments(bucket, DAY)
+    assert result.inputs == n and result.rows == len(rows) and len(deletes) == 1
+    assert result.merged == dedupe_segment_key(DAY, n + 1)
+    during, footers_during = _footers()
+    assert footers_during == 1  # the merge's footer covers the six inputs: theirs are not read
+    assert _verdicts(during, probe) == expected
+    assert _rows(bucket) == rows  # each row once: the inputs' or the merge's, never both
+    monkeypatch.undo()
+
+    # After: the inputs are gone.
+    bucket.delete(deletes[0])
+    assert [k for k in bucket.list(dedupe_segment_prefix())] == [result.merged]
+    after, footers_after = _footers()
+    assert footers_after == 1
+    assert _verdicts(after, probe) == expected
+    assert _rows(bucket) == rows
+    # The reader opened before the compaction reads on in the merge, seeing each row once.
+    assert first_half + _verdicts(early, probe[4:], "20261102T000000Z") == _verdicts(
+        DedupeIndex.open(bucket, run_date=NEXT), probe
+    )
+    assert len(early._dead) == n  # it found its six segments gone, and read their merge
+    assert len(early) == len({early.get(i, "article_id") for i in range(len(early))})
+    # Compacting again merges nothing.
+    assert compact_dedupe_segments(bucket, DAY).merged == ""
+
+
+def test_a_commit_racing_the_compaction_is_kept(day_bucket, monkeypatch):
+    from pipeline.flows.maintenance import compact_dedupe_segments
+
+    bucket = day_bucket
+    _commit(bucket, _docs(range(3), "a"), "20261101T000000Z")
+    _commit(bucket, _docs(range(3, 6), "b"), "20261101T010000Z")
+    # A late writer that opened before the compaction: its save takes the merge's seq first,
+    # so the compaction starts over and merges it too.
+    late = DedupeIndex.open(bucket, run_date=DAY)
+    dedupe_records(_docs(range(6, 9), "c"), index=late, run_date=DAY, run_id="20261101T020000Z")
+    merge = dedupe_index.merge_segments
+    calls = []
+
+    def racing(inputs):
+        if not calls:
+            late.save(bucket)  # seq 3: the one the compaction is about to create
+        calls.append(len(inputs))
+        return merge(inputs)
+
+    monkeypatch.setattr(dedupe_index, "merge_segments", racing)
+    result = compact_dedupe_segments(bucket, DAY)
+    assert calls == [2, 3] and result.merged == dedupe_segment_key(DAY, 4)
+    assert len(_rows(bucket)) == 9
+    # A writer that opened before the compaction and saves after it: its seq was covered, so
+    # If-None-Match fails and the stage's redo saves above the merge.
+    stale = DedupeIndex.open(bucket, run_date=DAY)
+    stale._day_seq[DAY] = 3  # as it was before the merge
+    dedupe_records(_docs(range(9, 10), "d"), index=stale, run_date=DAY, run_id="20261101T030000Z")
+    with pytest.raises(dedupe_index.PreconditionFailed):
+        stale.save(bucket)
+    _commit(bucket, _docs(range(9, 10), "d"), "20261101T030000Z")
+    assert len(_rows(bucket)) == 10
+
+
+def test_a_commit_at_a_deleted_covered_seq_is_not_hidden(day_bucket):
+    """A writer that saw seqs 1..2 saves seq 3 after a merge (seq 4) covered and deleted another seq 3:
+    its segment has another ETag than the covered one, so readers keep it."""
+    from pipeline.flows.maintenance import compact_dedupe_segments
+
+    bucket = day_bucket
+    _commit(bucket, _docs(range(3), "a"), "20261101T000000Z")
+    _commit(bucket, _docs(range(3, 6), "b"), "20261101T010000Z")
+    slow = DedupeIndex.open(bucket, run_date=DAY)
+    dedupe_records(_docs(range(10, 12), "slow"), index=slow, run_date=DAY, run_id="20261101T050000Z")
+    _commit(bucket, _docs(range(6, 9), "c"), "20261101T020000Z")
+    assert compact_dedupe_segments(bucket, DAY).merged == dedupe_segment_key(DAY, 4)
+    assert slow.save(bucket) == dedupe_segment_key(DAY, 3)  # the key was free again
+    rows = _rows(bucket)
+    assert len(rows) == 11 and sum(run == "20261101T050000Z" for _, run in rows) == 2
+    # The next compaction merges it; readers still see every row once.
+    assert compact_dedupe_segments(bucket, DAY).merged == dedupe_segment_key(DAY, 5)
+    assert _rows(bucket) == rows and len(bucket.list(dedupe_segment_prefix())) == 1
+
+
+def test_compact_window_compacts_only_earlier_days_with_several_segments(day_bucket):
+    from pipeline.flows.maintenance import compact_dedupe_window
+
+    bucket = day_bucket
+    for day, n in (("2026-10-01", 2), ("2026-10-30", 2), ("2026-10-31", 1), ("2026-11-01", 3)):
+        for i in range(n):
+            _commit(bucket, _docs(range(10 * i, 10 * i + 2), day), f"{day.replace('-', '')}T0{i}0000Z", day)
+    done = compact_dedupe_window(bucket, "2026-11-01")
+    # 2026-10-01 is out of the window (pruned, not compacted), 2026-10-31 has one segment, 2026-11-01 is today.
+    assert [(c.day, c.inputs) for c in done] == [("2026-10-30", 2)]
+    days = [dedupe_segment_of(k)[0] for k in bucket.list(dedupe_segment_prefix())]
+    assert days.count("2026-10-30") == 1 and days.count("2026-11-01") == 3

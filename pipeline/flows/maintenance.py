@@ -8,7 +8,9 @@ from a shell. They are idempotent: running one twice for the same day leaves the
 * `compact_day()`: OPTIMIZE ZORDER BY (source, published) of one `dt=` partition of the Delta table,
   then a checkpoint; `compact_partition()` without the checkpoint, saying why when there is nothing to
   rewrite; `cleanup_orphans()`: VACUUM (files older than 7 days no kept version uses).
-* `prune_dedupe_index()`: delete near-duplicate index shards older than the dedupe window.
+* `prune_dedupe_index()`: delete near-duplicate index shards older than the dedupe window;
+  `compact_dedupe_segments()` merges one day's index segments into one (a reader then reads one footer
+  for the day instead of one per commit), `compact_dedupe_window()` every earlier day of the window.
 * `abort_stale_uploads()`: abort multipart uploads left open for more than a day (by a store
   that died, or lost the server, before it could abort its own).
 * `prune_unused_warcs()`: delete the WARC files of crawl attempts a finished run did not use (a retry
@@ -34,10 +36,12 @@ from pipeline.core.bucket import Bucket
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext, check_run_id
 from pipeline.core.layout import (
+    DEDUPE_INDEX_PREFIX,
     REFUSED_PREFIX,
     SEEN_PREFIX,
     WARC_SUFFIX,
     crawl_summaries_prefix,
+    dedupe_segment_prefix,
     raw_day_prefix,
     raw_prefix,
     raw_run_id,
@@ -48,7 +52,7 @@ from pipeline.dataset import delta
 from pipeline.dataset.state import DELTA_KINDS, WORKERS, fold_all, iter_shards, migrate_legacy, update_json
 from pipeline.dataset.warc import run_warc_keys
 from pipeline.flows.ingest import reextract_run
-from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex
+from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex, SegmentCompaction, compact_segments, list_segments
 from pipeline.stages.store import checkpoint, optimize_day, vacuum
 
 log = logging.getLogger(__name__)
@@ -225,6 +229,33 @@ def prune_dedupe_index(bucket: Bucket, as_of: date | str, *, window_days: int | 
     index = DedupeIndex(config)
     index.run_date = _day(as_of).isoformat()
     return index.delete_expired(bucket)
+
+
+def compact_dedupe_segments(bucket: Bucket, day: date | str) -> SegmentCompaction:
+    """Merge the dedupe index segments of one run date into one, then delete the merged ones.
+
+    Safe beside running dedupe stages: readers see each row once, and a commit of that day made
+    meanwhile is kept (`pipeline.stages.dedupe_index.compact_segments`).
+    """
+    return compact_segments(bucket, _day(day).isoformat())
+
+
+def compact_dedupe_window(
+    bucket: Bucket, as_of: date | str, *, window_days: int | None = None
+) -> list[SegmentCompaction]:
+    """Compact the index segments of each day of the window before `as_of` that has more than one.
+
+    Only days before `as_of`'s: the current day is still being committed to (it would be merged again
+    within the hour). One listing decides which days need it.
+    """
+    window = DedupeConfig().window_days if window_days is None else window_days
+    today = _day(as_of)
+    oldest = today - timedelta(days=window)
+    per_day: dict[date, int] = {}
+    for _, number, _, _ in list_segments(bucket, dedupe_segment_prefix(DEDUPE_INDEX_PREFIX)):
+        day = date(1970, 1, 1) + timedelta(days=number)
+        per_day[day] = per_day.get(day, 0) + 1
+    return [compact_dedupe_segments(bucket, d) for d in sorted(per_day) if oldest <= d < today and per_day[d] > 1]
 
 
 def abort_stale_uploads(

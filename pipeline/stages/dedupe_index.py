@@ -44,7 +44,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.core.bucket import Bucket, PreconditionFailed, describe_error
+from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError, describe_error
 from pipeline.core.layout import (
     DEDUPE_INDEX_PREFIX,
     dedupe_segment_key,
@@ -509,6 +509,7 @@ class DedupeIndex:
         # Segments (format 2) of the window, when opened lazily: rows are fetched for the keys a batch asks about.
         self.segments: list[Segment] = []
         self._fetched: set[int] = set()  # segment number << 32 | doc: rows already in memory
+        self._dead: set[int] = set()  # segment numbers compacted and deleted since `open` (see `_redirect`)
         # run id -> (day, seq) of the latest segment of a re-run of it: its rows in earlier segments are void.
         self._replaced: dict[str, tuple[int, int]] = {}
         self._skip_runs: set[str] = set()  # run ids whose stored rows are ignored (drop_run)
@@ -798,18 +799,13 @@ class DedupeIndex:
         today = day_number(run_date)
         oldest = today - index.config.window_days
         seg_prefix = dedupe_segment_prefix(key)
-        found = []
-        for name in bucket.list(seg_prefix):
-            got = dedupe_segment_of(name, seg_prefix)
-            if got is not None and oldest <= day_number(got[0]) <= today:
-                found.append((day_number(got[0]), got[1], name))
-                index._day_seq[got[0]] = max(index._day_seq.get(got[0], 0), got[1])
-        found.sort()
-        index.segments = list(_pool().map(lambda f: Segment.open(bucket, f[2], f[0], f[1]), found))
+        index.segments = open_window(bucket, seg_prefix, oldest, today)
         for seg in index.segments:
             seg.check(index._meta())
             for run in seg.meta.get("replaces", ()):
                 index._replaced[run] = (seg.day, seg.seq)
+            name = _day_name(seg.day)
+            index._day_seq[name] = max(index._day_seq.get(name, 0), seg.seq)
         for shard in bucket.list(key):  # old format: whole day files, read as they are
             day = dedupe_shard_day(shard, key)
             if day is None or not oldest <= day_number(day) <= today:
@@ -847,10 +843,22 @@ class DedupeIndex:
         if bucket is None or not self.segments or not asked:
             return 0
         added = 0
-        for s_no, seg in enumerate(self.segments):
-            docs = seg.probe(bucket, asked)
-            if len(docs):
-                added += self._add_docs(bucket, s_no, docs)
+        s_no = 0
+        while s_no < len(self.segments):  # a redirect appends the merged segment that replaced one
+            seg = self.segments[s_no]
+            if s_no not in self._dead:
+                try:
+                    docs = seg.probe(bucket, asked)
+                    if len(docs):
+                        added += self._add_docs(bucket, s_no, docs)
+                except StorageError as exc:
+                    if exc.code not in _MISSING:
+                        raise
+                    self._redirect(bucket, seg.day)  # compacted and deleted since `open`: read its merge
+                    if s_no not in self._dead:
+                        raise  # deleted, yet no merge covers it (expired?): not an index this run can use
+                    continue
+            s_no += 1
         if added:
             self._renumber()
         return added
@@ -896,12 +904,47 @@ class DedupeIndex:
         self.s_start[sl] = (
             self.sent_lens.append(np.concatenate(sents)) + np.cumsum(recs["s_n"], dtype=np.int64) - recs["s_n"]
         )
-        self.seq[sl] = (np.int64(seg.day) << 47) | (np.int64(seg.seq) << 27) | docs.astype(np.int64)
+        if seg.origin is not None:  # a merge read after its inputs: order its rows as the inputs were
+            o = seg.origin[docs]
+            self.seq[sl] = (np.int64(seg.day) << 47) | (o["seq"].astype(np.int64) << 27) | o["doc"].astype(np.int64)
+        else:
+            self.seq[sl] = (np.int64(seg.day) << 47) | (np.int64(seg.seq) << 27) | docs.astype(np.int64)
         self.hist[sl] = True
         self.n += k
         self._lookups = None
         self._rw_lookup = None
         return k
+
+    def _redirect(self, bucket: Bucket, day: int) -> None:
+        """Segments of `day` were compacted and deleted while this index used them: read the day's live
+        segments again, and mark the rows already fetched from the deleted ones as fetched in their merge
+        (by the merge's origin column), so each stored row is in memory at most once."""
+        seg_prefix = dedupe_segment_prefix(self.prefix)
+        live = open_window(bucket, seg_prefix, day, day)
+        known = {(s.key, s.etag): i for i, s in enumerate(self.segments) if i not in self._dead}
+        fetched = np.fromiter(self._fetched, dtype=np.int64, count=len(self._fetched))
+        for seg in live:
+            covered = {(int(q), e) for q, e in seg.meta.get("covers", ())}
+            gone = [i for i, s in enumerate(self.segments) if s.day == day and (s.seq, s.etag) in covered]
+            if (seg.key, seg.etag) in known or not gone:
+                continue  # commits since `open` stay unseen, as they were: `save` conflicts with them
+            seg.check(self._meta())
+            new_no = len(self.segments)
+            self.segments.append(seg)
+            name = _day_name(day)
+            self._day_seq[name] = max(self._day_seq.get(name, 0), seg.seq)
+            seg.origin = seg.read_origin(bucket)
+            here = seg.origin["seq"].astype(np.int64) << 32 | seg.origin["doc"].astype(np.int64)
+            had = []
+            for i in gone:
+                self._dead.add(i)
+                docs = fetched[(fetched >> 32) == i] & _DOC_MASK
+                src = self.segments[i]
+                # A merge merged again: its origin column (read now, if it was not) maps its rows.
+                o = src.origin if src.origin is not None else src.read_origin(bucket)
+                had.append((o["seq"][docs].astype(np.int64) << 32) | o["doc"][docs].astype(np.int64))
+            rows = np.flatnonzero(np.isin(here, np.concatenate(had)))
+            self._fetched.update(((np.int64(new_no) << 32) | rows).tolist())
 
     def _renumber(self) -> None:
         """Put rows in first-seen order again (fetched history rows arrive after this run's rows)."""
@@ -962,6 +1005,10 @@ _GAP = 16384
 #: Bytes read from a segment's end at open: its footer (block index and meta) fits in one read up to here.
 _TAIL = 1 << 17
 _ENTRY = np.dtype([("key", "<u8"), ("ref", "<u4")])
+#: A merged segment's origin column: where each row was first stored (seq of the day, row there).
+_ORIGIN = np.dtype([("seq", "<u4"), ("doc", "<u4")])
+#: Error codes of a ranged GET of a segment deleted since it was listed (compacted).
+_MISSING = ("NoSuchKey", "404", "NotFound")
 _DOC_MASK = (1 << 30) - 1
 #: What the index read from the bucket in this process (benchmarks report it).
 FETCHED = {"requests": 0, "bytes": 0}
@@ -1071,6 +1118,17 @@ class Segment:
         self.n_docs, self.n_entries = int(meta["n_docs"]), int(meta["n_entries"])
         self.offsets = meta["offsets"]
         self.dtype = _doc_dtype(int(meta["num_perm"]), int(meta["id_width"]))
+        self.etag = ""  # as listed: with the seq, what a merged segment's `covers` names
+        self.origin: np.ndarray | None = None  # (seq, doc) each row had before a merge, when read
+
+    def read_origin(self, bucket: Bucket) -> np.ndarray:
+        """The (seq, doc) each row had in its first segment: a merge's origin column, else (own seq, row)."""
+        if not self.meta.get("origin"):
+            out = np.zeros(self.n_docs, dtype=_ORIGIN)
+            out["seq"], out["doc"] = self.seq, np.arange(self.n_docs)
+            return out
+        data = b"".join(_read_spans(bucket, self.key, np.array(self.offsets[4:5]), np.array(self.offsets[5:6])))
+        return np.frombuffer(data, dtype=_ORIGIN)
 
     @classmethod
     def open(cls, bucket: Bucket, key: str, day: int, seq: int) -> Segment:
@@ -1138,7 +1196,233 @@ class Segment:
 REWRITE_BUCKET = 32
 
 
+# --------------------------------------------------------------------------- the window's live segments, compaction
+
+
+def _day_name(day: int) -> str:
+    return date.fromordinal(_EPOCH.toordinal() + day).isoformat()
+
+
+def list_segments(bucket: Bucket, seg_prefix: str, day: str | None = None) -> list[tuple[str, int, int, str]]:
+    """(key, day number, seq, ETag) of the segments under `seg_prefix` (of one `day` when given), sorted.
+
+    The ETag (an MD5 of the body) tells a segment apart from another written later at the same key.
+    """
+    prefix = f"{seg_prefix}day={day}/" if day else seg_prefix
+    out = []
+    try:
+        for page in bucket.client.get_paginator("list_objects_v2").paginate(Bucket=bucket.name, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                got = dedupe_segment_of(obj["Key"], seg_prefix)
+                if got is not None:
+                    out.append((obj["Key"], day_number(got[0]), got[1], obj.get("ETag", "").strip('"')))
+    except (ClientError, BotoCoreError) as exc:
+        raise describe_error(exc, bucket.settings, f"list {prefix}") from None
+    return sorted(out, key=lambda x: (x[1], x[2]))
+
+
+def _open_day(bucket: Bucket, listed: list[tuple[str, int, int, str]]) -> tuple[list[Segment], list[str]]:
+    """(live segments, keys of covered ones) of one day's listing.
+
+    Newest first: a merged segment's footer names the (seq, ETag) it `covers`, and those are skipped
+    without reading their footers. A segment at a covered seq with another ETag was written after the
+    merge deleted the one it covered: it is live.
+    """
+    live: list[Segment] = []
+    stale: list[str] = []
+    covered: set[tuple[int, str]] = set()
+    for key, day, seq, etag in sorted(listed, key=lambda x: -x[2]):
+        if (seq, etag) in covered:
+            stale.append(key)
+            continue
+        seg = Segment.open(bucket, key, day, seq)
+        seg.etag = etag
+        covered.update((int(q), str(e)) for q, e in seg.meta.get("covers", ()))
+        live.append(seg)
+    return live[::-1], stale
+
+
+def open_window(bucket: Bucket, seg_prefix: str, first_day: int, last_day: int) -> list[Segment]:
+    """The live segments of days `first_day`..`last_day` (day numbers), in (day, seq) order.
+
+    A segment deleted between the listing and its footer read was compacted: the listing is read again.
+    """
+    for attempt in range(4):
+        listed = [x for x in list_segments(bucket, seg_prefix) if first_day <= x[1] <= last_day]
+        days: dict[int, list] = {}
+        for item in listed:
+            days.setdefault(item[1], []).append(item)
+        try:
+            got = list(_pool().map(lambda d: _open_day(bucket, d)[0], days.values()))
+        except StorageError as exc:
+            if exc.code not in _MISSING or attempt == 3:
+                raise
+            continue
+        return [seg for segs in got for seg in segs]
+    raise AssertionError("unreachable")
+
+
+def _decode(data: bytes, key: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(meta, entries, rows, term ids, sentence lengths, origin) of a whole segment object."""
+    if data[-8:] != SEGMENT_MAGIC:
+        raise ValueError(f"{key}: not a dedupe index segment")
+    n_blocks_b, n_meta = np.frombuffer(data[-24:-8], dtype="<u8").tolist()
+    meta = json.loads(data[len(data) - 24 - n_meta : -24])
+    o = meta["offsets"]
+    entries = np.frombuffer(data[o[0] : o[1]], dtype=_ENTRY)
+    recs = np.frombuffer(data[o[1] : o[2]], dtype=_doc_dtype(int(meta["num_perm"]), int(meta["id_width"])))
+    terms = np.frombuffer(data[o[2] : o[3]], dtype="<u2")
+    sents = np.frombuffer(data[o[3] : o[4]], dtype="u1")
+    origin = np.frombuffer(data[o[4] : o[5]], dtype=_ORIGIN) if meta.get("origin") else None
+    return meta, entries, recs, terms, sents, origin
+
+
+_CONFIG_FIELDS = ("num_perm", "shingle_size", "seed", "scheme", "rewrite")
+
+
+def merge_segments(inputs: list[tuple[int, str, bytes]]) -> bytes:
+    """One segment holding the rows of `inputs` ((seq, ETag, body) of one day, any order) that readers see.
+
+    Rows of a run that a later input `replaces` are dropped (a reader would skip them); the rest keep
+    their order, keys and bytes (band keys are copied, not recomputed). The meta `covers` the inputs'
+    (seq, ETag) and what they covered; `replaces` is their union (it still voids the runs' rows of
+    earlier days); an `origin` column keeps each row's first (seq, row).
+    """
+    inputs = sorted(inputs, key=lambda x: x[0])
+    decoded = [_decode(body, f"seq={seq}") for seq, _, body in inputs]
+    base = decoded[-1][0]
+    for meta, *_ in decoded:
+        for field in _CONFIG_FIELDS:
+            if meta.get(field) != base.get(field):
+                raise ValueError(f"dedupe index segments differ in {field}: {meta.get(field)!r} != {base.get(field)!r}")
+    last_replace: dict[str, int] = {}
+    for (seq, _, _), (meta, *_) in zip(inputs, decoded):
+        for run in meta.get("replaces", ()):
+            last_replace[run] = seq
+    runs: list[str] = []
+    run_ix: dict[str, int] = {}
+    width = max(int(m["id_width"]) for m, *_ in decoded)
+    dtype = _doc_dtype(int(base["num_perm"]), width)
+    keys, refs, recs_out, terms_out, sents_out, origin_out = [], [], [], [], [], []
+    n = 0
+    for (seq, _, _), (meta, entries, recs, terms, sents, origin) in zip(inputs, decoded):
+        seg_runs = meta["runs"]
+        for r in seg_runs:
+            if r not in run_ix:
+                run_ix[r] = len(runs)
+                runs.append(r)
+        keep = np.array([last_replace.get(seg_runs[r], -1) <= seq for r in recs["run"].tolist()], dtype=bool)
+        new_doc = np.full(len(recs), -1, dtype=np.int64)
+        new_doc[keep] = n + np.arange(int(keep.sum()))
+        doc = (entries["ref"] & np.uint32(_DOC_MASK)).astype(np.int64)
+        ok = keep[doc]
+        keys.append(entries["key"][ok])
+        refs.append((entries["ref"][ok] & ~np.uint32(_DOC_MASK)) | new_doc[doc[ok]].astype(np.uint32))
+        kept = recs[keep]
+        out = np.zeros(len(kept), dtype=dtype)
+        for f in dtype.names:
+            out[f] = kept[f]
+        out["run"] = np.array([run_ix[seg_runs[r]] for r in kept["run"].tolist()], dtype=np.uint32)
+        t_off, t_n = kept["t_off"].astype(np.int64), kept["t_n"].astype(np.int64)
+        s_off, s_n = kept["s_off"].astype(np.int64), kept["s_n"].astype(np.int64)
+        terms_out.append(terms[np.repeat(t_off - (np.cumsum(t_n) - t_n), t_n) + np.arange(int(t_n.sum()))])
+        sents_out.append(sents[np.repeat(s_off - (np.cumsum(s_n) - s_n), s_n) + np.arange(int(s_n.sum()))])
+        recs_out.append(out)
+        o = np.zeros(len(recs), dtype=_ORIGIN) if origin is None else origin.copy()
+        if origin is None:
+            o["seq"], o["doc"] = seq, np.arange(len(recs))
+        origin_out.append(o[keep])
+        n += len(kept)
+    recs_all = np.concatenate(recs_out) if recs_out else np.zeros(0, dtype=dtype)
+    recs_all["t_off"] = np.cumsum(recs_all["t_n"], dtype=np.int64) - recs_all["t_n"]
+    recs_all["s_off"] = np.cumsum(recs_all["s_n"], dtype=np.int64) - recs_all["s_n"]
+    k, r = np.concatenate(keys), np.concatenate(refs)
+    order = np.lexsort((r, k))
+    entries = np.empty(len(k), dtype=_ENTRY)
+    entries["key"], entries["ref"] = k[order], r[order]
+    parts = [
+        entries.tobytes(),
+        recs_all.tobytes(),
+        np.concatenate(terms_out).astype("<u2").tobytes(),
+        np.concatenate(sents_out).astype("u1").tobytes(),
+        np.concatenate(origin_out).tobytes(),
+    ]
+    covers = {(seq, etag) for seq, etag, _ in inputs}
+    for meta, *_ in decoded:
+        covers.update((int(q), str(e)) for q, e in meta.get("covers", ()))
+    meta = {field: base[field] for field in ("format", *_CONFIG_FIELDS)}
+    meta.update(
+        runs=runs,
+        replaces=sorted({r for m, *_ in decoded for r in m.get("replaces", ())}),
+        n_docs=n,
+        n_entries=len(k),
+        id_width=width,
+        covers=sorted(covers),
+        origin=True,
+        block=SEGMENT_BLOCK,
+        offsets=np.cumsum([0] + [len(p) for p in parts]).tolist(),
+    )
+    blocks = entries["key"][::SEGMENT_BLOCK].astype("<u8").tobytes()
+    meta_b = json.dumps(meta).encode()
+    tail = np.array([len(blocks), len(meta_b)], dtype="<u8").tobytes() + SEGMENT_MAGIC
+    return b"".join(parts) + blocks + meta_b + tail
+
+
+class SegmentCompaction(BaseModel):
+    """What `compact_segments` did to one day."""
+
+    day: str
+    #: The merged segment written ("" when there was nothing to merge).
+    merged: str = ""
+    #: Segments merged into it.
+    inputs: int = 0
+    #: Keys deleted: the merged inputs, and covered segments an earlier compaction left behind.
+    deleted: list[str] = Field(default_factory=list)
+    rows: int = 0
+
+
+def compact_segments(
+    bucket: Bucket, day: str, *, key: str = DEDUPE_INDEX_PREFIX, attempts: int = 5
+) -> SegmentCompaction:
+    """Merge a day's live segments into one (`merge_segments`) at the day's next seq, then delete the inputs.
+
+    The merge is created with If-None-Match: a commit that took that seq first makes it start over, and
+    a commit after it gets a higher seq, so no commit is lost. Readers see the inputs or the merge,
+    never both (its `covers`), never neither (the inputs go only after the merge exists); a reader
+    that opened the inputs before they went reads on in the merge (`DedupeIndex._redirect`).
+    """
+    day = day[:10]
+    seg_prefix = dedupe_segment_prefix(key)
+    for _ in range(attempts):
+        listed = list_segments(bucket, seg_prefix, day)
+        try:
+            live, stale = _open_day(bucket, listed)
+        except StorageError as exc:
+            if exc.code not in _MISSING:
+                raise
+            continue  # a concurrent compaction deleted what was listed: list again
+        if len(live) <= 1:
+            if stale:
+                bucket.delete(stale)
+            return SegmentCompaction(day=day, deleted=stale)
+        seq = max(x[2] for x in listed) + 1
+        bodies = list(_pool().map(lambda s: bucket.get(s.key), live))
+        body = merge_segments([(s.seq, s.etag, b) for s, b in zip(live, bodies)])
+        merged = dedupe_segment_key(day, seq, seg_prefix)
+        try:
+            bucket.put(merged, body, if_none_match="*")
+        except PreconditionFailed:
+            continue  # a commit took the seq: merge it too
+        gone = [s.key for s in live] + stale
+        bucket.delete(gone)
+        n = int(_decode(body, merged)[0]["n_docs"])
+        log.info("dedupe index %s: merged %s segments (%s rows) into %s", day, len(live), n, merged)
+        return SegmentCompaction(day=day, merged=merged, inputs=len(live), deleted=gone, rows=n)
+    raise PreconditionFailed(f"dedupe index {day}: compaction gave up after {attempts} conflicting commits")
+
+
 __all__ = [
+    "SegmentCompaction",
     "DedupeConfig",
     "DedupeIndex",
     "Segment",
@@ -1147,6 +1431,10 @@ __all__ = [
     "PreconditionFailed",
     "Ragged",
     "band_keys",
+    "compact_segments",
+    "list_segments",
+    "merge_segments",
+    "open_window",
     "day_number",
     "earlier_equal",
     "lsh_params",

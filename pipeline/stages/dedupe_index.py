@@ -1262,7 +1262,7 @@ def open_window(bucket: Bucket, seg_prefix: str, first_day: int, last_day: int) 
     raise AssertionError("unreachable")
 
 
-def _decode(data: bytes, key: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _decode(data: bytes, key: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """(meta, entries, rows, term ids, sentence lengths, origin) of a whole segment object."""
     if data[-8:] != SEGMENT_MAGIC:
         raise ValueError(f"{key}: not a dedupe index segment")
@@ -1320,7 +1320,7 @@ def merge_segments(inputs: list[tuple[int, str, bytes]]) -> bytes:
         refs.append((entries["ref"][ok] & ~np.uint32(_DOC_MASK)) | new_doc[doc[ok]].astype(np.uint32))
         kept = recs[keep]
         out = np.zeros(len(kept), dtype=dtype)
-        for f in dtype.names:
+        for f in dtype.names or ():
             out[f] = kept[f]
         out["run"] = np.array([run_ix[seg_runs[r]] for r in kept["run"].tolist()], dtype=np.uint32)
         t_off, t_n = kept["t_off"].astype(np.int64), kept["t_n"].astype(np.int64)

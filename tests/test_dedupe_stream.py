@@ -38,14 +38,14 @@ def test_stage_streams_its_input_and_writes_what_dedupe_records_gives(s3_setting
     ctx = RunContext(run_id="20261127T120000Z", s3=s3_settings)
     ctx.bucket.put_jsonl(cleaned_key(ctx.run_id), docs)
     reads: list[int] = []
-    real = dedupe_mod._Body.readinto
+    real = dedupe_mod.BodyStream.readinto
 
     def readinto(self, b):
         n = real(self, b)
         reads.append(n)
         return n
 
-    monkeypatch.setattr(dedupe_mod._Body, "readinto", readinto)
+    monkeypatch.setattr(dedupe_mod.BodyStream, "readinto", readinto)
     monkeypatch.setattr(ctx.bucket, "iter_jsonl", None)  # the whole-object reader is not used
     out = list(ctx.bucket.__class__.iter_jsonl(ctx.bucket, dedupe_stage(ctx, cleaned_key(ctx.run_id))))
     assert reads and sum(reads) > 0

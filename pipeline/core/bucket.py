@@ -105,6 +105,26 @@ def describe_error(exc: Exception, settings: S3Settings, action: str) -> Storage
     return StorageError(f"{where} failed: {type(exc).__name__}: {exc}")
 
 
+class BodyStream(io.RawIOBase):
+    """A botocore StreamingBody as a raw file object (for BufferedReader / GzipFile) that closes its
+    connection when closed: an object read as it arrives, never whole in memory."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._body.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
 class Bucket:
     """Small, explicit wrapper over one bucket. Keys are relative to the bucket root."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
+from pipeline.core.bucket import BodyStream
 from pipeline.core.config import ConfigError, S3Settings
 
 #: Where CC-NEWS listings' relative paths live (`crawl-data/CC-NEWS/...`).
@@ -171,7 +172,7 @@ def open_range(uri: str, remote: Remote, offset: int = 0, length: int | None = N
         bucket, key = _split_s3(uri)
         kwargs = {"Range": f"bytes={offset}-{end}"} if offset or length else {}
         body = remote.s3_client().get_object(Bucket=bucket, Key=key, **kwargs)["Body"]
-        return cast(IO[bytes], _BotoStream(body))
+        return cast(IO[bytes], BodyStream(body))
     if _is_http(uri):
         import requests
 
@@ -195,22 +196,3 @@ def fetch_range(uri: str, offset: int, length: int, remote: Remote | None = None
     """The `length` bytes of `uri` at `offset` (one stored record: its `warc_offset` and `warc_length`)."""
     with open_range(uri, remote or Remote(), offset, length) as fh:
         return fh.read()
-
-
-class _BotoStream(io.RawIOBase):
-    """A botocore StreamingBody as a file object that closes its connection."""
-
-    def __init__(self, body: Any) -> None:
-        self._body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        data = self._body.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._body.close()
-        super().close()

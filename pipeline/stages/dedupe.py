@@ -50,12 +50,12 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError, describe_error
+from pipeline.core.bucket import BodyStream, Bucket, PreconditionFailed, StorageError, describe_error
 from pipeline.core.context import RunContext
 from pipeline.core.layout import deduped_key
 from pipeline.core.layout import run_date as run_date_of
@@ -473,7 +473,7 @@ def _stream_jsonl(bucket: Bucket, key: str) -> Iterator[dict]:
         body = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"]
     except (ClientError, BotoCoreError) as exc:
         raise describe_error(exc, bucket.settings, f"get {key}") from None
-    raw: IO[bytes] = io.BufferedReader(_Body(body), 1 << 20)
+    raw: IO[bytes] = io.BufferedReader(BodyStream(body), 1 << 20)
     try:
         lines: IO[bytes] = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw  # type: ignore[assignment]
         for line in lines:
@@ -481,25 +481,6 @@ def _stream_jsonl(bucket: Bucket, key: str) -> Iterator[dict]:
                 yield json.loads(line)
     finally:
         raw.close()
-
-
-class _Body(io.RawIOBase):
-    """A botocore StreamingBody as a raw file (for BufferedReader / GzipFile)."""
-
-    def __init__(self, body: Any) -> None:
-        self._body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        data = self._body.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._body.close()
-        super().close()
 
 
 def _dedupe_to_file(

@@ -339,7 +339,6 @@ def stage_memory(n: int) -> None:
     from pathlib import Path
 
     from pipeline.core.bucket import Bucket
-    from pipeline.core.config import S3Settings
     from pipeline.core.layout import DEDUPE_INDEX_PREFIX
     from pipeline.runtime.s3server import EmbeddedS3
 
@@ -347,12 +346,7 @@ def stage_memory(n: int) -> None:
         server = EmbeddedS3(Path(tmp) / "s3")
         info = server.up("warmup")
         try:
-            settings = S3Settings(
-                endpoint_url=info.endpoint_url,
-                access_key_id=info.access_key_id,
-                secret_access_key=info.secret_access_key,
-                bucket="dedupemem",
-            )
+            settings = info.settings("dedupemem")
             bucket = Bucket(settings)
             bucket.ensure()
             key = "work/dt=2026-11-27/run=20261127T120000Z/cleaned.jsonl.gz"

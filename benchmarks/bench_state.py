@@ -278,7 +278,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.dedupe_data import speed_corpus
     from pipeline.core.bucket import Bucket
-    from pipeline.core.config import S3Settings
     from pipeline.core.layout import DEDUPE_INDEX_PREFIX
     from pipeline.runtime.s3server import EmbeddedS3
 
@@ -291,12 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             docs = list(speed_corpus(args.dedupe_run, seed=23))
             for size in sizes:
                 bucket_name = f"state{size}"
-                settings = S3Settings(
-                    endpoint_url=info.endpoint_url,
-                    access_key_id=info.access_key_id,
-                    secret_access_key=info.secret_access_key,
-                    bucket=bucket_name,
-                )
+                settings = info.settings(bucket_name)
                 bucket = Bucket(settings)
                 bucket.ensure()
                 t0 = time.perf_counter()

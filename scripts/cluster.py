@@ -422,7 +422,6 @@ def scale_demo(root: Path) -> int:
     """`make scale-demo`: the scenario with its own SeaweedFS and sample sites; prints what it checked."""
     from examples.sample_site import SampleSite
     from pipeline.core.bucket import Bucket
-    from pipeline.core.config import S3Settings
     from pipeline.core.context import make_run_id
     from pipeline.dataset.read import read_articles
     from pipeline.runtime.s3server import EmbeddedS3
@@ -434,8 +433,7 @@ def scale_demo(root: Path) -> int:
     try:
         buckets = {}
         for kind in ("celery", "local"):
-            settings = S3Settings(endpoint_url=info.endpoint_url, access_key_id=info.access_key_id,
-                                  secret_access_key=info.secret_access_key, bucket=f"{kind}-{uuid.uuid4().hex[:8]}")  # fmt: skip
+            settings = info.settings(f"{kind}-{uuid.uuid4().hex[:8]}")
             Bucket(settings).ensure()
             buckets[kind] = settings
         sources = eight_sources(sites, root / "sources.yaml", **SCENARIO_SOURCES)

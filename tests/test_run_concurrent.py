@@ -39,12 +39,7 @@ LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ")
 
 def _bucket(s3_server) -> S3Settings:
     info = s3_server.info()
-    settings = S3Settings(
-        endpoint_url=info.endpoint_url,
-        access_key_id=info.access_key_id,
-        secret_access_key=info.secret_access_key,
-        bucket=f"t-{uuid.uuid4().hex[:16]}",
-    )
+    settings = info.settings(f"t-{uuid.uuid4().hex[:16]}")
     Bucket(settings).ensure()
     return settings
 

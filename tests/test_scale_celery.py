@@ -39,12 +39,7 @@ pytestmark = pytest.mark.slow
 
 def _settings(s3_server, kind: str) -> S3Settings:
     info = s3_server.info()
-    settings = S3Settings(
-        endpoint_url=info.endpoint_url,
-        access_key_id=info.access_key_id,
-        secret_access_key=info.secret_access_key,
-        bucket=f"scale-{kind}-{uuid.uuid4().hex[:8]}",
-    )
+    settings = info.settings(f"scale-{kind}-{uuid.uuid4().hex[:8]}")
     Bucket(settings).ensure()
     return settings
 

@@ -2,13 +2,16 @@
 source does not stop the others.
 
 Real crawls (Scrapy children) of the session's sample site into the session's SeaweedFS, through the
-in-process CLI. When each crawl ran is read from the crawl's own output, never from wall-clock
-measurements in the test: its log (first to last timestamped line, whole seconds: a strict order of
-two floored times is a true order) and the fetch times of its archived pages (WARC-Date, microseconds).
+in-process CLI. When each crawl ran is read from what the run itself reports, never from wall-clock
+measurements in the test: the order of its progress lines (`crawl X: started` / `crawl X: done`, printed
+by the one process that starts and collects the crawls) and the fetch times of the archived pages
+(WARC-Date, microseconds).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import uuid
 from collections.abc import Iterator
@@ -26,15 +29,15 @@ from pipeline.core.layout import report_key
 from pipeline.dataset.read import read_articles
 from pipeline.dataset.warc import read_warc
 from pipeline.flows.streaming import default_jobs, host_of, source_hosts, startable
-from pipeline.stages.crawl import crawl_log_path, crawl_summaries
+from pipeline.stages.crawl import crawl_summaries
 from tests.crawl_helpers import free_port
 from tests.fixtures.s3 import drop_bucket
 
 pytestmark = pytest.mark.timeout(400)
 
 GOOD = ["the-daily-courier", "metro-herald", "valley-gazette"]
-#: Scrapy's log line time (LOG_DATEFORMAT "%Y-%m-%d %H:%M:%S"); the fixed width sorts as text.
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ")
+#: A crawl's progress line: its start, or its end (done or FAILED).
+EVENT = re.compile(r"^crawl ([a-z0-9_-]+): (started|done|FAILED)")
 
 
 def _bucket(s3_server) -> S3Settings:
@@ -44,11 +47,31 @@ def _bucket(s3_server) -> S3Settings:
     return settings
 
 
-def _run(settings: S3Settings, sources: Path, run_id: str, *extra: str) -> tuple[int, dict]:
-    with pytest.MonkeyPatch.context() as mp:
+def _run(settings: S3Settings, sources: Path, run_id: str, *extra: str) -> tuple[int, dict, list[tuple[str, str]]]:
+    """(exit code, run report, [(source, "started" | "ended")] in the order the run printed them)."""
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
         mp.setenv("NEWS_INGEST_BUCKET", settings.bucket)
         code = cli_main(["run", "--sources", str(sources), "--run-id", run_id, *extra])
-    return code, Bucket(settings).get_json(report_key(run_id))
+    events = [
+        (m.group(1), "started" if m.group(2) == "started" else "ended")
+        for m in map(EVENT.match, err.getvalue().splitlines())
+        if m
+    ]
+    return code, Bucket(settings).get_json(report_key(run_id)), events
+
+
+def _overlapping(events: list[tuple[str, str]]) -> set[frozenset[str]]:
+    """Pairs of crawls where one started while the other had started and not yet ended."""
+    running: set[str] = set()
+    pairs: set[frozenset[str]] = set()
+    for name, what in events:
+        if what == "started":
+            pairs |= {frozenset((name, other)) for other in running}
+            running.add(name)
+        else:
+            running.discard(name)
+    return pairs
 
 
 def _windows(settings: S3Settings, sources: Path, run_id: str) -> dict[str, tuple[datetime, datetime]]:
@@ -64,17 +87,6 @@ def _windows(settings: S3Settings, sources: Path, run_id: str) -> dict[str, tupl
         ]
         if dates:
             out[summary["source"]] = (min(dates), max(dates))
-    return out
-
-
-def _log_spans(settings: S3Settings, sources: Path, names: list[str], run_id: str) -> dict[str, tuple[str, str]]:
-    """{source: (first, last) timestamp of its crawl log}, whole seconds ("2026-12-03 10:00:01")."""
-    ctx = RunContext(run_id=run_id, s3=settings, sources_path=sources)
-    out = {}
-    for name in names:
-        lines = crawl_log_path(ctx, name).read_text(errors="replace").splitlines()
-        stamps = [m.group(1) for m in map(LOG_TIME.match, lines) if m]
-        out[name] = (stamps[0], stamps[-1])
     return out
 
 
@@ -106,15 +118,15 @@ def mixed_run(s3_server, sample_site, tmp_path_factory) -> Iterator[dict]:
     sources = _sources_with(
         tmp_path_factory.mktemp("mixed") / "sources.yaml", sample_site, GOOD, [gone], [f"127.0.0.1:{dead}"]
     )
-    code, report = _run(settings, sources, RUN, "--jobs", "4")
-    yield {"code": code, "report": report, "settings": settings, "sources": sources}
+    code, report, events = _run(settings, sources, RUN, "--jobs", "4")
+    yield {"code": code, "report": report, "events": events, "settings": settings, "sources": sources}
     drop_bucket(Bucket(settings))
 
 
 def test_crawls_of_different_hosts_overlap(mixed_run):
-    spans = _log_spans(mixed_run["settings"], mixed_run["sources"], [*GOOD, "gone"], RUN)
-    overlapping = [(a, b) for a in spans for b in spans if a < b and _overlap(spans[a], spans[b])]
-    assert len(overlapping) >= 1, spans  # one after another, no two spans would intersect
+    events = mixed_run["events"]
+    assert {name for name, what in events if what == "started"} == {*GOOD, "gone"}, events
+    assert len(_overlapping(events)) >= 1, events  # one after another, none would start while another runs
     windows = _windows(mixed_run["settings"], mixed_run["sources"], RUN)
     assert set(windows) == set(GOOD), windows  # the dead source archived nothing
 
@@ -142,7 +154,7 @@ def test_two_sources_of_one_host_never_crawl_at_once(s3_server, sample_site, tmp
         twin = {**yaml.safe_load(path.read_text())["sources"][0], "name": "valley-gazette-twin"}
         sources = _sources_with(path, sample_site, ["valley-gazette", "metro-herald"], [twin])
         run_id = "20261203T110000Z"
-        code, report = _run(settings, sources, run_id, "--jobs", "3")
+        code, report, events = _run(settings, sources, run_id, "--jobs", "3")
         assert code == 0, report.get("health")
         twins = ["valley-gazette", "valley-gazette-twin"]
         windows = _windows(settings, sources, run_id)
@@ -150,11 +162,10 @@ def test_two_sources_of_one_host_never_crawl_at_once(s3_server, sample_site, tmp
         # The twins share 127.0.0.1:<port>: one crawl after the other, although 3 could run at once. Their
         # pages were fetched at disjoint times, and one's log starts no earlier than the other's ends.
         assert not _overlap(windows[twins[0]], windows[twins[1]]), windows
-        spans = _log_spans(settings, sources, [*twins, "metro-herald"], run_id)
-        first, second = sorted(twins, key=lambda t: spans[t])
-        assert spans[second][0] >= spans[first][1], spans
+        pairs = _overlapping(events)
+        assert frozenset(twins) not in pairs, events  # the second started only once the first had ended
         # ... while the other host's crawl ran next to one of them
-        assert any(_overlap(spans["metro-herald"], spans[t]) for t in twins), spans
+        assert any(frozenset(("metro-herald", t)) in pairs for t in twins), events
     finally:
         drop_bucket(Bucket(settings))
 

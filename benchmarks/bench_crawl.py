@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import ChildServer
 from tests.crawl_helpers import (
     LISTEN_BACKLOG,
     LocalServer,
@@ -196,7 +197,7 @@ def _serve_modern(conn: Any, n: int, sources: str) -> None:
         site.stop()
 
 
-class ModernSiteProcess:
+class ModernSiteProcess(ChildServer):
     """The modern sample site in a process of its own (its serving threads must not share this one's GIL,
     and its memory is left out of the crawl's peak)."""
 
@@ -205,30 +206,13 @@ class ModernSiteProcess:
         self.sources = sources
 
     def __enter__(self) -> ModernSiteProcess:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve_modern, args=(child, self.n, str(self.sources)), daemon=True)
-        self.proc.start()
-        child.close()
-        self.base: str = self.conn.recv()
+        self.base: str = self._start(_serve_modern, self.n, str(self.sources))
         return self
 
     def bypasses(self) -> int:
         """Requests to never-fetched URLs and canary connections the site saw so far."""
         self.conn.send("count")
         return int(self.conn.recv())
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
 
 
 def render_rows(n: int, concurrency: int = 16) -> list[dict[str, Any]]:

@@ -44,7 +44,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.harness import MIB, TreeCpu, TreeMemorySampler
+from benchmarks.harness import MIB, ChildServer, TreeCpu, TreeMemorySampler
 
 __all__ = ["TreeMemorySampler", "run_benchmark", "table"]
 
@@ -65,7 +65,7 @@ def _serve_outlet(conn: Any) -> None:
     outlet.stop()
 
 
-class OutletProcess:
+class OutletProcess(ChildServer):
     """The benchmark outlet served from a process of its own.
 
     A real outlet is another machine; served from threads of this process, its HTTP
@@ -75,27 +75,10 @@ class OutletProcess:
     """
 
     def __enter__(self) -> OutletProcess:
-        import multiprocessing as mp
-
         from examples.sample_site.benchmark_outlet import BenchmarkOutlet
 
-        ctx = mp.get_context("spawn")  # a fresh interpreter: no threads or descriptors of this one
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve_outlet, args=(child,), name="benchmark-outlet", daemon=True)
-        self.proc.start()
-        child.close()
-        self.outlet = BenchmarkOutlet(port=self.conn.recv())
+        self.outlet = BenchmarkOutlet(port=self._start(_serve_outlet, name="benchmark-outlet"))
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
 
 
 def decode_like_scrapy(url: str, body: bytes) -> str:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -227,3 +228,31 @@ class TreeCpu:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ChildServer:
+    """A server in a spawned process of its own, driven over a pipe: its first message is what the
+    parent needs (a port, a base URL), a `None` sent to it stops it (killed if it does not end in 10 s).
+
+    Served from threads of the benchmark's process, its handlers would take turns with the measured code
+    for the GIL, and its memory would count in the measured tree."""
+
+    def _start(self, target: Callable[..., None], *args: Any, name: str | None = None) -> Any:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no threads or descriptors of this one
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=target, args=(child, *args), name=name, daemon=True)
+        self.proc.start()
+        child.close()
+        return self.conn.recv()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()

@@ -37,20 +37,13 @@ import yaml  # noqa: E402
 from pipeline.runtime.s3server import free_port  # noqa: E402
 from tests.airflow_helpers import (  # noqa: E402
     AIRFLOW,
+    AWS_ENV,
     AirflowStandalone,
     connection_json,
     session_members,
     wait_until,
 )
 
-#: Environment the workers must not inherit: they take the bucket from the Airflow Connection only.
-AWS_ENV = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "NEWS_INGEST_BUCKET",
-)
 WORKERS = ("worker-a", "worker-b")
 #: `$AIRFLOW_HOME/config/airflow_local_settings.py` of the scheduler (deployment step: the same file).
 LOCAL_SETTINGS = """from pipeline.airflow_tasks import task_instance_mutation_hook

@@ -26,6 +26,14 @@ from pipeline.runtime.s3server import free_port
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 DAGS_FOLDER = ROOT / "dags"
+#: S3 environment that Airflow components must not inherit when they take the bucket from the Connection only.
+AWS_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "NEWS_INGEST_BUCKET",
+)
 #: Variables a child Airflow must not inherit from the test process (they would override ours).
 _DROP_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")
 

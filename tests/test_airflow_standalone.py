@@ -21,15 +21,7 @@ from pipeline.core.config import S3Settings
 from pipeline.core.context import make_run_id
 from pipeline.core.layout import consumer_report_key
 from pipeline.dataset.read import read_articles
-from tests.airflow_helpers import AirflowStandalone, connection_json, wait_until
-
-AWS_ENV = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "NEWS_INGEST_BUCKET",
-)
+from tests.airflow_helpers import AWS_ENV, AirflowStandalone, connection_json, wait_until
 
 
 @pytest.fixture

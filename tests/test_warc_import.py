@@ -261,26 +261,17 @@ def test_import_from_s3_glob_and_from_a_paths_listing_over_http(s3_settings, arc
     assert record.rec_headers.get_header("WARC-Record-ID") == row["warc_record_id"]
 
 
+def import_command(path: Path, *options: str) -> list[str]:
+    """`python -m pipeline import-warc PATH --name NAME --workers 1 OPTIONS...` as a child process runs it."""
+    return [sys.executable, "-m", "pipeline", "import-warc", str(path), "--name", NAME, "--workers", "1", *options]
+
+
 def test_kill_9_mid_import_then_resume_stores_each_article_once(s3_settings, tmp_path):
     many = [p for p in cc_news_pages(8) if p.kind == "article"]
     path = tmp_path / "CC-NEWS-big.warc.gz"
     write_archive(path, many)
     env = {**os.environ, **s3_settings.as_env()}
-    args = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "import-warc",
-        str(path),
-        "--name",
-        NAME,
-        "--chunk",
-        "3",
-        "--workers",
-        "1",
-        "--lease-seconds",
-        "4",
-    ]
+    args = import_command(path, "--chunk", "3", "--lease-seconds", "4")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bucket = Bucket(s3_settings)
     key = state_key(NAME, str(path))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -17,7 +16,7 @@ from pipeline.core.errors import PreconditionFailed
 from pipeline.core.paths import ROOT
 from pipeline.dataset.warc_sources import Remote, expand
 from pipeline.flows.warc_import import ImportOptions, Lease, LeaseHeld, import_archives, lease_key, state_key
-from tests.test_warc_import import NAME, _rows
+from tests.test_warc_import import NAME, _rows, import_command
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -69,19 +68,7 @@ def test_two_importers_started_at_once_store_each_article_once(s3_settings, tmp_
     path = tmp_path / "CC-NEWS-race.warc.gz"
     write_archive(path, many)
     env = {**os.environ, **s3_settings.as_env()}
-    args = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "import-warc",
-        str(path),
-        "--name",
-        NAME,
-        "--chunk",
-        "5",
-        "--workers",
-        "1",
-    ]
+    args = import_command(path, "--chunk", "5")
     procs = [
         subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)

@@ -22,7 +22,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, BinaryIO, cast
@@ -252,19 +252,7 @@ def _converted(response: WarcResponse, conversion: WarcResponse) -> WarcResponse
     kind = conversion.extra.pop("Content-Type", None) or CONVERSION_TYPE
     headers = [(k, v) for k, v in response.headers if k.lower() not in ("content-type", "content-length")]
     headers += [("Content-Type", kind), ("Content-Length", str(len(conversion.body)))]
-    extra = {**response.extra, **conversion.extra}
-    return WarcResponse(
-        record_id=response.record_id,
-        url=response.url,
-        status=response.status,
-        headers=headers,
-        body=conversion.body,
-        source=response.source,
-        kind=response.kind,
-        date=response.date,
-        warc_key=response.warc_key,
-        extra=extra,
-    )
+    return replace(response, headers=headers, body=conversion.body, extra={**response.extra, **conversion.extra})
 
 
 def _response_of(record, warc_key: str) -> WarcResponse:

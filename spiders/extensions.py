@@ -5,6 +5,10 @@
   its URL falls in); skips articles already stored (`news/skipped_seen`), or revalidates them
   with a conditional GET when `revisit_hours` says they are young enough; adds If-None-Match / If-Modified-Since to feeds, sitemaps and
   robots.txt, and hands the links a 304'd document announced last time back to the spider.
+  Registered as a spider middleware too (the same instance): the requests a feed, sitemap or
+  section yields are looked at in batches before they reach the scheduler, and the state shards
+  their URLs fall in are read at once, several GETs in parallel, instead of one GET per new URL
+  when the request comes up for download.
 - `CrawlReport` (extension): when the spider closes, writes the crawl summary
   `work/dt=/run=/crawl/<source>.json` (source, warc_keys, rejects_key, stats, bytes) that
   `pipeline.stages.crawl.crawl_stage` returns.
@@ -13,9 +17,11 @@
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 
-from scrapy import signals
+from scrapy import Request, signals
 from scrapy.exceptions import NotConfigured
 
 from pipeline.core.bucket import Bucket
@@ -31,6 +37,10 @@ log = logging.getLogger(__name__)
 archive_closed = object()
 
 _VALIDATED_KINDS = ("feed", "sitemap", "robots")
+#: Requests a callback yields that are held back at most, so their state shards are read in one go.
+PREFETCH_BATCH = 256
+#: One IncrementalMiddleware per crawler, whether Scrapy builds it as a downloader or a spider middleware.
+_INSTANCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class IncrementalMiddleware:
@@ -50,8 +60,10 @@ class IncrementalMiddleware:
         source = crawler.settings.get("NEWS_SOURCE")
         if not source or not crawler.settings.getbool("NEWS_INCREMENTAL", True):
             raise NotConfigured
-        mw = cls(crawler, source, crawler.settings.getfloat("NEWS_REVISIT_HOURS", 0))
-        crawler.signals.connect(mw.spider_opened, signal=signals.spider_opened)
+        mw = _INSTANCES.get(crawler)
+        if mw is None:
+            mw = _INSTANCES[crawler] = cls(crawler, source, crawler.settings.getfloat("NEWS_REVISIT_HOURS", 0))
+            crawler.signals.connect(mw.spider_opened, signal=signals.spider_opened)
         return mw
 
     def spider_opened(self, spider=None):
@@ -62,6 +74,54 @@ class IncrementalMiddleware:
         self.refused = open_refused(bucket, self.source, exclude_run=run_id)
         self.http = open_http(bucket, self.source)
         log.info("incremental state of %s: read lazily, per URL shard", self.source)
+
+    def _count_reads(self) -> None:
+        # What the state cost this crawl so far; `news/state_shards_prefetched` of them came in batches.
+        views = (self.seen, self.refused, self.http)
+        self.stats.set_value("news/state_shards_read", sum(v.shards_read for v in views if isinstance(v, ShardedState)))
+
+    def _prefetch(self, requests: list) -> None:
+        """Read the state shards of these requests' URLs that are not cached yet, in parallel."""
+        articles: list[str] = []
+        documents: list[str] = []
+        for request in requests:
+            if request.meta.get(OWN):
+                kind = request.meta.get(KIND)
+                url = request.meta.get(DISCOVERED, request.url)
+                (articles if kind == "article" else documents if kind in _VALIDATED_KINDS else []).append(url)
+        fetched = 0
+        for view in (self.seen, self.refused) if articles else ():
+            if isinstance(view, ShardedState):
+                fetched += view.prefetch(articles)
+        if documents and isinstance(self.http, ShardedState):
+            fetched += self.http.prefetch(documents)
+        if fetched:
+            self.stats.inc_value("news/state_shards_prefetched", fetched)
+
+    def _batches(self, pending: list) -> list:
+        if any(isinstance(r, Request) for r in pending):
+            self._prefetch([r for r in pending if isinstance(r, Request)])
+        return pending
+
+    def process_spider_output(self, response, result: Iterable, spider=None) -> Iterator:
+        pending: list = []
+        for item in result:
+            pending.append(item)
+            if len(pending) >= PREFETCH_BATCH:
+                yield from self._batches(pending)
+                pending = []
+        yield from self._batches(pending)
+
+    async def process_spider_output_async(self, response, result: AsyncIterator, spider=None) -> AsyncIterator:
+        pending: list = []
+        async for item in result:
+            pending.append(item)
+            if len(pending) >= PREFETCH_BATCH:
+                for out in self._batches(pending):
+                    yield out
+                pending = []
+        for out in self._batches(pending):
+            yield out
 
     @staticmethod
     def _within(when: object, window: timedelta) -> bool:
@@ -82,6 +142,14 @@ class IncrementalMiddleware:
     def process_request(self, request, spider=None):
         if not request.meta.get(OWN):
             return None
+        try:
+            self._check(request)
+        finally:
+            self._count_reads()
+        return None
+
+    def _check(self, request) -> None:
+        """Skip (SkippedSeen) or make conditional a request of ours, from the state of its URL."""
         kind = request.meta.get(KIND)
         url = request.meta.get(DISCOVERED, request.url)
         if kind == "article" and url in self.seen and "news_revalidating" not in request.meta:
@@ -102,7 +170,6 @@ class IncrementalMiddleware:
         elif kind in _VALIDATED_KINDS and url in self.http:
             entry = self.http[url]
             self._conditional(request, entry.get("etag"), entry.get("last_modified"))
-        return None
 
     @staticmethod
     def _conditional(request, etag, last_modified) -> None:

@@ -69,6 +69,10 @@ DOWNLOADER_MIDDLEWARES: dict[str, int | None] = {
     # Before robots: an article already stored is skipped without any robots.txt work.
     "spiders.extensions.IncrementalMiddleware": 50,
 }
+# The same IncrementalMiddleware instance, as a spider middleware: reads the state shards of a
+# callback's new requests in one parallel batch (a GET per shard, not per URL at download time).
+# Low order: it sees a callback's output last, after the depth and URL-length filters.
+SPIDER_MIDDLEWARES: dict[str, int | None] = {"spiders.extensions.IncrementalMiddleware": 40}
 
 # Components the settings above switch off for good. Scrapy 2.19 imports every key of a
 # component dict and of its _BASE default, even one set to None, before the component can

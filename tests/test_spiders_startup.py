@@ -63,6 +63,7 @@ ENABLED = {
     ],
     "spider middlewares": [
         "scrapy.spidermiddlewares.start.StartSpiderMiddleware",
+        "spiders.extensions.IncrementalMiddleware",
         "scrapy.spidermiddlewares.httperror.HttpErrorMiddleware",
         "scrapy.spidermiddlewares.referer.RefererMiddleware",
         "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware",

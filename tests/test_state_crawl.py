@@ -46,3 +46,15 @@ def test_second_crawl_skips_refused_pages_and_old_layout_seen_pages(s3_settings,
     assert second["stats"]["news/skipped_refused"] >= len(refused)
     assert second["stats"]["news/skipped_seen"] >= len(seen_old)
     assert ctx.bucket.exists(seen_key(outlet))  # a crawl only reads state
+
+
+def test_state_shards_of_discovered_urls_are_read_in_batches(s3_settings, sources_file, sample_site):
+    """The article URLs a feed or section yields have their state shards read in one parallel batch
+    (the spider middleware's prefetch); a request at download time then finds its shard read already."""
+    outlet = _arc_outlet(sample_site)
+    stats = crawl_stage(RunContext(run_id="20261127T140000Z", s3=s3_settings, sources_path=sources_file), outlet)[
+        "stats"
+    ]
+    assert stats["news/state_shards_prefetched"] >= 2
+    on_demand = stats["news/state_shards_read"] - stats["news/state_shards_prefetched"]
+    assert 0 <= on_demand < stats["news/state_shards_prefetched"]

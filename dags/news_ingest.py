@@ -17,6 +17,16 @@ deduplicate and commit the articles to the bucket as one atomic Parquet run.
 * **Output**: the `news_articles` Asset; its event extra carries `run_id` and `manifest`.
 * **Scale-out**: `crawl` and `extract` are mapped tasks, so a Celery or Kubernetes
   executor spreads them over workers; the bucket is the only shared state.
+* **Overlapping runs**: `max_active_runs` is `$NEWS_INGEST_MAX_ACTIVE_RUNS` in the environment
+  of the dag-processor (read when the file is parsed), default 1. Overlapping runs are safe:
+  each commits its own rows, seen-state entries go to per-run delta objects and the dedupe index
+  takes one conditionally created segment per commit, so no entry is lost and an article two runs
+  of one day fetched is stored once (`tests/test_scale_overlap.py` runs three at once). The default stays 1
+  because every run crawls each site as it is now: a second run started while one is crawling
+  fetches again what the first has not committed, and only one copy is kept. Raise it (with the
+  pools below, so that runs crawling one outlet still share its slots) when one slow outlet must
+  not hold back the next hour of the others. `airflow backfill create --max-active-runs N`
+  sets its own limit for the runs of a backfill.
 * **Failures**: a failed crawl does not stop the others. `warc_files` and `report` run
   whatever the crawls did; the report (`reports/run=<id>.json`) names each failed source
   and why, and `check` then fails the run so that alerting sees it, after the other
@@ -29,12 +39,31 @@ The run id is the data interval end, so retries and re-runs overwrite, never dup
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, task
 
 #: Also declared in news_consumer.py and news_maintenance.py (an Asset is identified by name + URI).
 ARTICLES = Asset(name="news_articles", uri=f"s3://{os.environ.get('NEWS_INGEST_BUCKET', 'news')}/articles/")
+
+#: Environment variable (of the dag-processor: read at parse time) for the DAG's `max_active_runs`.
+MAX_ACTIVE_RUNS_ENV = "NEWS_INGEST_MAX_ACTIVE_RUNS"
+
+
+def max_active_runs(env: Mapping[str, str] = os.environ) -> int:
+    """`$NEWS_INGEST_MAX_ACTIVE_RUNS` as a positive int, 1 when unset; ValueError (an import error) otherwise."""
+    raw = env.get(MAX_ACTIVE_RUNS_ENV, "").strip()
+    if not raw:
+        return 1
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_ACTIVE_RUNS_ENV} must be a whole number >= 1, got {raw!r}")
+    return value
+
 
 DEFAULT_ARGS = {
     "owner": "news-ingest",
@@ -51,7 +80,7 @@ DEFAULT_ARGS = {
     schedule="@hourly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=max_active_runs(),
     dagrun_timeout=timedelta(hours=3),
     default_args=DEFAULT_ARGS,
     params={
@@ -117,14 +146,19 @@ def news_ingest():
             return ingest.dedupe_step(context_from_airflow(context), cleaned_key)
 
     @task(outlets=[ARTICLES])
-    def store(deduped_key: str, **context) -> str:
-        """Commit the run (one Delta transaction), mark its URLs seen, and emit the `news_articles` event."""
+    def store(deduped_key: str, source_names: list[str], **context) -> str:
+        """Commit the run (one Delta transaction), mark its URLs seen, and emit the `news_articles` event.
+
+        The commit replaces this run's rows of the sources whose crawl reached them (and of the sources
+        in its records): a cleared and re-run run whose crawl of a source now fails keeps that source's rows.
+        """
         from pipeline.airflow_tasks import context_from_airflow, fail_fast
         from pipeline.flows import ingest
 
         with fail_fast():
             ctx = context_from_airflow(context)
-            manifest_key = ingest.commit_step(ctx, deduped_key)
+            covered = ingest.reached_sources(ctx, source_names, {})
+            manifest_key = ingest.commit_step(ctx, deduped_key, covered)
         from pipeline.dataset.delta import version_of_key
 
         # `version`: the table version this run committed (consumers read changes since the one before).
@@ -159,7 +193,7 @@ def news_ingest():
     crawled >> keys
     extracted = extract.expand(warc_key=keys)
     deduped = dedupe(clean(extracted))
-    manifest = store(deduped)
+    manifest = store(deduped, names)
     check(report(names, deduped, manifest))
 
 

@@ -218,9 +218,13 @@ def commit_run(
     reader = pa.RecordBatchReader.from_batches(TABLE_SCHEMA, iter(batches))
     custom = {"news_ingest.run_id": run_id, "news_ingest.schema_version": str(SCHEMA_VERSION), **(metadata or {})}
     ensure_table(settings)  # so every commit is a replaceWhere: two first commits of one run never both append
+    # Written through a DeltaTable object: after the write it is at the version this commit got, even
+    # when another run commits right after (reopening the table would report that run's version).
+    table = open_table(settings)
+    assert table is not None  # just ensured
     try:
         write_deltalake(
-            table_uri(settings),
+            table,
             reader,
             mode="overwrite",
             predicate=predicate,
@@ -242,8 +246,6 @@ def commit_run(
         raise
     except Exception as exc:
         raise storage_error(exc, settings, f"commit run {run_id}") from None
-    table = open_table(settings)
-    assert table is not None  # just committed
     return int(table.version())
 
 

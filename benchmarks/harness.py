@@ -90,6 +90,10 @@ class TreeMemorySampler:
     hold against a memory goal.
     Processes whose pid is in `exclude` are left out with their own descendants (e.g. the
     S3 server the benchmark started, which is infrastructure, not the pipeline).
+    `peak_by_kind` keeps {kind: (peak summed PSS, peak summed RSS, most processes)} per `process_kind`
+    (the main process, processes it started from another program, forked workers), and
+    `peak_by_phase` {phase: (peak summed PSS, peak summed RSS)} per value of `phase`, which the
+    caller sets as its work moves on (a run's stages).
     """
 
     def __init__(
@@ -114,6 +118,10 @@ class TreeMemorySampler:
         self.peak_root = 0
         self.peak_excluded = 0
         self.peak_processes = 0
+        self.peak_by_kind: dict[str, tuple[int, int, int]] = {}
+        self._phase = ""
+        self.peak_by_phase: dict[str, tuple[int, int]] = {}
+        self._cmdlines: dict[int, tuple[str, ...]] = {}
         self.samples = 0
         self.cpu_seconds = 0.0
         self._stop = threading.Event()
@@ -126,6 +134,7 @@ class TreeMemorySampler:
         with_pss = self.pss and time.monotonic() - self._pss_at >= self.pss_interval
         if with_pss:
             self._pss_at = time.monotonic()
+        kinds: dict[str, list[int]] = {}
         for pid in [self.root.pid, *descendants(self.root.pid)]:
             rss = rss_bytes(pid)
             if rss is None:  # exited between listing and reading: it holds nothing now
@@ -135,17 +144,55 @@ class TreeMemorySampler:
                 continue
             total += rss
             n += 1
-            if with_pss:
-                pss += pss_bytes(pid) or 0
+            own_pss = (pss_bytes(pid) or 0) if with_pss else 0
+            pss += own_pss
             if pid == self.root.pid:
                 self.peak_root = max(self.peak_root, rss)
+            kind = kinds.setdefault(self.process_kind(pid), [0, 0, 0])
+            kind[0] += own_pss
+            kind[1] += rss
+            kind[2] += 1
+        for name, (kind_pss, kind_rss, count) in kinds.items():
+            old = self.peak_by_kind.get(name, (0, 0, 0))
+            self.peak_by_kind[name] = (max(old[0], kind_pss), max(old[1], kind_rss), max(old[2], count))
         self.peak = max(self.peak, total)
+        old_phase = self.peak_by_phase.get(self._phase, (0, 0))
+        self.peak_by_phase[self._phase] = (max(old_phase[0], pss), max(old_phase[1], total))
         if with_pss:
             self.peak_pss = max(self.peak_pss, pss)
         self.peak_excluded = max(self.peak_excluded, excluded)
         self.peak_processes = max(self.peak_processes, n)
         self.samples += 1
         return total
+
+    @property
+    def phase(self) -> str:
+        """What the measured work is doing now (the caller's name for it): peaks are kept per phase."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, name: str) -> None:
+        self._phase = name
+        self._pss_at = 0.0  # the next sample reads PSS: a short phase gets a PSS peak too
+
+    def process_kind(self, pid: int) -> str:
+        """ "main process" for the root; "forked workers" for a process running the root's own command
+        line (a fork); else "child processes" (another program, e.g. the Scrapy crawl)."""
+        if pid == self.root.pid:
+            return "main process"
+        return "forked workers" if self._cmdline(pid) == self._cmdline(self.root.pid) else "child processes"
+
+    def _cmdline(self, pid: int) -> tuple[str, ...]:
+        if pid in self._cmdlines:
+            return self._cmdlines[pid]
+        try:
+            cmdline = tuple(psutil.Process(pid).cmdline())
+        except psutil.Error:
+            return ()
+        # A fork shows its parent's command line until it execs: only another program's is final.
+        if pid == self.root.pid or cmdline != self._cmdline(self.root.pid):
+            self._cmdlines[pid] = cmdline
+        return cmdline
 
     def _run(self) -> None:
         start = time.thread_time()

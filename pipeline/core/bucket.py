@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -295,9 +296,47 @@ class Bucket:
         return n
 
     def iter_jsonl(self, key: str) -> Iterator[dict]:
-        data = self.get(key)
-        if key.endswith(".gz"):
-            data = gzip.decompress(data)
-        for line in data.splitlines():
-            if line.strip():
-                yield json.loads(line)
+        """The JSON Lines of `key` (gunzipped when it ends in .gz) as they arrive: never the whole object in memory."""
+        body = self._call(f"get {key}", self.client.get_object, Key=key)["Body"]
+        raw = io.BufferedReader(BodyStream(body), 1 << 20)
+        try:
+            lines: Iterable[bytes] = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            raw.close()
+
+    def jsonl_upload(self, key: str) -> JsonlUpload:
+        """A `with` block writing JSON Lines for `key` row by row through a local file (`JsonlUpload`)."""
+        return JsonlUpload(self, key)
+
+
+class JsonlUpload:
+    """JSON Lines for `key` (gzip level 1 when it ends in .gz), written row by row to a local temporary
+    file and uploaded when the `with` block ends without an error: a run's work file never sits whole in
+    memory (`Bucket.put_jsonl` builds it there). `rows` counts what was written."""
+
+    def __init__(self, bucket: Bucket, key: str) -> None:
+        self.bucket, self.key, self.rows = bucket, key, 0
+        gz = key.endswith(".gz")
+        self._tmp = tempfile.NamedTemporaryFile(prefix="work-", suffix=".jsonl.gz" if gz else ".jsonl")
+        self._gzip = gzip.GzipFile(fileobj=self._tmp, mode="wb", compresslevel=1, mtime=0) if gz else None
+
+    def write(self, row: dict) -> None:
+        line = json.dumps(row, ensure_ascii=False, default=str).encode() + b"\n"
+        (self._gzip or self._tmp).write(line)
+        self.rows += 1
+
+    def __enter__(self) -> JsonlUpload:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if self._gzip is not None:
+                self._gzip.close()  # the gzip trailer; the file itself stays open
+            if exc_type is None:
+                self._tmp.flush()
+                self.bucket.put_file(self.key, self._tmp.name, content_type="application/x-ndjson")
+        finally:
+            self._tmp.close()  # deletes it

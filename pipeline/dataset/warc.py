@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 SOURCE_FIELD = "WARC-X-Source"
 KIND_FIELD = "WARC-X-Kind"
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024  # rotate files at ~100 MiB (compressed)
+#: A `WarcTail` reads about this much of a file per poll (compressed; ~300 pages of ~10 kB).
+POLL_MAX_BYTES = 4 * 1024 * 1024
 _HOP_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
 #: Content type of a `conversion` record: the DOM a browser rendered from the response it refers to.
 CONVERSION_TYPE = "text/html; charset=utf-8"
@@ -308,24 +310,37 @@ class WarcTail:
     `warc_key` is `key_prefix` + the file name, the key the writer uploads it under.
     """
 
-    def __init__(self, folder: str | Path, key_prefix: str):
+    def __init__(self, folder: str | Path, key_prefix: str, *, max_bytes: int | None = None):
         self.folder = Path(folder)
         self.key_prefix = key_prefix
+        self.max_bytes = max_bytes or POLL_MAX_BYTES
         self.offsets: dict[str, int] = {}  # file name -> bytes consumed (complete members)
         self.conversions: dict[str, WarcResponse] = {}  # read, but their response not yet (iter_responses)
+        #: The last `poll()` stopped at `max_bytes`: more complete records may be waiting.
+        self.behind = False
 
     def poll(self) -> list[WarcResponse]:
-        """Response records completed since the last poll."""
+        """Response records completed since the last poll, in file order: those of about `max_bytes` of the
+        files at most (a crawl faster than extraction must not pile its pages up in memory: see `behind`)."""
         out: list[WarcResponse] = []
+        self.behind = False
         for path in sorted(self.folder.glob("*.warc.gz")):
             offset = self.offsets.get(path.name, 0)
+            size = self.max_bytes
             with open(path, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-            used, raw = _complete_members(data)
+                while True:
+                    fh.seek(offset)
+                    data = fh.read(size)
+                    used, raw = _complete_members(data)
+                    if used or len(data) < size:
+                        break
+                    size *= 2  # one record larger than the cap: read far enough to hold it
             if used:
                 self.offsets[path.name] = offset + used
                 out.extend(iter_responses(io.BytesIO(raw), self.key_prefix + path.name, self.conversions))
+            if len(data) == size:
+                self.behind = True
+                break  # the later files wait for the next poll: records stay in file order
         return out
 
     def fully_read(self) -> bool:
@@ -418,21 +433,28 @@ def remove_stale_spools(parent: str | Path, prefix: str = "warc-", *, grace: flo
     return removed
 
 
-def _complete_members(data: bytes) -> tuple[int, bytes]:
-    """(bytes of `data` made of complete gzip members, their decompressed content)."""
+def _complete_members(data: bytes, chunk: int = 1 << 16) -> tuple[int, bytes]:
+    """(bytes of `data` made of complete gzip members, their decompressed content).
+
+    Each member is fed in `chunk`-byte slices: zlib copies the input left after a member's end into
+    `unused_data`, which for the whole rest of `data` made this quadratic in its size."""
     used = 0
     parts: list[bytes] = []
     view = memoryview(data)  # no copy of the rest of the file per member
     while used < len(data):
         d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        pos = used
+        out: list[bytes] = []
         try:
-            part = d.decompress(view[used:])
+            while not d.eof and pos < len(data):
+                out.append(d.decompress(view[pos : pos + chunk]))
+                pos = min(pos + chunk, len(data))
         except zlib.error:
             break  # not a complete gzip header yet
         if not d.eof:
             break  # the writer is still in this member
-        parts.append(part)
-        used = len(data) - len(d.unused_data)
+        parts.append(b"".join(out))
+        used = pos - len(d.unused_data)
     return used, b"".join(parts)
 
 

@@ -35,6 +35,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: The fields of a stored article that `pipeline.dataset.state.record_stored` reads.
+SEEN_FIELDS = (
+    "source",
+    "canonical_url",
+    "url",
+    "content_hash",
+    "http_etag",
+    "http_last_modified",
+    "article_id",
+    "ingested_at",
+)
+
+
 class RunFailed(RuntimeError):
     """The run finished, but a source failed or nothing was committed (the report names why)."""
 
@@ -95,7 +108,7 @@ def extract_step(ctx: RunContext, warc_key: str) -> str:
 
 
 def clean_step(
-    ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[str, list[Outcome]] | None = None
+    ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[str, Iterable[Outcome]] | None = None
 ) -> str:
     """Clean every extracted record; the key of the cleaned file (`cleaned`: outcomes already computed)."""
     from pipeline.stages.clean import clean_stage
@@ -120,7 +133,11 @@ def commit_step(ctx: RunContext, deduped_key: str, sources: Iterable[str] | None
 
     manifest_key = store_stage(ctx, deduped_key, sources=sources)
     # After the commit only: a URL marked seen is never fetched again, so it must be stored first.
-    rows = [{**row, "run_id": ctx.run_id} for row in ctx.bucket.iter_jsonl(deduped_key)]
+    # Only the fields the seen state keeps: the texts of a whole run need not sit in memory for it.
+    rows = [
+        {**{k: row.get(k) for k in SEEN_FIELDS if k in row}, "run_id": ctx.run_id}
+        for row in ctx.bucket.iter_jsonl(deduped_key)
+    ]
     record_stored(ctx.bucket, rows)
     record_refused(ctx.bucket, read_rejects(ctx), ctx.run_id)
     return manifest_key
@@ -213,9 +230,17 @@ def run_once(
     if streaming:
         from pipeline.flows.streaming import crawl_and_extract
 
-        streamed = crawl_and_extract(ctx, sources, rep=rep, jobs=jobs)  # `jobs` crawls at once
-        extracted, timings = streamed.extracted_keys, dict(streamed.timings)
-        failed, cleaned = streamed.failed_sources, streamed.cleaned
+        # `jobs` crawls at once; the workers' cleaning outcomes wait in a local spool until the clean step
+        with crawl_and_extract(ctx, sources, rep=rep, jobs=jobs) as streamed:
+            return finish_step(
+                ctx,
+                sources,
+                streamed.extracted_keys,
+                timings=dict(streamed.timings),
+                failed=streamed.failed_sources,
+                cleaned=streamed.cleaned,
+                rep=rep,
+            )
     else:
         t0 = time.perf_counter()
         for name in sources:
@@ -267,7 +292,7 @@ def finish_step(
     *,
     timings: dict[str, float],
     failed: Mapping[str, str],
-    cleaned: Mapping[str, list[Outcome]] | None,
+    cleaned: Mapping[str, Iterable[Outcome]] | None,
     rep: Reporter,
 ) -> dict:
     """The steps after extraction, in this process: clean, dedupe, commit, report; returns the report.

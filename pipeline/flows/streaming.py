@@ -18,17 +18,23 @@ They are written only for a crawl that finished and whose local files were read 
 end under the keys it uploaded; otherwise that source's WARC files are extracted again
 from the bucket, exactly as `extract_stage` does for the DAG. A failed crawl's pages are
 dropped, as in the DAG (the next run fetches them).
+
+Memory does not grow with the run's pages: the tail hands out a few MB of records per poll (a crawl
+faster than extraction leaves its backlog on disk), and until the crawls end the workers' outcomes
+wait in a local spool (`SpooledOutcomes`, a gzip file per WARC file), not in lists.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -54,9 +60,83 @@ POLL_SECONDS = 0.05
 DEFAULT_JOBS = 4
 
 
+class CleanedFile:
+    """The (record, cleaned row) outcomes of one WARC file that the workers cleaned, read from its spool
+    file each time it is iterated (`clean_stage(cleaned=...)` reads it once); `len()` counts them."""
+
+    def __init__(self, path: Path, count: int) -> None:
+        self.path, self.count = path, count
+
+    def __iter__(self) -> Iterator[Outcome]:
+        for _item, record, then in SpooledOutcomes.read(self.path):
+            if then is not None:
+                yield record, then
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class SpooledOutcomes:
+    """The workers' outcomes, one gzip JSON Lines file per WARC file in a local folder (a `Spool`, so a
+    killed run's folder is removed by the next one), each line `[item, record, then]` in arrival order.
+
+    Holds no page in memory: at 5,000 pages the records and cleaned rows held in lists until the crawls
+    ended were most of the main process's growth with run size."""
+
+    def __init__(self, run_id: str) -> None:
+        self._spool = Spool(var_dir(), f"warc-{safe_segment(run_id)}-outcomes-")
+        self._files: dict[str, gzip.GzipFile] = {}
+        self._paths: dict[str, Path] = {}
+        self._counts: dict[str, int] = {}  # per WARC key: outcomes with a cleaning result
+
+    def add(self, item: dict, outcome: PageOutcome) -> None:
+        key = item["warc_key"]
+        out = self._files.get(key)
+        if out is None:
+            self._paths[key] = self._spool.path / f"{len(self._paths):05d}.jsonl.gz"
+            out = self._files[key] = gzip.open(self._paths[key], "wb", compresslevel=1)
+            self._counts[key] = 0
+        out.write(json.dumps([item, outcome.record, outcome.then], ensure_ascii=False, default=str).encode())
+        out.write(b"\n")
+        self._counts[key] += outcome.then is not None
+
+    def pairs(self, warc_key: str) -> Iterator[tuple[dict, dict]]:
+        """(item, extracted record or failure) of `warc_key`, in arrival order (none if it had no page)."""
+        for item, record, _then in self._read_key(warc_key):
+            yield item, record
+
+    def cleaned(self, warc_key: str) -> CleanedFile | None:
+        """The cleaning outcomes of `warc_key` (None if it had no page)."""
+        self._finish(warc_key)
+        path = self._paths.get(warc_key)
+        return CleanedFile(path, self._counts[warc_key]) if path is not None else None
+
+    def _read_key(self, warc_key: str) -> Iterator[list]:
+        self._finish(warc_key)
+        if warc_key in self._paths:
+            yield from self.read(self._paths[warc_key])
+
+    def _finish(self, warc_key: str) -> None:
+        out = self._files.pop(warc_key, None)
+        if out is not None:
+            out.close()
+
+    @staticmethod
+    def read(path: Path) -> Iterator[list]:
+        with gzip.open(path, "rb") as fh:
+            for line in fh:
+                yield json.loads(line)
+
+    def close(self) -> None:
+        """Remove the spool folder (after the clean step has read it)."""
+        for key in list(self._files):
+            self._finish(key)
+        self._spool.release()
+
+
 @dataclass(frozen=True)
 class StreamedCrawl:
-    """What `crawl_and_extract` hands to the clean step."""
+    """What `crawl_and_extract` hands to the clean step; `close()` it once the clean step is done."""
 
     #: The extracted keys, one per WARC file of the crawls that finished.
     extracted_keys: list[str]
@@ -64,8 +144,22 @@ class StreamedCrawl:
     timings: dict[str, float]
     #: {source: why its crawl failed}.
     failed_sources: dict[str, str]
-    #: The cleaning outcomes of the extracted keys whose pages the workers cleaned, for `clean_stage(cleaned=...)`.
-    cleaned: dict[str, list[Outcome]]
+    #: The cleaning outcomes of the extracted keys whose pages the workers cleaned, for `clean_stage(cleaned=...)`:
+    #: each read from the local spool when iterated.
+    cleaned: dict[str, Iterable[Outcome]]
+    #: The local spool `cleaned` is read from.
+    spool: SpooledOutcomes | None = None
+
+    def close(self) -> None:
+        """Remove the local spool of the workers' outcomes."""
+        if self.spool is not None:
+            self.spool.close()
+
+    def __enter__(self) -> StreamedCrawl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass
@@ -138,6 +232,13 @@ def default_jobs(n_sources: int) -> int:
     return max(1, min(n_sources, DEFAULT_JOBS))
 
 
+def _drain(records: list) -> Iterator:
+    """The records, each let go of (its page with it) once it has been handed on."""
+    records.reverse()
+    while records:
+        yield records.pop()
+
+
 def _warm_up_later_stages() -> None:
     """Import what dedupe and store need while the crawl child starts (a core is idle then).
 
@@ -177,7 +278,7 @@ def crawl_and_extract(
     crawl_end = t0
     crawls: dict[str, _Crawl] = {}
     pending = list(sources)
-    pointers: list[dict] = []  # per item, in input order, without the HTML
+    pointers: list[dict] = []  # per item, in input order, without the HTML (emptied once its outcome is in)
     extracted = 0
 
     def start_some() -> None:
@@ -216,16 +317,19 @@ def crawl_and_extract(
             running = [c for c in crawls.values() if not c.collected]
             if not running:
                 break
+            behind = False
             for crawl in running:
-                finished = crawl.done.is_set()  # before the poll: then the poll reads its last records too
-                for rec in crawl.tail.poll():
+                finished = crawl.done.is_set()  # before the poll: then the polls read its last records too
+                records = crawl.tail.poll()  # a few MB of pages at a time: the rest wait on disk, not in memory
+                behind |= crawl.tail.behind
+                for rec in _drain(records):
                     item = warc_item(rec)
                     if item is not None:
                         pointers.append(item)
                         yield {**item, "html": rec.text()}
-                if finished:
+                if finished and not crawl.tail.behind:
                     collect(crawl)
-            if all(not c.done.is_set() for c in crawls.values() if not c.collected):
+            if not behind and all(not c.done.is_set() for c in crawls.values() if not c.collected):
                 time.sleep(POLL_SECONDS)
         crawl_end = max(c.ended for c in crawls.values()) if crawls else time.perf_counter()
         log.info(
@@ -237,7 +341,7 @@ def crawl_and_extract(
         )
         rep.stage("extract (the pages left when the crawls ended)", total=len(pointers) - extracted, unit="pages")
 
-    outcomes: dict[str, list[tuple[dict, PageOutcome]]] = defaultdict(list)  # WARC key -> (item, outcome)
+    outcomes = SpooledOutcomes(ctx.run_id)
     try:
         rep.stage(f"crawl ({len(sources)} sources, up to {jobs} at once)", total=len(sources), unit="sources")
         # The first Scrapy children start now (their start-up takes a second or more); building the
@@ -257,12 +361,15 @@ def crawl_and_extract(
             then=step,
         )
         for index, outcome in enumerate(batch):
-            item = pointers[index]
-            outcomes[item["warc_key"]].append((item, outcome))
+            item, pointers[index] = pointers[index], {}
+            outcomes.add(item, outcome)
             extracted += 1
             if crawl_end > t0:
                 rep.advance()
         keys, failed, cleaned = _write(ctx, sources, crawls, outcomes, workers=workers, timeout=timeout)
+    except BaseException:
+        outcomes.close()
+        raise
     finally:
         for crawl in crawls.values():  # an exception above: do not leave a crawl thread behind
             if crawl.thread is not None:
@@ -271,7 +378,7 @@ def crawl_and_extract(
         held.release()
     end = time.perf_counter()
     return StreamedCrawl(
-        keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)}, failed, cleaned
+        keys, {"crawl": round(crawl_end - t0, 3), "extract": round(end - crawl_end, 3)}, failed, cleaned, outcomes
     )
 
 
@@ -279,11 +386,11 @@ def _write(
     ctx: RunContext,
     sources: list[str],
     crawls: dict[str, _Crawl],
-    outcomes: dict[str, list[tuple[dict, PageOutcome]]],
+    outcomes: SpooledOutcomes | None,
     *,
     workers: int | None,
     timeout: float,
-) -> tuple[list[str], dict[str, str], dict[str, list[Outcome]]]:
+) -> tuple[list[str], dict[str, str], dict[str, Iterable[Outcome]]]:
     """Store the extraction of each finished crawl's WARC files; re-extract from the bucket when the
     streamed records cannot be vouched for. Returns (extracted keys, failed sources, the cleaning
     outcomes of the streamed keys)."""
@@ -293,7 +400,7 @@ def _write(
     keys: list[str] = []
     from pipeline.stages.extract import extract_stage, write_extraction
 
-    cleaned: dict[str, list[Outcome]] = {}
+    cleaned: dict[str, Iterable[Outcome]] = {}
     for summary in sorted(finished, key=lambda s: s["source"]):
         crawl = crawls.get(summary["source"])
         warc_keys = sorted(summary.get("warc_keys", []))
@@ -301,10 +408,9 @@ def _write(
             crawl is not None and crawl.error is None and crawl.tail.fully_read() and crawl.tail.keys() == warc_keys
         )
         for key in warc_keys:
-            if streamed:
-                done = outcomes.get(key, [])
-                keys.append(write_extraction(ctx, key, ((item, outcome.record) for item, outcome in done)))
-                cleaned[keys[-1]] = [(outcome.record, outcome.then) for _, outcome in done if outcome.then is not None]
+            if streamed and outcomes is not None:
+                keys.append(write_extraction(ctx, key, outcomes.pairs(key)))
+                cleaned[keys[-1]] = outcomes.cleaned(key) or []
             else:
                 log.warning("extract %s again from the bucket: its records were not all read while crawling", key)
                 keys.append(extract_stage(ctx, key, workers=workers, timeout=timeout))

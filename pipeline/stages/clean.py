@@ -14,8 +14,6 @@ rules, built-in tail truncation (comment sections), per-source rules
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -371,12 +369,6 @@ def clean_article(record: dict, rules: CleaningRules | None = None, *, language:
 # --------------------------------------------------------------------------- stage
 
 
-def _read_jsonl_gz(data: bytes) -> Iterator[dict]:
-    for line in gzip.decompress(data).splitlines():
-        if line.strip():
-            yield json.loads(line)
-
-
 def clean_one(record: dict, rules: CleaningRules | None = None, *, language: str | None = None) -> dict:
     """`clean_article` plus the record's content hash and article id: one row of the cleaned file.
 
@@ -420,9 +412,11 @@ Outcome = tuple[dict, dict]
 
 
 def clean_outcomes(ctx: RunContext, extracted_key: str, step: CleanStep | None = None) -> Iterator[Outcome]:
-    """(record, cleaned row or {"error", "detail"}) for every record of one extracted file in the bucket."""
+    """(record, cleaned row or {"error", "detail"}) for every record of one extracted file in the bucket,
+    read as it arrives."""
+
     step = step or CleanStep.of(ctx)
-    for record in _read_jsonl_gz(ctx.bucket.get(extracted_key)):
+    for record in ctx.bucket.iter_jsonl(extracted_key):
         try:
             yield record, step(record)
         except NotAnArticle as exc:
@@ -430,36 +424,36 @@ def clean_outcomes(ctx: RunContext, extracted_key: str, step: CleanStep | None =
 
 
 def clean_stage(
-    ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[str, list[Outcome]] | None = None
+    ctx: RunContext, extracted_keys: list[str], *, cleaned: Mapping[str, Iterable[Outcome]] | None = None
 ) -> str:
     """Clean every extracted record of the run; writes `work/.../cleaned.jsonl.gz`, returns its key.
 
     `cleaned`, when given, holds the outcomes of extracted files already cleaned elsewhere (by
     extracted key); the other files are read from the bucket and cleaned here. Rows keep the
-    order of `extracted_keys` either way.
+    order of `extracted_keys` either way. Streams: rows go to a local file as they come, uploaded at the end.
     """
+
     out_key = cleaned_key(ctx.run_id)
     step = CleanStep.of(ctx)
-    rows: list[dict] = []
     rejects: list[dict] = []
-    for key in extracted_keys:
-        outcomes = (cleaned or {}).get(key)
-        for record, result in clean_outcomes(ctx, key, step) if outcomes is None else outcomes:
-            if "error" in result:
-                rejects.append(
-                    reject(
-                        record.get("url", ""),
-                        "clean",
-                        result["error"],
-                        source=record.get("source"),
-                        detail=result.get("detail", ""),
-                        warc_key=record.get("warc_key"),
-                        warc_record_id=record.get("warc_record_id"),
+    with ctx.bucket.jsonl_upload(out_key) as out:
+        for key in extracted_keys:
+            outcomes = (cleaned or {}).get(key)
+            for record, result in clean_outcomes(ctx, key, step) if outcomes is None else outcomes:
+                if "error" in result:
+                    rejects.append(
+                        reject(
+                            record.get("url", ""),
+                            "clean",
+                            result["error"],
+                            source=record.get("source"),
+                            detail=result.get("detail", ""),
+                            warc_key=record.get("warc_key"),
+                            warc_record_id=record.get("warc_record_id"),
+                        )
                     )
-                )
-            else:
-                rows.append(result)
-    ctx.bucket.put_jsonl(out_key, rows)
+                else:
+                    out.write(result)
     write_rejects(ctx, "clean", rejects)
-    log.info("clean: %s kept, %s rejected -> %s", len(rows), len(rejects), out_key)
+    log.info("clean: %s kept, %s rejected -> %s", out.rows, len(rejects), out_key)
     return out_key

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import logging
 import random
@@ -53,9 +52,8 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 
 import numpy as np
-from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.core.bucket import BodyStream, Bucket, PreconditionFailed, StorageError, describe_error
+from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError
 from pipeline.core.context import RunContext
 from pipeline.core.layout import deduped_key
 from pipeline.core.layout import run_date as run_date_of
@@ -467,29 +465,13 @@ def _rewrite_verdict(
     return {}
 
 
-def _stream_jsonl(bucket: Bucket, key: str) -> Iterator[dict]:
-    """The JSON Lines of `key` (gunzipped when it ends in .gz) as they arrive: never the whole object in memory."""
-    try:
-        body = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"]
-    except (ClientError, BotoCoreError) as exc:
-        raise describe_error(exc, bucket.settings, f"get {key}") from None
-    raw: IO[bytes] = io.BufferedReader(BodyStream(body), 1 << 20)
-    try:
-        lines: IO[bytes] = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw  # type: ignore[assignment]
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
-    finally:
-        raw.close()
-
-
 def _dedupe_to_file(
     bucket: Bucket, cleaned_key: str, index: DedupeIndex, day: str, run_id: str, out: IO[bytes]
 ) -> Counter:
     """Dedupe the streamed input against `index` into `out` (gzip JSON Lines, re-fetches dropped); the counts."""
     counts: Counter = Counter()
     with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
-        for batch in iter_dedupe(_stream_jsonl(bucket, cleaned_key), index=index, run_date=day, run_id=run_id):
+        for batch in iter_dedupe(bucket.iter_jsonl(cleaned_key), index=index, run_date=day, run_id=run_id):
             for r in batch:
                 counts[r["dup_kind"] or "none"] += 1
                 if r["dup_kind"] == "url":

@@ -859,29 +859,29 @@ def cleaning_rules_of(ctx: RunContext) -> Callable[[dict], CleaningRules | None]
 
 
 def write_extraction(ctx, warc_key: str, outcomes: Iterable[tuple[dict, dict]]) -> str:
-    """Store the (item, result) pairs of one WARC file: records to `work/.../extracted/<stem>.jsonl.gz`,
-    failures to `rejects/.../extract-<stem>.jsonl` (stage "extract"). Returns the records' key."""
-    rows: list[dict] = []
-    rejects: list[dict] = []
-    for item, result in outcomes:
-        if "error" in result:
-            rejects.append(
-                reject(
-                    item["url"],
-                    "extract",
-                    result["error"],
-                    source=item["source"],
-                    detail=result.get("detail", ""),
-                    warc_key=warc_key,
-                    warc_record_id=item["warc_record_id"],
-                )
-            )
-        else:
-            rows.append(result)
+    """Store the (item, result) pairs of one WARC file: records to `work/.../extracted/<stem>.jsonl.gz`
+    (streamed through a local file), failures to `rejects/.../extract-<stem>.jsonl` (stage "extract").
+    Returns the records' key."""
+    rejects: list[dict] = []  # a few small dicts: the failures, without their pages
     out_key = extracted_key(ctx.run_id, warc_key)
-    ctx.bucket.put_jsonl(out_key, rows)
+    with ctx.bucket.jsonl_upload(out_key) as out:
+        for item, result in outcomes:
+            if "error" in result:
+                rejects.append(
+                    reject(
+                        item["url"],
+                        "extract",
+                        result["error"],
+                        source=item["source"],
+                        detail=result.get("detail", ""),
+                        warc_key=warc_key,
+                        warc_record_id=item["warc_record_id"],
+                    )
+                )
+            else:
+                out.write(result)
     write_rejects(ctx, extract_rejects_name(warc_key), rejects)
-    log.info("extract %s: %s articles, %s rejected -> %s", warc_key, len(rows), len(rejects), out_key)
+    log.info("extract %s: %s articles, %s rejected -> %s", warc_key, out.rows, len(rejects), out_key)
     return out_key
 
 
@@ -899,6 +899,11 @@ def extract_stage(ctx, warc_key: str, *, workers: int | None = None, timeout: fl
                 pointers.append(item)
                 yield {**item, "html": rec.text()}
 
+    def pairs() -> Iterator[tuple[dict, dict]]:
+        for i, result in enumerate(batch):
+            item, pointers[i] = pointers[i], {}  # done with: memory stays bounded by the pool's window
+            yield item, result
+
     # Text-level cleaning is the clean stage's job (clean_stage): done once, there.
     batch = extract_batch(items(), workers=workers, timeout=timeout, rules_for=cleaning_rules_of(ctx))
-    return write_extraction(ctx, warc_key, ((pointers[i], result) for i, result in enumerate(batch)))
+    return write_extraction(ctx, warc_key, pairs())

@@ -15,7 +15,12 @@ is that operation's alone, imports included; the RSS before the operation is pri
 * fold: `fold_deltas` of those runs' deltas into the shards they touch (what maintenance does daily,
   off the commit's path);
 * dedupe: `dedupe_stage` of a `--dedupe-run`-article run (`benchmarks.dedupe_data.speed_corpus`)
-  against the index.
+  against the index, on a worker whose key cache (`NEWS_INGEST_CACHE_DIR`, `dedupe_index.KeyCache`)
+  is cold (the first run on a fresh worker: it downloads the window's key sections), then warm (the
+  next run, other articles: only segments written since are new to it; its own last one was cached
+  when written). `--dedupe-off` adds a run with the cache off (ranged reads of key blocks: slow at
+  1,000,000). The same run against an empty index is measured once: the stage's own work (signatures,
+  rewrite features, input and output), which no index layout removes.
 
 Goals (issue #19) at 1,000,000: crawl start <= 1 s and <= 200 MB, update <= 2 s, dedupe of
 5,000 <= 5 s and <= 500 MB; the 1,000,000 figures within 1.5x of the 100,000 ones.
@@ -207,17 +212,25 @@ def op_fold(bucket, size: int, run: int) -> dict:
     return {"fold_s": time.perf_counter() - t0}
 
 
-def op_dedupe(bucket, settings, cleaned_key: str) -> dict:
+def op_dedupe(bucket, settings, cleaned_key: str, run_id: str) -> dict:
     from pipeline.core.context import RunContext
+    from pipeline.stages import dedupe_index
     from pipeline.stages.dedupe import dedupe_stage
 
-    ctx = RunContext(run_id=RUN_DAY.replace("-", "") + "T120000Z", s3=settings)
-    from pipeline.stages import dedupe_index
-
+    ctx = RunContext(run_id=run_id, s3=settings)
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     dedupe_stage(ctx, cleaned_key)
-    fetched = dedupe_index.FETCHED
-    return {"dedupe_s": time.perf_counter() - t0, "index_mb": fetched["bytes"] / 1e6, "index_gets": fetched["requests"]}
+    fetched, cache = dedupe_index.FETCHED, dedupe_index.CACHE_STATS
+    return {
+        "dedupe_s": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - cpu0,
+        "index_mb": fetched["bytes"] / 1e6,
+        "index_gets": fetched["requests"],
+        "download_mb": cache["download_bytes"] / 1e6,
+        "downloads": cache["downloads"],
+        "cache_hits": cache["hits"],
+    }
 
 
 def child(args: argparse.Namespace) -> int:
@@ -239,7 +252,7 @@ def child(args: argparse.Namespace) -> int:
     elif args.op == "fold":
         out = op_fold(bucket, args.size, args.run)
     else:
-        out = op_dedupe(bucket, settings, args.cleaned)
+        out = op_dedupe(bucket, settings, args.cleaned, args.run_id)
     out.update(base_rss_mb=base, peak_rss_mb=_peak_mb())
     print(json.dumps(out))
     return 0
@@ -268,10 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dedupe-run", type=int, default=5000)
     parser.add_argument("--skip-dedupe", action="store_true", help="measure the seen state only (no index)")
     parser.add_argument("--index-format", choices=("v1", "v2"), default="v2", help="v1: old whole day files")
+    parser.add_argument("--skip-seen", action="store_true", help="measure the dedupe index only (no seen state)")
+    parser.add_argument("--dedupe-off", action="store_true", help="also run dedupe with the key cache off")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--op", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--cleaned", help=argparse.SUPPRESS)
+    parser.add_argument("--run-id", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args)
@@ -283,49 +299,79 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     results: dict[int, dict] = {}
+    floor: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-state-") as tmp:
         server = EmbeddedS3(Path(tmp) / "s3")
         info = server.up("warmup")
+
+        def env_of(bucket_name: str, cache: str) -> dict:
+            return {
+                **os.environ,
+                "AWS_ENDPOINT_URL": info.endpoint_url,
+                "AWS_ACCESS_KEY_ID": info.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": info.secret_access_key,
+                "NEWS_INGEST_BUCKET": bucket_name,
+                "NEWS_INGEST_CACHE_DIR": cache,
+            }
+
         try:
-            docs = list(speed_corpus(args.dedupe_run, seed=23))
+            # Two runs' articles: the cold run's, and the next run's (other articles) on the warm worker.
+            runs = {
+                "cold": (list(speed_corpus(args.dedupe_run, seed=23)), "T120000Z"),
+                "warm": (list(speed_corpus(args.dedupe_run, seed=24)), "T130000Z"),
+                "off": (list(speed_corpus(args.dedupe_run, seed=25)), "T140000Z"),
+            }
+            day = RUN_DAY.replace("-", "")
+            if not args.skip_dedupe:  # the stage against an empty index: its own work, the floor
+                bucket = Bucket(info.settings("state0"))
+                bucket.ensure()
+                cleaned = f"work/dt={RUN_DAY}/run=floor/cleaned.jsonl.gz"
+                bucket.put_jsonl(cleaned, runs["cold"][0])
+                floor = _run_child(
+                    env_of("state0", "off"), "--op", "dedupe", "--cleaned", cleaned, "--run-id", f"{day}T120000Z"
+                )
+                print("dedupe against an empty index:", json.dumps(floor), flush=True)
             for size in sizes:
                 bucket_name = f"state{size}"
                 settings = info.settings(bucket_name)
                 bucket = Bucket(settings)
                 bucket.ensure()
                 t0 = time.perf_counter()
-                build_seen(bucket, size)
+                if not args.skip_seen:
+                    build_seen(bucket, size)
                 t_seen = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 if not args.skip_dedupe:
                     build_index(bucket, size, DEDUPE_INDEX_PREFIX, args.index_format)
                 t_index = time.perf_counter() - t0
                 print(f"history {size:,}: seen state built in {t_seen:.1f} s, index in {t_index:.1f} s", flush=True)
-                cleaned = f"work/dt={RUN_DAY}/run=bench/cleaned.jsonl.gz"
-                bucket.put_jsonl(cleaned, docs)
-                env = {
-                    **os.environ,
-                    "AWS_ENDPOINT_URL": info.endpoint_url,
-                    "AWS_ACCESS_KEY_ID": info.access_key_id,
-                    "AWS_SECRET_ACCESS_KEY": info.secret_access_key,
-                    "NEWS_INGEST_BUCKET": bucket_name,
-                }
+                cache = str(Path(tmp) / f"cache-{size}")  # a fresh worker's cache: empty
+                env = env_of(bucket_name, cache)
                 common = ["--size", str(size), "--run", str(args.run)]
-                results[size] = {
-                    "crawl_start": _run_child(env, "--op", "crawl_start", *common),
-                    "update": _run_child(env, "--op", "update", *common),
-                    "fold": _run_child(env, "--op", "fold", *common),
-                }
+                results[size] = {}
+                if not args.skip_seen:
+                    results[size] = {
+                        "crawl_start": _run_child(env, "--op", "crawl_start", *common),
+                        "update": _run_child(env, "--op", "update", *common),
+                        "fold": _run_child(env, "--op", "fold", *common),
+                    }
                 if not args.skip_dedupe:
-                    results[size]["dedupe"] = _run_child(env, "--op", "dedupe", "--cleaned", cleaned, *common)
+                    for mode in ("cold", "warm", "off") if args.dedupe_off else ("cold", "warm"):
+                        docs, hhmmss = runs[mode]
+                        cleaned = f"work/dt={RUN_DAY}/run={mode}/cleaned.jsonl.gz"
+                        bucket.put_jsonl(cleaned, docs)
+                        argv = ["--op", "dedupe", "--cleaned", cleaned, "--run-id", f"{day}{hhmmss}", *common]
+                        results[size][f"dedupe_{mode}"] = _run_child(
+                            env if mode != "off" else env_of(bucket_name, "off"), *argv
+                        )
                 print(json.dumps(results[size]), flush=True)
         finally:
             server.down()
-    _print_table(results, args)
+    _print_table(results, args, floor)
     return 0
 
 
-def _print_table(results: dict[int, dict], args: argparse.Namespace) -> None:
+def _print_table(results: dict[int, dict], args: argparse.Namespace, floor: dict | None = None) -> None:
     sizes = sorted(results)
     rows = [
         ("crawl start: open the state views (s)", "crawl_start", "open_s"),
@@ -339,12 +385,17 @@ def _print_table(results: dict[int, dict], args: argparse.Namespace) -> None:
         ("update: peak RSS (MB)", "update", "peak_rss_mb"),
         (f"fold (maintenance): those {UPDATES} deltas into the shards (s)", "fold", "fold_s"),
         ("fold: peak RSS (MB)", "fold", "peak_rss_mb"),
-        (f"dedupe_stage of {args.dedupe_run:,} articles (s)", "dedupe", "dedupe_s"),
-        ("dedupe: peak RSS (MB)", "dedupe", "peak_rss_mb"),
-        ("dedupe: index ranged reads (MB)", "dedupe", "index_mb"),
-        ("dedupe: index ranged GETs", "dedupe", "index_gets"),
-        ("dedupe: RSS after imports (MB)", "dedupe", "base_rss_mb"),
     ]
+    for mode, what in (("warm", "warm cache"), ("cold", "cold cache"), ("off", "cache off")):
+        rows += [
+            (f"dedupe_stage of {args.dedupe_run:,} articles, {what} (s)", f"dedupe_{mode}", "dedupe_s"),
+            (f"dedupe, {what}: CPU time of the process (s)", f"dedupe_{mode}", "cpu_s"),
+            (f"dedupe, {what}: peak RSS (MB)", f"dedupe_{mode}", "peak_rss_mb"),
+            (f"dedupe, {what}: S3 bytes read by the index (MB)", f"dedupe_{mode}", "index_mb"),
+            (f"dedupe, {what}: S3 GETs of the index", f"dedupe_{mode}", "index_gets"),
+            (f"dedupe, {what}: key sections downloaded (MB)", f"dedupe_{mode}", "download_mb"),
+        ]
+    rows.append(("dedupe: RSS after imports (MB)", "dedupe_cold", "base_rss_mb"))
     head = f"{'':58}" + "".join(f"{s:>14,}" for s in sizes)
     if len(sizes) >= 2:
         head += f"{'last/first':>11}"
@@ -357,6 +408,11 @@ def _print_table(results: dict[int, dict], args: argparse.Namespace) -> None:
         if len(sizes) >= 2 and vals[0]:
             line += f"{vals[-1] / vals[0]:>11.2f}"
         print(line)
+    if floor:
+        print(
+            f"\ndedupe_stage of {args.dedupe_run:,} articles against an empty index (the stage's own work): "
+            f"{floor['dedupe_s']:.2f} s, CPU {floor['cpu_s']:.2f} s, peak RSS {floor['peak_rss_mb']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -235,6 +235,8 @@ class CeleryCluster(AirflowStandalone):
             "TMPDIR": str(worker.home / "tmp"),
             "NEWS_INGEST_HOME": str(worker.home / "ingest"),
             "NEWS_INGEST_WORKER_NAME": worker.name,
+            # The dedupe key cache is per machine: each worker its own, as on separate hosts.
+            "NEWS_INGEST_CACHE_DIR": str(worker.home / "cache"),
         }
 
     def start_worker(self, worker: Worker) -> None:

@@ -8,7 +8,14 @@ import random
 
 from benchmarks.dedupe_data import Topic, render, story
 from pipeline.core.context import RunContext
-from pipeline.core.layout import cleaned_key, dedupe_segment_of, dedupe_segment_prefix, deduped_key
+from pipeline.core.layout import (
+    cleaned_key,
+    dedupe_commit_of,
+    dedupe_commit_prefix,
+    dedupe_segment_of,
+    dedupe_segment_prefix,
+    deduped_key,
+)
 from pipeline.stages.dedupe import dedupe_stage
 from pipeline.stages.dedupe_index import DedupeIndex
 
@@ -66,6 +73,8 @@ def test_three_processes_dedupe_the_same_day_at_once_and_lose_nothing(s3_setting
     assert sorted(index.runs) == sorted(c.run_id for c in ctxs)
     segs = [dedupe_segment_of(k, dedupe_segment_prefix()) for k in bucket.list(dedupe_segment_prefix())]
     assert sorted(segs) == [(DAY, 1), (DAY, 2), (DAY, 3)]  # one commit each: a lost race redid, not overwrote
+    markers = bucket.list(dedupe_commit_prefix())
+    assert sorted(dedupe_commit_of(k) for k in markers) == [1, 2, 3]  # one marker per save, none taken twice
 
     # A fourth run finds copies of all three sets.
     fourth = RunContext(f"{DAY.replace('-', '')}T110000Z", s3=s3_settings)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks.dedupe_data import Topic, render, story
+from pipeline.core.errors import PreconditionFailed
 from pipeline.core.layout import dedupe_segment_key, dedupe_segment_of, dedupe_segment_prefix, dedupe_shard_key
 from pipeline.stages import dedupe_index
 from pipeline.stages.dedupe import dedupe_records
@@ -261,9 +262,10 @@ def test_a_commit_racing_the_compaction_is_kept(day_bucket, monkeypatch):
     assert len(_rows(bucket)) == 10
 
 
-def test_a_commit_at_a_deleted_covered_seq_is_not_hidden(day_bucket):
-    """A writer that saw seqs 1..2 saves seq 3 after a merge (seq 4) covered and deleted another seq 3:
-    its segment has another ETag than the covered one, so readers keep it."""
+def test_a_writer_that_missed_a_commit_before_a_merge_dedupes_again(day_bucket):
+    """A writer that saw seqs 1..2 saves seq 3 after a merge (seq 4) covered and deleted another seq 3: the
+    key is free again, but the commit marker of that other seq 3 is not, so the save fails, its segment is
+    deleted again, and the redo sees every row of the merge."""
     from pipeline.flows.maintenance import compact_dedupe_segments
 
     bucket = day_bucket
@@ -273,11 +275,15 @@ def test_a_commit_at_a_deleted_covered_seq_is_not_hidden(day_bucket):
     dedupe_records(_docs(range(10, 12), "slow"), index=slow, run_date=DAY, run_id="20261101T050000Z")
     _commit(bucket, _docs(range(6, 9), "c"), "20261101T020000Z")
     assert compact_dedupe_segments(bucket, DAY).merged == dedupe_segment_key(DAY, 4)
-    assert slow.save(bucket) == dedupe_segment_key(DAY, 3)  # the key was free again
+    with pytest.raises(PreconditionFailed):
+        slow.save(bucket)
+    assert bucket.list(dedupe_segment_prefix()) == [dedupe_segment_key(DAY, 4)]  # the lost save left nothing
+    _commit(bucket, _docs(range(10, 12), "slow"), "20261101T050000Z")
+    assert bucket.list(dedupe_segment_prefix())[-1] == dedupe_segment_key(DAY, 5)
     rows = _rows(bucket)
     assert len(rows) == 11 and sum(run == "20261101T050000Z" for _, run in rows) == 2
     # The next compaction merges it; readers still see every row once.
-    assert compact_dedupe_segments(bucket, DAY).merged == dedupe_segment_key(DAY, 5)
+    assert compact_dedupe_segments(bucket, DAY).merged == dedupe_segment_key(DAY, 6)
     assert _rows(bucket) == rows and len(bucket.list(dedupe_segment_prefix())) == 1
 
 

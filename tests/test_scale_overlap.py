@@ -221,11 +221,6 @@ def _same_story(seed: int) -> dict:
     return {"url": "https://a.example/news/story", "text": render(*story(rng, Topic(rng)))}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/stages/dedupe_index.py DedupeIndex.save: segments of different days never conflict, so runs of "
-    "two days deduping the same article at once both keep it (a catch-up or backfill across midnight)",
-)
 def test_runs_of_two_days_deduping_the_same_article_at_once_keep_one_copy(s3_settings):
     bucket = Bucket(s3_settings)
     days = ("2026-11-05", "2026-11-06")

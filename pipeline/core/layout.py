@@ -417,6 +417,23 @@ def dedupe_segment_of(key: str, prefix: str = DEDUPE_SEGMENT_PREFIX) -> tuple[st
         return None
 
 
+def dedupe_commit_prefix(seg_prefix: str = DEDUPE_SEGMENT_PREFIX) -> str:
+    """`state/dedupe/v2-commits/`: one marker per segment a run saved, numbered across all days (beside
+    the segments, so that listing them lists no marker)."""
+    return f"{seg_prefix.rstrip('/')}-commits/"
+
+
+def dedupe_commit_key(number: int, seg_prefix: str = DEDUPE_SEGMENT_PREFIX) -> str:
+    """`state/dedupe/v2-commits/000000000042`: the marker of the index's 42nd saved segment."""
+    return f"{dedupe_commit_prefix(seg_prefix)}{number:012d}"
+
+
+def dedupe_commit_of(key: str, seg_prefix: str = DEDUPE_SEGMENT_PREFIX) -> int | None:
+    """The number of a `dedupe_commit_key` under `seg_prefix`; None for anything else there."""
+    tail = key[len(dedupe_commit_prefix(seg_prefix)) :] if key.startswith(dedupe_commit_prefix(seg_prefix)) else ""
+    return int(tail) if len(tail) == 12 and tail.isdigit() else None
+
+
 # --------------------------------------------------------------------------- reports/
 
 #: What to list for every run report (`reports/run=<run_id>.json` and `.html`).

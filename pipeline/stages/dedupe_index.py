@@ -25,6 +25,13 @@ term set whose 24 two-row LSH bands find candidates; and every row keeps its ``s
 At most ~2,000 bytes per document in all (the benchmark measures the average). Shards
 written before rewrite features existed load with none (their rows are never rewrite
 candidates) and their ``story_id`` taken from ``cluster_id``.
+
+Since format 2 the index is immutable segments (``state/dedupe/v2/day=YYYY-MM-DD/seq=N.seg``,
+`encode_segment`, `Segment`). A run's ~58 keys per document fall in nearly every key block of a
+segment, so ranged reads of the key blocks grow with history; a worker therefore keeps a local
+copy of each window segment's key section (`KeyCache`, under ``$NEWS_INGEST_CACHE_DIR``, default
+``~/.cache/news-ingest``; ``off`` disables it), downloaded once per segment and probed by
+memory map, one segment mapped at a time. Matched rows are still read from the bucket by range.
 """
 
 from __future__ import annotations
@@ -33,11 +40,16 @@ import hashlib
 import io
 import json
 import logging
+import mmap
+import os
 import threading
+import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +59,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipeline.core.bucket import Bucket, PreconditionFailed, StorageError, describe_error
 from pipeline.core.layout import (
     DEDUPE_INDEX_PREFIX,
+    dedupe_commit_key,
+    dedupe_commit_of,
+    dedupe_commit_prefix,
     dedupe_segment_key,
     dedupe_segment_of,
     dedupe_segment_prefix,
@@ -515,7 +530,9 @@ class DedupeIndex:
         self._skip_runs: set[str] = set()  # run ids whose stored rows are ignored (drop_run)
         self._replaces: set[str] = set()  # run ids dropped here: the next segment saved replaces their rows
         self._day_seq: dict[str, int] = {}  # run date -> highest segment seq seen
+        self._clock = 0  # the number of the last commit marker seen at open: `save` creates the next
         self._bucket: Bucket | None = None
+        self._cache: KeyCache | None = None  # worker-local key sections (`KeyCache`), when on
 
     # -- size
     def __len__(self) -> int:
@@ -799,7 +816,17 @@ class DedupeIndex:
         today = day_number(run_date)
         oldest = today - index.config.window_days
         seg_prefix = dedupe_segment_prefix(key)
+        # The commit markers before the segments: a segment is written before its marker, so every
+        # segment a seen marker stands for is in the listing that follows.
+        index._clock = last_commit(bucket, seg_prefix)
         index.segments = open_window(bucket, seg_prefix, oldest, today)
+        index._cache = KeyCache.for_bucket(bucket, seg_prefix)
+        if index._cache is not None:
+            try:
+                index._cache.evict(index.segments)
+            except OSError as exc:  # a cache folder that cannot be used: read by range
+                log.warning("dedupe key cache off: %s", exc)
+                index._cache = None
         for seg in index.segments:
             seg.check(index._meta())
             for run in seg.meta.get("replaces", ()):
@@ -842,13 +869,21 @@ class DedupeIndex:
         bucket = self._bucket
         if bucket is None or not self.segments or not asked:
             return 0
+        query = KeyQuery(asked)
         added = 0
         s_no = 0
+        probed: dict[int, np.ndarray] = {}
+        if self._cache is not None:  # a cold cache: download the window's key sections in parallel
+            live = {i: s for i, s in enumerate(self.segments) if i not in self._dead}
+            self._cache.prefetch(list(live.values()))
+            probed = self._cache.probe_many(live, query)
         while s_no < len(self.segments):  # a redirect appends the merged segment that replaced one
             seg = self.segments[s_no]
             if s_no not in self._dead:
                 try:
-                    docs = seg.probe(bucket, asked)
+                    docs = probed.pop(s_no, None)
+                    if docs is None:
+                        docs = self._probe(bucket, seg, query)
                     if len(docs):
                         added += self._add_docs(bucket, s_no, docs)
                 except StorageError as exc:
@@ -862,6 +897,18 @@ class DedupeIndex:
         if added:
             self._renumber()
         return added
+
+    def _probe(self, bucket: Bucket, seg: Segment, query: KeyQuery) -> np.ndarray:
+        """`Segment.probe` from the key cache when it is on, else by ranged reads (the same rows)."""
+        if self._cache is not None:
+            try:
+                docs = self._cache.probe(seg, query)
+                if docs is not None:
+                    return docs
+            except OSError as exc:  # full disk, unwritable folder: the cache is only a cache
+                log.warning("dedupe key cache off: %s", exc)
+                self._cache = None
+        return seg.probe(bucket, query)
 
     def _add_docs(self, bucket: Bucket, s_no: int, docs: np.ndarray) -> int:
         """Append segment `s_no`'s rows `docs` (those not in memory yet, of runs not dropped or superseded)."""
@@ -955,9 +1002,11 @@ class DedupeIndex:
     def save(self, bucket: Bucket) -> str:
         """Write this process's new rows as the run date's next segment; returns its key.
 
-        The segment is created with If-None-Match: PreconditionFailed when another writer committed
-        the same sequence number first (this index missed its rows: redo against a fresh `open`).
-        Stored rows are never rewritten, so concurrent runs lose no entry.
+        The segment is created with If-None-Match, then the next commit marker (numbered across all
+        days) likewise: PreconditionFailed when another writer saved a segment of this day or of any
+        other since `open` (this index missed its rows: redo against a fresh `open`). A segment that
+        lost the marker is deleted again, so two runs of different days that met the same article at
+        once never both keep it. Stored rows are never rewritten, so concurrent runs lose no entry.
         """
         if self.run_date is None:
             raise ValueError("save() needs an index from DedupeIndex.open (it knows the run date)")
@@ -965,8 +1014,20 @@ class DedupeIndex:
         shard = dedupe_segment_key(self.run_date, seq, dedupe_segment_prefix(self.prefix))
         rows = np.flatnonzero(~self.hist[: self.n])
         runs = sorted({self.runs[r] for r in self.run[rows].tolist()})
-        bucket.put(shard, encode_segment(self, rows, runs, replaces=sorted(self._replaces)), if_none_match="*")
+        body = encode_segment(self, rows, runs, replaces=sorted(self._replaces))
+        etag = bucket.put(shard, body, if_none_match="*")
+        seg_prefix = dedupe_segment_prefix(self.prefix)
+        try:
+            bucket.put_json(dedupe_commit_key(self._clock + 1, seg_prefix), {"segment": shard}, if_none_match="*")
+        except PreconditionFailed:
+            bucket.delete([shard])  # ours alone (created above): readers that listed it meanwhile skip it
+            raise
+        self._clock += 1
         self._day_seq[self.run_date] = seq
+        if self._cache is not None:  # the next run on this worker finds it cached
+            seg = Segment.from_bytes(shard, day_number(self.run_date), seq, body)
+            seg.etag = etag.strip('"')
+            self._cache.store(seg, body)
         self.hist[rows] = True
         self._replaces.clear()  # a later save of this index adds rows; it replaces nothing
         return shard
@@ -987,9 +1048,15 @@ class DedupeIndex:
             for k in bucket.list(seg_prefix)
             if (got := dedupe_segment_of(k, seg_prefix)) is not None and day_number(got[0]) < oldest
         ]
+        # Commit markers far behind the last: a save opened that many commits ago is long over.
+        old += [
+            k
+            for k in bucket.list(dedupe_commit_prefix(seg_prefix))
+            if (n := dedupe_commit_of(k, seg_prefix)) is not None and n <= self._clock - COMMITS_KEPT
+        ]
         if old:
             bucket.delete(old)
-            log.info("dedupe index: deleted %s expired shards", len(old))
+            log.info("dedupe index: deleted %s expired shards and markers", len(old))
         return old
 
 
@@ -1018,6 +1085,12 @@ _lock = threading.Lock()
 @lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(8, thread_name_prefix="dedupe-index")
+
+
+@lru_cache(maxsize=1)
+def _probe_pool() -> ThreadPoolExecutor:
+    """Probes of cached key sections: two at a time (one mapped segment per thread bounds RSS)."""
+    return ThreadPoolExecutor(2, thread_name_prefix="dedupe-probe")
 
 
 def _doc_dtype(num_perm: int, id_width: int) -> np.dtype:
@@ -1131,6 +1204,15 @@ class Segment:
         return np.frombuffer(data, dtype=_ORIGIN)
 
     @classmethod
+    def from_bytes(cls, key: str, day: int, seq: int, data: bytes) -> Segment:
+        """A segment from its whole body (one this process just encoded)."""
+        if data[-8:] != SEGMENT_MAGIC:
+            raise ValueError(f"{key}: not a dedupe index segment")
+        n_blocks_b, n_meta = np.frombuffer(data[-24:-8], dtype="<u8").tolist()
+        footer = data[len(data) - 24 - n_blocks_b - n_meta : -24]
+        return cls(key, day, seq, json.loads(footer[n_blocks_b:]), np.frombuffer(footer[:n_blocks_b], dtype="<u8"))
+
+    @classmethod
     def open(cls, bucket: Bucket, key: str, day: int, seq: int) -> Segment:
         """Read the footer: one ranged GET of the object's end (two when the footer is larger)."""
         data, size = _get_range(bucket, key, f"bytes=-{_TAIL}")
@@ -1152,9 +1234,9 @@ class Segment:
                     f"{mine[field]!r}: signatures are not comparable (delete it or keep the old setting)"
                 )
 
-    def probe(self, bucket: Bucket, asked: dict[int, np.ndarray]) -> np.ndarray:
+    def probe(self, bucket: Bucket, query: KeyQuery) -> np.ndarray:
         """Row numbers (sorted, unique) holding any asked key of its kind, reading only the blocks they can be in."""
-        q = np.unique(np.concatenate(list(asked.values())))
+        q = query.keys
         nb = len(self.block_keys)
         if not len(q) or not nb:
             return np.zeros(0, dtype=np.int64)
@@ -1168,16 +1250,9 @@ class Segment:
         first = self.offsets[0] + blocks * SEGMENT_BLOCK * size
         last = self.offsets[0] + np.minimum((blocks + 1) * SEGMENT_BLOCK, self.n_entries) * size
         entries = np.frombuffer(b"".join(_read_spans(bucket, self.key, first, last)), dtype=_ENTRY)
-        keys, refs = entries["key"], entries["ref"]
-        kind = (refs >> np.uint32(30)).astype(np.int64)
-        hit = np.zeros(len(entries), dtype=bool)
-        for k, want in asked.items():
-            mine = (kind == k) & np.isin(keys, want)
-            if k == KINDS["rewrite"] and mine.any():  # over-full rewrite buckets say little: not followed
-                u, inv, cnt = np.unique(keys[mine], return_inverse=True, return_counts=True)
-                mine[np.flatnonzero(mine)[cnt[inv] > REWRITE_BUCKET]] = False
-            hit |= mine
-        return np.unique((refs[hit] & np.uint32(_DOC_MASK)).astype(np.int64))
+        qi = np.minimum(np.searchsorted(q, entries["key"]), len(q) - 1)
+        asked = q[qi] == entries["key"]
+        return query.rows(qi[asked], entries["key"][asked], entries["ref"][asked])
 
     def read_docs(self, bucket: Bucket, docs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
         """(fixed-size rows, term ids per row, sentence lengths per row) of rows `docs` (sorted)."""
@@ -1192,8 +1267,298 @@ class Segment:
         return recs, terms, [np.frombuffer(b, dtype=np.uint8) for b in s_spans]
 
 
+#: Commit markers kept behind the last one (`DedupeIndex.delete_expired`): a save whose `open` saw a marker
+#: older than these could take a deleted number again; dedupe stages last minutes, runs save once an hour.
+COMMITS_KEPT = 256
+
+
+def last_commit(bucket: Bucket, seg_prefix: str) -> int:
+    """The number of the index's last commit marker (0 when none)."""
+    numbers = [n for k in bucket.list(dedupe_commit_prefix(seg_prefix)) if (n := dedupe_commit_of(k, seg_prefix))]
+    return max(numbers, default=0)
+
+
 #: Rewrite band keys held by more rows than this are not followed into a segment (`pipeline.stages.dedupe` too).
 REWRITE_BUCKET = 32
+
+
+class KeyQuery:
+    """The keys one `DedupeIndex.fetch` asks about, prepared once for all segments: sorted unique keys and,
+    per key, a bit per kind (`KINDS`) it is asked as."""
+
+    def __init__(self, asked: dict[int, np.ndarray]) -> None:
+        parts = [np.asarray(v, dtype=np.uint64).ravel() for v in asked.values()]
+        self.keys = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
+        self.kinds = np.zeros(len(self.keys), dtype=np.uint8)
+        for kind, want in zip(asked, parts):
+            self.kinds[np.searchsorted(self.keys, want)] |= np.uint8(1 << kind)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def rows(self, qi: np.ndarray, keys: np.ndarray, refs: np.ndarray) -> np.ndarray:
+        """Row numbers (sorted, unique) of entries (keys, refs), entry i holding asked key `self.keys[qi[i]]`,
+        whose kind is one that key is asked as.
+
+        The entries must be whole key runs (every entry of a key they include): the count of a rewrite
+        key's entries decides whether it is followed. The ranged reads and the cache both use this.
+        """
+        kind = (refs >> np.uint32(30)).astype(np.uint8)
+        hit = ((self.kinds[qi] >> kind) & np.uint8(1)).astype(bool)
+        rw = hit & (kind == KINDS["rewrite"])
+        if rw.any():  # over-full rewrite buckets say little: not followed
+            u, inv, cnt = np.unique(keys[rw], return_inverse=True, return_counts=True)
+            hit[np.flatnonzero(rw)[cnt[inv] > REWRITE_BUCKET]] = False
+        return np.unique((refs[hit] & np.uint32(_DOC_MASK)).astype(np.int64))
+
+
+# --------------------------------------------------------------------------- worker-local key cache
+
+#: Environment variable naming the worker-local cache folder (default ~/.cache/news-ingest; "off" or empty: none).
+CACHE_ENV = "NEWS_INGEST_CACHE_DIR"
+_CACHE_MAGIC = b"DDIXKEY1"
+#: Cache file header: magic, entry count, reserved (keys column, then refs column, follow).
+_CACHE_HEAD = 32
+#: Temp files of downloads older than this (seconds) were left by a crashed process: evicted.
+_TMP_MAX_AGE = 3600
+#: What the key cache did in this process (benchmarks report it).
+CACHE_STATS = {"hits": 0, "downloads": 0, "download_bytes": 0, "stored": 0, "replaced": 0, "evicted": 0}
+
+
+def cache_root() -> Path | None:
+    """The key cache's folder (`$NEWS_INGEST_CACHE_DIR/dedupe`), or None when the cache is off."""
+    raw = os.environ.get(CACHE_ENV)
+    if raw is None:
+        try:
+            return Path.home() / ".cache" / "news-ingest" / "dedupe"
+        except RuntimeError:  # no HOME and no passwd entry: no default folder
+            return None
+    if raw.strip().lower() in ("", "off"):
+        return None
+    return Path(raw).expanduser() / "dedupe"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+class KeyCache:
+    """Worker-local copies of segments' key sections, so a run probes its keys without reading them from S3.
+
+    Safe without shared state because segments are immutable: a file is named by a hash of (endpoint,
+    bucket, segment key, ETag as listed), so a segment written again at the same key (another ETag) never
+    reads a stale file. A file holds the sorted entries as two columns (keys u64, refs u32) after a
+    header; it is written to a temp file and renamed into place (no torn file, even with two processes
+    downloading the same segment), and checked on open (size, magic, count, the footer's block keys):
+    a wrong file is downloaded again. The bucket stays the truth: deleting the folder is always safe.
+    """
+
+    def __init__(self, root: Path, bucket: Bucket, seg_prefix: str) -> None:
+        self.bucket = bucket
+        self.ident = (bucket.settings.endpoint_url or "aws", bucket.name)
+        self.folder = root / _digest(*self.ident, seg_prefix)
+        self._checked: set[str] = set()  # file names validated by this process
+
+    @classmethod
+    def for_bucket(cls, bucket: Bucket, seg_prefix: str) -> KeyCache | None:
+        root = cache_root()
+        return None if root is None else cls(root, bucket, seg_prefix)
+
+    def path(self, seg: Segment) -> Path | None:
+        """The cache file of a segment; None when its ETag is unknown (then it is never cached)."""
+        if not seg.etag:
+            return None
+        return self.folder / f"{_digest(*self.ident, seg.key, seg.etag)}.keys"
+
+    def _valid(self, path: Path, seg: Segment) -> bool:
+        n = seg.n_entries
+        try:
+            if path.stat().st_size != _CACHE_HEAD + 12 * n:
+                return False
+            with path.open("rb") as fh:
+                head = fh.read(_CACHE_HEAD)
+                if head[:8] != _CACHE_MAGIC or int.from_bytes(head[8:16], "little") != n:
+                    return False
+                if not n:
+                    return True
+                block = int(seg.meta.get("block", SEGMENT_BLOCK))
+                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                    ok = bool(np.array_equal(np.frombuffer(mm, "<u8", n, _CACHE_HEAD)[::block], seg.block_keys))
+                return ok
+        except (OSError, ValueError):
+            return False
+
+    def ensure(self, seg: Segment) -> Path | None:
+        """The segment's checked cache file, downloaded first when missing or wrong (None: not cacheable)."""
+        path = self.path(seg)
+        if path is None:
+            return None
+        if path.name in self._checked and path.exists():
+            return path
+        if self._valid(path, seg):
+            with _lock:
+                CACHE_STATS["hits"] += 1
+        else:
+            if path.exists():
+                with _lock:
+                    CACHE_STATS["replaced"] += 1
+                log.warning("dedupe key cache: %s does not match segment %s: downloading it again", path, seg.key)
+            self._download(seg, path)
+        self._checked.add(path.name)
+        return path
+
+    def _tmp(self, path: Path) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+    @staticmethod
+    def _header(n: int) -> bytes:
+        return _CACHE_MAGIC + n.to_bytes(8, "little") + bytes(_CACHE_HEAD - 16)
+
+    def _download(self, seg: Segment, path: Path) -> None:
+        """One ranged GET of the key section, streamed to disk as two columns (never whole in memory)."""
+        n, start = seg.n_entries, int(seg.offsets[0])
+        tmp = self._tmp(path)
+        try:
+            with tmp.open("wb") as fh:
+                fh.truncate(_CACHE_HEAD + 12 * n)
+                got, nbytes, rest = 0, 0, b""
+                if n:
+                    rng = f"bytes={start}-{start + 12 * n - 1}"
+                    try:
+                        resp = self.bucket.client.get_object(Bucket=self.bucket.name, Key=seg.key, Range=rng)
+                        for chunk in resp["Body"].iter_chunks(1 << 20):
+                            nbytes += len(chunk)
+                            buf = rest + chunk
+                            m = len(buf) // 12
+                            ent = np.frombuffer(buf, dtype=_ENTRY, count=m)
+                            fh.seek(_CACHE_HEAD + 8 * got)
+                            fh.write(ent["key"].tobytes())
+                            fh.seek(_CACHE_HEAD + 8 * n + 4 * got)
+                            fh.write(ent["ref"].tobytes())
+                            got, rest = got + m, buf[12 * m :]
+                    except (ClientError, BotoCoreError) as exc:
+                        raise describe_error(exc, self.bucket.settings, f"get {seg.key} {rng}") from None
+                    finally:
+                        with _lock:
+                            FETCHED["requests"] += 1
+                            FETCHED["bytes"] += nbytes
+                            CACHE_STATS["download_bytes"] += nbytes
+                if got != n or rest:
+                    raise StorageError(f"dedupe key cache: {seg.key}: read {nbytes} bytes of its key section")
+                fh.seek(0)
+                fh.write(self._header(n))
+            os.replace(tmp, path)
+            with _lock:
+                CACHE_STATS["downloads"] += 1
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def store(self, seg: Segment, body: bytes) -> None:
+        """Put a segment this process just wrote into the cache, from its bytes in hand."""
+        path = self.path(seg)
+        if path is None:
+            return
+        entries = np.frombuffer(body, dtype=_ENTRY, count=seg.n_entries, offset=int(seg.offsets[0]))
+        tmp: Path | None = None
+        try:
+            tmp = self._tmp(path)
+            with tmp.open("wb") as fh:
+                fh.write(self._header(seg.n_entries))
+                fh.write(entries["key"].astype("<u8").tobytes())
+                fh.write(entries["ref"].astype("<u4").tobytes())
+            os.replace(tmp, path)
+            CACHE_STATS["stored"] += 1
+        except OSError as exc:  # the segment is committed; a cache that cannot be written is only slower
+            log.warning("dedupe key cache: cannot write %s: %s", path, exc)
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+    def prefetch(self, segments: Sequence[Segment]) -> None:
+        """Download the missing cache files of `segments` in parallel (errors are left to `probe`)."""
+
+        def one(seg: Segment) -> None:
+            try:
+                self.ensure(seg)
+            except (StorageError, OSError):
+                pass  # e.g. compacted since listed: `probe` meets it again and handles it
+
+        # Only absent files: checking present ones maps them, and one mapped segment at a time bounds RSS.
+        missing = [s for s in segments if (p := self.path(s)) is not None and not p.exists()]
+        if len(missing) > 1:
+            list(_pool().map(one, missing))
+
+    def probe(self, seg: Segment, query: KeyQuery) -> np.ndarray | None:
+        """`Segment.probe` from the cache file (None: not cacheable, read by range instead).
+
+        The two columns are mapped, searched with the run's sorted keys, and unmapped again, so at most
+        one segment's pages are resident at a time.
+        """
+        path = self.ensure(seg)
+        if path is None:
+            return None
+        n, q = seg.n_entries, query.keys
+        if not n or not len(q):
+            return np.zeros(0, dtype=np.int64)
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:  # evicted by another process since checked: fetch it again
+            self._checked.discard(path.name)
+            return self.probe(seg, query)
+        # Unmapped on leaving the block (its pages count in RSS while mapped); only copies leave it.
+        with fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            keys = np.frombuffer(mm, "<u8", n, _CACHE_HEAD)
+            lo = np.searchsorted(keys, q, "left")
+            # Most asked keys are absent: the end of a key's run is searched for present ones only.
+            found = np.flatnonzero(keys[np.minimum(lo, n - 1)] == q)
+            lo = lo[found]
+            cnt = np.searchsorted(keys, q[found], "right") - lo
+            at = np.repeat(lo, cnt) + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+            k = keys[at]
+            r = np.frombuffer(mm, "<u4", n, _CACHE_HEAD + 8 * n)[at]
+            del keys  # the view must go before the map closes
+        return query.rows(np.repeat(found, cnt), k, r)
+
+    def probe_many(self, segments: dict[int, Segment], query: KeyQuery) -> dict[int, np.ndarray]:
+        """`probe` of many segments (by number), two at a time: numpy's search runs outside the GIL, and
+        two mapped segments still bound RSS. Segments it cannot answer for are left out (probed again one
+        by one, where errors are handled)."""
+
+        def one(item: tuple[int, Segment]) -> tuple[int, np.ndarray | None]:
+            try:
+                return item[0], self.probe(item[1], query)
+            except (StorageError, OSError):
+                return item[0], None
+
+        got = _probe_pool().map(one, segments.items())
+        return {i: docs for i, docs in got if docs is not None}
+
+    def evict(self, live: Sequence[Segment]) -> list[str]:
+        """Delete the cache files of this bucket's segments not in `live` (merged away, expired); their names.
+
+        Only this bucket's folder is listed (one entry per cached segment). Another process may still be
+        reading an evicted file: it stays readable while open, and a later miss downloads it again.
+        """
+        keep = {p.name for s in live if (p := self.path(s)) is not None}
+        gone = []
+        try:
+            entries = list(os.scandir(self.folder))
+        except FileNotFoundError:
+            return []
+        now = time.time()
+        for e in entries:
+            stale = e.name.endswith(".keys") and e.name not in keep
+            try:
+                stale = stale or (e.name.endswith(".tmp") and now - e.stat().st_mtime > _TMP_MAX_AGE)
+                if stale:
+                    os.unlink(e.path)
+                    gone.append(e.name)
+            except FileNotFoundError:
+                continue  # another process evicted it first
+        self._checked -= set(gone)
+        CACHE_STATS["evicted"] += len(gone)
+        return gone
 
 
 # --------------------------------------------------------------------------- the window's live segments, compaction
@@ -1424,13 +1789,17 @@ def compact_segments(
 __all__ = [
     "SegmentCompaction",
     "DedupeConfig",
+    "CACHE_ENV",
     "DedupeIndex",
+    "KeyCache",
+    "KeyQuery",
     "Segment",
     "encode_segment",
     "KeyRows",
     "PreconditionFailed",
     "Ragged",
     "band_keys",
+    "cache_root",
     "compact_segments",
     "list_segments",
     "merge_segments",

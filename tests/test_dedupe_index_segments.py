@@ -299,3 +299,18 @@ def test_compact_window_compacts_only_earlier_days_with_several_segments(day_buc
     assert [(c.day, c.inputs) for c in done] == [("2026-10-30", 2)]
     days = [dedupe_segment_of(k)[0] for k in bucket.list(dedupe_segment_prefix())]
     assert days.count("2026-10-30") == 1 and days.count("2026-11-01") == 3
+
+
+def test_old_commit_markers_are_pruned_and_saves_go_on(day_bucket, monkeypatch):
+    from pipeline.core.layout import dedupe_commit_of, dedupe_commit_prefix
+
+    monkeypatch.setattr(dedupe_index, "COMMITS_KEPT", 2)
+    bucket = day_bucket
+    for i in range(4):
+        _commit(bucket, _docs(range(3 * i, 3 * i + 3), f"m{i}"), f"20261101T0{i}0000Z")
+    index = DedupeIndex.open(bucket, run_date=DAY)
+    index.delete_expired(bucket)
+    assert sorted(dedupe_commit_of(k) for k in bucket.list(dedupe_commit_prefix())) == [3, 4]
+    _commit(bucket, _docs(range(20, 23), "m5"), "20261101T050000Z")  # numbering goes on from the last marker
+    assert sorted(dedupe_commit_of(k) for k in bucket.list(dedupe_commit_prefix())) == [3, 4, 5]
+    assert len(_rows(bucket)) == 15

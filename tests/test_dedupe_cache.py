@@ -3,33 +3,20 @@ wrong files are replaced; files of segments gone from the window are evicted."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 
-from benchmarks.dedupe_data import Topic, render, story
 from pipeline.core.layout import dedupe_segment_prefix
 from pipeline.stages import dedupe_index
 from pipeline.stages.dedupe import dedupe_records
 from pipeline.stages.dedupe_index import CACHE_ENV, DedupeIndex, KeyCache, cache_root, compact_segments
+from tests.dedupe_docs import article as _article
+from tests.dedupe_docs import copy_of as _copy
+from tests.dedupe_docs import docs as _docs
 
 DAY, NEXT = "2026-11-01", "2026-11-02"
 FIELDS = ("dup_kind", "cluster_id", "duplicate_of", "story_id", "version", "supersedes")
-
-
-def _article(seed: int) -> str:
-    rng = random.Random(seed)
-    headline, paras = story(rng, Topic(rng))
-    return render(headline, paras)
-
-
-def _docs(seeds: range, host: str) -> list[dict]:
-    return [{"url": f"https://{host}.example/{s}", "text": _article(s)} for s in seeds]
-
-
-def _copy(text: str) -> str:
-    return text.replace("\n", "\nSign up for our newsletter\n", 1) + "\nCopyright 2026 Other Outlet."
 
 
 def _commit(bucket, docs: list[dict], run_id: str, day: str = DAY) -> None:

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
-from benchmarks.dedupe_data import Topic, render, story
 from pipeline.core.errors import PreconditionFailed
 from pipeline.core.layout import dedupe_segment_key, dedupe_segment_of, dedupe_segment_prefix, dedupe_shard_key
 from pipeline.stages import dedupe_index
 from pipeline.stages.dedupe import dedupe_records
 from pipeline.stages.dedupe_index import DedupeConfig, DedupeIndex, Segment, encode_segment
+from tests.dedupe_docs import article as _article
+from tests.dedupe_docs import copy_of as _copy
+from tests.dedupe_docs import docs as _docs
 
 FIELDS = ("article_id", "cluster_id", "duplicate_of", "dup_kind", "story_id", "version", "supersedes")
-
-
-def _article(seed: int) -> str:
-    rng = random.Random(seed)
-    headline, paras = story(rng, Topic(rng))
-    return render(headline, paras)
-
-
-def _docs(seeds: range, host: str) -> list[dict]:
-    return [{"url": f"https://{host}.example/{s}", "text": _article(s)} for s in seeds]
-
-
-def _copy(text: str) -> str:
-    return text.replace("\n", "\nSign up for our newsletter\n", 1) + "\nCopyright 2026 Other Outlet."
 
 
 def test_segment_keys_round_trip():

@@ -15,7 +15,8 @@ import logging
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import IO, Any
 
 import boto3
 from botocore.config import Config
@@ -295,17 +296,23 @@ class Bucket:
         self.put(key, data, content_type="application/x-ndjson")
         return n
 
-    def iter_jsonl(self, key: str) -> Iterator[dict]:
-        """The JSON Lines of `key` (gunzipped when it ends in .gz) as they arrive: never the whole object in memory."""
+    @contextmanager
+    def reading(self, key: str) -> Iterator[IO[bytes]]:
+        """`with bucket.reading(key) as fh`: the object as a file read as it arrives (gunzipped when the key
+        ends in .gz), never whole in memory; the connection is released when the block ends."""
         body = self._call(f"get {key}", self.client.get_object, Key=key)["Body"]
         raw = io.BufferedReader(BodyStream(body), 1 << 20)
         try:
-            lines: Iterable[bytes] = gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw
+            yield gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw  # type: ignore[misc]
+        finally:
+            raw.close()
+
+    def iter_jsonl(self, key: str) -> Iterator[dict]:
+        """The JSON Lines of `key` (gunzipped when it ends in .gz) as they arrive: never the whole object in memory."""
+        with self.reading(key) as lines:
             for line in lines:
                 if line.strip():
                     yield json.loads(line)
-        finally:
-            raw.close()
 
     def jsonl_upload(self, key: str) -> JsonlUpload:
         """A `with` block writing JSON Lines for `key` row by row through a local file (`JsonlUpload`)."""

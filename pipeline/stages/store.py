@@ -15,8 +15,6 @@ Maintenance: `optimize_day` (OPTIMIZE ZORDER BY source, published) replaced the 
 
 from __future__ import annotations
 
-import gzip
-import io
 import itertools
 import json
 import logging
@@ -29,10 +27,9 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
-from botocore.exceptions import BotoCoreError, ClientError
 
 import pipeline
-from pipeline.core.bucket import BodyStream, Bucket, StorageError, describe_error
+from pipeline.core.bucket import Bucket, StorageError
 from pipeline.core.config import S3Settings
 from pipeline.core.context import RunContext
 from pipeline.core.layout import check_dt, run_date
@@ -196,15 +193,8 @@ def commit_tables(
 
 def _download(bucket: Bucket, key: str, out: IO[bytes]) -> None:
     """`key` into `out` as it arrives (gunzipped when it ends in .gz): never whole in memory."""
-    try:
-        body = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"]
-    except (ClientError, BotoCoreError) as exc:
-        raise describe_error(exc, bucket.settings, f"get {key}") from None
-    raw = io.BufferedReader(BodyStream(body), 1 << 20)
-    try:
-        shutil.copyfileobj(gzip.GzipFile(fileobj=raw) if key.endswith(".gz") else raw, out, 1 << 20)
-    finally:
-        raw.close()
+    with bucket.reading(key) as body:
+        shutil.copyfileobj(body, out, 1 << 20)
     out.flush()
 
 

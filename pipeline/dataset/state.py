@@ -335,6 +335,20 @@ def load_seen(bucket: Bucket, source: str, *, exclude_run: str | None = None) ->
     return _load_all(bucket, SEEN_PREFIX, source, exclude_run)
 
 
+#: The fields of a stored article that `record_stored` reads (callers need keep no more of a run's rows).
+SEEN_FIELDS = (
+    "source",
+    "canonical_url",
+    "url",
+    "content_hash",
+    "http_etag",
+    "http_last_modified",
+    "article_id",
+    "ingested_at",
+    "run_id",
+)
+
+
 def record_stored(bucket: Bucket, rows: list[dict]) -> None:
     """Mark stored articles as seen; call AFTER the run's manifest commit.
 

@@ -35,19 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-#: The fields of a stored article that `pipeline.dataset.state.record_stored` reads.
-SEEN_FIELDS = (
-    "source",
-    "canonical_url",
-    "url",
-    "content_hash",
-    "http_etag",
-    "http_last_modified",
-    "article_id",
-    "ingested_at",
-)
-
-
 class RunFailed(RuntimeError):
     """The run finished, but a source failed or nothing was committed (the report names why)."""
 
@@ -128,7 +115,7 @@ def commit_step(ctx: RunContext, deduped_key: str, sources: Iterable[str] | None
     records' sources), then mark their URLs seen and remember the pages refused as not articles;
     the commit's key (`articles/_delta_log/<version>.json`)."""
     from pipeline.dataset.rejects import read_rejects
-    from pipeline.dataset.state import record_refused, record_stored
+    from pipeline.dataset.state import SEEN_FIELDS, record_refused, record_stored
     from pipeline.stages.store import store_stage
 
     manifest_key = store_stage(ctx, deduped_key, sources=sources)

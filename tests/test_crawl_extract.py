@@ -28,8 +28,8 @@ OUTLETS = ["the-daily-courier", "metro-herald"]
 def streamed(s3_settings, sources_file, sample_site):
     sample_site.set_epoch(0)
     ctx = RunContext(run_id=RUN, s3=s3_settings, sources_path=sources_file)
-    streamed = crawl_and_extract(ctx, OUTLETS, rep=reporter_for(None))
-    return ctx, streamed.extracted_keys, streamed.timings, streamed.failed_sources, streamed.cleaned
+    with crawl_and_extract(ctx, OUTLETS, rep=reporter_for(None)) as streamed:  # its local spool goes after
+        yield ctx, streamed.extracted_keys, streamed.timings, streamed.failed_sources, streamed.cleaned
 
 
 def _snapshot(ctx: RunContext, keys: list[str]) -> dict:

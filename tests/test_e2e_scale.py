@@ -95,6 +95,7 @@ def test_a_run_whose_tail_reads_a_few_kb_at_a_time_loses_no_page(s3_settings, so
     monkeypatch.setattr(warc_module, "POLL_MAX_BYTES", 4_096)  # the crawl is "behind" at almost every poll
     sample_site.set_epoch(0)
     ctx = RunContext(run_id=RUN, s3=s3_settings, sources_path=sources_file)
+    spools_before = _spools()
     report = run_once(ctx, only_sources=OUTLETS)
     assert report["failed_sources"] == {}
     archived = {
@@ -107,4 +108,9 @@ def test_a_run_whose_tail_reads_a_few_kb_at_a_time_loses_no_page(s3_settings, so
     rejected = {r["url"] for r in read_rejects(ctx) if r["stage"] in ("extract", "clean")}
     assert len(archived) >= 2 * 10 and report["articles_stored"] >= 2 * 10
     assert archived == stored | rejected  # every archived article page ended stored or rejected
-    assert not [p for p in Path(var_dir()).glob("warc-*") if os.path.isdir(p)]  # the spools are gone
+    assert _spools() - spools_before == set()  # the run's spools are gone
+
+
+def _spools() -> set[Path]:
+    """The spool folders in the runtime folder (other tests' runs share it)."""
+    return {p for p in Path(var_dir()).glob("warc-*") if os.path.isdir(p)}

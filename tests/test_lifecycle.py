@@ -340,7 +340,8 @@ def test_kill_9_of_run_leaves_nothing_running(moment, s3_settings, sample_site, 
         assert run.seen, "the run had started no process yet"
         assert run.wait_gone() == [], f"left running after kill -9 at {moment}"
         stale = spool_folders(home)
-        assert len(stale) == 1  # the killed run's spool, with what it had crawled
+        # The killed run's spools: the WARC files it had crawled, and its workers' outcomes.
+        assert len(stale) == 2 and len([p for p in stale if "-outcomes-" in p.name]) == 1, stale
 
         # The next run (one quick source) removes it, and its own rows are whole and readable.
         quick = RunProcess(["--sources", str(slow_sources), "--run-id", RUN_ID, "--source", NEXT], env, tmp_path / "2")

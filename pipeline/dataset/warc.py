@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import IO, Any, BinaryIO, cast
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
@@ -147,6 +147,13 @@ class RotatingWarcWriter:
         info = self._writer.create_warcinfo_record(name, {"software": "news-ingest", "format": "WARC File Format 1.1"})
         self._writer.write_record(info)
 
+    def _record(self, url: str, record_type: str, payload: bytes, **kwargs: Any) -> Any:
+        """One warcio record of `record_type` with `payload` as its block (a file is open: `write` opened it)."""
+        assert self._writer is not None
+        return self._writer.create_warc_record(
+            url, record_type, payload=io.BytesIO(payload), length=len(payload), **kwargs
+        )
+
     def write(
         self,
         *,
@@ -179,21 +186,13 @@ class RotatingWarcWriter:
         warc_headers = {"WARC-Date": warc_date}
         for key, value in (extra or {}).items():
             warc_headers[key] = value
-        response = self._writer.create_warc_record(
-            url,
-            "response",
-            payload=io.BytesIO(body),
-            length=len(body),
-            http_headers=http_headers,
-            warc_headers_dict=warc_headers,
-        )
+        response = self._record(url, "response", body, http_headers=http_headers, warc_headers_dict=warc_headers)
         record_id = response.rec_headers.get_header("WARC-Record-ID")
         if conversion is not None:
-            converted = self._writer.create_warc_record(
+            converted = self._record(
                 url,
                 "conversion",
-                payload=io.BytesIO(conversion),
-                length=len(conversion),
+                conversion,
                 warc_content_type=CONVERSION_TYPE,
                 warc_headers_dict={"WARC-Date": warc_date, "WARC-Refers-To": record_id, **(conversion_extra or {})},
             )
@@ -201,11 +200,10 @@ class RotatingWarcWriter:
         req_headers = StatusAndHeaders(
             f"{method} {_path_of(url)} HTTP/1.1", list(request_headers or []), is_http_request=True
         )
-        request = self._writer.create_warc_record(
+        request = self._record(
             url,
             "request",
-            payload=io.BytesIO(b""),
-            length=0,
+            b"",
             http_headers=req_headers,
             warc_headers_dict={"WARC-Date": warc_date, "WARC-Concurrent-To": record_id},
         )

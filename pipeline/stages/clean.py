@@ -414,7 +414,6 @@ Outcome = tuple[dict, dict]
 def clean_outcomes(ctx: RunContext, extracted_key: str, step: CleanStep | None = None) -> Iterator[Outcome]:
     """(record, cleaned row or {"error", "detail"}) for every record of one extracted file in the bucket,
     read as it arrives."""
-
     step = step or CleanStep.of(ctx)
     for record in ctx.bucket.iter_jsonl(extracted_key):
         try:
@@ -432,7 +431,6 @@ def clean_stage(
     extracted key); the other files are read from the bucket and cleaned here. Rows keep the
     order of `extracted_keys` either way. Streams: rows go to a local file as they come, uploaded at the end.
     """
-
     out_key = cleaned_key(ctx.run_id)
     step = CleanStep.of(ctx)
     rejects: list[dict] = []

@@ -209,7 +209,8 @@ def commit_run(
 
     `batches` are TABLE_SCHEMA batches (`with_partition`), streamed to the writer. Returns the
     committed table version. A concurrent commit of the same run and sources fails with a
-    StorageError (code "CommitFailed"): never both, never a doubled row.
+    StorageError (code "CommitFailed"): never both, never a doubled row (`store.commit_tables` then
+    writes the loser again, on top of the winner).
     """
     from deltalake import CommitProperties, write_deltalake
     from deltalake.exceptions import CommitFailedError

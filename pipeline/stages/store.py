@@ -5,7 +5,9 @@ of its `run_id` AND of the sources it covers are replaced by the new ones, so
 
 * re-running one source of a run replaces that source's rows only (the other sources stay);
 * re-running a whole run replaces the whole run; no row is ever doubled;
-* runs committing at the same time both land (Delta's optimistic concurrency retries the commit).
+* runs committing at the same time both land (Delta's optimistic concurrency retries the commit);
+* two commits of the same run and sources at once both land too, one after the other: the one that
+  loses Delta's conflict check is written again on top of the winner (`COMMIT_ATTEMPTS`).
 
 A failure before the log entry is written leaves nothing visible: the data files it wrote are
 referenced by no version, and VACUUM (`vacuum`, run by the maintenance DAG) removes them.
@@ -46,6 +48,8 @@ ROW_GROUP_ROWS = delta.ROW_GROUP_ROWS
 #: The JSON is read a block at a time: a few blocks and their tables in memory (16 MiB blocks held ~100 MB
 #: for a 5,000-article run, 4 MiB ~65 MB). A line longer than a block takes the per-record path.
 JSON_BLOCK_BYTES = 4 << 20
+#: Tries of a commit that lost to a concurrent commit of the same run's rows (see `commit_tables`).
+COMMIT_ATTEMPTS = 3
 #: zstd level 3: measured (`make bench-store`, before Delta) to cost about the same store CPU as the
 #: faster codecs once the server's CPU for the extra bytes is counted, with files 50-85% smaller.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "ZSTD", "compression_level": 3}
@@ -171,20 +175,31 @@ def commit_tables(
             for rb in table.to_batches(max_chunksize=batch_rows):
                 yield delta.with_partition(rb, dt)
 
-    version = delta.commit_run(
-        ctx.s3,
-        run_id,
-        first_occurrences(),
-        sources=covered,
-        metadata={
-            "news_ingest.code_version": pipeline.__version__,
-            "news_ingest.sources": json.dumps(sorted(s for s in covered if s is not None)),
-            "news_ingest.rows": rows,
-            "news_ingest.repeats_dropped": repeats,
-        },
-        properties=_writer_properties(parquet_options),
-        target_file_size=max_file_bytes,
-    )
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            version = delta.commit_run(
+                ctx.s3,
+                run_id,
+                first_occurrences(),
+                sources=covered,
+                metadata={
+                    "news_ingest.code_version": pipeline.__version__,
+                    "news_ingest.sources": json.dumps(sorted(s for s in covered if s is not None)),
+                    "news_ingest.rows": rows,
+                    "news_ingest.repeats_dropped": repeats,
+                },
+                properties=_writer_properties(parquet_options),
+                target_file_size=max_file_bytes,
+            )
+            break
+        except StorageError as exc:
+            # Another commit replaced rows of this run and these sources while this one was writing (two
+            # runs of one run id at once, or a task and its retry). Redone on top of it, this commit
+            # replaces them as it would have a moment later: the later commit wins, as when run one
+            # after the other. Its first try's files are referenced by no version; VACUUM removes them.
+            if exc.code != "CommitFailed" or attempt == COMMIT_ATTEMPTS:
+                raise
+            log.warning("run %s: %s; committing again on top of it (try %d)", run_id, exc, attempt + 1)
     log.info(
         "committed run %s (sources %s): %d rows, table version %d", run_id, sorted(map(str, covered)), rows, version
     )

@@ -81,6 +81,21 @@ def test_s3_settings_from_standard_env_names():
     assert s.as_env()["AWS_SECRET_ACCESS_KEY"] == "sekrit"
 
 
+def test_child_env_and_delta_options_carry_the_same_credentials_and_only_those_set():
+    from pipeline.dataset.delta import storage_options
+
+    plain = S3Settings(endpoint_url="http://127.0.0.1:9999", access_key_id="k", secret_access_key="s", bucket="b")
+    role = S3Settings(access_key_id="k", secret_access_key="s", session_token="t", region="eu-west-1")
+    for s in (plain, role):
+        env, opts = s.as_env(), storage_options(s)
+        aws = {k: v for k, v in env.items() if k not in ("NEWS_INGEST_BUCKET", "AWS_DEFAULT_REGION")}
+        assert aws == s.aws_env() and {k: opts[k] for k in aws} == aws
+        assert opts["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == s.region and opts["conditional_put"] == "etag"
+    assert "AWS_SESSION_TOKEN" not in plain.as_env() and role.as_env()["AWS_SESSION_TOKEN"] == "t"
+    assert storage_options(plain)["AWS_ALLOW_HTTP"] == "true"  # the embedded server speaks plain HTTP
+    assert "AWS_ALLOW_HTTP" not in storage_options(role) and "AWS_ENDPOINT_URL" not in storage_options(role)
+
+
 def test_embedded_server_is_the_default_endpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("NEWS_INGEST_HOME", str(tmp_path))
     s = S3Settings.from_env({})

@@ -80,18 +80,20 @@ class S3Settings(BaseModel):
             region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1",
         )
 
+    def aws_env(self) -> dict[str, str]:
+        """Endpoint and credentials under their `AWS_*` names, the ones set: what both boto3 (in a child
+        process's environment) and deltalake's object_store (as storage options) read."""
+        named = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_SESSION_TOKEN": self.session_token,
+        }
+        return {k: v for k, v in named.items() if v}
+
     def as_env(self) -> dict[str, str]:
         """The same settings as environment variables, for child processes (Scrapy)."""
-        out = {BUCKET_ENV: self.bucket, "AWS_DEFAULT_REGION": self.region}
-        if self.endpoint_url:
-            out["AWS_ENDPOINT_URL"] = self.endpoint_url
-        if self.access_key_id:
-            out["AWS_ACCESS_KEY_ID"] = self.access_key_id
-        if self.secret_access_key:
-            out["AWS_SECRET_ACCESS_KEY"] = self.secret_access_key
-        if self.session_token:
-            out["AWS_SESSION_TOKEN"] = self.session_token
-        return out
+        return {BUCKET_ENV: self.bucket, "AWS_DEFAULT_REGION": self.region, **self.aws_env()}
 
 
 def embedded_server_info_path() -> Path:

@@ -85,17 +85,14 @@ def table_uri(settings: S3Settings) -> str:
 
 def storage_options(settings: S3Settings) -> dict[str, str]:
     """`deltalake` (object_store) options for the bucket: endpoint, credentials, etag-conditional commits."""
-    opts = {"AWS_REGION": settings.region, "conditional_put": "etag", "AWS_S3_ADDRESSING_STYLE": "path"}
-    if settings.endpoint_url:
-        opts["AWS_ENDPOINT_URL"] = settings.endpoint_url
-        if settings.endpoint_url.startswith("http://"):
-            opts["AWS_ALLOW_HTTP"] = "true"
-    if settings.access_key_id:
-        opts["AWS_ACCESS_KEY_ID"] = settings.access_key_id
-    if settings.secret_access_key:
-        opts["AWS_SECRET_ACCESS_KEY"] = settings.secret_access_key
-    if settings.session_token:
-        opts["AWS_SESSION_TOKEN"] = settings.session_token
+    opts = {
+        "AWS_REGION": settings.region,
+        "conditional_put": "etag",
+        "AWS_S3_ADDRESSING_STYLE": "path",
+        **settings.aws_env(),
+    }
+    if (settings.endpoint_url or "").startswith("http://"):
+        opts["AWS_ALLOW_HTTP"] = "true"
     return opts
 
 

@@ -175,20 +175,22 @@ def commit_tables(
             for rb in table.to_batches(max_chunksize=batch_rows):
                 yield delta.with_partition(rb, dt)
 
+    metadata = {
+        "news_ingest.code_version": pipeline.__version__,
+        "news_ingest.sources": json.dumps(sorted(s for s in covered if s is not None)),
+        "news_ingest.rows": rows,
+        "news_ingest.repeats_dropped": repeats,
+    }
+    properties = _writer_properties(parquet_options)
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             version = delta.commit_run(
                 ctx.s3,
                 run_id,
-                first_occurrences(),
+                first_occurrences(),  # a fresh pass over the tables on every try
                 sources=covered,
-                metadata={
-                    "news_ingest.code_version": pipeline.__version__,
-                    "news_ingest.sources": json.dumps(sorted(s for s in covered if s is not None)),
-                    "news_ingest.rows": rows,
-                    "news_ingest.repeats_dropped": repeats,
-                },
-                properties=_writer_properties(parquet_options),
+                metadata=metadata,
+                properties=properties,
                 target_file_size=max_file_bytes,
             )
             break

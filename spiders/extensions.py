@@ -99,8 +99,10 @@ class IncrementalMiddleware:
             self.stats.inc_value("news/state_shards_prefetched", fetched)
 
     def _batches(self, pending: list) -> list:
-        if any(isinstance(r, Request) for r in pending):
-            self._prefetch([r for r in pending if isinstance(r, Request)])
+        """`pending` unchanged, once the state shards of its requests' URLs are read."""
+        requests = [r for r in pending if isinstance(r, Request)]
+        if requests:
+            self._prefetch(requests)
         return pending
 
     def process_spider_output(self, response, result: Iterable, spider=None) -> Iterator:

@@ -430,7 +430,8 @@ def dedupe_commit_key(number: int, seg_prefix: str = DEDUPE_SEGMENT_PREFIX) -> s
 
 def dedupe_commit_of(key: str, seg_prefix: str = DEDUPE_SEGMENT_PREFIX) -> int | None:
     """The number of a `dedupe_commit_key` under `seg_prefix`; None for anything else there."""
-    tail = key[len(dedupe_commit_prefix(seg_prefix)) :] if key.startswith(dedupe_commit_prefix(seg_prefix)) else ""
+    prefix = dedupe_commit_prefix(seg_prefix)
+    tail = key[len(prefix) :] if key.startswith(prefix) else ""
     return int(tail) if len(tail) == 12 and tail.isdigit() else None
 
 

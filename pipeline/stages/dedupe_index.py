@@ -1468,7 +1468,8 @@ class KeyCache:
                 fh.write(entries["key"].astype("<u8").tobytes())
                 fh.write(entries["ref"].astype("<u4").tobytes())
             os.replace(tmp, path)
-            CACHE_STATS["stored"] += 1
+            with _lock:
+                CACHE_STATS["stored"] += 1
         except OSError as exc:  # the segment is committed; a cache that cannot be written is only slower
             log.warning("dedupe key cache: cannot write %s: %s", path, exc)
         finally:
